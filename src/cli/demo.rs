@@ -1,0 +1,1 @@
+//! `portico demo`.

@@ -1,0 +1,6 @@
+//! Subcommands: one file each.
+
+pub mod cert;
+pub mod check;
+pub mod demo;
+pub mod run;

@@ -1,0 +1,1 @@
+//! The TOML file as written: serde types with spans, unknown keys rejected.

@@ -1,0 +1,272 @@
+//! Validated configuration: what `validate` produces and the hot path reads.
+//!
+//! Nothing here is an `Option` that validation already filled in, and nothing is
+//! a string that should have been parsed (durations, addresses, templates).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use rustls::sign::CertifiedKey;
+
+use crate::template::Template;
+
+/// One validated `portico.toml`.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The file this snapshot was read from (for messages and reload).
+    pub source: PathBuf,
+    /// `[runtime]`.
+    pub runtime: RuntimeSettings,
+    /// `[admin]`, absent when not configured.
+    pub admin: Option<Admin>,
+    /// `[upstream.NAME]`, in file order. `Action::Proxy` indexes into this.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// One entry per distinct listen address, in order of first appearance.
+    pub listeners: Vec<Listener>,
+    /// Non-fatal findings (e.g. `tls_verify = false`, self-signed certificates),
+    /// logged as warnings at start and by `portico check`.
+    pub warnings: Vec<String>,
+}
+
+/// `[runtime]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// `None`: one per CPU.
+    pub worker_threads: Option<usize>,
+    /// `None`: stderr.
+    pub error_log: Option<PathBuf>,
+    pub error_log_level: LogLevel,
+    pub pid_file: Option<PathBuf>,
+    pub shutdown_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    /// Bytes; request line plus headers.
+    pub max_request_header_size: usize,
+    /// Bytes; `None` = unlimited (the file's "0").
+    pub client_max_body_size: Option<u64>,
+    pub max_connections: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            worker_threads: None,
+            error_log: None,
+            error_log_level: LogLevel::Warn,
+            pid_file: None,
+            shutdown_timeout: Duration::from_secs(30),
+            client_header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            max_request_header_size: 32 * 1024,
+            client_max_body_size: None,
+            max_connections: 10_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `error_log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// An IP network such as `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+/// `[upstream.NAME]`.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    /// Every server, primaries and backups, in file order (indices are stable
+    /// and are what ip_hash and sticky tables refer to).
+    pub peers: Vec<Peer>,
+    /// `Some` when `tls = true`.
+    pub tls: Option<UpstreamTls>,
+    pub balance: Balance,
+    /// Idle pooled connections kept per server.
+    pub keepalive: usize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub sticky: Option<Sticky>,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// As written in the file (`"10.0.0.1:9443"`, `"localhost:9443"`): used in logs,
+    /// metrics and as the stable identity of the server across reloads.
+    pub address: String,
+    /// The host part of `address` (default TLS server name).
+    pub host: String,
+    /// Resolved at load time, as nginx does.
+    pub socket_addr: SocketAddr,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub backup: bool,
+    pub down: bool,
+}
+
+/// TLS toward an upstream.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub verify: bool,
+    /// Overrides the peer's host as SNI and the name checked in its certificate.
+    pub server_name: Option<String>,
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("verify", &self.verify)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    IpHash { consistent: bool },
+}
+
+/// `[upstream.NAME.sticky]`.
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    /// Cookie name learned from Set-Cookie (matched case-insensitively).
+    pub learn: String,
+    pub zone: String,
+    /// Maximum number of sessions kept.
+    pub capacity: usize,
+    pub timeout: Duration,
+    pub store: Option<String>,
+}
+
+/// One listen address and the virtual servers on it.
+#[derive(Debug)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// Whether every server on this address terminates TLS.
+    pub tls: bool,
+    pub servers: Vec<Arc<VirtualServer>>,
+    /// Index into `servers`: `default_server = true`, else the first declared.
+    pub default_server: usize,
+}
+
+/// One `[[server]]`.
+#[derive(Debug)]
+pub struct VirtualServer {
+    /// The first `server_name` (or `"_"` when none): `$server_name`, log labels.
+    pub name: String,
+    pub server_names: Vec<ServerName>,
+    /// The certificate for TLS listeners (`None` on plain ones).
+    pub certificate: Option<Arc<CertifiedKey>>,
+    /// Sorted by prefix length, longest first, so the first match wins.
+    pub locations: Vec<Location>,
+    /// Headers set toward the upstream, in order; `None` removes the header.
+    pub headers: Vec<HeaderRule>,
+    pub access_log: Option<PathBuf>,
+    pub access_log_format: AccessLogFormat,
+    pub error_log: Option<PathBuf>,
+    /// Per-server overrides of the upstream's timeouts.
+    pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
+}
+
+/// A `server_name` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerName {
+    /// Lower-case, no trailing dot.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com` (lower-case): matches any name
+    /// ending with it that has at least one more label.
+    Wildcard(String),
+}
+
+impl ServerName {
+    /// Whether `host` (already lower-case, no port, no trailing dot) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            ServerName::Exact(name) => name == host,
+            ServerName::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+/// One header rule from `[server.headers]` (or the default set).
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub name: http::HeaderName,
+    /// `None` removes the header (the file's `""`).
+    pub value: Option<Template>,
+}
+
+/// `access_log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Combined,
+    Json,
+}
+
+/// One `[[server.location]]` (or the shorthand `proxy_pass`/`redirect` on a server).
+#[derive(Debug)]
+pub struct Location {
+    pub prefix: String,
+    pub action: Action,
+}
+
+/// What a location does with a request.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to `Snapshot::upstreams[index]`.
+    Proxy { upstream: usize },
+    /// Answer with this status and an empty body.
+    Return { status: StatusCode },
+    /// Answer with a redirect to the rendered template.
+    Redirect { location: Template, status: StatusCode },
+}

@@ -1,0 +1,1 @@
+//! Bind, accept loop, graceful drain.

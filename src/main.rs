@@ -1,0 +1,3 @@
+//! The `portico` binary: parses the command line and turns errors into exit codes.
+
+fn main() {}

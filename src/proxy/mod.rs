@@ -1,0 +1,1 @@
+//! Handles one request: route, forward, answer.

@@ -1,0 +1,324 @@
+//! Header and redirect templates: `"https://$host$request_uri"` compiled once at
+//! load, rendered per request without re-parsing.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+use thiserror::Error;
+
+/// A compiled template: literal text and variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Var(Variable),
+}
+
+/// The variables a template may use (see the configuration contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Variable {
+    /// Host without port and trailing dot, lower-case; else the server name.
+    Host,
+    /// The Host header (or h2 `:authority`) as sent.
+    HttpHost,
+    RemoteAddr,
+    RemotePort,
+    Scheme,
+    ServerPort,
+    ServerName,
+    /// Path and query as sent.
+    RequestUri,
+    ProxyAddXForwardedFor,
+    /// `$http_NAME`: a request header, `_` read as `-`.
+    Http(http::HeaderName),
+    /// `$cookie_NAME`: a request cookie's value.
+    Cookie(String),
+}
+
+/// Why a template did not compile.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TemplateError {
+    #[error("unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)")]
+    UnknownVariable(String),
+    #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
+    EmptyVariable,
+    #[error("`${{` is not closed by `}}`")]
+    UnclosedBrace,
+    #[error("templates cannot contain control characters such as CR or LF")]
+    ControlCharacter,
+}
+
+/// What a template is rendered against: one request as the proxy sees it.
+pub struct RequestContext<'a> {
+    pub host: &'a str,
+    pub http_host: &'a str,
+    pub remote: SocketAddr,
+    pub scheme: &'a str,
+    pub server_port: u16,
+    pub server_name: &'a str,
+    pub request_uri: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Whether the peer may pass on its X-Forwarded-For (`trusted_proxies`).
+    pub peer_trusted: bool,
+}
+
+impl Template {
+    /// Compiles `text`. `$name` ends at the first character that is not
+    /// alphanumeric or `_`; `${name}` delimits it explicitly; `$$` is a `$`.
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
+        if text.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(TemplateError::ControlCharacter);
+        }
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(pos) = rest.find('$') {
+            literal.push_str(&rest[..pos]);
+            rest = &rest[pos + 1..];
+            if let Some(after) = rest.strip_prefix('$') {
+                literal.push('$');
+                rest = after;
+                continue;
+            }
+            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+                let end = braced.find('}').ok_or(TemplateError::UnclosedBrace)?;
+                (&braced[..end], &braced[end + 1..])
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if name.is_empty() {
+                return Err(TemplateError::EmptyVariable);
+            }
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(Part::Var(Variable::parse(name)?));
+            rest = after;
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Template { parts })
+    }
+
+    /// A template that is just this text.
+    pub fn literal(text: &str) -> Template {
+        Template { parts: vec![Part::Literal(text.to_owned())] }
+    }
+
+    /// The template's text when it has no variables.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether the template uses `var`.
+    pub fn uses(&self, var: &Variable) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Var(v) if v == var))
+    }
+
+    /// Renders into `out` (appending). Values taken from the request are
+    /// stripped of CR, LF and NUL so that no header can be injected.
+    pub fn render_into(&self, ctx: &RequestContext<'_>, out: &mut String) {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Var(var) => var.render_into(ctx, out),
+            }
+        }
+    }
+
+    /// Renders into a new string.
+    pub fn render(&self, ctx: &RequestContext<'_>) -> String {
+        let mut out = String::new();
+        self.render_into(ctx, &mut out);
+        out
+    }
+}
+
+impl Variable {
+    fn parse(name: &str) -> Result<Variable, TemplateError> {
+        Ok(match name {
+            "host" => Variable::Host,
+            "http_host" => Variable::HttpHost,
+            "remote_addr" => Variable::RemoteAddr,
+            "remote_port" => Variable::RemotePort,
+            "scheme" => Variable::Scheme,
+            "server_port" => Variable::ServerPort,
+            "server_name" => Variable::ServerName,
+            "request_uri" => Variable::RequestUri,
+            "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
+            _ => {
+                if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                    let header = header.replace('_', "-").to_ascii_lowercase();
+                    let header = http::HeaderName::from_bytes(header.as_bytes())
+                        .map_err(|_| TemplateError::UnknownVariable(name.to_owned()))?;
+                    Variable::Http(header)
+                } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                    Variable::Cookie(cookie.to_owned())
+                } else {
+                    return Err(TemplateError::UnknownVariable(name.to_owned()));
+                }
+            }
+        })
+    }
+
+    fn render_into(&self, ctx: &RequestContext<'_>, out: &mut String) {
+        match self {
+            Variable::Host => push_clean(out, ctx.host),
+            Variable::HttpHost => push_clean(out, ctx.http_host),
+            Variable::RemoteAddr => {
+                let _ = write!(out, "{}", canonical_ip(ctx.remote.ip()));
+            }
+            Variable::RemotePort => {
+                let _ = write!(out, "{}", ctx.remote.port());
+            }
+            Variable::Scheme => out.push_str(ctx.scheme),
+            Variable::ServerPort => {
+                let _ = write!(out, "{}", ctx.server_port);
+            }
+            Variable::ServerName => out.push_str(ctx.server_name),
+            Variable::RequestUri => push_clean(out, ctx.request_uri),
+            Variable::ProxyAddXForwardedFor => {
+                if ctx.peer_trusted {
+                    let mut first = true;
+                    for value in ctx.headers.get_all(http::header::HeaderName::from_static("x-forwarded-for")) {
+                        if let Ok(value) = value.to_str() {
+                            let value = value.trim();
+                            if value.is_empty() {
+                                continue;
+                            }
+                            if !first {
+                                out.push_str(", ");
+                            }
+                            push_clean(out, value);
+                            first = false;
+                        }
+                    }
+                    if !first {
+                        out.push_str(", ");
+                    }
+                }
+                let _ = write!(out, "{}", canonical_ip(ctx.remote.ip()));
+            }
+            Variable::Http(name) => {
+                let mut first = true;
+                for value in ctx.headers.get_all(name) {
+                    if let Ok(value) = value.to_str() {
+                        if !first {
+                            out.push_str(", ");
+                        }
+                        push_clean(out, value);
+                        first = false;
+                    }
+                }
+            }
+            Variable::Cookie(name) => {
+                if let Some(value) = cookie_value(ctx.headers, name) {
+                    push_clean(out, value);
+                }
+            }
+        }
+    }
+}
+
+/// The address as a client would write it: IPv4-mapped IPv6 shown as IPv4.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Finds cookie `name` (case-sensitive, as browsers send it) in the Cookie headers.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+}
+
+fn push_clean(out: &mut String, value: &str) {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        out.extend(value.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')));
+    } else {
+        out.push_str(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(headers: &'a HeaderMap, trusted: bool) -> RequestContext<'a> {
+        RequestContext {
+            host: "api.example.com",
+            http_host: "API.example.com:8443",
+            remote: "127.0.1.5:40000".parse().unwrap_or_else(|_| unreachable!()),
+            scheme: "https",
+            server_port: 8443,
+            server_name: "api.example.com",
+            request_uri: "/a/b?c=d",
+            headers,
+            peer_trusted: trusted,
+        }
+    }
+
+    #[test]
+    fn renders_variables_and_literals() -> Result<(), TemplateError> {
+        let headers = HeaderMap::new();
+        let t = Template::parse("https://$host$request_uri")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "https://api.example.com/a/b?c=d");
+        let t = Template::parse("${scheme}x$$y:$server_port $remote_addr:$remote_port $http_host")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "httpsx$y:8443 127.0.1.5:40000 API.example.com:8443");
+        Ok(())
+    }
+
+    #[test]
+    fn x_forwarded_for_appends_only_for_trusted_peers() -> Result<(), TemplateError> {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", http::HeaderValue::from_static("10.1.1.1"));
+        headers.append("x-forwarded-for", http::HeaderValue::from_static("10.2.2.2, 10.3.3.3"));
+        let t = Template::parse("$proxy_add_x_forwarded_for")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "10.1.1.1, 10.2.2.2, 10.3.3.3, 127.0.1.5");
+        assert_eq!(t.render(&ctx(&headers, false)), "127.0.1.5");
+        let empty = HeaderMap::new();
+        assert_eq!(t.render(&ctx(&empty, true)), "127.0.1.5");
+        Ok(())
+    }
+
+    #[test]
+    fn headers_and_cookies() -> Result<(), TemplateError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-custom-id", http::HeaderValue::from_static("abc"));
+        headers.insert("cookie", http::HeaderValue::from_static("a=1; JSESSIONID=XYZ; b=2"));
+        let t = Template::parse("$http_x_custom_id/$cookie_JSESSIONID/$cookie_missing")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "abc/XYZ/");
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert_eq!(Template::parse("$nope"), Err(TemplateError::UnknownVariable("nope".into())));
+        assert_eq!(Template::parse("a$"), Err(TemplateError::EmptyVariable));
+        assert_eq!(Template::parse("${host"), Err(TemplateError::UnclosedBrace));
+        assert_eq!(Template::parse("a\r\nb"), Err(TemplateError::ControlCharacter));
+    }
+}

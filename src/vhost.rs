@@ -1,0 +1,1 @@
+//! (listen address, Host) -> VirtualServer -> Location.
