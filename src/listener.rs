@@ -1,1 +1,129 @@
-//! Bind, accept loop, graceful drain.
+//! Bind, accept loop, TLS handshake, HTTP/1.1 and h2 serving, graceful drain.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, watch};
+
+use crate::proxy::{self, ConnInfo, Site};
+
+/// What every accept loop shares: the current site, the connection limit and
+/// the drain tracker.
+pub struct Shared {
+    pub site: ArcSwap<Site>,
+    connections: Arc<Semaphore>,
+    /// Taken at shutdown; `None` afterwards so late connections are not tracked.
+    graceful: Mutex<Option<GracefulShutdown>>,
+    http: auto::Builder<TokioExecutor>,
+}
+
+impl Shared {
+    /// Shares `site`; at most `max_connections` client connections at once.
+    pub fn new(site: Arc<Site>) -> Shared {
+        let runtime = &site.snapshot.runtime;
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(runtime.client_header_timeout)
+            .max_buf_size(runtime.max_request_header_size.max(8192));
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(runtime.max_request_header_size).unwrap_or(u32::MAX));
+        Shared {
+            connections: Arc::new(Semaphore::new(runtime.max_connections.max(1))),
+            graceful: Mutex::new(Some(GracefulShutdown::new())),
+            http,
+            site: ArcSwap::new(site),
+        }
+    }
+
+    /// Stops tracking new connections and returns the tracker to drain.
+    pub fn take_graceful(&self) -> Option<GracefulShutdown> {
+        self.graceful.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Binds `addr` with SO_REUSEADDR (a restart must not wait for TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections on `listener` (entry `index` of the site's listeners)
+/// until `stop` turns true.
+pub async fn accept_loop(listener: TcpListener, index: usize, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        // Over max_connections, wait here: further clients queue in the backlog.
+        let permit = tokio::select! {
+            permit = shared.connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept on {:?} failed: {e}", listener.local_addr().ok());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Some(watcher) =
+            shared.graceful.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|g| g.watcher())
+        else {
+            return;
+        };
+        let site = shared.site.load_full();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else { return };
+            let Some(state) = site.listeners.get(index) else { return };
+            let handshake_timeout = site.snapshot.runtime.client_header_timeout;
+            match state.tls.clone() {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake with {remote} failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake with {remote} timed out");
+                            return;
+                        }
+                    };
+                    let info = Arc::new(ConnInfo::new(site, index, remote, local, true));
+                    let service = service_fn(move |request| proxy::handle(info.clone(), request));
+                    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!("connection from {remote}: {e}");
+                    }
+                }
+                None => {
+                    let info = Arc::new(ConnInfo::new(site, index, remote, local, false));
+                    let service = service_fn(move |request| proxy::handle(info.clone(), request));
+                    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!("connection from {remote}: {e}");
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,3 +1,37 @@
 //! The `portico` binary: parses the command line and turns errors into exit codes.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portico::cli;
+
+/// A reverse proxy and load balancer for clustered Java application servers.
+#[derive(Parser, Debug)]
+#[command(name = "portico", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a configuration in the foreground.
+    Run(cli::run::RunArgs),
+    /// Try portico: the quickstart config with two built-in backend nodes.
+    Demo(cli::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match &cli.command {
+        Command::Run(args) => cli::run::run(args).map_err(Into::into),
+        Command::Demo(args) => cli::demo::run(args).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portico: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -43,7 +43,9 @@ pub enum Variable {
 /// Why a template did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)")]
+    #[error(
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)"
+    )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
     EmptyVariable,
@@ -89,9 +91,7 @@ impl Template {
                 let end = braced.find('}').ok_or(TemplateError::UnclosedBrace)?;
                 (&braced[..end], &braced[end + 1..])
             } else {
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
                 (&rest[..end], &rest[end..])
             };
             if name.is_empty() {
@@ -244,15 +244,12 @@ pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
 
 /// Finds cookie `name` (case-sensitive, as browsers send it) in the Cookie headers.
 pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
+    headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+        |pair| {
             let (k, v) = pair.split_once('=')?;
             (k.trim() == name).then(|| v.trim())
-        })
+        },
+    )
 }
 
 fn push_clean(out: &mut String, value: &str) {

@@ -1,1 +1,128 @@
-//! (listen address, Host) -> VirtualServer -> Location.
+//! (listen address, Host) -> VirtualServer -> Location: the routing tables
+//! built once per snapshot and read by every request.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::config::runtime::{Listener, Location, ServerName, VirtualServer};
+
+/// Server lookup for one listen address: exact names in a hash map, wildcard
+/// suffixes longest first, then the default server.
+#[derive(Debug)]
+pub struct Router {
+    exact: HashMap<String, usize>,
+    /// (suffix such as ".example.com", server index), longest suffix first.
+    wildcards: Vec<(String, usize)>,
+    default_server: usize,
+}
+
+impl Router {
+    /// Builds the tables for `listener`'s servers. When two servers claim one
+    /// name (validation forbids it), the first declared wins.
+    pub fn new(listener: &Listener) -> Router {
+        let mut exact = HashMap::new();
+        let mut wildcards = Vec::new();
+        for (index, server) in listener.servers.iter().enumerate() {
+            for name in &server.server_names {
+                match name {
+                    ServerName::Exact(name) => {
+                        exact.entry(name.clone()).or_insert(index);
+                    }
+                    ServerName::Wildcard(suffix) => wildcards.push((suffix.clone(), index)),
+                }
+            }
+        }
+        wildcards.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        Router { exact, wildcards, default_server: listener.default_server }
+    }
+
+    /// The index of the server for `host` (normalized by [`normalize_host`]).
+    pub fn route(&self, host: &str) -> usize {
+        if let Some(&index) = self.exact.get(host) {
+            return index;
+        }
+        self.wildcards
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+            .map_or(self.default_server, |&(_, index)| index)
+    }
+}
+
+/// `$host`: the Host (or `:authority`) lower-cased, without port and trailing dot.
+/// Borrows when the header is already in that form, as it nearly always is.
+pub fn normalize_host(raw: &str) -> Cow<'_, str> {
+    let without_port = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets' content with brackets, drop the port.
+        match rest.find(']') {
+            Some(end) => &raw[..end + 2],
+            None => raw,
+        }
+    } else {
+        match raw.rfind(':') {
+            Some(colon) => &raw[..colon],
+            None => raw,
+        }
+    };
+    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// The longest-prefix location of `server` for `path` (locations are sorted
+/// longest first, so the first match wins).
+pub fn location<'s>(server: &'s VirtualServer, path: &str) -> Option<&'s Location> {
+    server.locations.iter().find(|loc| path.starts_with(loc.prefix.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_hosts() {
+        assert_eq!(normalize_host("API.Example.com:8443"), "api.example.com");
+        assert_eq!(normalize_host("api.example.com."), "api.example.com");
+        assert_eq!(normalize_host("[::1]:8443"), "[::1]");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+        assert!(matches!(normalize_host("gw.example.com"), Cow::Borrowed(_)));
+    }
+
+    fn server(names: &[ServerName]) -> std::sync::Arc<VirtualServer> {
+        std::sync::Arc::new(VirtualServer {
+            name: "_".into(),
+            server_names: names.to_vec(),
+            certificate: None,
+            locations: Vec::new(),
+            headers: Vec::new(),
+            access_log: None,
+            access_log_format: crate::config::runtime::AccessLogFormat::Combined,
+            error_log: None,
+            read_timeout: None,
+            send_timeout: None,
+        })
+    }
+
+    #[test]
+    fn routes_exact_then_longest_wildcard_then_default() -> Result<(), std::net::AddrParseError> {
+        let listener = Listener {
+            addr: "127.0.0.1:0".parse()?,
+            tls: false,
+            servers: vec![
+                server(&[ServerName::Exact("api.example.com".into())]),
+                server(&[ServerName::Wildcard(".example.com".into())]),
+                server(&[ServerName::Wildcard(".eu.example.com".into())]),
+            ],
+            default_server: 0,
+        };
+        let router = Router::new(&listener);
+        assert_eq!(router.route("api.example.com"), 0);
+        assert_eq!(router.route("gw.example.com"), 1);
+        assert_eq!(router.route("gw.eu.example.com"), 2);
+        assert_eq!(router.route("example.com"), 0);
+        assert_eq!(router.route("other.org"), 0);
+        Ok(())
+    }
+}

@@ -1,1 +1,103 @@
-//! `portico run`.
+//! `portico run`: serve a configuration in the foreground until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::config::runtime::LogLevel;
+use crate::config::{self, ConfigErrors};
+use crate::log::Logs;
+
+/// Arguments of `portico run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(short, long, default_value = "/etc/portico/portico.toml")]
+    pub config: PathBuf,
+}
+
+/// Why `portico run` stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot open the error log {}: {source}", path.display())]
+    ErrorLog { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the pid file {}: {source}", path.display())]
+    PidFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Start(#[from] crate::StartError),
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Loads the file, serves it, and returns after a graceful shutdown.
+pub fn run(args: &RunArgs) -> Result<(), RunError> {
+    let snapshot = config::load(&args.config)?;
+    let logs = Logs::new();
+    init_tracing(&logs, snapshot.runtime.error_log.as_deref(), snapshot.runtime.error_log_level)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = snapshot.runtime.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime.enable_all().build().map_err(RunError::Runtime)?;
+    if let Some(path) = &snapshot.runtime.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|source| RunError::PidFile { path: path.clone(), source })?;
+    }
+    let pid_file = snapshot.runtime.pid_file.clone();
+    let result = runtime.block_on(serve(snapshot, logs));
+    if let Some(path) = pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn serve(snapshot: config::Snapshot, logs: Logs) -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    for warning in &snapshot.warnings {
+        tracing::warn!("{warning}");
+    }
+    let listens: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
+    let running = crate::start_with_logs(snapshot, logs).await?;
+    tracing::info!("portico {} serving on {}", env!("CARGO_PKG_VERSION"), listens.join(", "));
+    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut reopen = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = reopen.recv() => {
+                tracing::info!("SIGUSR1: reopening log files");
+                running.logs().reopen();
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Process-wide diagnostics: stderr, or the runtime `error_log` file.
+fn init_tracing(logs: &Logs, error_log: Option<&std::path::Path>, level: LogLevel) -> Result<(), RunError> {
+    let filter = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(filter).with_target(false);
+    // A second initialisation (tests running several servers) keeps the first.
+    let _ = match error_log {
+        Some(path) => {
+            let writer =
+                logs.runtime_writer(path).map_err(|source| RunError::ErrorLog { path: path.to_path_buf(), source })?;
+            builder.with_ansi(false).with_writer(writer).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    Ok(())
+}

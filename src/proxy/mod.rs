@@ -1,1 +1,394 @@
-//! Handles one request: route, forward, answer.
+//! Handles one request: route it to a virtual server and location, then answer
+//! directly (redirect, return) or forward it to an upstream and stream back.
+
+pub mod body;
+pub mod exchange;
+pub mod forwarded;
+pub mod websocket;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body as _, Incoming};
+use thiserror::Error;
+
+use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
+use self::exchange::Exchange;
+use crate::config::runtime::{Action, LogLevel, Snapshot, VirtualServer};
+use crate::log::{AccessLog, ErrorLog, Logs};
+use crate::template::RequestContext;
+use crate::upstream::Pool;
+use crate::upstream::pool::ConnectError;
+use crate::vhost::{self, Router};
+
+/// Everything requests need from one configuration generation: the snapshot,
+/// its routing tables, open logs and upstream pools.
+pub struct Site {
+    pub snapshot: Arc<Snapshot>,
+    /// Index-aligned with `snapshot.upstreams`.
+    pub pools: Vec<Arc<Pool>>,
+    /// Index-aligned with `snapshot.listeners`.
+    pub listeners: Vec<ListenerState>,
+}
+
+/// One listen address's routing table, servers and TLS acceptor.
+pub struct ListenerState {
+    pub router: Router,
+    /// Index-aligned with the listener's `servers`.
+    pub servers: Vec<Arc<ServerState>>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// One virtual server with its open log files.
+pub struct ServerState {
+    pub config: Arc<VirtualServer>,
+    pub access_log: Option<AccessLog>,
+    pub error_log: Option<ErrorLog>,
+}
+
+/// Why a site could not be built from a snapshot.
+#[derive(Debug, Error)]
+pub enum SiteError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot open log {}: {source}", path.display())]
+    Log { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl Site {
+    /// Opens logs and builds routing tables, TLS acceptors and pools.
+    pub fn build(snapshot: Arc<Snapshot>, logs: &Logs) -> Result<Site, SiteError> {
+        let pools = snapshot.upstreams.iter().map(|u| Arc::new(Pool::new(u.clone()))).collect();
+        let level = snapshot.runtime.error_log_level;
+        let mut listeners = Vec::with_capacity(snapshot.listeners.len());
+        for listener in &snapshot.listeners {
+            let mut servers = Vec::with_capacity(listener.servers.len());
+            for server in &listener.servers {
+                let access_log = match &server.access_log {
+                    Some(path) => Some(
+                        logs.access(path, server.access_log_format)
+                            .map_err(|source| SiteError::Log { path: path.clone(), source })?,
+                    ),
+                    None => None,
+                };
+                let error_log = match &server.error_log {
+                    Some(path) => {
+                        Some(logs.error(path, level).map_err(|source| SiteError::Log { path: path.clone(), source })?)
+                    }
+                    None => None,
+                };
+                servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log }));
+            }
+            let tls = if listener.tls {
+                Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(listener)?))
+            } else {
+                None
+            };
+            listeners.push(ListenerState { router: Router::new(listener), servers, tls });
+        }
+        Ok(Site { snapshot, pools, listeners })
+    }
+}
+
+/// One client connection: where it came in and from whom.
+pub struct ConnInfo {
+    pub site: Arc<Site>,
+    /// Index into `site.listeners`.
+    pub listener: usize,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// Whether `remote` may pass on its X-Forwarded-For (`trusted_proxies`).
+    pub peer_trusted: bool,
+}
+
+impl ConnInfo {
+    /// Context for a connection accepted on `listener` from `remote`.
+    pub fn new(site: Arc<Site>, listener: usize, remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
+        let trusted = &site.snapshot.runtime.trusted_proxies;
+        let peer_trusted = trusted.is_empty() || trusted.iter().any(|cidr| cidr.contains(remote.ip()));
+        ConnInfo { site, listener, remote, local, tls, peer_trusted }
+    }
+}
+
+/// Answers one request. Never fails: every problem becomes a status code.
+pub async fn handle(
+    conn: Arc<ConnInfo>,
+    mut request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, hyper::Error> {
+    let client_upgrade = (request.version() == Version::HTTP_11 && forwarded::is_upgrade_request(request.headers()))
+        .then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, incoming) = request.into_parts();
+
+    let http_host = request_host(&parts).unwrap_or_default().to_owned();
+    let listener = &conn.site.listeners[conn.listener];
+    let host = vhost::normalize_host(&http_host);
+    let server = listener.servers[listener.router.route(&host)].clone();
+    let host: &str = if host.is_empty() { &server.config.name } else { &host };
+    let mut exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+
+    let path = parts.uri.path();
+    let Some(location) = vhost::location(&server.config, path) else {
+        return Ok(answer(exchange, StatusCode::NOT_FOUND));
+    };
+    let request_uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let ctx = RequestContext {
+        host,
+        http_host: &http_host,
+        remote: conn.remote,
+        scheme: if conn.tls { "https" } else { "http" },
+        server_port: conn.local.port(),
+        server_name: &server.config.name,
+        request_uri: &request_uri,
+        headers: &parts.headers,
+        peer_trusted: conn.peer_trusted,
+    };
+    match &location.action {
+        Action::Return { status } => Ok(answer(exchange, *status)),
+        Action::Redirect { location, status } => {
+            let target = location.render(&ctx);
+            let mut response = error_response(*status);
+            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(target)) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            exchange.set_status(*status);
+            exchange.finish(0, true);
+            Ok(response)
+        }
+        Action::Proxy { upstream } => {
+            let rendered = forwarded::render_rules(&server.config.headers, &ctx);
+            forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+            forwarded::apply_rules(&server.config.headers, rendered, &mut parts.headers);
+            if !parts.headers.contains_key(header::HOST) {
+                // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
+                // an HTTP/1.1 upstream needs a Host either way.
+                let value = if http_host.is_empty() { host } else { &http_host };
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    parts.headers.insert(header::HOST, value);
+                }
+            }
+            let Some(pool) = conn.site.pools.get(*upstream).cloned() else {
+                return Ok(answer(exchange, StatusCode::BAD_GATEWAY));
+            };
+            let head = UpstreamHead { method: parts.method, uri: origin_form(&parts.uri), headers: parts.headers };
+            Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
+        }
+    }
+}
+
+/// The request line and headers as they go upstream.
+struct UpstreamHead {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+/// Why one attempt at an upstream failed.
+#[derive(Debug, Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("upstream timed out ({0:?} without a response)")]
+    Timeout(Duration),
+    #[error("upstream failed: {0}")]
+    Upstream(#[source] hyper::Error),
+}
+
+impl AttemptError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AttemptError::Connect(ConnectError::Timeout(_)) | AttemptError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+async fn forward(
+    conn: &ConnInfo,
+    server: &VirtualServer,
+    pool: Arc<Pool>,
+    mut head: UpstreamHead,
+    incoming: Incoming,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    mut exchange: Exchange,
+) -> Response<ResponseBody> {
+    let upstream = &pool.upstream;
+    let read_timeout = server.read_timeout.unwrap_or(upstream.read_timeout);
+    let send_timeout = server.send_timeout.unwrap_or(upstream.send_timeout);
+    let body_empty = incoming.is_end_stream();
+    let progress = Progress::new(body_empty);
+    let mut body = Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone()) });
+    // A request may be sent again only when nothing of it is lost by doing so.
+    let repeatable = body_empty && is_idempotent(&head.method);
+    let client_ip: IpAddr = conn.remote.ip();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error: Option<StatusCode> = None;
+
+    loop {
+        let Some(peer) = pool.pick(client_ip, &tried) else {
+            let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
+            if last_error.is_none() {
+                exchange.upstream_error(format_args!("no live upstreams in \"{}\"", upstream.name));
+            }
+            return answer(exchange, status);
+        };
+        tried.push(peer);
+        exchange.set_upstream(&pool, peer);
+
+        let mut connection = match pool.connect(peer).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                // Nothing was sent: any request may go to the next server.
+                exchange.upstream_error(format_args!("{e}"));
+                pool.report_failure(peer);
+                last_error = Some(AttemptError::from(e).status());
+                continue;
+            }
+        };
+        let Some(request_body) = body.take() else {
+            return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
+        };
+        // Keep a copy of the head only when a retry after sending may need it.
+        let kept_copy = repeatable && tried.len() < upstream.peers.len();
+        let headers = if kept_copy { head.headers.clone() } else { std::mem::take(&mut head.headers) };
+        let mut request = Request::new(request_body);
+        *request.method_mut() = head.method.clone();
+        *request.uri_mut() = head.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+
+        let sent = send(&mut connection, request, &progress, read_timeout, send_timeout).await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err((error, unsent)) => {
+                if let Some(unsent) = unsent {
+                    // The connection closed before the request was written: take
+                    // it back. On a kept-alive connection that is the server
+                    // having closed it meanwhile, not a failure of the server.
+                    let (parts, request_body) = unsent.into_parts();
+                    head.headers = parts.headers;
+                    body = Some(request_body);
+                    if connection.reused {
+                        tried.pop();
+                        continue;
+                    }
+                } else if kept_copy {
+                    body = Some(RequestBody::empty());
+                } else {
+                    exchange.upstream_error(format_args!("{error}"));
+                    pool.report_failure(peer);
+                    return answer(exchange, error.status());
+                }
+                exchange.upstream_error(format_args!("{error}"));
+                pool.report_failure(peer);
+                last_error = Some(error.status());
+                continue;
+            }
+        };
+        pool.report_success(peer);
+        let status = response.status();
+        exchange.set_status(status);
+
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                let (parts, _) = response.into_parts();
+                tokio::spawn(websocket::tunnel(client_upgrade, upstream_upgrade, read_timeout, exchange));
+                return Response::from_parts(parts, ResponseBody::empty());
+            }
+            exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
+            return answer(exchange, StatusCode::BAD_GATEWAY);
+        }
+
+        let (mut parts, incoming) = response.into_parts();
+        forwarded::remove_hop_by_hop(&mut parts.headers, false);
+        let body = UpstreamBody::new(incoming, read_timeout, pool.clone(), connection, exchange);
+        return Response::from_parts(parts, ResponseBody::Upstream(Box::new(body)));
+    }
+}
+
+type SendError = (AttemptError, Option<Request<RequestBody>>);
+
+/// Sends `request` and waits for the response head. The wait times out only
+/// after `read_timeout` (`send_timeout` while the body is still uploading)
+/// without the request body moving, so a long upload is not cut short.
+async fn send(
+    connection: &mut crate::upstream::pool::Connection,
+    request: Request<RequestBody>,
+    progress: &Progress,
+    read_timeout: Duration,
+    send_timeout: Duration,
+) -> Result<Response<Incoming>, SendError> {
+    let response = connection.sender.try_send_request(request);
+    tokio::pin!(response);
+    loop {
+        let limit = if progress.is_done() { read_timeout } else { send_timeout };
+        let deadline = progress.last() + limit;
+        tokio::select! {
+            result = &mut response => {
+                return result.map_err(|mut e| {
+                    let unsent = e.take_message();
+                    (AttemptError::Upstream(e.into_error()), unsent)
+                });
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let limit = if progress.is_done() { read_timeout } else { send_timeout };
+                if progress.last() + limit <= std::time::Instant::now() {
+                    return Err((AttemptError::Timeout(limit), None));
+                }
+            }
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+/// The Host as the client sent it: the Host header, else (h2, absolute-form)
+/// the URI's authority.
+fn request_host(parts: &http::request::Parts) -> Option<&str> {
+    match parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(host) => Some(host),
+        None => parts.uri.authority().map(|a| a.as_str()),
+    }
+}
+
+/// The request target toward the upstream: path and query only.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// A response made here, with the access log line written at once.
+fn answer(mut exchange: Exchange, status: StatusCode) -> Response<ResponseBody> {
+    exchange.set_status(status);
+    let response = error_response(status);
+    let len = response.body().size_hint().exact().unwrap_or(0);
+    if status.is_server_error() {
+        exchange.error(LogLevel::Debug, format_args!("answered {status}"));
+    }
+    exchange.finish(len, true);
+    response
+}
+
+fn error_response(status: StatusCode) -> Response<ResponseBody> {
+    let body = if status.is_client_error() || status.is_server_error() || status.is_redirection() {
+        let reason = status.canonical_reason().unwrap_or("");
+        ResponseBody::full(format!("{} {reason}\n", status.as_u16()))
+    } else {
+        ResponseBody::empty()
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if matches!(response.body(), ResponseBody::Full(Some(_))) {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    }
+    response
+}

@@ -1,5 +1,181 @@
-//! Upstream server connections, kept alive per server.
+//! One upstream's live state: which server is next (`balance`), which are
+//! failing (`health`), and the idle kept-alive connections to each.
 
-/// One upstream's servers, health, balancer and idle connections.
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use thiserror::Error;
+use tokio::net::TcpStream;
+
+use super::balance::Balancer;
+use super::health::Health;
+use crate::config::runtime::Upstream;
+use crate::proxy::body::RequestBody;
+
+/// An idle connection is closed after this long unused (nginx's upstream
+/// `keepalive_timeout` default), before the server is likely to close it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One upstream pool.
 #[derive(Debug)]
-pub struct Pool {}
+pub struct Pool {
+    pub upstream: Arc<Upstream>,
+    balancer: Balancer,
+    health: Health,
+    /// Per server: the TLS name (SNI and certificate check), when TLS is on.
+    tls_names: Vec<Option<ServerName<'static>>>,
+    /// Per server: idle connections, most recently used last.
+    idle: Vec<Mutex<Vec<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// A connection to one server, ready for one request.
+#[derive(Debug)]
+pub struct Connection {
+    pub sender: SendRequest<RequestBody>,
+    /// Index of the server in `upstream.peers`.
+    pub peer: usize,
+    /// Whether it came from the idle pool (a failure on it may be the server
+    /// having closed it meanwhile, not the server being down).
+    pub reused: bool,
+}
+
+/// Why no connection to a server could be made.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("HTTP handshake failed: {0}")]
+    Http(#[source] hyper::Error),
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+}
+
+impl Pool {
+    /// A pool with fresh health and balancing state for `upstream`.
+    pub fn new(upstream: Arc<Upstream>) -> Pool {
+        let tls_names = upstream
+            .peers
+            .iter()
+            .map(|peer| {
+                let tls = upstream.tls.as_ref()?;
+                let name = tls.server_name.as_deref().unwrap_or(&peer.host);
+                ServerName::try_from(name.to_owned()).ok()
+            })
+            .collect();
+        Pool {
+            balancer: Balancer::new(&upstream),
+            health: Health::new(&upstream),
+            tls_names,
+            idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            upstream,
+        }
+    }
+
+    /// The next server for a request from `client`, skipping servers in `tried`
+    /// and those that are down or failing. `None`: no server can take it.
+    pub fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        self.balancer.pick(client, &|peer| !tried.contains(&peer) && self.health.is_usable(peer, now))
+    }
+
+    /// Whether `peer` may take traffic now (sticky routing asks before using it).
+    pub fn is_usable(&self, peer: usize) -> bool {
+        peer < self.upstream.peers.len() && self.health.is_usable(peer, Instant::now())
+    }
+
+    /// Counts a failure of `peer` toward `max_fails`.
+    pub fn report_failure(&self, peer: usize) {
+        self.health.record_failure(peer, Instant::now());
+    }
+
+    /// Records that `peer` answered.
+    pub fn report_success(&self, peer: usize) {
+        self.health.record_success(peer);
+    }
+
+    /// An idle connection to `peer` if one is still open, else a new one.
+    pub async fn connect(&self, peer: usize) -> Result<Connection, ConnectError> {
+        if let Some(sender) = self.take_idle(peer) {
+            return Ok(Connection { sender, peer, reused: true });
+        }
+        let sender = self.open(peer).await?;
+        Ok(Connection { sender, peer, reused: false })
+    }
+
+    /// Keeps `conn` for reuse when it is still usable and the server's idle
+    /// slots (`keepalive`) are not all taken; otherwise it is closed.
+    pub fn release(&self, conn: Connection) {
+        if conn.sender.is_closed() || !conn.sender.is_ready() || self.upstream.keepalive == 0 {
+            return;
+        }
+        let Some(slot) = self.idle.get(conn.peer) else { return };
+        let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= self.upstream.keepalive {
+            // Drop the oldest: the newest is the most likely to still be open.
+            idle.remove(0);
+        }
+        idle.push(Idle { sender: conn.sender, since: Instant::now() });
+    }
+
+    fn take_idle(&self, peer: usize) -> Option<SendRequest<RequestBody>> {
+        let slot = self.idle.get(peer)?;
+        let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.sender.is_ready() && entry.since.elapsed() < IDLE_TIMEOUT {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    async fn open(&self, peer: usize) -> Result<SendRequest<RequestBody>, ConnectError> {
+        let timeout = self.upstream.connect_timeout;
+        let addr = self.upstream.peers[peer].socket_addr;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout(timeout))?
+            .map_err(ConnectError::Io)?;
+        // Small proxied messages must not wait for Nagle's delayed ACK.
+        tcp.set_nodelay(true).map_err(ConnectError::Io)?;
+        match &self.upstream.tls {
+            None => handshake(TokioIo::new(tcp)).await,
+            Some(tls) => {
+                let name = self.tls_names[peer]
+                    .clone()
+                    .ok_or_else(|| ConnectError::ServerName(self.upstream.peers[peer].host.clone()))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.client_config.clone());
+                let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ConnectError::Timeout(timeout))?
+                    .map_err(ConnectError::Tls)?;
+                handshake(TokioIo::new(stream)).await
+            }
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<SendRequest<RequestBody>, ConnectError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(ConnectError::Http)?;
+    tokio::spawn(async move {
+        // Errors here surface on the request that was using the connection.
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}

@@ -1,0 +1,241 @@
+//! Streaming bodies: the request body toward the upstream (stamping progress
+//! for the silence timeouts) and the response body toward the client (idle
+//! timeout, connection reuse and the access log line when it ends).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::exchange::Exchange;
+use crate::upstream::Pool;
+use crate::upstream::pool::Connection;
+
+/// Boxed error type of bodies that can fail for more than one reason.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// When the request body last moved, so that waiting for the upstream's answer
+/// times out on silence, not on the total time an upload takes.
+#[derive(Debug)]
+pub struct Progress {
+    base: Instant,
+    /// Milliseconds since `base` of the last body frame read.
+    last_ms: AtomicU64,
+    /// Whether the whole request body was read.
+    done: AtomicBool,
+}
+
+impl Progress {
+    /// Starts counting now.
+    pub fn new(done: bool) -> Arc<Progress> {
+        Arc::new(Progress { base: Instant::now(), last_ms: AtomicU64::new(0), done: AtomicBool::new(done) })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the body last moved.
+    pub fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the whole request body has been sent on.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+/// The client's request body on its way to the upstream.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    progress: Option<Arc<Progress>>,
+}
+
+impl RequestBody {
+    /// Streams `inner`, recording progress in `progress`.
+    pub fn new(inner: Incoming, progress: Arc<Progress>) -> RequestBody {
+        RequestBody { inner: Some(inner), progress: Some(progress) }
+    }
+
+    /// No body.
+    pub fn empty() -> RequestBody {
+        RequestBody { inner: None, progress: None }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        if let Some(progress) = &this.progress {
+            progress.touch();
+            if frame.is_none() {
+                progress.done.store(true, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// The body portico answers a client with.
+pub enum ResponseBody {
+    /// A short body made here (errors, redirects), or none.
+    Full(Option<Bytes>),
+    /// An upstream's body, streamed.
+    Upstream(Box<UpstreamBody>),
+}
+
+impl ResponseBody {
+    /// No body.
+    pub fn empty() -> ResponseBody {
+        ResponseBody::Full(None)
+    }
+
+    /// A fixed body.
+    pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+        let bytes = bytes.into();
+        ResponseBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+/// An upstream response body on its way to the client.
+pub struct UpstreamBody {
+    inner: Incoming,
+    idle_timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    sent: u64,
+    /// The pool and connection to give back once the body has been read whole.
+    pool: Arc<Pool>,
+    connection: Option<Connection>,
+    exchange: Option<Exchange>,
+}
+
+impl UpstreamBody {
+    /// Streams `inner`, failing after `idle_timeout` without a frame; then
+    /// returns `connection` to `pool` and logs `exchange`.
+    pub fn new(
+        inner: Incoming,
+        idle_timeout: Duration,
+        pool: Arc<Pool>,
+        connection: Connection,
+        exchange: Exchange,
+    ) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            idle_timeout,
+            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            sent: 0,
+            pool,
+            connection: Some(connection),
+            exchange: Some(exchange),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(connection) = self.connection.take()
+            && complete
+        {
+            self.pool.release(connection);
+        }
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish(self.sent, complete);
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // hyper may drop a body as soon as it reports its end, without polling
+        // for the final `None`: that is still a whole body. Otherwise the client
+        // went away first: the connection closes with it, the line is logged.
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+/// An upstream body that stalled for longer than `read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} (read_timeout)")]
+pub struct IdleTimeout(Duration);
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream(body) => {
+                let body = &mut **body;
+                match Pin::new(&mut body.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            body.sent += data.len() as u64;
+                        }
+                        let deadline = tokio::time::Instant::now() + body.idle_timeout;
+                        body.timer.as_mut().reset(deadline);
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        if let Some(exchange) = &body.exchange {
+                            exchange.upstream_error(format_args!("upstream response body failed: {e}"));
+                        }
+                        body.finish(false);
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Poll::Ready(None) => {
+                        body.finish(true);
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => {
+                        if body.timer.as_mut().poll(cx).is_ready() {
+                            let error = IdleTimeout(body.idle_timeout);
+                            if let Some(exchange) = &body.exchange {
+                                exchange.upstream_error(format_args!("{error}"));
+                            }
+                            body.finish(false);
+                            return Poll::Ready(Some(Err(error.into())));
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Upstream(body) => body.inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! One request's facts kept for its access log line and its error lines.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use super::ServerState;
+use crate::config::runtime::LogLevel;
+use crate::log::AccessRecord;
+use crate::upstream::Pool;
+
+/// What the access log and error lines need to know about one request.
+pub struct Exchange {
+    server: Arc<ServerState>,
+    remote: SocketAddr,
+    started_at: SystemTime,
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    referer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    /// `$host`; only kept when an access log will print it.
+    host: String,
+    status: u16,
+    upstream: Option<(Arc<Pool>, usize)>,
+}
+
+impl Exchange {
+    /// Records the request's line and headers (cheap clones of shared bytes).
+    pub fn new(server: Arc<ServerState>, remote: SocketAddr, request: &http::request::Parts, host: &str) -> Exchange {
+        let logs = server.access_log.is_some();
+        Exchange {
+            remote,
+            started_at: SystemTime::now(),
+            start: Instant::now(),
+            method: request.method.clone(),
+            uri: request.uri.clone(),
+            version: request.version,
+            referer: logs.then(|| request.headers.get(http::header::REFERER).cloned()).flatten(),
+            user_agent: logs.then(|| request.headers.get(http::header::USER_AGENT).cloned()).flatten(),
+            host: if logs { host.to_owned() } else { String::new() },
+            status: 0,
+            upstream: None,
+            server,
+        }
+    }
+
+    /// Notes the status sent to the client.
+    pub fn set_status(&mut self, status: http::StatusCode) {
+        self.status = status.as_u16();
+    }
+
+    /// Notes the upstream server now handling the request.
+    pub fn set_upstream(&mut self, pool: &Arc<Pool>, peer: usize) {
+        self.upstream = Some((pool.clone(), peer));
+    }
+
+    /// Writes one error line with the request's context (nginx's layout:
+    /// what happened, then client, server, request and upstream).
+    pub fn upstream_error(&self, what: std::fmt::Arguments<'_>) {
+        self.error(LogLevel::Error, what);
+    }
+
+    /// Writes one line at `level` to the server's error log, or the process's.
+    pub fn error(&self, level: LogLevel, what: std::fmt::Arguments<'_>) {
+        let upstream = match &self.upstream {
+            Some((pool, peer)) => {
+                let address = pool.upstream.peers.get(*peer).map_or("?", |p| p.address.as_str());
+                format!(", upstream: \"{}\" {}", pool.upstream.name, address)
+            }
+            None => String::new(),
+        };
+        let line = format_args!(
+            "{what}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}",
+            crate::template::canonical_ip(self.remote.ip()),
+            self.server.config.name,
+            self.method,
+            self.uri,
+            self.version,
+        );
+        match &self.server.error_log {
+            Some(log) => log.log(level, line),
+            None => match level {
+                LogLevel::Error => tracing::error!("{line}"),
+                LogLevel::Warn => tracing::warn!("{line}"),
+                LogLevel::Info => tracing::info!("{line}"),
+                LogLevel::Debug => tracing::debug!("{line}"),
+            },
+        }
+    }
+
+    /// Writes the access log line: `body_bytes` were sent; `complete` is false
+    /// when the exchange ended early (client gone or upstream failed).
+    pub fn finish(self, body_bytes: u64, complete: bool) {
+        let _ = complete;
+        let Some(log) = &self.server.access_log else { return };
+        let upstream_addr =
+            self.upstream.as_ref().and_then(|(pool, peer)| pool.upstream.peers.get(*peer)).map(|p| p.address.as_str());
+        log.log(&AccessRecord {
+            remote_addr: crate::template::canonical_ip(self.remote.ip()),
+            time: self.started_at,
+            method: self.method.as_str(),
+            uri: self.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            version: self.version,
+            status: self.status,
+            body_bytes,
+            referer: self.referer.as_ref().and_then(|v| v.to_str().ok()),
+            user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            host: &self.host,
+            upstream_addr,
+            duration: self.start.elapsed(),
+        });
+    }
+}
