@@ -5,6 +5,7 @@ pub mod config;
 pub mod listener;
 pub mod log;
 pub mod proxy;
+pub mod reload;
 pub mod template;
 pub mod tls;
 pub mod upstream;
@@ -30,20 +31,39 @@ pub enum StartError {
     Site(#[from] SiteError),
 }
 
-/// A running portico: its bound addresses and the way to stop it.
+/// One bound listen socket and its accept loop.
+struct AcceptLoop {
+    /// As configured (`127.0.0.1:0` stays that, whatever port it got).
+    addr: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// A running portico: its bound addresses and the way to reload or stop it.
 pub struct Running {
-    local_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     logs: Logs,
-    stop: watch::Sender<bool>,
-    accept_loops: Vec<JoinHandle<()>>,
+    accept_loops: Vec<AcceptLoop>,
+}
+
+/// Why a reload was refused; the old configuration keeps serving.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Start(#[from] StartError),
 }
 
 impl Running {
-    /// The bound address of each `snapshot.listeners` entry, in the same order
-    /// (so a `127.0.0.1:0` listen shows its real port here).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    /// The bound address of each `snapshot.listeners` entry of the current
+    /// snapshot, in the same order (a `127.0.0.1:0` listen shows its real port).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let site = self.shared.site.load();
+        site.snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| self.accept_loops.iter().find(|a| a.addr == l.addr).map(|a| a.local))
+            .collect()
     }
 
     /// The process's log files (for SIGUSR1 reopen and the runtime error log).
@@ -51,12 +71,43 @@ impl Running {
         &self.logs
     }
 
+    /// Switches to `snapshot`: new listen sockets are bound first, then new
+    /// connections use the new configuration while requests in flight finish
+    /// on the old one; kept sockets are never re-bound, removed ones close.
+    /// On error nothing changes.
+    pub fn reload(&mut self, snapshot: config::Snapshot) -> Result<(), ReloadError> {
+        let snapshot = Arc::new(snapshot);
+        let old = self.shared.site.load_full();
+        let old_addrs: Vec<SocketAddr> = old.snapshot.listeners.iter().map(|l| l.addr).collect();
+        let new_addrs: Vec<SocketAddr> = snapshot.listeners.iter().map(|l| l.addr).collect();
+        let changes = reload::diff(&old_addrs, &new_addrs);
+        let mut bound = Vec::with_capacity(changes.bind.len());
+        for addr in &changes.bind {
+            bound.push((*addr, bind(*addr)?));
+        }
+        let site = Site::build(snapshot, &self.logs, Some(&old)).map_err(StartError::from)?;
+        self.shared.site.store(Arc::new(site));
+        for (addr, listener) in bound {
+            self.accept_loops.push(spawn_accept_loop(addr, listener, &self.shared)?);
+        }
+        self.accept_loops.retain(|accept_loop| {
+            let removed = changes.close.contains(&accept_loop.addr);
+            if removed {
+                let _ = accept_loop.stop.send(true);
+            }
+            !removed
+        });
+        Ok(())
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to
     /// `runtime.shutdown_timeout`), flushes the logs.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        for accept_loop in &self.accept_loops {
+            let _ = accept_loop.stop.send(true);
+        }
         for accept_loop in self.accept_loops {
-            let _ = accept_loop.await;
+            let _ = accept_loop.task.await;
         }
         let grace = self.shared.site.load().snapshot.runtime.shutdown_timeout;
         if let Some(graceful) = self.shared.take_graceful()
@@ -69,6 +120,21 @@ impl Running {
     }
 }
 
+fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    listener::bind(addr).map_err(|source| StartError::Bind { addr, source })
+}
+
+fn spawn_accept_loop(
+    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    shared: &Arc<Shared>,
+) -> Result<AcceptLoop, StartError> {
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(listener::accept_loop(listener, addr, shared.clone(), stopped));
+    Ok(AcceptLoop { addr, local, stop, task })
+}
+
 /// Binds the snapshot's listeners and starts serving on the current tokio
 /// runtime, with logs of its own.
 pub async fn start(snapshot: config::Snapshot) -> Result<Running, StartError> {
@@ -78,20 +144,15 @@ pub async fn start(snapshot: config::Snapshot) -> Result<Running, StartError> {
 /// As [`start`], writing through `logs` (which may already hold the runtime error log).
 pub async fn start_with_logs(snapshot: config::Snapshot, logs: Logs) -> Result<Running, StartError> {
     let snapshot = Arc::new(snapshot);
-    let mut listeners = Vec::with_capacity(snapshot.listeners.len());
-    let mut local_addrs = Vec::with_capacity(snapshot.listeners.len());
+    let mut bound = Vec::with_capacity(snapshot.listeners.len());
     for listener in &snapshot.listeners {
-        let bound = listener::bind(listener.addr).map_err(|source| StartError::Bind { addr: listener.addr, source })?;
-        local_addrs.push(bound.local_addr().map_err(|source| StartError::Bind { addr: listener.addr, source })?);
-        listeners.push(bound);
+        bound.push((listener.addr, bind(listener.addr)?));
     }
-    let site = Arc::new(Site::build(snapshot, &logs)?);
+    let site = Arc::new(Site::build(snapshot, &logs, None)?);
     let shared = Arc::new(Shared::new(site));
-    let (stop, stopped) = watch::channel(false);
-    let accept_loops = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(index, bound)| tokio::spawn(listener::accept_loop(bound, index, shared.clone(), stopped.clone())))
-        .collect();
-    Ok(Running { local_addrs, shared, logs, stop, accept_loops })
+    let mut accept_loops = Vec::with_capacity(bound.len());
+    for (addr, listener) in bound {
+        accept_loops.push(spawn_accept_loop(addr, listener, &shared)?);
+    }
+    Ok(Running { shared, logs, accept_loops })
 }

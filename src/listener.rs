@@ -58,9 +58,14 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Accepts connections on `listener` (entry `index` of the site's listeners)
-/// until `stop` turns true.
-pub async fn accept_loop(listener: TcpListener, index: usize, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Accepts connections on `listener`, configured as `addr`, until `stop` turns
+/// true. Each connection is served by the site current when it was accepted.
+pub async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         // Over max_connections, wait here: further clients queue in the backlog.
         let permit = tokio::select! {
@@ -93,9 +98,13 @@ pub async fn accept_loop(listener: TcpListener, index: usize, shared: Arc<Shared
             let _permit = permit;
             let _ = stream.set_nodelay(true);
             let Ok(local) = stream.local_addr() else { return };
-            let Some(state) = site.listeners.get(index) else { return };
+            // A reload that removes this address closes the loop right after
+            // the switch; a connection accepted in between is dropped.
+            let Some(index) = site.listener_index(addr) else { return };
+            let state = &site.listeners[index];
             let handshake_timeout = site.snapshot.runtime.client_header_timeout;
-            match state.tls.clone() {
+            let tls = state.tls.clone();
+            match tls {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,

@@ -133,6 +133,37 @@ pub struct Upstream {
     pub sticky: Option<Sticky>,
 }
 
+impl Upstream {
+    /// Whether `other` describes the same servers and behaviour, so that a
+    /// reload can keep this upstream's live state (health, idle connections).
+    /// TLS trust is compared by its settings, not by the loaded roots.
+    pub fn same_as(&self, other: &Upstream) -> bool {
+        let peers_same = self.peers.len() == other.peers.len()
+            && self.peers.iter().zip(&other.peers).all(|(a, b)| {
+                a.address == b.address
+                    && a.socket_addr == b.socket_addr
+                    && a.weight == b.weight
+                    && a.max_fails == b.max_fails
+                    && a.fail_timeout == b.fail_timeout
+                    && a.backup == b.backup
+                    && a.down == b.down
+            });
+        let tls_same = match (&self.tls, &other.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.verify == b.verify && a.server_name == b.server_name,
+            _ => false,
+        };
+        peers_same
+            && tls_same
+            && self.name == other.name
+            && self.balance == other.balance
+            && self.keepalive == other.keepalive
+            && self.connect_timeout == other.connect_timeout
+            && self.read_timeout == other.read_timeout
+            && self.send_timeout == other.send_timeout
+    }
+}
+
 /// One upstream server.
 #[derive(Debug, Clone)]
 pub struct Peer {

@@ -60,9 +60,20 @@ pub enum SiteError {
 }
 
 impl Site {
-    /// Opens logs and builds routing tables, TLS acceptors and pools.
-    pub fn build(snapshot: Arc<Snapshot>, logs: &Logs) -> Result<Site, SiteError> {
-        let pools = snapshot.upstreams.iter().map(|u| Arc::new(Pool::new(u.clone()))).collect();
+    /// Opens logs and builds routing tables, TLS acceptors and pools. Pools of
+    /// `previous` whose upstream is unchanged are kept, with their health and
+    /// idle connections.
+    pub fn build(snapshot: Arc<Snapshot>, logs: &Logs, previous: Option<&Site>) -> Result<Site, SiteError> {
+        let pools = snapshot
+            .upstreams
+            .iter()
+            .map(|upstream| {
+                previous
+                    .and_then(|site| site.pools.iter().find(|pool| pool.upstream.same_as(upstream)))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Pool::new(upstream.clone())))
+            })
+            .collect();
         let level = snapshot.runtime.error_log_level;
         let mut listeners = Vec::with_capacity(snapshot.listeners.len());
         for listener in &snapshot.listeners {
@@ -91,6 +102,11 @@ impl Site {
             listeners.push(ListenerState { router: Router::new(listener), servers, tls });
         }
         Ok(Site { snapshot, pools, listeners })
+    }
+
+    /// The index of the listener configured at `addr`.
+    pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.snapshot.listeners.iter().position(|l| l.addr == addr)
     }
 }
 
