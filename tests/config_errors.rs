@@ -1,0 +1,359 @@
+//! Broken configurations: each reports the exact message at the exact line:column.
+
+use std::path::Path;
+
+/// Every error line `portico check` would print for `toml` read as `portico.toml`.
+fn errors(toml: &str) -> Vec<String> {
+    match portico::config::parse_str(toml, Path::new("portico.toml")) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Two valid upstreams (lines 1-4) for the tests that need something to proxy to.
+const UPSTREAMS: &str = r#"[upstream.am]
+servers = ["127.0.0.1:9443"]
+[upstream.gw]
+servers = ["127.0.0.1:8243"]
+"#;
+
+#[test]
+fn unknown_key_is_named_at_its_position() {
+    let toml = "[[server]]\nlistn = [\"80\"]\n";
+    let errors = errors(toml);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("portico.toml:2:1: unknown field `listn`, expected one of `listen`,"), "{errors:?}");
+}
+
+#[test]
+fn unknown_key_inside_an_upstream_server_table() {
+    let toml = "[upstream.a]\nservers = [{ address = \"127.0.0.1:1\", wieght = 2 }]\n";
+    let errors = errors(toml);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("portico.toml:2:39: unknown field `wieght`, expected one of `address`, `weight`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_is_reported_alone() {
+    assert_eq!(errors("[upstream.am\nservers = []\n"), ["portico.toml:1:13: unclosed table, expected `]`"]);
+}
+
+#[test]
+fn bad_duration() {
+    let toml = format!("{UPSTREAMS}[upstream.x]\nservers = [\"127.0.0.1:1\"]\nread_timeout = \"5 min\"\n");
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:7:16: read_timeout = "5 min": expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#
+        ]
+    );
+}
+
+#[test]
+fn bad_size() {
+    let toml = "[runtime]\nmax_request_header_size = \"32 kb\"\n";
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:2:27: max_request_header_size = "32 kb": expected a size such as "16k", "1m", "1g" or a number of bytes"#
+        ]
+    );
+}
+
+#[test]
+fn proxy_pass_to_an_undefined_upstream_lists_the_defined_ones() {
+    let toml = format!("{UPSTREAMS}[[server]]\nlisten = [\"80\"]\nproxy_pass = \"api\"\n");
+    assert_eq!(errors(&toml), [r#"portico.toml:7:14: proxy_pass = "api": no upstream named "api" (defined: am, gw)"#]);
+}
+
+#[test]
+fn one_address_both_tls_and_plain_names_both_servers() {
+    // The certificate files are missing on purpose: the check does not need them.
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["plain.example"]
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8080"]
+server_name = ["secure.example"]
+tls = {{ cert = "/nonexistent/a.crt", key = "/nonexistent/a.key" }}
+proxy_pass = "gw"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:10:11: listen "127.0.0.1:8080": server "secure.example" (line 9) uses TLS on 127.0.0.1:8080 but server "plain.example" (line 5) does not; an address is either TLS or plain for all its servers"#,
+            "portico.toml:12:16: cert file /nonexistent/a.crt does not exist",
+            "portico.toml:12:44: key file /nonexistent/a.key does not exist",
+        ]
+    );
+}
+
+#[test]
+fn same_server_name_twice_on_one_address() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+server_name = ["API.example.", "*.b.example"]
+proxy_pass = "am"
+[[server]]
+listen = ["0.0.0.0:80"]
+server_name = ["api.example"]
+proxy_pass = "gw"
+[[server]]
+listen = ["81"]
+server_name = ["api.example"]
+proxy_pass = "gw"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:11:16: server_name "api.example": server "api.example" (line 5) already uses this name on 0.0.0.0:80; each name may appear once per address"#
+        ]
+    );
+}
+
+#[test]
+fn two_default_servers_on_one_address() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+default_server = true
+proxy_pass = "am"
+[[server]]
+listen = ["80"]
+server_name = ["b.example"]
+default_server = true
+proxy_pass = "gw"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:12:18: default_server = true: server "_" (line 5) is already the default server on 0.0.0.0:80; keep one"#
+        ]
+    );
+}
+
+#[test]
+fn same_listen_twice_in_one_server() {
+    let toml = format!("{UPSTREAMS}[[server]]\nlisten = [\"80\", \"0.0.0.0:80\"]\nproxy_pass = \"am\"\n");
+    assert_eq!(
+        errors(&toml),
+        [r#"portico.toml:6:17: listen "0.0.0.0:80": this server already listens on 0.0.0.0:80; remove one"#]
+    );
+}
+
+#[test]
+fn invalid_listen_string() {
+    let toml = format!("{UPSTREAMS}[[server]]\nlisten = [\"localhost:80\", \"99999\"]\nproxy_pass = \"am\"\n");
+    let hint = r#"expected a port ("80"), "IPv4:PORT" ("127.0.0.1:8080") or "[IPv6]:PORT" ("[::]:443")"#;
+    assert_eq!(
+        errors(&toml),
+        [
+            format!(r#"portico.toml:6:11: listen "localhost:80": {hint}"#),
+            format!(r#"portico.toml:6:27: listen "99999": {hint}"#),
+        ]
+    );
+}
+
+#[test]
+fn cert_file_that_does_not_exist() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["443"]
+tls = {{ cert = "/x/y.crt", key = "/x/y.key" }}
+proxy_pass = "am"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        ["portico.toml:7:16: cert file /x/y.crt does not exist", "portico.toml:7:34: key file /x/y.key does not exist",]
+    );
+}
+
+#[test]
+fn tls_needs_cert_and_key_or_self_signed() {
+    let toml =
+        format!("{UPSTREAMS}[[server]]\nlisten = [\"443\"]\ntls = {{ cert = \"/x/y.crt\" }}\nproxy_pass = \"am\"\n");
+    assert_eq!(
+        errors(&toml),
+        [r#"portico.toml:7:7: tls: expected { cert = "server.crt", key = "server.key" } or { self_signed = true }"#]
+    );
+}
+
+#[test]
+fn server_with_no_way_to_answer() {
+    let toml = format!("{UPSTREAMS}\n[[server]]\nlisten = [\"80\"]\n");
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:6:1: this [[server]] has no way to answer: add proxy_pass = "UPSTREAM", redirect = "https://..." or a [[server.location]]"#
+        ]
+    );
+}
+
+#[test]
+fn bad_redirect_status() {
+    let toml = "[[server]]\nlisten = [\"80\"]\nredirect = \"https://x$request_uri\"\nredirect_status = 300\n";
+    assert_eq!(errors(toml), ["portico.toml:4:19: redirect_status = 300: expected 301, 302, 303, 307 or 308"]);
+}
+
+#[test]
+fn unknown_template_variable_in_a_header() {
+    let toml = format!(
+        "{UPSTREAMS}[[server]]\nlisten = [\"80\"]\nproxy_pass = \"am\"\n[server.headers]\nX-Real-IP = \"$remote_ip\"\n"
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)"#
+        ]
+    );
+}
+
+#[test]
+fn upstream_with_no_servers() {
+    assert_eq!(
+        errors("[upstream.empty]\nservers = []\n"),
+        [r#"portico.toml:1:11: upstream "empty" has no servers: add servers = ["host:port", ...]"#]
+    );
+}
+
+#[test]
+fn upstream_with_only_backup_servers() {
+    assert_eq!(
+        errors("[upstream.b]\nservers = [{ address = \"127.0.0.1:1\", backup = true }]\n"),
+        [
+            r#"portico.toml:1:11: upstream "b" needs at least one non-backup server: backup servers only take over when the others are down"#
+        ]
+    );
+}
+
+#[test]
+fn bad_cidr_in_trusted_proxies() {
+    let toml = "[runtime]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\", \"::1\", \"proxy1\"]\n";
+    let hint = r#"expected a CIDR such as "10.0.0.0/8" or "::1/128", or an IP address"#;
+    assert_eq!(
+        errors(toml),
+        [
+            format!(r#"portico.toml:2:34: trusted_proxies entry "10.0.0.0/33": {hint}"#),
+            format!(r#"portico.toml:2:56: trusted_proxies entry "proxy1": {hint}"#),
+        ]
+    );
+}
+
+#[test]
+fn admin_listen_off_loopback_needs_allow_remote() {
+    assert_eq!(
+        errors("[admin]\nlisten = \"0.0.0.0:9901\"\n"),
+        [
+            r#"portico.toml:2:10: listen = "0.0.0.0:9901": the admin endpoint would be reachable from other hosts; listen on 127.0.0.1 or [::1], or set allow_remote = true"#
+        ]
+    );
+    assert_eq!(errors("[admin]\nlisten = \"0.0.0.0:9901\"\nallow_remote = true\n"), Vec::<String>::new());
+}
+
+#[test]
+fn weight_zero() {
+    assert_eq!(
+        errors("[upstream.a]\nservers = [{ address = \"127.0.0.1:1\", weight = 0 }]\n"),
+        ["portico.toml:2:48: weight = 0: must be at least 1 (use down = true to take a server out)"]
+    );
+}
+
+#[test]
+fn return_status_out_of_range() {
+    let toml = "[[server]]\nlisten = [\"80\"]\n\n[[server.location]]\nprefix = \"/\"\nreturn = 600\n";
+    assert_eq!(errors(toml), ["portico.toml:6:10: return = 600: expected an HTTP status from 100 to 599"]);
+}
+
+#[test]
+fn location_problems() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "am"
+[[server.location]]
+prefix = "/"
+return = 404
+[[server.location]]
+prefix = "internal"
+return = 403
+[[server.location]]
+prefix = "/a"
+[[server.location]]
+prefix = "/b"
+return = 404
+proxy_pass = "gw"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:9:10: prefix = "/": this server already handles "/" (line 7); merge the two"#,
+            r#"portico.toml:12:10: prefix = "internal": must start with "/""#,
+            r#"portico.toml:15:10: location "/a": give exactly one of proxy_pass, return or redirect (found nothing)"#,
+            r#"portico.toml:17:10: location "/b": give exactly one of proxy_pass, return or redirect (found more than one of them)"#,
+        ]
+    );
+}
+
+#[test]
+fn upstream_address_problems() {
+    let toml = "[upstream.a]\nservers = [\"nohost\", \"::1:80\", \"[::1]:80\"]\nconsistent = true\n";
+    let hint = r#"expected "host:port" such as "10.0.0.1:8080", "app1.internal:8080" or "[fd00::1]:8080""#;
+    assert_eq!(
+        errors(toml),
+        [
+            format!(r#"portico.toml:2:12: server "nohost": {hint}"#),
+            format!(r#"portico.toml:2:22: server "::1:80": {hint}"#),
+            r#"portico.toml:3:14: consistent = true only applies to balance = "ip_hash": add it or remove consistent"#
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn sticky_problems() {
+    let toml = r#"[upstream.a]
+servers = ["127.0.0.1:1"]
+[upstream.a.sticky]
+learn = "JSESSION ID"
+store = "http://cache:6379"
+size = "0"
+"#;
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:4:9: learn = "JSESSION ID": expected a cookie name such as "JSESSIONID" (letters, digits and !#$%&'*+-.^_`|~)"#,
+            r#"portico.toml:5:9: store = "http://cache:6379": expected a redis:// or rediss:// URL such as "redis://127.0.0.1:6379/0""#,
+            r#"portico.toml:6:8: size: the session table needs room, such as size = "1m""#,
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_file_order() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "api"
+read_timeout = "forever"
+[[server]]
+listen = ["nope"]
+proxy_pass = "am"
+[runtime]
+worker_threads = 0
+"#
+    );
+    let errors = errors(&toml);
+    let positions: Vec<&str> = errors.iter().filter_map(|e| e.split(": ").next()).collect();
+    assert_eq!(positions, ["portico.toml:7:14", "portico.toml:8:16", "portico.toml:10:11", "portico.toml:13:18"]);
+}

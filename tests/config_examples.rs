@@ -1,0 +1,70 @@
+//! The annotated examples in `config/` parse, so that they can never rot.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use portico::config::runtime::Action;
+
+fn example(name: &str) -> Result<(PathBuf, String), Box<dyn Error>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+    let text = std::fs::read_to_string(&path)?;
+    Ok((path, text))
+}
+
+#[test]
+fn examples_use_only_known_keys_and_types() -> Result<(), Box<dyn Error>> {
+    for name in ["quickstart.toml", "wso2-active-active.toml"] {
+        let (_, text) = example(name)?;
+        toml::from_str::<portico::config::file::File>(&text).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Everything in the quickstart but its certificate (which needs tls.rs).
+#[test]
+fn quickstart_without_its_certificate_is_valid() -> Result<(), Box<dyn Error>> {
+    let (path, text) = example("quickstart.toml")?;
+    let line = "tls = { self_signed = true }\n";
+    assert!(text.contains(line));
+    let snapshot = portico::config::parse_str(&text.replace(line, ""), &path)?;
+    assert_eq!(snapshot.upstreams.len(), 1);
+    let demo = &snapshot.upstreams[0];
+    assert_eq!(demo.name, "demo");
+    assert_eq!(demo.peers.len(), 2);
+    assert_eq!(demo.sticky.as_ref().map(|s| s.learn.as_str()), Some("JSESSIONID"));
+    let addrs: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
+    assert_eq!(addrs, ["127.0.0.1:8080", "127.0.0.1:8443"]);
+    assert!(matches!(snapshot.listeners[0].servers[0].locations[0].action, Action::Redirect { .. }));
+    assert!(matches!(snapshot.listeners[1].servers[0].locations[0].action, Action::Proxy { upstream: 0 }));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs tls.rs"]
+fn quickstart_is_valid() -> Result<(), Box<dyn Error>> {
+    let (path, text) = example("quickstart.toml")?;
+    let snapshot = portico::config::parse_str(&text, &path)?;
+    assert!(snapshot.listeners[1].tls);
+    assert!(snapshot.listeners[1].servers[0].certificate.is_some());
+    assert_eq!(snapshot.warnings, ["server \"localhost\" uses a self-signed certificate: for trials only"]);
+    Ok(())
+}
+
+/// The WSO2 example names certificate files under /etc/portico that a test
+/// machine does not have: those must be its only errors.
+#[test]
+#[ignore = "needs tls.rs"]
+fn wso2_example_only_lacks_its_certificates() -> Result<(), Box<dyn Error>> {
+    let (path, text) = example("wso2-active-active.toml")?;
+    let errors = match portico::config::parse_str(&text, &path) {
+        Ok(_) => return Ok(()),
+        Err(errors) => errors.0,
+    };
+    for error in &errors {
+        let missing = error.message.ends_with(" does not exist")
+            && (error.message.starts_with("cert file /etc/portico/ssl/")
+                || error.message.starts_with("key file /etc/portico/ssl/"));
+        assert!(missing, "{error}");
+    }
+    Ok(())
+}
