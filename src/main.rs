@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Serve a configuration in the foreground.
     Run(cli::run::RunArgs),
+    /// Validate a configuration (like `nginx -t`): prints `ok` or every error.
+    Check(cli::check::CheckArgs),
     /// Try portico: the quickstart config with two built-in backend nodes.
     Demo(cli::demo::DemoArgs),
 }
@@ -26,6 +28,16 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match &cli.command {
         Command::Run(args) => cli::run::run(args).map_err(Into::into),
         Command::Demo(args) => cli::demo::run(args).map_err(Into::into),
+        Command::Check(args) => {
+            return match cli::check::run(args, &mut std::io::stdout()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("portico: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

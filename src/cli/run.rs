@@ -48,24 +48,25 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
             .map_err(|source| RunError::PidFile { path: path.clone(), source })?;
     }
     let pid_file = snapshot.runtime.pid_file.clone();
-    let result = runtime.block_on(serve(snapshot, logs));
+    let result = runtime.block_on(serve(args.config.clone(), snapshot, logs));
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-async fn serve(snapshot: config::Snapshot, logs: Logs) -> Result<(), RunError> {
+async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
     for warning in &snapshot.warnings {
         tracing::warn!("{warning}");
     }
     let listens: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
-    let running = crate::start_with_logs(snapshot, logs).await?;
+    let mut running = crate::start_with_logs(snapshot, logs).await?;
     tracing::info!("portico {} serving on {}", env!("CARGO_PKG_VERSION"), listens.join(", "));
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut reopen = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
@@ -74,11 +75,40 @@ async fn serve(snapshot: config::Snapshot, logs: Logs) -> Result<(), RunError> {
                 tracing::info!("SIGUSR1: reopening log files");
                 running.logs().reopen();
             }
+            _ = hangup.recv() => reload(&path, &mut running).await,
         }
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     running.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP: read and validate the file again; switch only when all of it is good.
+async fn reload(path: &std::path::Path, running: &mut crate::Running) {
+    tracing::info!("SIGHUP: reloading {}", path.display());
+    let owned = path.to_path_buf();
+    // Reading the file and resolving upstream names may block: not on a runtime thread.
+    let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
+    match loaded {
+        Ok(Ok(snapshot)) => {
+            for warning in &snapshot.warnings {
+                tracing::warn!("{warning}");
+            }
+            match running.reload(snapshot) {
+                Ok(()) => tracing::info!("reloaded {}", path.display()),
+                Err(e) => tracing::error!(
+                    "reload of {} failed, still serving the previous configuration: {e}",
+                    path.display()
+                ),
+            }
+        }
+        Ok(Err(errors)) => {
+            for error in &errors.0 {
+                tracing::error!("reload refused, still serving the previous configuration: {error}");
+            }
+        }
+        Err(e) => tracing::error!("reload failed: {e}"),
+    }
 }
 
 /// Process-wide diagnostics: stderr, or the runtime `error_log` file.
