@@ -343,6 +343,9 @@ mod tests {
         assert_eq!(cli.cert.names, ["a.com", "b.com"]);
         assert_eq!(cli.cert.rsa, Some(3072));
         assert!(!cli.cert.force);
+        let cli = Cli::try_parse_from(["cert", "--name", "a.com", "--name", "b.com", "--out", "x"])
+            .unwrap();
+        assert_eq!(cli.cert.names, ["a.com", "b.com"], "--name may repeat");
 
         assert!(
             Cli::try_parse_from([
