@@ -1,19 +1,30 @@
 //! TLS: listener server configs with an SNI certificate resolver, upstream
 //! client configs, and certificate generation (self-signed, `portico cert`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, InconsistentKeys, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use thiserror::Error;
 
-use crate::config::runtime::Listener;
+use crate::config::runtime::{self, Listener};
 
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error("{0}")]
@@ -24,38 +35,949 @@ pub enum TlsError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     EcdsaP256,
+    /// RSA with this many bits: 2048, 3072 or 4096.
     Rsa(u32),
 }
 
+/// The RSA key sizes `generate_pem` accepts (and `portico cert --rsa` offers).
+pub const RSA_BITS: [u32; 3] = [2048, 3072, 4096];
+
+/// The ALPN protocols a TLS listener offers, in preference order.
+pub const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// How long a generated certificate is valid: 825 days is the longest that
+/// Apple platforms accept for a TLS server certificate, trusted by hand or not.
+const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
+
+/// One ring provider for every config: building it allocates, and all configs
+/// use the same algorithms anyway.
+static PROVIDER: LazyLock<Arc<CryptoProvider>> =
+    LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+
+/// The crypto provider portico uses everywhere (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::clone(&PROVIDER)
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::Invalid {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file, in order; an error when there is none.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(path, format!("invalid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            path,
+            "no certificate found in PEM (expected a BEGIN CERTIFICATE block)",
+        ));
+    }
+    Ok(certs)
+}
+
 /// Loads a PEM certificate chain and its private key, checking that they match.
+///
+/// The chain starts with the leaf certificate; the key may be PKCS#8
+/// (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let _ = (cert, key);
-    Err(TlsError::Other("not built yet".into()))
+    let chain = read_certificates(cert)?;
+
+    let key_bytes = read(key)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+        // The usual mistakes get their own hint: an encrypted key (nginx would
+        // ask for a passphrase) or the certificate given twice.
+        let text = String::from_utf8_lossy(&key_bytes);
+        let hint = if text.contains("ENCRYPTED PRIVATE KEY")
+            || text.contains("Proc-Type: 4,ENCRYPTED")
+        {
+            " (the key is encrypted; decrypt it first, e.g. `openssl pkey -in KEY -out KEY.plain`)"
+        } else if text.contains("BEGIN CERTIFICATE") {
+            " (this file holds a certificate, not a key)"
+        } else {
+            " (expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY PEM)"
+        };
+        match e {
+            pem::Error::NoItemsFound => invalid(key, format!("no private key found{hint}")),
+            e => invalid(key, format!("invalid PEM: {e}{hint}")),
+        }
+    })?;
+
+    let signing_key = PROVIDER
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| invalid(key, format!("unsupported private key: {e}")))?;
+
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // Unknown: the key type cannot report its public key; nothing to compare.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
+        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(invalid(
+            key,
+            format!(
+                "key does not match certificate {} (its first certificate must be the one issued for this key)",
+                cert.display()
+            ),
+        )),
+        Err(e) => Err(invalid(cert, format!("invalid certificate: {e}"))),
+    }
+}
+
+/// The names a generated certificate is issued for: `"_"` (a catch-all
+/// server) names no host, and no name at all means `localhost`.
+fn certificate_names(names: &[String]) -> Vec<String> {
+    let names: Vec<String> = names
+        .iter()
+        .filter(|n| !n.is_empty() && n.as_str() != "_")
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        vec!["localhost".to_owned()]
+    } else {
+        names
+    }
+}
+
+/// A self-signed certificate and its key pair.
+fn generate(
+    names: &[String],
+    key_type: KeyType,
+) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsError> {
+    let names = certificate_names(names);
+    let key_pair = match key_type {
+        KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| TlsError::Other(format!("cannot generate an ECDSA key: {e}")))?,
+        KeyType::Rsa(bits) => rsa_key_pair(bits)?,
+    };
+
+    // rcgen turns names that parse as IP addresses into IP SANs, the rest into DNS SANs.
+    let mut params = rcgen::CertificateParams::new(names.clone())
+        .map_err(|e| TlsError::Other(format!("invalid certificate name in {names:?}: {e}")))?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, names[0].as_str());
+    params.distinguished_name = subject;
+    // A day of slack for clocks that run behind.
+    let not_before = SystemTime::now() - Duration::from_secs(24 * 60 * 60);
+    params.not_before = not_before.into();
+    params.not_after = (not_before + VALIDITY).into();
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    if matches!(key_type, KeyType::Rsa(_)) {
+        // TLS 1.2 RSA key exchange encrypts to the key.
+        params
+            .key_usages
+            .push(rcgen::KeyUsagePurpose::KeyEncipherment);
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| TlsError::Other(format!("cannot sign the certificate: {e}")))?;
+    Ok((cert, key_pair))
+}
+
+/// An RSA key pair for rcgen. ring (rcgen's backend here) can sign with RSA
+/// but not generate RSA keys, so the pure-Rust `rsa` crate makes the key.
+fn rsa_key_pair(bits: u32) -> Result<rcgen::KeyPair, TlsError> {
+    use rsa::pkcs8::EncodePrivateKey;
+
+    if !RSA_BITS.contains(&bits) {
+        return Err(TlsError::Other(format!(
+            "RSA key size {bits} is not supported (use 2048, 3072 or 4096)"
+        )));
+    }
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits as usize)
+        .map_err(|e| TlsError::Other(format!("cannot generate an RSA key: {e}")))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| TlsError::Other(format!("cannot encode the RSA key: {e}")))?;
+    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(der.as_bytes()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| TlsError::Other(format!("cannot use the RSA key: {e}")))
 }
 
 /// Makes an in-memory self-signed certificate for `names`.
+///
+/// Names are as written in `server_name` (`"*.example.com"` allowed); IP
+/// addresses become IP SANs; an empty list means `localhost`. ECDSA P-256.
 pub fn self_signed(names: &[String]) -> Result<Arc<CertifiedKey>, TlsError> {
-    let _ = names;
-    Err(TlsError::Other("not built yet".into()))
+    let (cert, key_pair) = generate(names, KeyType::EcdsaP256)?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    CertifiedKey::from_der(vec![cert.der().clone()], key_der, &PROVIDER)
+        .map(Arc::new)
+        .map_err(|e| TlsError::Other(format!("cannot use the generated certificate: {e}")))
 }
 
 /// Generates a self-signed certificate for `names`: (certificate PEM, key PEM).
+///
+/// Names as for [`self_signed`]. The key PEM is PKCS#8 (`PRIVATE KEY`).
 pub fn generate_pem(names: &[String], key_type: KeyType) -> Result<(String, String), TlsError> {
-    let _ = (names, key_type);
-    Err(TlsError::Other("not built yet".into()))
+    let (cert, key_pair) = generate(names, key_type)?;
+    Ok((cert.pem(), key_pair.serialize_pem()))
+}
+
+/// Picks a listener's certificate from the SNI name: an exact name first, then
+/// the longest matching wildcard, else the default server's certificate.
+///
+/// Built once per listener (per snapshot): `resolve` runs on every handshake,
+/// so each step is a hash lookup.
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Keyed by the suffix as `ServerName::Wildcard` stores it (`.example.com`).
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    fn new(listener: &Listener) -> Result<Self, TlsError> {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for server in &listener.servers {
+            let Some(certificate) = &server.certificate else {
+                continue;
+            };
+            for name in &server.server_names {
+                // The first server declaring a name keeps it, as in the Host lookup.
+                match name {
+                    runtime::ServerName::Exact(host) => {
+                        exact
+                            .entry(host.clone())
+                            .or_insert_with(|| Arc::clone(certificate));
+                    }
+                    runtime::ServerName::Wildcard(suffix) => {
+                        wildcard
+                            .entry(suffix.clone())
+                            .or_insert_with(|| Arc::clone(certificate));
+                    }
+                }
+            }
+        }
+        let default = listener
+            .servers
+            .get(listener.default_server)
+            .and_then(|server| server.certificate.clone())
+            .or_else(|| {
+                listener
+                    .servers
+                    .iter()
+                    .find_map(|server| server.certificate.clone())
+            })
+            .ok_or_else(|| {
+                TlsError::Other(format!(
+                    "TLS listener {} has no server with a certificate",
+                    listener.addr
+                ))
+            })?;
+        Ok(Self {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+
+    fn lookup(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
+        let Some(host) = sni else {
+            return &self.default;
+        };
+        // rustls already lower-cases the SNI name; a trailing dot names the same host.
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if let Some(certificate) = self.exact.get(host) {
+            return certificate;
+        }
+        // Each suffix starting at a dot, longest first, with at least one character
+        // before it: the first hit is the longest matching wildcard.
+        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+            if let Some(certificate) = self.wildcard.get(&host[i..]) {
+                return certificate;
+            }
+        }
+        &self.default
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(self.lookup(client_hello.server_name())))
+    }
 }
 
 /// The server config of a TLS listener: TLS 1.2/1.3, ALPN h2 + http/1.1, the
 /// certificate chosen by SNI among the listener's servers (default server's
 /// certificate when SNI is absent or matches none).
+///
+/// Resumption: the rustls in-memory session cache plus stateless tickets
+/// (TLS 1.3 and 1.2), with keys that live as long as this config.
 pub fn server_config(listener: &Listener) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let _ = listener;
-    Err(TlsError::Other("not built yet".into()))
+    let resolver = SniResolver::new(listener)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Other(format!("TLS listener {}: {e}", listener.addr)))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        TlsError::Other(format!(
+            "TLS listener {}: cannot make session tickets: {e}",
+            listener.addr
+        ))
+    })?;
+    Ok(Arc::new(config))
 }
 
 /// The client config toward an HTTPS upstream (ALPN http/1.1).
 /// `verify = false` accepts any certificate; `ca_file` replaces the system roots.
-pub fn upstream_client_config(verify: bool, ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let _ = (verify, ca_file);
-    Err(TlsError::Other("not built yet".into()))
+///
+/// With `verify = false` the handshake signatures are still checked, so the
+/// connection is encrypted to whoever holds the presented certificate's key.
+pub fn upstream_client_config(
+    verify: bool,
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Other(format!("upstream TLS: {e}")))?;
+    let mut config = if verify {
+        let roots = match ca_file {
+            Some(path) => roots_from_file(path)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let verifier = AcceptAnyServerCert {
+            algorithms: provider.signature_verification_algorithms,
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    // Upstream connections are HTTP/1.1 keep-alive (see the contract).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in `path` as a trust anchor.
+fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for (n, cert) in read_certificates(path)?.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            invalid(
+                path,
+                format!("certificate {} is not a usable trust anchor: {e}", n + 1),
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The operating system's trust roots (SSL_CERT_FILE / SSL_CERT_DIR override them).
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    // A system bundle may hold a few certificates webpki cannot use; the rest still count.
+    roots.add_parsable_certificates(loaded.certs);
+    if roots.is_empty() {
+        let why = loaded
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        };
+        return Err(TlsError::Other(format!(
+            "no system trust roots found{why}: set ca_file on the upstream (or tls_verify = false)"
+        )));
+    }
+    Ok(roots)
+}
+
+/// `tls_verify = false`: any certificate for any name is accepted, but the
+/// handshake signature must still be made by the certificate's key.
+#[derive(Debug)]
+struct AcceptAnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::config::runtime::{AccessLogFormat, VirtualServer};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(label: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("portico-tls-{label}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        fn write(&self, name: &str, contents: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn server(names: &[&str], certificate: &Arc<CertifiedKey>) -> Arc<VirtualServer> {
+        let server_names = names
+            .iter()
+            .map(|n| match n.strip_prefix('*') {
+                Some(suffix) => runtime::ServerName::Wildcard(suffix.to_owned()),
+                None => runtime::ServerName::Exact((*n).to_owned()),
+            })
+            .collect();
+        Arc::new(VirtualServer {
+            name: names.first().copied().unwrap_or("_").to_owned(),
+            server_names,
+            certificate: Some(Arc::clone(certificate)),
+            locations: Vec::new(),
+            headers: Vec::new(),
+            access_log: None,
+            access_log_format: AccessLogFormat::Combined,
+            error_log: None,
+            read_timeout: None,
+            send_timeout: None,
+        })
+    }
+
+    fn listener(servers: Vec<Arc<VirtualServer>>, default_server: usize) -> Listener {
+        Listener {
+            addr: SocketAddr::from(([127, 0, 0, 1], 443)),
+            tls: true,
+            servers,
+            default_server,
+        }
+    }
+
+    fn leaf(certified: &CertifiedKey) -> CertificateDer<'static> {
+        certified.end_entity_cert().unwrap().clone().into_owned()
+    }
+
+    /// What the client saw of a handshake.
+    #[derive(Debug)]
+    struct Handshake {
+        peer: CertificateDer<'static>,
+        alpn: Option<Vec<u8>>,
+        version: Option<rustls::ProtocolVersion>,
+        kind: Option<rustls::HandshakeKind>,
+    }
+
+    /// Runs a real handshake in memory and exchanges a byte each way (so the
+    /// client also reads the session tickets). `sni = None` sends no SNI.
+    async fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+        sni: Option<&str>,
+    ) -> Result<Handshake, std::io::Error> {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let server_side = tokio::spawn(async move {
+            let mut tls = acceptor.accept(server_io).await?;
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte).await?;
+            tls.write_all(&byte).await?;
+            tls.shutdown().await
+        });
+
+        let mut client = (*client).clone();
+        client.enable_sni = sni.is_some();
+        // Without SNI the name is still what the verifier checks.
+        let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned()).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let mut tls = connector.connect(name, client_io).await?;
+        tls.write_all(b"x").await?;
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await?;
+        let (_, connection) = tls.get_ref();
+        let peer = connection.peer_certificates().unwrap()[0]
+            .clone()
+            .into_owned();
+        let handshake = Handshake {
+            peer,
+            alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
+            version: connection.protocol_version(),
+            kind: connection.handshake_kind(),
+        };
+        server_side.await.unwrap()?;
+        Ok(handshake)
+    }
+
+    /// A client that accepts anything and offers h2 first, like a browser.
+    fn browser() -> Arc<rustls::ClientConfig> {
+        let mut config = (*upstream_client_config(false, None).unwrap()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn tls_sni_picks_exact_then_longest_wildcard_then_default() {
+        let fallback = self_signed(&names(&["fallback.test"])).unwrap();
+        let api = self_signed(&names(&["api.example.com"])).unwrap();
+        let wide = self_signed(&names(&["*.example.com"])).unwrap();
+        let narrow = self_signed(&names(&["*.eu.example.com"])).unwrap();
+        let listener = listener(
+            vec![
+                server(&["fallback.test"], &fallback),
+                server(&["*.example.com"], &wide),
+                server(&["api.example.com"], &api),
+                server(&["*.eu.example.com"], &narrow),
+                server(&["default.test"], &fallback),
+            ],
+            0,
+        );
+        let config = server_config(&listener).unwrap();
+        let client = browser();
+
+        let cases = [
+            (Some("api.example.com"), &api),
+            (Some("API.Example.com"), &api),
+            (Some("www.example.com"), &wide),
+            (Some("a.b.example.com"), &wide),
+            (Some("x.eu.example.com"), &narrow),
+            (Some("eu.example.com"), &wide),
+            (Some("example.com"), &fallback),
+            (Some("unknown.test"), &fallback),
+            (None, &fallback),
+        ];
+        for (sni, expected) in cases {
+            let got = handshake(Arc::clone(&config), Arc::clone(&client), sni)
+                .await
+                .unwrap()
+                .peer;
+            assert!(
+                got == leaf(expected),
+                "SNI {sni:?} got the wrong certificate"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_default_server_certificate_without_sni() {
+        let first = self_signed(&names(&["first.test"])).unwrap();
+        let chosen = self_signed(&names(&["chosen.test"])).unwrap();
+        let listener = listener(
+            vec![
+                server(&["first.test"], &first),
+                server(&["chosen.test"], &chosen),
+            ],
+            1,
+        );
+        let config = server_config(&listener).unwrap();
+        let got = handshake(Arc::clone(&config), browser(), None)
+            .await
+            .unwrap()
+            .peer;
+        assert!(got == leaf(&chosen));
+        let got = handshake(Arc::clone(&config), browser(), Some("nomatch.test"))
+            .await
+            .unwrap()
+            .peer;
+        assert!(got == leaf(&chosen));
+        let got = handshake(config, browser(), Some("first.test"))
+            .await
+            .unwrap()
+            .peer;
+        assert!(got == leaf(&first));
+    }
+
+    #[tokio::test]
+    async fn tls_server_offers_h2_and_http1() {
+        let cert = self_signed(&[]).unwrap();
+        let config = server_config(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
+        let alpn = handshake(Arc::clone(&config), browser(), Some("localhost"))
+            .await
+            .unwrap()
+            .alpn;
+        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+        // The upstream-style client offers only http/1.1.
+        let upstream = upstream_client_config(false, None).unwrap();
+        let alpn = handshake(config, upstream, Some("localhost"))
+            .await
+            .unwrap()
+            .alpn;
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    }
+
+    #[tokio::test]
+    async fn tls_server_speaks_tls12_and_resumes() {
+        let cert = self_signed(&names(&["localhost"])).unwrap();
+        let config = server_config(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
+
+        // TLS 1.3, with the upstream client's (shared) resumption store.
+        let client = upstream_client_config(false, None).unwrap();
+        let first = handshake(Arc::clone(&config), Arc::clone(&client), Some("localhost"))
+            .await
+            .unwrap();
+        assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
+        assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
+        let again = handshake(Arc::clone(&config), client, Some("localhost"))
+            .await
+            .unwrap();
+        assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
+
+        // TLS 1.2: checks the server side and the no-verify client's TLS 1.2 signatures.
+        let verifier = AcceptAnyServerCert {
+            algorithms: provider().signature_verification_algorithms,
+        };
+        let tls12 = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        let tls12 = Arc::new(tls12);
+        let first = handshake(Arc::clone(&config), Arc::clone(&tls12), Some("localhost"))
+            .await
+            .unwrap();
+        assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_2));
+        assert!(first.peer == leaf(&cert));
+        let again = handshake(config, tls12, Some("localhost")).await.unwrap();
+        assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
+    }
+
+    #[test]
+    fn tls_server_config_needs_a_certificate() {
+        let mut bare = server(&["a.test"], &self_signed(&[]).unwrap());
+        Arc::get_mut(&mut bare).unwrap().certificate = None;
+        let err = server_config(&listener(vec![bare], 0)).unwrap_err();
+        assert!(
+            err.to_string().contains("no server with a certificate"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_upstream_verify_false_accepts_self_signed() {
+        let cert = self_signed(&names(&["backend.internal"])).unwrap();
+        let config =
+            server_config(&listener(vec![server(&["backend.internal"], &cert)], 0)).unwrap();
+        let client = upstream_client_config(false, None).unwrap();
+        // Any name, even one the certificate does not carry.
+        handshake(
+            Arc::clone(&config),
+            Arc::clone(&client),
+            Some("10-0-0-1.other"),
+        )
+        .await
+        .unwrap();
+        handshake(config, client, Some("backend.internal"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn tls_upstream_ca_file_trusts_only_its_certificates() {
+        let tmp = TempDir::new("ca");
+        let (cert_pem, key_pem) =
+            generate_pem(&names(&["wso2.local"]), KeyType::EcdsaP256).unwrap();
+        let cert_path = tmp.write("wso2.crt", &cert_pem);
+        let key_path = tmp.write("wso2.key", &key_pem);
+        let trusted = load_certified_key(&cert_path, &key_path).unwrap();
+        let client = upstream_client_config(true, Some(&cert_path)).unwrap();
+
+        let good = server_config(&listener(vec![server(&["wso2.local"], &trusted)], 0)).unwrap();
+        handshake(Arc::clone(&good), Arc::clone(&client), Some("wso2.local"))
+            .await
+            .unwrap();
+        // Trusted certificate, wrong name: still rejected.
+        assert!(
+            handshake(good, Arc::clone(&client), Some("other.local"))
+                .await
+                .is_err()
+        );
+
+        let stranger = self_signed(&names(&["wso2.local"])).unwrap();
+        let bad = server_config(&listener(vec![server(&["wso2.local"], &stranger)], 0)).unwrap();
+        let err = handshake(bad, client, Some("wso2.local"))
+            .await
+            .unwrap_err();
+        // Same subject, other key: webpki tries it as the issuer and the signature fails.
+        assert!(
+            err.to_string().contains("invalid peer certificate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_upstream_ca_file_errors() {
+        let tmp = TempDir::new("ca-err");
+        let err = upstream_client_config(true, Some(&tmp.0.join("missing.pem"))).unwrap_err();
+        assert!(matches!(err, TlsError::Read { .. }), "{err}");
+        let empty = tmp.write("empty.pem", "");
+        let err = upstream_client_config(true, Some(&empty)).unwrap_err();
+        assert!(
+            err.to_string().contains("no certificate found in PEM"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_load_certified_key_pkcs8_and_sec1() {
+        let tmp = TempDir::new("load");
+        let (cert_pem, key_pem) =
+            generate_pem(&names(&["a.test", "*.b.test"]), KeyType::EcdsaP256).unwrap();
+        let cert = tmp.write("a.crt", &cert_pem);
+        let key = tmp.write("a.key", &key_pem);
+        let loaded = load_certified_key(&cert, &key).unwrap();
+        assert_eq!(loaded.cert.len(), 1);
+        assert_eq!(loaded.key.algorithm(), rustls::SignatureAlgorithm::ECDSA);
+
+        // The same key as SEC1 (`EC PRIVATE KEY`, what `openssl ecparam -genkey` writes).
+        let sec1 = sec1_from_pkcs8(&key_pem);
+        let key_sec1 = tmp.write("a-sec1.key", &sec1);
+        load_certified_key(&cert, &key_sec1).unwrap();
+
+        // A chain: leaf then an extra certificate.
+        let (other_pem, _) = generate_pem(&[], KeyType::EcdsaP256).unwrap();
+        let chain = tmp.write("chain.crt", &format!("{cert_pem}{other_pem}"));
+        assert_eq!(load_certified_key(&chain, &key).unwrap().cert.len(), 2);
+    }
+
+    /// SEC1 `EC PRIVATE KEY` from a PKCS#8 P-256 key: PKCS#8 wraps the SEC1
+    /// structure in an OCTET STRING, which ring's fixed template puts last.
+    fn sec1_from_pkcs8(pkcs8_pem: &str) -> String {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pkcs8_pem.as_bytes()).unwrap();
+        let der = der.secret_pkcs8_der();
+        // ...OCTET STRING (0x04) len (0x6d) SEQUENCE (0x30) len (0x6b): ring writes
+        // the key without the optional parameters, 109 bytes long.
+        let start = der
+            .windows(4)
+            .position(|w| w == [0x04, 0x6d, 0x30, 0x6b])
+            .unwrap()
+            + 2;
+        let sec1 = &der[start..];
+        assert_eq!(sec1.len(), 0x6b + 2);
+        pem_encode("EC PRIVATE KEY", sec1)
+    }
+
+    fn pem_encode(label: &str, der: &[u8]) -> String {
+        let b64 = base64_encode(der);
+        let mut pem = format!("-----BEGIN {label}-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap());
+            pem.push('\n');
+        }
+        pem.push_str(&format!("-----END {label}-----\n"));
+        pem
+    }
+
+    fn base64_encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tls_load_certified_key_pkcs1_rsa() {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+
+        let tmp = TempDir::new("pkcs1");
+        let (cert_pem, key_pem) = generate_pem(&names(&["rsa.test"]), KeyType::Rsa(2048)).unwrap();
+        let cert = tmp.write("rsa.crt", &cert_pem);
+        // The same key as PKCS#1 (`RSA PRIVATE KEY`, what older openssl writes).
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8.secret_pkcs8_der()).unwrap();
+        let pkcs1 = key.to_pkcs1_der().unwrap();
+        let key_path = tmp.write("rsa.key", &pem_encode("RSA PRIVATE KEY", pkcs1.as_bytes()));
+        let loaded = load_certified_key(&cert, &key_path).unwrap();
+        assert_eq!(loaded.key.algorithm(), rustls::SignatureAlgorithm::RSA);
+    }
+
+    #[test]
+    fn tls_load_certified_key_errors() {
+        let tmp = TempDir::new("load-err");
+        let (cert_pem, key_pem) = generate_pem(&names(&["a.test"]), KeyType::EcdsaP256).unwrap();
+        let cert = tmp.write("a.crt", &cert_pem);
+        let key = tmp.write("a.key", &key_pem);
+        let message = |result: Result<Arc<CertifiedKey>, TlsError>| result.unwrap_err().to_string();
+
+        let missing = tmp.0.join("missing.crt");
+        let err = message(load_certified_key(&missing, &key));
+        assert!(
+            err.starts_with(&format!("cannot read {}", missing.display())),
+            "{err}"
+        );
+
+        let not_pem = tmp.write("garbage.crt", "hello\n");
+        let err = message(load_certified_key(&not_pem, &key));
+        assert!(
+            err.starts_with(&not_pem.display().to_string())
+                && err.contains("no certificate found in PEM"),
+            "{err}"
+        );
+
+        // The key given as the certificate: no certificate in it.
+        let err = message(load_certified_key(&key, &key));
+        assert!(err.contains("no certificate found in PEM"), "{err}");
+
+        // The certificate given as the key.
+        let err = message(load_certified_key(&cert, &cert));
+        assert!(err.starts_with(&cert.display().to_string()), "{err}");
+        assert!(
+            err.contains("no private key found") && err.contains("holds a certificate"),
+            "{err}"
+        );
+
+        let encrypted = tmp.write(
+            "enc.key",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        );
+        let err = message(load_certified_key(&cert, &encrypted));
+        assert!(
+            err.contains("no private key found") && err.contains("encrypted"),
+            "{err}"
+        );
+
+        let broken = tmp.write(
+            "broken.key",
+            "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+        );
+        let err = message(load_certified_key(&cert, &broken));
+        assert!(
+            err.starts_with(&broken.display().to_string()) && err.contains("invalid PEM"),
+            "{err}"
+        );
+
+        let (_, other_key_pem) = generate_pem(&names(&["a.test"]), KeyType::EcdsaP256).unwrap();
+        let other_key = tmp.write("other.key", &other_key_pem);
+        let err = message(load_certified_key(&cert, &other_key));
+        assert!(err.starts_with(&other_key.display().to_string()), "{err}");
+        assert!(err.contains("key does not match certificate"), "{err}");
+    }
+
+    #[test]
+    fn tls_generate_names_and_key_types() {
+        // IP names become IP SANs, wildcards DNS SANs; no names means localhost.
+        let certified = self_signed(&names(&["*.example.com", "127.0.0.1", "::1"])).unwrap();
+        let cert =
+            rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap())
+                .unwrap();
+        for ok in ["www.example.com", "127.0.0.1", "::1"] {
+            let name = ServerName::try_from(ok).unwrap();
+            assert!(
+                rustls::client::verify_server_name(&cert, &name).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["example.com", "a.b.example.com", "127.0.0.2"] {
+            let name = ServerName::try_from(bad).unwrap();
+            assert!(
+                rustls::client::verify_server_name(&cert, &name).is_err(),
+                "{bad}"
+            );
+        }
+
+        for empty in [names(&[]), names(&["_"])] {
+            let certified = self_signed(&empty).unwrap();
+            let cert =
+                rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap())
+                    .unwrap();
+            let localhost = ServerName::try_from("localhost").unwrap();
+            assert!(rustls::client::verify_server_name(&cert, &localhost).is_ok());
+        }
+
+        let (cert_pem, key_pem) = generate_pem(&names(&["a.test"]), KeyType::EcdsaP256).unwrap();
+        assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+
+        let err = generate_pem(&names(&["a.test"]), KeyType::Rsa(1024)).unwrap_err();
+        assert!(err.to_string().contains("2048, 3072 or 4096"), "{err}");
+        assert!(self_signed(&names(&["bücher.example"])).is_err());
+    }
 }
