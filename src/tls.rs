@@ -21,10 +21,7 @@ use crate::config::runtime::{self, Listener};
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     #[error("{0}")]
@@ -51,8 +48,7 @@ const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
 
 /// One ring provider for every config: building it allocates, and all configs
 /// use the same algorithms anyway.
-static PROVIDER: LazyLock<Arc<CryptoProvider>> =
-    LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+static PROVIDER: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
 
 /// The crypto provider portico uses everywhere (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -60,17 +56,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> TlsError {
-    TlsError::Invalid {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
+    TlsError::Invalid { path: path.to_path_buf(), message: message.into() }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
 }
 
 /// Every certificate in a PEM file, in order; an error when there is none.
@@ -80,10 +70,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(path, format!("invalid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(invalid(
-            path,
-            "no certificate found in PEM (expected a BEGIN CERTIFICATE block)",
-        ));
+        return Err(invalid(path, "no certificate found in PEM (expected a BEGIN CERTIFICATE block)"));
     }
     Ok(certs)
 }
@@ -100,9 +87,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
         // The usual mistakes get their own hint: an encrypted key (nginx would
         // ask for a passphrase) or the certificate given twice.
         let text = String::from_utf8_lossy(&key_bytes);
-        let hint = if text.contains("ENCRYPTED PRIVATE KEY")
-            || text.contains("Proc-Type: 4,ENCRYPTED")
-        {
+        let hint = if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
             " (the key is encrypted; decrypt it first, e.g. `openssl pkey -in KEY -out KEY.plain`)"
         } else if text.contains("BEGIN CERTIFICATE") {
             " (this file holds a certificate, not a key)"
@@ -123,9 +108,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         // Unknown: the key type cannot report its public key; nothing to compare.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
-            Ok(Arc::new(certified))
-        }
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(Arc::new(certified)),
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(invalid(
             key,
             format!(
@@ -140,23 +123,12 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
 /// The names a generated certificate is issued for: `"_"` (a catch-all
 /// server) names no host, and no name at all means `localhost`.
 fn certificate_names(names: &[String]) -> Vec<String> {
-    let names: Vec<String> = names
-        .iter()
-        .filter(|n| !n.is_empty() && n.as_str() != "_")
-        .cloned()
-        .collect();
-    if names.is_empty() {
-        vec!["localhost".to_owned()]
-    } else {
-        names
-    }
+    let names: Vec<String> = names.iter().filter(|n| !n.is_empty() && n.as_str() != "_").cloned().collect();
+    if names.is_empty() { vec!["localhost".to_owned()] } else { names }
 }
 
 /// A self-signed certificate and its key pair.
-fn generate(
-    names: &[String],
-    key_type: KeyType,
-) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsError> {
+fn generate(names: &[String], key_type: KeyType) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsError> {
     let names = certificate_names(names);
     let key_pair = match key_type {
         KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
@@ -177,15 +149,12 @@ fn generate(
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     if matches!(key_type, KeyType::Rsa(_)) {
         // TLS 1.2 RSA key exchange encrypts to the key.
-        params
-            .key_usages
-            .push(rcgen::KeyUsagePurpose::KeyEncipherment);
+        params.key_usages.push(rcgen::KeyUsagePurpose::KeyEncipherment);
     }
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
 
-    let cert = params
-        .self_signed(&key_pair)
-        .map_err(|e| TlsError::Other(format!("cannot sign the certificate: {e}")))?;
+    let cert =
+        params.self_signed(&key_pair).map_err(|e| TlsError::Other(format!("cannot sign the certificate: {e}")))?;
     Ok((cert, key_pair))
 }
 
@@ -195,20 +164,13 @@ fn rsa_key_pair(bits: u32) -> Result<rcgen::KeyPair, TlsError> {
     use rsa::pkcs8::EncodePrivateKey;
 
     if !RSA_BITS.contains(&bits) {
-        return Err(TlsError::Other(format!(
-            "RSA key size {bits} is not supported (use 2048, 3072 or 4096)"
-        )));
+        return Err(TlsError::Other(format!("RSA key size {bits} is not supported (use 2048, 3072 or 4096)")));
     }
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits as usize)
         .map_err(|e| TlsError::Other(format!("cannot generate an RSA key: {e}")))?;
-    let der = key
-        .to_pkcs8_der()
-        .map_err(|e| TlsError::Other(format!("cannot encode the RSA key: {e}")))?;
-    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-        &PrivatePkcs8KeyDer::from(der.as_bytes()),
-        &rcgen::PKCS_RSA_SHA256,
-    )
-    .map_err(|e| TlsError::Other(format!("cannot use the RSA key: {e}")))
+    let der = key.to_pkcs8_der().map_err(|e| TlsError::Other(format!("cannot encode the RSA key: {e}")))?;
+    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| TlsError::Other(format!("cannot use the RSA key: {e}")))
 }
 
 /// Makes an in-memory self-signed certificate for `names`.
@@ -256,14 +218,10 @@ impl SniResolver {
                 // The first server declaring a name keeps it, as in the Host lookup.
                 match name {
                     runtime::ServerName::Exact(host) => {
-                        exact
-                            .entry(host.clone())
-                            .or_insert_with(|| Arc::clone(certificate));
+                        exact.entry(host.clone()).or_insert_with(|| Arc::clone(certificate));
                     }
                     runtime::ServerName::Wildcard(suffix) => {
-                        wildcard
-                            .entry(suffix.clone())
-                            .or_insert_with(|| Arc::clone(certificate));
+                        wildcard.entry(suffix.clone()).or_insert_with(|| Arc::clone(certificate));
                     }
                 }
             }
@@ -272,23 +230,11 @@ impl SniResolver {
             .servers
             .get(listener.default_server)
             .and_then(|server| server.certificate.clone())
-            .or_else(|| {
-                listener
-                    .servers
-                    .iter()
-                    .find_map(|server| server.certificate.clone())
-            })
+            .or_else(|| listener.servers.iter().find_map(|server| server.certificate.clone()))
             .ok_or_else(|| {
-                TlsError::Other(format!(
-                    "TLS listener {} has no server with a certificate",
-                    listener.addr
-                ))
+                TlsError::Other(format!("TLS listener {} has no server with a certificate", listener.addr))
             })?;
-        Ok(Self {
-            exact,
-            wildcard,
-            default,
-        })
+        Ok(Self { exact, wildcard, default })
     }
 
     fn lookup(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
@@ -331,12 +277,8 @@ pub fn server_config(listener: &Listener) -> Result<Arc<rustls::ServerConfig>, T
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
-        TlsError::Other(format!(
-            "TLS listener {}: cannot make session tickets: {e}",
-            listener.addr
-        ))
-    })?;
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| TlsError::Other(format!("TLS listener {}: cannot make session tickets: {e}", listener.addr)))?;
     Ok(Arc::new(config))
 }
 
@@ -345,10 +287,7 @@ pub fn server_config(listener: &Listener) -> Result<Arc<rustls::ServerConfig>, T
 ///
 /// With `verify = false` the handshake signatures are still checked, so the
 /// connection is encrypted to whoever holds the presented certificate's key.
-pub fn upstream_client_config(
-    verify: bool,
-    ca_file: Option<&Path>,
-) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn upstream_client_config(verify: bool, ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -360,13 +299,8 @@ pub fn upstream_client_config(
         };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
-        let verifier = AcceptAnyServerCert {
-            algorithms: provider.signature_verification_algorithms,
-        };
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
+        let verifier = AcceptAnyServerCert { algorithms: provider.signature_verification_algorithms };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
     };
     // Upstream connections are HTTP/1.1 keep-alive (see the contract).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -377,12 +311,9 @@ pub fn upstream_client_config(
 fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for (n, cert) in read_certificates(path)?.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
-            invalid(
-                path,
-                format!("certificate {} is not a usable trust anchor: {e}", n + 1),
-            )
-        })?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(path, format!("certificate {} is not a usable trust anchor: {e}", n + 1)))?;
     }
     Ok(roots)
 }
@@ -394,17 +325,8 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     // A system bundle may hold a few certificates webpki cannot use; the rest still count.
     roots.add_parsable_certificates(loaded.certs);
     if roots.is_empty() {
-        let why = loaded
-            .errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let why = if why.is_empty() {
-            String::new()
-        } else {
-            format!(" ({why})")
-        };
+        let why = loaded.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let why = if why.is_empty() { String::new() } else { format!(" ({why})") };
         return Err(TlsError::Other(format!(
             "no system trust roots found{why}: set ca_file on the upstream (or tls_verify = false)"
         )));
@@ -473,8 +395,7 @@ mod tests {
             use std::sync::atomic::{AtomicU32, Ordering};
             static NEXT: AtomicU32 = AtomicU32::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("portico-tls-{label}-{}-{n}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("portico-tls-{label}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
             Self(path)
@@ -520,12 +441,7 @@ mod tests {
     }
 
     fn listener(servers: Vec<Arc<VirtualServer>>, default_server: usize) -> Listener {
-        Listener {
-            addr: SocketAddr::from(([127, 0, 0, 1], 443)),
-            tls: true,
-            servers,
-            default_server,
-        }
+        Listener { addr: SocketAddr::from(([127, 0, 0, 1], 443)), tls: true, servers, default_server }
     }
 
     fn leaf(certified: &CertifiedKey) -> CertificateDer<'static> {
@@ -568,9 +484,7 @@ mod tests {
         let mut byte = [0u8; 1];
         tls.read_exact(&mut byte).await?;
         let (_, connection) = tls.get_ref();
-        let peer = connection.peer_certificates().unwrap()[0]
-            .clone()
-            .into_owned();
+        let peer = connection.peer_certificates().unwrap()[0].clone().into_owned();
         let handshake = Handshake {
             peer,
             alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
@@ -619,14 +533,8 @@ mod tests {
             (None, &fallback),
         ];
         for (sni, expected) in cases {
-            let got = handshake(Arc::clone(&config), Arc::clone(&client), sni)
-                .await
-                .unwrap()
-                .peer;
-            assert!(
-                got == leaf(expected),
-                "SNI {sni:?} got the wrong certificate"
-            );
+            let got = handshake(Arc::clone(&config), Arc::clone(&client), sni).await.unwrap().peer;
+            assert!(got == leaf(expected), "SNI {sni:?} got the wrong certificate");
         }
     }
 
@@ -634,28 +542,13 @@ mod tests {
     async fn tls_default_server_certificate_without_sni() {
         let first = self_signed(&names(&["first.test"])).unwrap();
         let chosen = self_signed(&names(&["chosen.test"])).unwrap();
-        let listener = listener(
-            vec![
-                server(&["first.test"], &first),
-                server(&["chosen.test"], &chosen),
-            ],
-            1,
-        );
+        let listener = listener(vec![server(&["first.test"], &first), server(&["chosen.test"], &chosen)], 1);
         let config = server_config(&listener).unwrap();
-        let got = handshake(Arc::clone(&config), browser(), None)
-            .await
-            .unwrap()
-            .peer;
+        let got = handshake(Arc::clone(&config), browser(), None).await.unwrap().peer;
         assert!(got == leaf(&chosen));
-        let got = handshake(Arc::clone(&config), browser(), Some("nomatch.test"))
-            .await
-            .unwrap()
-            .peer;
+        let got = handshake(Arc::clone(&config), browser(), Some("nomatch.test")).await.unwrap().peer;
         assert!(got == leaf(&chosen));
-        let got = handshake(config, browser(), Some("first.test"))
-            .await
-            .unwrap()
-            .peer;
+        let got = handshake(config, browser(), Some("first.test")).await.unwrap().peer;
         assert!(got == leaf(&first));
     }
 
@@ -663,17 +556,11 @@ mod tests {
     async fn tls_server_offers_h2_and_http1() {
         let cert = self_signed(&[]).unwrap();
         let config = server_config(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
-        let alpn = handshake(Arc::clone(&config), browser(), Some("localhost"))
-            .await
-            .unwrap()
-            .alpn;
+        let alpn = handshake(Arc::clone(&config), browser(), Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
         // The upstream-style client offers only http/1.1.
         let upstream = upstream_client_config(false, None).unwrap();
-        let alpn = handshake(config, upstream, Some("localhost"))
-            .await
-            .unwrap()
-            .alpn;
+        let alpn = handshake(config, upstream, Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     }
 
@@ -684,20 +571,14 @@ mod tests {
 
         // TLS 1.3, with the upstream client's (shared) resumption store.
         let client = upstream_client_config(false, None).unwrap();
-        let first = handshake(Arc::clone(&config), Arc::clone(&client), Some("localhost"))
-            .await
-            .unwrap();
+        let first = handshake(Arc::clone(&config), Arc::clone(&client), Some("localhost")).await.unwrap();
         assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
         assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
-        let again = handshake(Arc::clone(&config), client, Some("localhost"))
-            .await
-            .unwrap();
+        let again = handshake(Arc::clone(&config), client, Some("localhost")).await.unwrap();
         assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
 
         // TLS 1.2: checks the server side and the no-verify client's TLS 1.2 signatures.
-        let verifier = AcceptAnyServerCert {
-            algorithms: provider().signature_verification_algorithms,
-        };
+        let verifier = AcceptAnyServerCert { algorithms: provider().signature_verification_algorithms };
         let tls12 = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS12])
             .unwrap()
@@ -705,9 +586,7 @@ mod tests {
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
         let tls12 = Arc::new(tls12);
-        let first = handshake(Arc::clone(&config), Arc::clone(&tls12), Some("localhost"))
-            .await
-            .unwrap();
+        let first = handshake(Arc::clone(&config), Arc::clone(&tls12), Some("localhost")).await.unwrap();
         assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_2));
         assert!(first.peer == leaf(&cert));
         let again = handshake(config, tls12, Some("localhost")).await.unwrap();
@@ -719,62 +598,38 @@ mod tests {
         let mut bare = server(&["a.test"], &self_signed(&[]).unwrap());
         Arc::get_mut(&mut bare).unwrap().certificate = None;
         let err = server_config(&listener(vec![bare], 0)).unwrap_err();
-        assert!(
-            err.to_string().contains("no server with a certificate"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("no server with a certificate"), "{err}");
     }
 
     #[tokio::test]
     async fn tls_upstream_verify_false_accepts_self_signed() {
         let cert = self_signed(&names(&["backend.internal"])).unwrap();
-        let config =
-            server_config(&listener(vec![server(&["backend.internal"], &cert)], 0)).unwrap();
+        let config = server_config(&listener(vec![server(&["backend.internal"], &cert)], 0)).unwrap();
         let client = upstream_client_config(false, None).unwrap();
         // Any name, even one the certificate does not carry.
-        handshake(
-            Arc::clone(&config),
-            Arc::clone(&client),
-            Some("10-0-0-1.other"),
-        )
-        .await
-        .unwrap();
-        handshake(config, client, Some("backend.internal"))
-            .await
-            .unwrap();
+        handshake(Arc::clone(&config), Arc::clone(&client), Some("10-0-0-1.other")).await.unwrap();
+        handshake(config, client, Some("backend.internal")).await.unwrap();
     }
 
     #[tokio::test]
     async fn tls_upstream_ca_file_trusts_only_its_certificates() {
         let tmp = TempDir::new("ca");
-        let (cert_pem, key_pem) =
-            generate_pem(&names(&["wso2.local"]), KeyType::EcdsaP256).unwrap();
+        let (cert_pem, key_pem) = generate_pem(&names(&["wso2.local"]), KeyType::EcdsaP256).unwrap();
         let cert_path = tmp.write("wso2.crt", &cert_pem);
         let key_path = tmp.write("wso2.key", &key_pem);
         let trusted = load_certified_key(&cert_path, &key_path).unwrap();
         let client = upstream_client_config(true, Some(&cert_path)).unwrap();
 
         let good = server_config(&listener(vec![server(&["wso2.local"], &trusted)], 0)).unwrap();
-        handshake(Arc::clone(&good), Arc::clone(&client), Some("wso2.local"))
-            .await
-            .unwrap();
+        handshake(Arc::clone(&good), Arc::clone(&client), Some("wso2.local")).await.unwrap();
         // Trusted certificate, wrong name: still rejected.
-        assert!(
-            handshake(good, Arc::clone(&client), Some("other.local"))
-                .await
-                .is_err()
-        );
+        assert!(handshake(good, Arc::clone(&client), Some("other.local")).await.is_err());
 
         let stranger = self_signed(&names(&["wso2.local"])).unwrap();
         let bad = server_config(&listener(vec![server(&["wso2.local"], &stranger)], 0)).unwrap();
-        let err = handshake(bad, client, Some("wso2.local"))
-            .await
-            .unwrap_err();
+        let err = handshake(bad, client, Some("wso2.local")).await.unwrap_err();
         // Same subject, other key: webpki tries it as the issuer and the signature fails.
-        assert!(
-            err.to_string().contains("invalid peer certificate"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("invalid peer certificate"), "{err}");
     }
 
     #[test]
@@ -784,17 +639,13 @@ mod tests {
         assert!(matches!(err, TlsError::Read { .. }), "{err}");
         let empty = tmp.write("empty.pem", "");
         let err = upstream_client_config(true, Some(&empty)).unwrap_err();
-        assert!(
-            err.to_string().contains("no certificate found in PEM"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("no certificate found in PEM"), "{err}");
     }
 
     #[test]
     fn tls_load_certified_key_pkcs8_and_sec1() {
         let tmp = TempDir::new("load");
-        let (cert_pem, key_pem) =
-            generate_pem(&names(&["a.test", "*.b.test"]), KeyType::EcdsaP256).unwrap();
+        let (cert_pem, key_pem) = generate_pem(&names(&["a.test", "*.b.test"]), KeyType::EcdsaP256).unwrap();
         let cert = tmp.write("a.crt", &cert_pem);
         let key = tmp.write("a.key", &key_pem);
         let loaded = load_certified_key(&cert, &key).unwrap();
@@ -819,11 +670,7 @@ mod tests {
         let der = der.secret_pkcs8_der();
         // ...OCTET STRING (0x04) len (0x6d) SEQUENCE (0x30) len (0x6b): ring writes
         // the key without the optional parameters, 109 bytes long.
-        let start = der
-            .windows(4)
-            .position(|w| w == [0x04, 0x6d, 0x30, 0x6b])
-            .unwrap()
-            + 2;
+        let start = der.windows(4).position(|w| w == [0x04, 0x6d, 0x30, 0x6b]).unwrap() + 2;
         let sec1 = &der[start..];
         assert_eq!(sec1.len(), 0x6b + 2);
         pem_encode("EC PRIVATE KEY", sec1)
@@ -841,15 +688,10 @@ mod tests {
     }
 
     fn base64_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -889,16 +731,12 @@ mod tests {
 
         let missing = tmp.0.join("missing.crt");
         let err = message(load_certified_key(&missing, &key));
-        assert!(
-            err.starts_with(&format!("cannot read {}", missing.display())),
-            "{err}"
-        );
+        assert!(err.starts_with(&format!("cannot read {}", missing.display())), "{err}");
 
         let not_pem = tmp.write("garbage.crt", "hello\n");
         let err = message(load_certified_key(&not_pem, &key));
         assert!(
-            err.starts_with(&not_pem.display().to_string())
-                && err.contains("no certificate found in PEM"),
+            err.starts_with(&not_pem.display().to_string()) && err.contains("no certificate found in PEM"),
             "{err}"
         );
 
@@ -909,30 +747,16 @@ mod tests {
         // The certificate given as the key.
         let err = message(load_certified_key(&cert, &cert));
         assert!(err.starts_with(&cert.display().to_string()), "{err}");
-        assert!(
-            err.contains("no private key found") && err.contains("holds a certificate"),
-            "{err}"
-        );
+        assert!(err.contains("no private key found") && err.contains("holds a certificate"), "{err}");
 
-        let encrypted = tmp.write(
-            "enc.key",
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
-        );
+        let encrypted =
+            tmp.write("enc.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n");
         let err = message(load_certified_key(&cert, &encrypted));
-        assert!(
-            err.contains("no private key found") && err.contains("encrypted"),
-            "{err}"
-        );
+        assert!(err.contains("no private key found") && err.contains("encrypted"), "{err}");
 
-        let broken = tmp.write(
-            "broken.key",
-            "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
-        );
+        let broken = tmp.write("broken.key", "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n");
         let err = message(load_certified_key(&cert, &broken));
-        assert!(
-            err.starts_with(&broken.display().to_string()) && err.contains("invalid PEM"),
-            "{err}"
-        );
+        assert!(err.starts_with(&broken.display().to_string()) && err.contains("invalid PEM"), "{err}");
 
         let (_, other_key_pem) = generate_pem(&names(&["a.test"]), KeyType::EcdsaP256).unwrap();
         let other_key = tmp.write("other.key", &other_key_pem);
@@ -945,29 +769,19 @@ mod tests {
     fn tls_generate_names_and_key_types() {
         // IP names become IP SANs, wildcards DNS SANs; no names means localhost.
         let certified = self_signed(&names(&["*.example.com", "127.0.0.1", "::1"])).unwrap();
-        let cert =
-            rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap())
-                .unwrap();
+        let cert = rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap()).unwrap();
         for ok in ["www.example.com", "127.0.0.1", "::1"] {
             let name = ServerName::try_from(ok).unwrap();
-            assert!(
-                rustls::client::verify_server_name(&cert, &name).is_ok(),
-                "{ok}"
-            );
+            assert!(rustls::client::verify_server_name(&cert, &name).is_ok(), "{ok}");
         }
         for bad in ["example.com", "a.b.example.com", "127.0.0.2"] {
             let name = ServerName::try_from(bad).unwrap();
-            assert!(
-                rustls::client::verify_server_name(&cert, &name).is_err(),
-                "{bad}"
-            );
+            assert!(rustls::client::verify_server_name(&cert, &name).is_err(), "{bad}");
         }
 
         for empty in [names(&[]), names(&["_"])] {
             let certified = self_signed(&empty).unwrap();
-            let cert =
-                rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap())
-                    .unwrap();
+            let cert = rustls::server::ParsedCertificate::try_from(certified.end_entity_cert().unwrap()).unwrap();
             let localhost = ServerName::try_from("localhost").unwrap();
             assert!(rustls::client::verify_server_name(&cert, &localhost).is_ok());
         }

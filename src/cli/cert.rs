@@ -35,15 +35,9 @@ pub enum CertError {
     #[error("{} already exists (pass --force to overwrite)", path.display())]
     Exists { path: PathBuf },
     #[error("cannot create {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot print the result: {0}")]
     Output(std::io::Error),
     #[error(transparent)]
@@ -66,16 +60,8 @@ fn file_stem(name: &str) -> String {
         Some(rest) => format!("_wildcard.{rest}"),
         None => name.to_owned(),
     };
-    let stem: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let stem: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     // No hidden files, and never "." or "..".
     match stem.strip_prefix('.') {
         Some(rest) => format!("_{rest}"),
@@ -87,15 +73,10 @@ fn file_stem(name: &str) -> String {
 /// paths and the `tls = { .. }` line to paste into `portico.toml`.
 pub fn run(args: &CertArgs, out: &mut dyn Write) -> Result<(), CertError> {
     let first = args.names.first().ok_or(CertError::NoName)?;
-    std::fs::create_dir_all(&args.out).map_err(|source| CertError::CreateDir {
-        path: args.out.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&args.out).map_err(|source| CertError::CreateDir { path: args.out.clone(), source })?;
     // Absolute paths, so the printed TOML line works from any directory.
-    let dir = std::fs::canonicalize(&args.out).map_err(|source| CertError::CreateDir {
-        path: args.out.clone(),
-        source,
-    })?;
+    let dir =
+        std::fs::canonicalize(&args.out).map_err(|source| CertError::CreateDir { path: args.out.clone(), source })?;
     let stem = file_stem(first);
     let cert_path = dir.join(format!("{stem}.crt"));
     let key_path = dir.join(format!("{stem}.key"));
@@ -122,30 +103,19 @@ pub fn run(args: &CertArgs, out: &mut dyn Write) -> Result<(), CertError> {
         .set_permissions(std::fs::Permissions::from_mode(0o600))
         .and_then(|()| key_file.write_all(key_pem.as_bytes()))
         .and_then(|()| key_file.sync_all())
-        .map_err(|source| CertError::Write {
-            path: key_path.clone(),
-            source,
-        })?;
+        .map_err(|source| CertError::Write { path: key_path.clone(), source })?;
 
     let mut cert_file = create(&cert_path, 0o644, args.force)?;
     cert_file
         .write_all(cert_pem.as_bytes())
         .and_then(|()| cert_file.sync_all())
-        .map_err(|source| CertError::Write {
-            path: cert_path.clone(),
-            source,
-        })?;
+        .map_err(|source| CertError::Write { path: cert_path.clone(), source })?;
 
     writeln!(out, "wrote {}", cert_path.display())
         .and_then(|()| writeln!(out, "wrote {} (mode 0600)", key_path.display()))
         .and_then(|()| writeln!(out, "add to the [[server]] block in portico.toml:"))
         .and_then(|()| {
-            writeln!(
-                out,
-                "tls = {{ cert = {}, key = {} }}",
-                toml_string(&cert_path),
-                toml_string(&key_path)
-            )
+            writeln!(out, "tls = {{ cert = {}, key = {} }}", toml_string(&cert_path), toml_string(&key_path))
         })
         .map_err(CertError::Output)
 }
@@ -161,13 +131,8 @@ fn create(path: &Path, mode: u32, force: bool) -> Result<File, CertError> {
         options.create_new(true);
     }
     options.open(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::AlreadyExists => CertError::Exists {
-            path: path.to_path_buf(),
-        },
-        _ => CertError::Write {
-            path: path.to_path_buf(),
-            source,
-        },
+        std::io::ErrorKind::AlreadyExists => CertError::Exists { path: path.to_path_buf() },
+        _ => CertError::Write { path: path.to_path_buf(), source },
     })
 }
 
@@ -201,8 +166,7 @@ mod tests {
             use std::sync::atomic::{AtomicU32, Ordering};
             static NEXT: AtomicU32 = AtomicU32::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("portico-cert-{label}-{}-{n}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("portico-cert-{label}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             Self(path)
         }
@@ -234,20 +198,14 @@ mod tests {
         use rustls_pki_types::ServerName;
         // webpki checks a name against the certificate: ask it for each candidate.
         let cert = rustls::server::ParsedCertificate::try_from(cert_der).unwrap();
-        [
-            "example.com",
-            "www.example.com",
-            "a.example.org",
-            "127.0.0.1",
-            "other.com",
-        ]
-        .into_iter()
-        .filter(|name| {
-            let server_name = ServerName::try_from(*name).unwrap();
-            rustls::client::verify_server_name(&cert, &server_name).is_ok()
-        })
-        .map(str::to_owned)
-        .collect()
+        ["example.com", "www.example.com", "a.example.org", "127.0.0.1", "other.com"]
+            .into_iter()
+            .filter(|name| {
+                let server_name = ServerName::try_from(*name).unwrap();
+                rustls::client::verify_server_name(&cert, &server_name).is_ok()
+            })
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
@@ -255,11 +213,7 @@ mod tests {
         let tmp = TempDir::new("pair");
         let out_dir = tmp.0.join("nested/ssl");
         let mut printed = Vec::new();
-        run(
-            &args(&out_dir, &["example.com", "www.example.com", "127.0.0.1"]),
-            &mut printed,
-        )
-        .unwrap();
+        run(&args(&out_dir, &["example.com", "www.example.com", "127.0.0.1"]), &mut printed).unwrap();
 
         let dir = std::fs::canonicalize(&out_dir).unwrap();
         let cert = dir.join("example.com.crt");
@@ -270,20 +224,13 @@ mod tests {
         let printed = String::from_utf8(printed).unwrap();
         assert!(printed.contains(&cert.display().to_string()), "{printed}");
         assert!(
-            printed.contains(&format!(
-                "tls = {{ cert = \"{}\", key = \"{}\" }}",
-                cert.display(),
-                key.display()
-            )),
+            printed.contains(&format!("tls = {{ cert = \"{}\", key = \"{}\" }}", cert.display(), key.display())),
             "{printed}"
         );
 
         let certified = tls::load_certified_key(&cert, &key).unwrap();
         let leaf = certified.end_entity_cert().unwrap();
-        assert_eq!(
-            names_in(leaf),
-            ["example.com", "www.example.com", "127.0.0.1"]
-        );
+        assert_eq!(names_in(leaf), ["example.com", "www.example.com", "127.0.0.1"]);
     }
 
     #[test]
@@ -293,10 +240,7 @@ mod tests {
         let cert = tmp.0.join("_wildcard.example.org.crt");
         let key = tmp.0.join("_wildcard.example.org.key");
         let certified = tls::load_certified_key(&cert, &key).unwrap();
-        assert_eq!(
-            names_in(certified.end_entity_cert().unwrap()),
-            ["a.example.org"]
-        );
+        assert_eq!(names_in(certified.end_entity_cert().unwrap()), ["a.example.org"]);
     }
 
     #[test]
@@ -309,11 +253,7 @@ mod tests {
         let err = run(&args(&tmp.0, &["example.com"]), &mut Vec::new()).unwrap_err();
         assert!(matches!(err, CertError::Exists { .. }), "{err}");
         assert!(err.to_string().contains("--force"), "{err}");
-        assert_eq!(
-            std::fs::read(&key).unwrap(),
-            before,
-            "refusal must not touch the key"
-        );
+        assert_eq!(std::fs::read(&key).unwrap(), before, "refusal must not touch the key");
 
         // Only the key exists: still refused, and no certificate is written.
         std::fs::remove_file(tmp.0.join("example.com.crt")).unwrap();
@@ -327,40 +267,23 @@ mod tests {
         forced.force = true;
         run(&forced, &mut Vec::new()).unwrap();
         assert_ne!(std::fs::read(&key).unwrap(), before);
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         tls::load_certified_key(&tmp.0.join("example.com.crt"), &key).unwrap();
     }
 
     #[test]
     fn cert_args_parse() {
-        let cli = Cli::try_parse_from([
-            "cert", "--name", "a.com", "b.com", "--out", "/tmp/x", "--rsa", "3072",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["cert", "--name", "a.com", "b.com", "--out", "/tmp/x", "--rsa", "3072"]).unwrap();
         assert_eq!(cli.cert.names, ["a.com", "b.com"]);
         assert_eq!(cli.cert.rsa, Some(3072));
         assert!(!cli.cert.force);
-        let cli = Cli::try_parse_from(["cert", "--name", "a.com", "--name", "b.com", "--out", "x"])
-            .unwrap();
+        let cli = Cli::try_parse_from(["cert", "--name", "a.com", "--name", "b.com", "--out", "x"]).unwrap();
         assert_eq!(cli.cert.names, ["a.com", "b.com"], "--name may repeat");
 
-        assert!(
-            Cli::try_parse_from([
-                "cert", "--name", "a.com", "--out", "/tmp/x", "--rsa", "1024"
-            ])
-            .is_err()
-        );
-        assert!(
-            Cli::try_parse_from(["cert", "--out", "/tmp/x"]).is_err(),
-            "--name is required"
-        );
-        assert!(
-            Cli::try_parse_from(["cert", "--name", "a.com"]).is_err(),
-            "--out is required"
-        );
+        assert!(Cli::try_parse_from(["cert", "--name", "a.com", "--out", "/tmp/x", "--rsa", "1024"]).is_err());
+        assert!(Cli::try_parse_from(["cert", "--out", "/tmp/x"]).is_err(), "--name is required");
+        assert!(Cli::try_parse_from(["cert", "--name", "a.com"]).is_err(), "--out is required");
     }
 
     #[test]
