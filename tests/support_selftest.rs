@@ -300,3 +300,38 @@ async fn temp_dirs_are_unique_and_removed() {
     drop(a);
     assert!(!path.exists());
 }
+
+/// The h2 client path, against a bare hyper h2 server (portico's own h2 is
+/// tested elsewhere): ALPN picks h2 and the request carries `:authority`.
+#[tokio::test]
+async fn https_client_speaks_h2_when_the_server_picks_it() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let cert = TestCert::new(&["api.test"]);
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cert.server_config(&["h2"])));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let authority = req.uri().authority().map(|a| a.to_string());
+            let text = format!("{:?} {}", req.version(), authority.unwrap_or_default());
+            Ok::<_, std::convert::Infallible>(http::Response::new(body::full(text)))
+        });
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), service)
+            .await
+            .unwrap();
+    });
+
+    let mut client = Client::https(addr, "api.test", &cert.roots(), &["h2", "http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(client.version(), http::Version::HTTP_2);
+    let reply = client.get("api.test", "/x").await.unwrap();
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.text(), "HTTP/2.0 api.test");
+}
