@@ -1,0 +1,506 @@
+//! Upstream servers for tests: `TestBackend` (an HTTP/1.1 app server that
+//! answers with its name and records what it saw) and `SilentBackend` (accepts,
+//! never answers).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SET_COOKIE, UPGRADE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::body::{self, Body};
+use super::cert::TestCert;
+use super::websocket;
+
+/// One request as a backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The connecting peer (portico's side of the upstream connection).
+    pub peer: SocketAddr,
+    /// The SNI name the client sent (TLS backends only).
+    pub sni: Option<String>,
+    /// Which accepted connection (0, 1, ...) carried it: equal numbers mean a
+    /// reused keep-alive connection.
+    pub conn: u64,
+    /// Request body length, read to the end before answering; `None` for
+    /// `/echo` (streamed back instead) and `/ws`.
+    pub body_len: Option<u64>,
+}
+
+impl Seen {
+    /// A request header as text (the first, if repeated).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+struct Shared {
+    name: String,
+    seen: Mutex<Vec<Seen>>,
+    connections: AtomicU64,
+}
+
+/// An HTTP/1.1 (keep-alive) backend on `127.0.0.1:<ephemeral>`.
+///
+/// Every response has `x-backend: NAME`. Behaviour is picked by the last path
+/// segment(s), ignoring any `;param` suffix and any prefix, so `/api/echo`
+/// behaves as `/echo`:
+/// - `.../echo`: streams the request body back.
+/// - `.../big?bytes=N`: streams N pattern bytes (see `body::verify_pattern`)
+///   in 64 KiB chunks, with Content-Length.
+/// - `.../slow?ms=N`: waits N ms, then answers as the default.
+/// - `.../login`: sets `JSESSIONID=<random>; Path=/; HttpOnly`, body = name.
+/// - `.../status/NNN`: answers status NNN, body = name.
+/// - `.../ws`: WebSocket upgrade (101, correct Sec-WebSocket-Accept), then
+///   echoes raw bytes; 400 if the request is not an upgrade.
+/// - anything else: 200, body = name.
+///
+/// Each request is recorded (and counted) before it is answered, so once a
+/// client has the response head, `requests()` includes it.
+pub struct TestBackend {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    tasks: Tasks,
+}
+
+impl TestBackend {
+    /// A plain-HTTP backend, listening when this returns.
+    pub async fn spawn(name: &str) -> TestBackend {
+        TestBackend::start(name, None).await
+    }
+
+    /// A TLS backend serving `cert` (ALPN http/1.1), listening when this returns.
+    pub async fn spawn_tls(name: &str, cert: &TestCert) -> TestBackend {
+        let acceptor = TlsAcceptor::from(Arc::new(cert.server_config(&["http/1.1"])));
+        TestBackend::start(name, Some(acceptor)).await
+    }
+
+    async fn start(name: &str, tls: Option<TlsAcceptor>) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind test backend");
+        let addr = listener.local_addr().expect("backend local addr");
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            seen: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+        });
+        let tasks = Tasks::default();
+        tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
+        TestBackend {
+            shared,
+            addr,
+            tasks,
+        }
+    }
+
+    /// The name it answers with.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many requests it has seen.
+    pub fn count(&self) -> usize {
+        lock(&self.shared.seen).len()
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// The latest request; panics if there was none.
+    pub fn last(&self) -> Seen {
+        lock(&self.shared.seen)
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("backend {} has seen no request", self.shared.name))
+    }
+
+    /// Closes the listener and every connection (upgraded ones too); when this
+    /// returns, new connections to `addr()` are refused.
+    pub async fn stop(&self) {
+        self.tasks.stop().await;
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.tasks.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tasks: Tasks,
+    tls: Option<TlsAcceptor>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let conn = shared.connections.fetch_add(1, Ordering::SeqCst);
+        let ctx = Arc::new(ConnCtx {
+            shared: shared.clone(),
+            tasks: tasks.clone(),
+            peer,
+            conn,
+            sni: None,
+        });
+        tasks.spawn(serve_tcp(stream, ctx, tls.clone()));
+    }
+}
+
+struct ConnCtx {
+    shared: Arc<Shared>,
+    tasks: Tasks,
+    peer: SocketAddr,
+    conn: u64,
+    sni: Option<String>,
+}
+
+async fn serve_tcp(stream: TcpStream, ctx: Arc<ConnCtx>, tls: Option<TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve(TokioIo::new(stream), ctx).await,
+        Some(acceptor) => {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let sni = stream.get_ref().1.server_name().map(str::to_owned);
+            let ctx = Arc::new(ConnCtx {
+                shared: ctx.shared.clone(),
+                tasks: ctx.tasks.clone(),
+                peer: ctx.peer,
+                conn: ctx.conn,
+                sni,
+            });
+            serve(TokioIo::new(stream), ctx).await;
+        }
+    }
+}
+
+async fn serve<I>(io: I, ctx: Arc<ConnCtx>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(req, ctx.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+}
+
+async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
+    let route = Route::of(req.uri());
+    let (mut parts, incoming) = req.into_parts();
+    let mut seen = Seen {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        peer: ctx.peer,
+        sni: ctx.sni.clone(),
+        conn: ctx.conn,
+        body_len: None,
+    };
+    let name = ctx.shared.name.clone();
+
+    let response = match route {
+        Route::Echo => {
+            record(&ctx, seen);
+            respond(&name, StatusCode::OK, incoming.map_err(Into::into).boxed())
+        }
+        Route::WebSocket => {
+            record(&ctx, seen);
+            upgrade_websocket(&mut parts, &ctx)
+        }
+        _ => {
+            seen.body_len = body::count(incoming).await.ok();
+            record(&ctx, seen);
+            match route {
+                Route::Big(n) => respond(&name, StatusCode::OK, body::pattern(n)),
+                Route::Slow(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    respond(&name, StatusCode::OK, body::full(name.clone()))
+                }
+                Route::Login => {
+                    let mut response = respond(&name, StatusCode::OK, body::full(name.clone()));
+                    let cookie = format!(
+                        "JSESSIONID={:016X}{:016X}; Path=/; HttpOnly",
+                        super::random_u64(),
+                        super::random_u64()
+                    );
+                    response.headers_mut().insert(
+                        SET_COOKIE,
+                        HeaderValue::try_from(cookie).expect("cookie is ASCII"),
+                    );
+                    response
+                }
+                Route::Status(status) => respond(&name, status, body::full(name.clone())),
+                _ => respond(&name, StatusCode::OK, body::full(name.clone())),
+            }
+        }
+    };
+    Ok(response)
+}
+
+/// What a request asks the backend to do, from its path.
+enum Route {
+    Default,
+    Echo,
+    Big(u64),
+    Slow(u64),
+    Login,
+    Status(StatusCode),
+    WebSocket,
+}
+
+impl Route {
+    fn of(uri: &Uri) -> Route {
+        let segments: Vec<&str> = uri
+            .path()
+            .split('/')
+            .map(|s| s.split(';').next().unwrap_or(""))
+            .collect();
+        let last = segments.last().copied().unwrap_or("");
+        let before_last = segments.len().checked_sub(2).map_or("", |i| segments[i]);
+        if before_last == "status"
+            && let Some(status) = last
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+        {
+            return Route::Status(status);
+        }
+        match last {
+            "echo" => Route::Echo,
+            "big" => Route::Big(query_number(uri, "bytes").unwrap_or(0)),
+            "slow" => Route::Slow(query_number(uri, "ms").unwrap_or(0)),
+            "login" => Route::Login,
+            "ws" => Route::WebSocket,
+            _ => Route::Default,
+        }
+    }
+}
+
+fn query_number(uri: &Uri, key: &str) -> Option<u64> {
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn respond(name: &str, status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::try_from(name) {
+        response.headers_mut().insert("x-backend", value);
+    }
+    response
+}
+
+fn record(ctx: &ConnCtx, seen: Seen) {
+    lock(&ctx.shared.seen).push(seen);
+}
+
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn upgrade_websocket(parts: &mut http::request::Parts, ctx: &ConnCtx) -> Response<Body> {
+    let name = &ctx.shared.name;
+    let headers = &parts.headers;
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(key), true, true) = (
+        key,
+        has_token(headers, UPGRADE, "websocket"),
+        has_token(headers, CONNECTION, "upgrade"),
+    ) else {
+        return respond(
+            name,
+            StatusCode::BAD_REQUEST,
+            body::full("not a websocket upgrade"),
+        );
+    };
+
+    // The upgrade future lives in the request's extensions.
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return respond(
+            name,
+            StatusCode::BAD_REQUEST,
+            body::full("connection cannot upgrade"),
+        );
+    };
+    ctx.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() || io.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+
+    let mut response = respond(name, StatusCode::SWITCHING_PROTOCOLS, body::empty());
+    let h = response.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::try_from(websocket::accept_key(&key)).expect("base64 is ASCII"),
+    );
+    response
+}
+
+/// A backend that accepts connections, reads and discards what arrives, and
+/// never answers: upstream timeouts (504) and hung-server tests.
+pub struct SilentBackend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    tasks: Tasks,
+}
+
+impl SilentBackend {
+    /// Listening when this returns.
+    pub async fn spawn() -> SilentBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind silent backend");
+        let addr = listener.local_addr().expect("silent backend local addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let tasks = Tasks::default();
+        let (count, spawner) = (accepted.clone(), tasks.clone());
+        tasks.spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                spawner.spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SilentBackend {
+            addr,
+            accepted,
+            tasks,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections it has accepted.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every connection.
+    pub async fn stop(&self) {
+        self.tasks.stop().await;
+    }
+}
+
+impl Drop for SilentBackend {
+    fn drop(&mut self) {
+        self.tasks.abort();
+    }
+}
+
+/// Every task a test server runs (accept loop, connections, upgraded
+/// tunnels), so stopping it closes all of its sockets.
+#[derive(Clone, Default)]
+struct Tasks(Arc<Mutex<TaskState>>);
+
+#[derive(Default)]
+struct TaskState {
+    stopped: bool,
+    set: JoinSet<()>,
+}
+
+impl Tasks {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut state = lock(&self.0);
+        if state.stopped {
+            return;
+        }
+        while state.set.try_join_next().is_some() {}
+        state.set.spawn(task);
+    }
+
+    fn abort(&self) {
+        let mut state = lock(&self.0);
+        state.stopped = true;
+        state.set.abort_all();
+    }
+
+    async fn stop(&self) {
+        let mut set = {
+            let mut state = lock(&self.0);
+            state.stopped = true;
+            std::mem::take(&mut state.set)
+        };
+        set.abort_all();
+        // Each task's sockets are closed once its future is dropped, which
+        // join_next waits for.
+        while set.join_next().await.is_some() {}
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

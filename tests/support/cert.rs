@@ -1,0 +1,158 @@
+//! Test certificates: a fresh CA and a leaf for the given names, written as
+//! PEM files for portico's config and kept as DER for rustls clients and servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::TempDir;
+
+/// A leaf certificate for some names, issued by its own throwaway CA.
+///
+/// Files (removed when this is dropped, so keep it alive while portico uses them):
+/// `cert_path()` the leaf PEM, `key_path()` its PKCS#8 key PEM, `ca_path()` the CA
+/// PEM (for an upstream's `ca_file`), `chain_path()` leaf then CA.
+pub struct TestCert {
+    names: Vec<String>,
+    dir: TempDir,
+    leaf: CertificateDer<'static>,
+    ca: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl TestCert {
+    /// Issues a leaf for `names` (DNS names or IP addresses; the first is also
+    /// the subject CN) and writes the PEM files into a fresh temp directory.
+    pub fn new(names: &[&str]) -> TestCert {
+        assert!(!names.is_empty(), "TestCert::new needs at least one name");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+
+        let ca_key = KeyPair::generate().expect("generate CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.distinguished_name.push(
+            DnType::CommonName,
+            format!("portico test CA {:016x}", super::random_u64()),
+        );
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf_key = KeyPair::generate().expect("generate leaf key");
+        let mut leaf_params = CertificateParams::new(names.clone()).expect("leaf names");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, names[0].clone());
+        let leaf_cert = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("sign leaf");
+
+        let dir = TempDir::new("cert");
+        let leaf_pem = leaf_cert.pem();
+        let ca_pem = ca_cert.pem();
+        write(&dir.join("cert.pem"), &leaf_pem);
+        write(&dir.join("key.pem"), &leaf_key.serialize_pem());
+        write(&dir.join("ca.pem"), &ca_pem);
+        write(&dir.join("chain.pem"), &format!("{leaf_pem}{ca_pem}"));
+
+        TestCert {
+            names,
+            dir,
+            leaf: leaf_cert.der().clone(),
+            ca: ca_cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+        }
+    }
+
+    /// The names the leaf is valid for.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The leaf certificate, PEM.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    /// The leaf's private key, PKCS#8 PEM.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// The issuing CA, PEM (what an upstream's `ca_file` would point at).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Leaf followed by the CA, PEM.
+    pub fn chain_path(&self) -> PathBuf {
+        self.dir.join("chain.pem")
+    }
+
+    /// The leaf, DER: compare with `Client::peer_certificate()` to see which
+    /// certificate a server chose.
+    pub fn der(&self) -> &CertificateDer<'static> {
+        &self.leaf
+    }
+
+    /// The CA, DER.
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca
+    }
+
+    /// The leaf's private key.
+    pub fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+
+    /// Roots that trust this certificate (and only it).
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).expect("add test CA to roots");
+        roots
+    }
+
+    /// `{ cert = "...", key = "..." }`, for a `tls = ` line in a test config.
+    pub fn toml_tls(&self) -> String {
+        format!(
+            "{{ cert = {}, key = {} }}",
+            toml_path(&self.cert_path()),
+            toml_path(&self.key_path())
+        )
+    }
+
+    /// A rustls server config serving this leaf, TLS 1.2 and 1.3, with these
+    /// ALPN protocols (empty: no ALPN).
+    pub fn server_config(&self, alpn: &[&str]) -> rustls::ServerConfig {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf.clone()], self.key_der())
+            .expect("test key matches its certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config
+    }
+}
+
+/// The crypto provider every support helper uses (the one portico uses).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A path as a TOML basic string, quoted.
+pub fn toml_path(path: &Path) -> String {
+    let text = path.to_str().expect("test paths are UTF-8");
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}

@@ -1,0 +1,224 @@
+//! Shared helpers for portico's integration tests: real sockets on 127.0.0.0/8,
+//! ephemeral ports, readiness by construction (everything is bound before it
+//! is returned), no sleeps.
+//!
+//! Each test file starts with:
+//! ```ignore
+//! #![allow(clippy::unwrap_used, clippy::expect_used)]
+//! mod support;
+//! use support::*;
+//! ```
+
+// Each test file uses a different subset of the helpers, and panicking on a
+// broken test setup is what a test helper should do.
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+pub mod backend;
+pub mod body;
+pub mod cert;
+pub mod client;
+pub mod websocket;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use backend::{Seen, SilentBackend, TestBackend};
+pub use body::{Body, pattern, verify_pattern};
+pub use cert::{TestCert, toml_path};
+pub use client::{Client, Connect, Reply, TlsInfo, WebSocket};
+
+/// The error type helpers return; any error converts into it with `?`.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A running portico started from a test's TOML.
+pub struct Portico {
+    running: Option<portico::Running>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Parses and validates `toml` (as file `test.toml` in the current directory;
+/// use absolute paths for certificates and logs), starts portico on this
+/// runtime, and returns once every listener is bound. Panics with the
+/// configuration errors or the start error.
+///
+/// Listen on `127.0.0.1:0` and read the real addresses with `addr(i)`:
+/// `Running::local_addrs()[i]`, one per `snapshot.listeners` entry, in order.
+pub async fn start_portico(toml: &str) -> Portico {
+    match try_start_portico(toml).await {
+        Ok(portico) => portico,
+        Err(StartFailure::Config(errors)) => {
+            panic!("test config is invalid:\n{errors}\n--- test.toml ---\n{toml}")
+        }
+        Err(StartFailure::Start(error)) => panic!("portico did not start: {error}"),
+    }
+}
+
+/// Why `try_start_portico` failed.
+#[derive(Debug)]
+pub enum StartFailure {
+    Config(portico::config::ConfigErrors),
+    Start(portico::StartError),
+}
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartFailure::Config(errors) => write!(f, "{errors}"),
+            StartFailure::Start(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// `start_portico` for tests that expect it to fail.
+pub async fn try_start_portico(toml: &str) -> Result<Portico, StartFailure> {
+    init_tracing();
+    let snapshot =
+        portico::config::parse_str(toml, Path::new("test.toml")).map_err(StartFailure::Config)?;
+    let running = portico::start(snapshot)
+        .await
+        .map_err(StartFailure::Start)?;
+    let addrs = running.local_addrs().to_vec();
+    Ok(Portico {
+        running: Some(running),
+        addrs,
+    })
+}
+
+impl Portico {
+    /// The bound address of listener `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        *self.addrs.get(i).unwrap_or_else(|| {
+            panic!(
+                "portico has {} bound listeners ({:?}); no listener {i}",
+                self.addrs.len(),
+                self.addrs
+            )
+        })
+    }
+
+    /// Every bound listener address.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish.
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// Writes `bytes` on a fresh connection to `addr` and returns everything the
+/// server sends until it closes the connection (or 5 s pass). Write errors are
+/// ignored (the server may answer and close early). Send `Connection: close`
+/// when the server would otherwise keep the connection open.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    raw_request_within(addr, bytes, Duration::from_secs(5)).await
+}
+
+/// `raw_request` with a chosen deadline.
+pub async fn raw_request_within(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.flush().await;
+    read_until_close(&mut stream, within).await
+}
+
+/// Reads until EOF, a read error, or the deadline; returns what arrived.
+pub async fn read_until_close<R>(reader: &mut R, within: Duration) -> Vec<u8>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return out,
+        }
+    }
+}
+
+/// The status code of a raw HTTP/1.x response (`HTTP/1.1 400 ...`), if any.
+pub fn raw_status(response: &[u8]) -> Option<u16> {
+    let line = response.split(|&b| b == b'\r').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split(' ');
+    words.next().filter(|v| v.starts_with("HTTP/"))?;
+    words.next()?.parse().ok()
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/portico-test-<label>-<pid>-<unique>`.
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "portico-test-{label}-{}-{}-{:08x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst),
+            random_u64() as u32
+        ));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// 64 unpredictable bits (std's per-process random hash keys, a counter and the
+/// clock): enough for session ids and WebSocket keys in tests.
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::SeqCst));
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// Sends portico's logs to the test's captured output (`RUST_LOG=debug cargo
+/// test -- --nocapture` to see them).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
