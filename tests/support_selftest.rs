@@ -16,10 +16,7 @@ async fn backend_answers_with_its_name_and_records_the_request() {
     let backend = TestBackend::spawn("alpha").await;
     let mut client = Client::http1(backend.addr()).await.unwrap();
 
-    let reply = client
-        .get_with("api.test:8443", "/some/path?q=1", &[("x-probe", "42")])
-        .await
-        .unwrap();
+    let reply = client.get_with("api.test:8443", "/some/path?q=1", &[("x-probe", "42")]).await.unwrap();
 
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text(), "alpha");
@@ -53,11 +50,7 @@ async fn backend_keeps_connections_alive_and_counts_them() {
 #[tokio::test]
 async fn client_binds_the_requested_source_address() {
     let backend = TestBackend::spawn("alpha").await;
-    let mut client = Connect::to(backend.addr())
-        .source_ip("127.0.1.5")
-        .connect()
-        .await
-        .unwrap();
+    let mut client = Connect::to(backend.addr()).source_ip("127.0.1.5").connect().await.unwrap();
     client.get("a", "/").await.unwrap();
     assert_eq!(backend.last().peer.ip().to_string(), "127.0.1.5");
 }
@@ -67,10 +60,7 @@ async fn echo_streams_a_mebibyte_back() {
     let backend = TestBackend::spawn("alpha").await;
     let mut client = Client::http1(backend.addr()).await.unwrap();
 
-    let request = client
-        .request(Method::POST, "a", "/echo")
-        .body(pattern(1 << 20))
-        .unwrap();
+    let request = client.request(Method::POST, "a", "/echo").body(pattern(1 << 20)).unwrap();
     let response = client.send(request).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
@@ -95,17 +85,11 @@ async fn big_streams_the_requested_number_of_pattern_bytes() {
     let mut client = Client::http1(backend.addr()).await.unwrap();
     let n: u64 = 5 * 64 * 1024 + 123;
 
-    let request = client
-        .request(Method::GET, "a", &format!("/big?bytes={n}"))
-        .body(body::empty())
-        .unwrap();
+    let request = client.request(Method::GET, "a", &format!("/big?bytes={n}")).body(body::empty()).unwrap();
     let response = client.send(request).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-length"].to_str().unwrap(),
-        n.to_string()
-    );
+    assert_eq!(response.headers()["content-length"].to_str().unwrap(), n.to_string());
     assert_eq!(verify_pattern(response.into_body()).await.unwrap(), n);
 }
 
@@ -113,9 +97,7 @@ async fn big_streams_the_requested_number_of_pattern_bytes() {
 async fn verify_pattern_notices_a_wrong_byte() {
     let mut bytes = body::pattern_bytes(70_000);
     bytes[66_000] ^= 1;
-    let error = verify_pattern(http_body_util::Full::new(bytes::Bytes::from(bytes)))
-        .await
-        .unwrap_err();
+    let error = verify_pattern(http_body_util::Full::new(bytes::Bytes::from(bytes))).await.unwrap_err();
     assert!(error.to_string().contains("66000"), "{error}");
 }
 
@@ -133,10 +115,7 @@ async fn login_sets_a_fresh_session_cookie() {
     let id = &cookie["JSESSIONID=".len()..cookie.find(';').unwrap()];
     assert_eq!(id.len(), 32);
     assert_ne!(second.header("set-cookie"), Some(cookie));
-    assert_eq!(
-        client.get("a", "/").await.unwrap().header("set-cookie"),
-        None
-    );
+    assert_eq!(client.get("a", "/").await.unwrap().header("set-cookie"), None);
 }
 
 #[tokio::test]
@@ -159,34 +138,17 @@ async fn status_and_slow_paths() {
 #[tokio::test]
 async fn tls_backend_serves_its_test_certificate() {
     let cert = TestCert::new(&["localhost", "api.test"]);
-    assert!(
-        std::fs::read_to_string(cert.cert_path())
-            .unwrap()
-            .contains("BEGIN CERTIFICATE")
-    );
-    assert!(
-        std::fs::read_to_string(cert.key_path())
-            .unwrap()
-            .contains("PRIVATE KEY")
-    );
-    assert!(
-        std::fs::read_to_string(cert.ca_path())
-            .unwrap()
-            .contains("BEGIN CERTIFICATE")
-    );
+    assert!(std::fs::read_to_string(cert.cert_path()).unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(std::fs::read_to_string(cert.key_path()).unwrap().contains("PRIVATE KEY"));
+    assert!(std::fs::read_to_string(cert.ca_path()).unwrap().contains("BEGIN CERTIFICATE"));
     let backend = TestBackend::spawn_tls("secure", &cert).await;
 
-    let mut client = Client::https(backend.addr(), "api.test", &cert.roots(), &["http/1.1"])
-        .await
-        .unwrap();
+    let mut client = Client::https(backend.addr(), "api.test", &cert.roots(), &["http/1.1"]).await.unwrap();
     let reply = client.get("api.test", "/").await.unwrap();
 
     assert_eq!(reply.text(), "secure");
     assert_eq!(client.peer_certificate(), Some(cert.der()));
-    assert_eq!(
-        client.tls().unwrap().alpn.as_deref(),
-        Some(&b"http/1.1"[..])
-    );
+    assert_eq!(client.tls().unwrap().alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(backend.last().sni.as_deref(), Some("api.test"));
 }
 
@@ -201,11 +163,7 @@ async fn tls_client_rejects_a_certificate_it_does_not_trust() {
     let wrong_name = Client::https(backend.addr(), "other.test", &served.roots(), &[]).await;
     assert!(wrong_name.is_err());
 
-    let mut insecure = Connect::to(backend.addr())
-        .tls_insecure("other.test")
-        .connect()
-        .await
-        .unwrap();
+    let mut insecure = Connect::to(backend.addr()).tls_insecure("other.test").connect().await.unwrap();
     assert_eq!(insecure.peer_certificate(), Some(served.der()));
     assert_eq!(insecure.get("x", "/").await.unwrap().text(), "secure");
 }
@@ -229,23 +187,17 @@ async fn websocket_upgrade_then_raw_echo() {
 async fn ws_path_without_upgrade_headers_is_a_bad_request() {
     let backend = TestBackend::spawn("alpha").await;
     let mut client = Client::http1(backend.addr()).await.unwrap();
-    assert_eq!(
-        client.get("a", "/ws").await.unwrap().status,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(client.get("a", "/ws").await.unwrap().status, StatusCode::BAD_REQUEST);
 }
 
 #[test]
 fn websocket_accept_matches_rfc_6455() {
-    assert_eq!(
-        websocket::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-    );
+    assert_eq!(websocket::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert_eq!(
         websocket::base64(&websocket::sha1(b"abc")),
         websocket::base64(&[
-            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
-            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50, 0xc2, 0x6c, 0x9c, 0xd0,
+            0xd8, 0x9d
         ])
     );
     assert_eq!(websocket::base64(b"f"), "Zg==");
@@ -268,12 +220,8 @@ async fn stopped_backend_refuses_and_drops_its_connections() {
 #[tokio::test]
 async fn silent_backend_accepts_and_never_answers() {
     let silent = SilentBackend::spawn().await;
-    let response = raw_request_within(
-        silent.addr(),
-        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        Duration::from_millis(300),
-    )
-    .await;
+    let response =
+        raw_request_within(silent.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_millis(300)).await;
     assert!(response.is_empty());
     assert_eq!(silent.accepted(), 1);
 }
@@ -281,11 +229,7 @@ async fn silent_backend_accepts_and_never_answers() {
 #[tokio::test]
 async fn raw_request_reads_until_the_server_closes() {
     let backend = TestBackend::spawn("alpha").await;
-    let response = raw_request(
-        backend.addr(),
-        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let response = raw_request(backend.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
     assert_eq!(raw_status(&response), Some(200));
     assert!(response.ends_with(b"alpha"));
 }
@@ -309,8 +253,7 @@ async fn https_client_speaks_h2_when_the_server_picks_it() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let cert = TestCert::new(&["api.test"]);
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cert.server_config(&["h2"])));
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cert.server_config(&["h2"])));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -327,9 +270,7 @@ async fn https_client_speaks_h2_when_the_server_picks_it() {
             .unwrap();
     });
 
-    let mut client = Client::https(addr, "api.test", &cert.roots(), &["h2", "http/1.1"])
-        .await
-        .unwrap();
+    let mut client = Client::https(addr, "api.test", &cert.roots(), &["h2", "http/1.1"]).await.unwrap();
     assert_eq!(client.version(), http::Version::HTTP_2);
     let reply = client.get("api.test", "/x").await.unwrap();
     assert_eq!(reply.version, http::Version::HTTP_2);

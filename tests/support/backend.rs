@@ -91,22 +91,13 @@ impl TestBackend {
     }
 
     async fn start(name: &str, tls: Option<TlsAcceptor>) -> TestBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind test backend");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test backend");
         let addr = listener.local_addr().expect("backend local addr");
-        let shared = Arc::new(Shared {
-            name: name.to_owned(),
-            seen: Mutex::new(Vec::new()),
-            connections: AtomicU64::new(0),
-        });
+        let shared =
+            Arc::new(Shared { name: name.to_owned(), seen: Mutex::new(Vec::new()), connections: AtomicU64::new(0) });
         let tasks = Tasks::default();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
-        TestBackend {
-            shared,
-            addr,
-            tasks,
-        }
+        TestBackend { shared, addr, tasks }
     }
 
     /// The name it answers with.
@@ -155,24 +146,13 @@ impl Drop for TestBackend {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    tasks: Tasks,
-    tls: Option<TlsAcceptor>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: Tasks, tls: Option<TlsAcceptor>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let conn = shared.connections.fetch_add(1, Ordering::SeqCst);
-        let ctx = Arc::new(ConnCtx {
-            shared: shared.clone(),
-            tasks: tasks.clone(),
-            peer,
-            conn,
-            sni: None,
-        });
+        let ctx = Arc::new(ConnCtx { shared: shared.clone(), tasks: tasks.clone(), peer, conn, sni: None });
         tasks.spawn(serve_tcp(stream, ctx, tls.clone()));
     }
 }
@@ -259,10 +239,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
                         super::random_u64(),
                         super::random_u64()
                     );
-                    response.headers_mut().insert(
-                        SET_COOKIE,
-                        HeaderValue::try_from(cookie).expect("cookie is ASCII"),
-                    );
+                    response.headers_mut().insert(SET_COOKIE, HeaderValue::try_from(cookie).expect("cookie is ASCII"));
                     response
                 }
                 Route::Status(status) => respond(&name, status, body::full(name.clone())),
@@ -286,18 +263,11 @@ enum Route {
 
 impl Route {
     fn of(uri: &Uri) -> Route {
-        let segments: Vec<&str> = uri
-            .path()
-            .split('/')
-            .map(|s| s.split(';').next().unwrap_or(""))
-            .collect();
+        let segments: Vec<&str> = uri.path().split('/').map(|s| s.split(';').next().unwrap_or("")).collect();
         let last = segments.last().copied().unwrap_or("");
         let before_last = segments.len().checked_sub(2).map_or("", |i| segments[i]);
         if before_last == "status"
-            && let Some(status) = last
-                .parse::<u16>()
-                .ok()
-                .and_then(|s| StatusCode::from_u16(s).ok())
+            && let Some(status) = last.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok())
         {
             return Route::Status(status);
         }
@@ -345,28 +315,16 @@ fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -
 fn upgrade_websocket(parts: &mut http::request::Parts, ctx: &ConnCtx) -> Response<Body> {
     let name = &ctx.shared.name;
     let headers = &parts.headers;
-    let key = headers
-        .get(SEC_WEBSOCKET_KEY)
-        .map(|k| k.as_bytes().to_vec());
-    let (Some(key), true, true) = (
-        key,
-        has_token(headers, UPGRADE, "websocket"),
-        has_token(headers, CONNECTION, "upgrade"),
-    ) else {
-        return respond(
-            name,
-            StatusCode::BAD_REQUEST,
-            body::full("not a websocket upgrade"),
-        );
+    let key = headers.get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
+    let (Some(key), true, true) =
+        (key, has_token(headers, UPGRADE, "websocket"), has_token(headers, CONNECTION, "upgrade"))
+    else {
+        return respond(name, StatusCode::BAD_REQUEST, body::full("not a websocket upgrade"));
     };
 
     // The upgrade future lives in the request's extensions.
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-        return respond(
-            name,
-            StatusCode::BAD_REQUEST,
-            body::full("connection cannot upgrade"),
-        );
+        return respond(name, StatusCode::BAD_REQUEST, body::full("connection cannot upgrade"));
     };
     ctx.tasks.spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -391,10 +349,7 @@ fn upgrade_websocket(parts: &mut http::request::Parts, ctx: &ConnCtx) -> Respons
     let h = response.headers_mut();
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(
-        SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::try_from(websocket::accept_key(&key)).expect("base64 is ASCII"),
-    );
+    h.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::try_from(websocket::accept_key(&key)).expect("base64 is ASCII"));
     response
 }
 
@@ -409,9 +364,7 @@ pub struct SilentBackend {
 impl SilentBackend {
     /// Listening when this returns.
     pub async fn spawn() -> SilentBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind silent backend");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind silent backend");
         let addr = listener.local_addr().expect("silent backend local addr");
         let accepted = Arc::new(AtomicUsize::new(0));
         let tasks = Tasks::default();
@@ -432,11 +385,7 @@ impl SilentBackend {
                 });
             }
         });
-        SilentBackend {
-            addr,
-            accepted,
-            tasks,
-        }
+        SilentBackend { addr, accepted, tasks }
     }
 
     /// Where it listens.

@@ -39,9 +39,7 @@ pub fn empty() -> Body {
 
 /// A body of these bytes, sent in one frame with a Content-Length.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// A streamed body of `len` pattern bytes in 64 KiB chunks, never held in
@@ -64,10 +62,7 @@ impl HttpBody for Pattern {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let left = self.len - self.sent;
         if left == 0 {
             return Poll::Ready(None);
@@ -75,9 +70,7 @@ impl HttpBody for Pattern {
         let n = usize::try_from(left).map_or(CHUNK, |left| left.min(CHUNK));
         let start = (self.sent % PERIOD as u64) as usize;
         self.sent += n as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-            &PATTERN[start..start + n],
-        )))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PATTERN[start..start + n])))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -107,16 +100,8 @@ where
             let start = (offset % PERIOD as u64) as usize;
             let n = rest.len().min(CHUNK);
             if rest[..n] != PATTERN[start..start + n] {
-                let bad = rest[..n]
-                    .iter()
-                    .zip(&PATTERN[start..])
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                return Err(format!(
-                    "body differs from the pattern at byte {}",
-                    offset + bad as u64
-                )
-                .into());
+                let bad = rest[..n].iter().zip(&PATTERN[start..]).position(|(a, b)| a != b).unwrap_or(0);
+                return Err(format!("body differs from the pattern at byte {}", offset + bad as u64).into());
             }
             offset += n as u64;
             rest = &rest[n..];

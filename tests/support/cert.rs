@@ -32,27 +32,17 @@ impl TestCert {
 
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.distinguished_name.push(
-            DnType::CommonName,
-            format!("portico test CA {:016x}", super::random_u64()),
-        );
+        ca_params.distinguished_name.push(DnType::CommonName, format!("portico test CA {:016x}", super::random_u64()));
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("generate leaf key");
         let mut leaf_params = CertificateParams::new(names.clone()).expect("leaf names");
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, names[0].clone());
-        let leaf_cert = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .expect("sign leaf");
+        leaf_params.distinguished_name.push(DnType::CommonName, names[0].clone());
+        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("sign leaf");
 
         let dir = TempDir::new("cert");
         let leaf_pem = leaf_cert.pem();
@@ -121,11 +111,7 @@ impl TestCert {
 
     /// `{ cert = "...", key = "..." }`, for a `tls = ` line in a test config.
     pub fn toml_tls(&self) -> String {
-        format!(
-            "{{ cert = {}, key = {} }}",
-            toml_path(&self.cert_path()),
-            toml_path(&self.key_path())
-        )
+        format!("{{ cert = {}, key = {} }}", toml_path(&self.cert_path()), toml_path(&self.key_path()))
     }
 
     /// A rustls server config serving this leaf, TLS 1.2 and 1.3, with these

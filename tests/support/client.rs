@@ -5,9 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{
-    CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
-};
+use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -56,20 +54,13 @@ enum Verify {
 impl Connect {
     /// Plain TCP to `addr`, from an ephemeral source address.
     pub fn to(addr: SocketAddr) -> Connect {
-        Connect {
-            addr,
-            source: None,
-            tls: None,
-        }
+        Connect { addr, source: None, tls: None }
     }
 
     /// Binds the client socket to this address (port 0) before connecting,
     /// e.g. `"127.0.1.5"`: any 127.0.0.0/8 address works on Linux.
     pub fn source_ip(mut self, ip: &str) -> Connect {
-        self.source = Some(
-            ip.parse()
-                .unwrap_or_else(|e| panic!("source ip {ip:?}: {e}")),
-        );
+        self.source = Some(ip.parse().unwrap_or_else(|e| panic!("source ip {ip:?}: {e}")));
         self
     }
 
@@ -108,10 +99,7 @@ impl Connect {
 
     /// Offers TLS 1.2 only. Call after `tls`.
     pub fn tls12_only(mut self) -> Connect {
-        self.tls
-            .as_mut()
-            .expect("Connect::tls12_only needs tls first")
-            .tls12_only = true;
+        self.tls.as_mut().expect("Connect::tls12_only needs tls first").tls12_only = true;
         self
     }
 
@@ -120,11 +108,7 @@ impl Connect {
         let stream = match self.source {
             None => TcpStream::connect(self.addr).await?,
             Some(ip) => {
-                let socket = if ip.is_ipv4() {
-                    TcpSocket::new_v4()?
-                } else {
-                    TcpSocket::new_v6()?
-                };
+                let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
                 socket.bind(SocketAddr::new(ip, 0))?;
                 socket.connect(self.addr).await?
             }
@@ -167,9 +151,7 @@ impl TlsOptions {
             builder.with_safe_default_protocol_versions()?
         };
         let mut config = match &self.verify {
-            Verify::Roots(roots) => builder
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth(),
+            Verify::Roots(roots) => builder.with_root_certificates(roots.clone()).with_no_client_auth(),
             Verify::Insecure => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
@@ -212,25 +194,11 @@ impl Client {
 
     /// TLS with `sni`, verified against `roots` (e.g. `cert.roots()`), offering
     /// `alpn` (e.g. `&["h2", "http/1.1"]`).
-    pub async fn https(
-        addr: SocketAddr,
-        sni: &str,
-        roots: &RootCertStore,
-        alpn: &[&str],
-    ) -> Result<Client, Error> {
-        Connect::to(addr)
-            .tls(sni, roots.clone())
-            .alpn(alpn)
-            .connect()
-            .await
+    pub async fn https(addr: SocketAddr, sni: &str, roots: &RootCertStore, alpn: &[&str]) -> Result<Client, Error> {
+        Connect::to(addr).tls(sni, roots.clone()).alpn(alpn).connect().await
     }
 
-    async fn over<I>(
-        io: I,
-        local_addr: SocketAddr,
-        tls: Option<TlsInfo>,
-        h2: bool,
-    ) -> Result<Client, Error>
+    async fn over<I>(io: I, local_addr: SocketAddr, tls: Option<TlsInfo>, h2: bool) -> Result<Client, Error>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -252,12 +220,7 @@ impl Client {
                 }),
             )
         };
-        Ok(Client {
-            sender,
-            local_addr,
-            tls,
-            connection: Some(connection),
-        })
+        Ok(Client { sender, local_addr, tls, connection: Some(connection) })
     }
 
     /// `HTTP/1.1` or `HTTP/2`, as negotiated.
@@ -287,15 +250,10 @@ impl Client {
     /// origin-form URI and a `Host` header, h2 an absolute URI (`:authority`).
     pub fn request(&self, method: Method, host: &str, path: &str) -> http::request::Builder {
         match self.sender {
-            Sender::H1(_) => Request::builder()
-                .method(method)
-                .uri(path)
-                .header(HOST, host),
+            Sender::H1(_) => Request::builder().method(method).uri(path).header(HOST, host),
             Sender::H2(_) => {
                 let scheme = if self.tls.is_some() { "https" } else { "http" };
-                Request::builder()
-                    .method(method)
-                    .uri(format!("{scheme}://{host}{path}"))
+                Request::builder().method(method).uri(format!("{scheme}://{host}{path}"))
             }
         }
     }
@@ -326,12 +284,7 @@ impl Client {
     }
 
     /// `GET path` on `host` with extra request headers.
-    pub async fn get_with(
-        &mut self,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Reply, Error> {
+    pub async fn get_with(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Reply, Error> {
         let mut builder = self.request(Method::GET, host, path);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -373,10 +326,7 @@ impl Client {
         }
         let headers = response.headers().clone();
         let upgraded = hyper::upgrade::on(response).await?;
-        Ok(WebSocket {
-            headers,
-            io: TokioIo::new(upgraded),
-        })
+        Ok(WebSocket { headers, io: TokioIo::new(upgraded) })
     }
 
     /// Whether the connection can no longer send requests.
@@ -418,12 +368,7 @@ impl Reply {
     pub async fn read(response: Response<Incoming>) -> Result<Reply, Error> {
         let (parts, incoming) = response.into_parts();
         let body = incoming.collect().await?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Reply { status: parts.status, version: parts.version, headers: parts.headers, body })
     }
 
     /// The body as text (lossy UTF-8).
@@ -438,11 +383,7 @@ impl Reply {
 
     /// Every value of a response header, as text.
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
+        self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
     }
 }
 
@@ -469,12 +410,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -483,12 +419,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

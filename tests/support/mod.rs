@@ -11,13 +11,7 @@
 
 // Each test file uses a different subset of the helpers, and panicking on a
 // broken test setup is what a test helper should do.
-#![allow(
-    dead_code,
-    unused_imports,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
 pub mod body;
@@ -84,27 +78,17 @@ impl std::fmt::Display for StartFailure {
 /// `start_portico` for tests that expect it to fail.
 pub async fn try_start_portico(toml: &str) -> Result<Portico, StartFailure> {
     init_tracing();
-    let snapshot =
-        portico::config::parse_str(toml, Path::new("test.toml")).map_err(StartFailure::Config)?;
-    let running = portico::start(snapshot)
-        .await
-        .map_err(StartFailure::Start)?;
+    let snapshot = portico::config::parse_str(toml, Path::new("test.toml")).map_err(StartFailure::Config)?;
+    let running = portico::start(snapshot).await.map_err(StartFailure::Start)?;
     let addrs = running.local_addrs().to_vec();
-    Ok(Portico {
-        running: Some(running),
-        addrs,
-    })
+    Ok(Portico { running: Some(running), addrs })
 }
 
 impl Portico {
     /// The bound address of listener `i`.
     pub fn addr(&self, i: usize) -> SocketAddr {
         *self.addrs.get(i).unwrap_or_else(|| {
-            panic!(
-                "portico has {} bound listeners ({:?}); no listener {i}",
-                self.addrs.len(),
-                self.addrs
-            )
+            panic!("portico has {} bound listeners ({:?}); no listener {i}", self.addrs.len(), self.addrs)
         })
     }
 
@@ -131,9 +115,7 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 /// `raw_request` with a chosen deadline.
 pub async fn raw_request_within(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     let _ = stream.write_all(bytes).await;
     let _ = stream.flush().await;
     read_until_close(&mut stream, within).await
@@ -206,11 +188,7 @@ pub fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::SeqCst));
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     hasher.finish()
 }
 
