@@ -53,18 +53,9 @@ impl Balancer {
         let method = match upstream.balance {
             Balance::RoundRobin => Method::RoundRobin,
             Balance::IpHash { consistent: false } => Method::IpHash,
-            Balance::IpHash { consistent: true } => {
-                Method::Consistent(build_ring(upstream, &primaries))
-            }
+            Balance::IpHash { consistent: true } => Method::Consistent(build_ring(upstream, &primaries)),
         };
-        Balancer {
-            current: Mutex::new(vec![0; peers.len()]),
-            weights,
-            primaries,
-            backups,
-            primary_weight,
-            method,
-        }
+        Balancer { current: Mutex::new(vec![0; peers.len()]), weights, primaries, backups, primary_weight, method }
     }
 
     /// Picks a server for a request from `client`. `usable(i)` says whether server
@@ -145,12 +136,7 @@ impl Balancer {
 
     /// Consistent hash of the ip_hash key: the first ring point at or after the
     /// key's hash, walking clockwise past servers that are not usable.
-    fn consistent(
-        &self,
-        ring: &[(u64, usize)],
-        client: IpAddr,
-        usable: &dyn Fn(usize) -> bool,
-    ) -> Option<usize> {
+    fn consistent(&self, ring: &[(u64, usize)], client: IpAddr, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         if ring.is_empty() {
             return None;
         }
@@ -173,11 +159,7 @@ impl Balancer {
             // one pass over the servers settles that instead.
             if !checked_any {
                 checked_any = true;
-                if !self
-                    .primaries
-                    .iter()
-                    .any(|&p| self.weights[p] > 0 && usable(p))
-                {
+                if !self.primaries.iter().any(|&p| self.weights[p] > 0 && usable(p)) {
                     return None;
                 }
             }
@@ -219,10 +201,7 @@ pub fn ip_hash_step(mut hash: u64, key: &[u8]) -> u64 {
 /// point number. Keyed by address, not index, so adding or removing one server
 /// leaves every other server's points in place.
 fn build_ring(upstream: &Upstream, primaries: &[usize]) -> Vec<(u64, usize)> {
-    let total: u64 = primaries
-        .iter()
-        .map(|&i| u64::from(upstream.peers[i].weight))
-        .sum();
+    let total: u64 = primaries.iter().map(|&i| u64::from(upstream.peers[i].weight)).sum();
     let mut ring = Vec::new();
     for &i in primaries {
         let peer = &upstream.peers[i];
@@ -371,20 +350,14 @@ mod tests {
 
     #[test]
     fn round_robin_equal_weights_alternate() {
-        let b = Balancer::new(&upstream(
-            Balance::RoundRobin,
-            &[("127.0.0.1:1", 1, false), ("127.0.0.1:2", 1, false)],
-        ));
+        let b = Balancer::new(&upstream(Balance::RoundRobin, &[("127.0.0.1:1", 1, false), ("127.0.0.1:2", 1, false)]));
         let got = picks(&b, 6, &|_| true);
         assert_eq!(got, [0, 1, 0, 1, 0, 1].map(Some));
     }
 
     #[test]
     fn round_robin_is_smooth() {
-        let b = Balancer::new(&upstream(
-            Balance::RoundRobin,
-            &[("127.0.0.1:1", 2, false), ("127.0.0.1:2", 1, false)],
-        ));
+        let b = Balancer::new(&upstream(Balance::RoundRobin, &[("127.0.0.1:1", 2, false), ("127.0.0.1:2", 1, false)]));
         assert_eq!(picks(&b, 6, &|_| true), [0, 1, 0, 0, 1, 0].map(Some));
 
         // nginx's documented example: weights 5,1,1 give a a b a c a a.
@@ -414,12 +387,7 @@ mod tests {
     fn backups_only_when_no_primary_is_usable() {
         let u = upstream(
             Balance::RoundRobin,
-            &[
-                ("127.0.0.1:1", 1, false),
-                ("127.0.0.1:2", 1, true),
-                ("127.0.0.1:3", 1, false),
-                ("127.0.0.1:4", 2, true),
-            ],
+            &[("127.0.0.1:1", 1, false), ("127.0.0.1:2", 1, true), ("127.0.0.1:3", 1, false), ("127.0.0.1:4", 2, true)],
         );
         let b = Balancer::new(&u);
         for p in picks(&b, 10, &|_| true) {
@@ -433,11 +401,7 @@ mod tests {
         for balance in [IP_HASH, CONSISTENT] {
             let b = Balancer::new(&upstream(
                 balance,
-                &[
-                    ("127.0.0.1:1", 1, false),
-                    ("127.0.0.1:2", 1, true),
-                    ("127.0.0.1:3", 1, false),
-                ],
+                &[("127.0.0.1:1", 1, false), ("127.0.0.1:2", 1, true), ("127.0.0.1:3", 1, false)],
             ));
             assert_ne!(b.pick(client(), &|_| true), Some(1), "{balance:?}");
             assert_eq!(b.pick(client(), &|i| i == 1), Some(1), "{balance:?}");
@@ -529,10 +493,7 @@ mod tests {
         for i in 0..3000u32 {
             let ip = v4(172, (i / 256) as u8, (i % 256) as u8, 7);
             let p = b.pick(ip, &|_| true).unwrap();
-            assert_eq!(
-                b.pick(v4(172, (i / 256) as u8, (i % 256) as u8, 200), &|_| true),
-                Some(p)
-            );
+            assert_eq!(b.pick(v4(172, (i / 256) as u8, (i % 256) as u8, 200), &|_| true), Some(p));
             counts[p] += 1;
         }
         for c in counts {
@@ -608,10 +569,7 @@ mod tests {
             }
         }
         assert!(moved < 3_500, "consistent moved {moved}");
-        assert!(
-            moved > 1_500,
-            "the removed server held about a quarter: {moved}"
-        );
+        assert!(moved > 1_500, "the removed server held about a quarter: {moved}");
 
         let before = assignment(IP_HASH, &all);
         let after = assignment(IP_HASH, &fewer);
@@ -623,13 +581,10 @@ mod tests {
     fn consistent_hash_spreads_by_weight() {
         let mut servers = four_servers();
         servers[0].1 = 2;
-        let counts =
-            assignment(CONSISTENT, &servers)
-                .into_values()
-                .fold(HashMap::new(), |mut m, s| {
-                    *m.entry(s).or_insert(0) += 1;
-                    m
-                });
+        let counts = assignment(CONSISTENT, &servers).into_values().fold(HashMap::new(), |mut m, s| {
+            *m.entry(s).or_insert(0) += 1;
+            m
+        });
         let heavy = counts["10.0.0.1:8243"];
         for (server, &c) in &counts {
             if server != "10.0.0.1:8243" {

@@ -49,10 +49,7 @@ impl Health {
                 down: peer.down,
             })
             .collect();
-        Health {
-            base: Instant::now(),
-            slots,
-        }
+        Health { base: Instant::now(), slots }
     }
 
     /// Whether server `peer` may take traffic at `now` (not `down = true`, not failed).
@@ -88,11 +85,7 @@ impl Health {
             slot.fails.store(1, Ordering::Relaxed);
         } else {
             // Saturating: wrapping to 0 would bring a dead server back.
-            let _ = slot
-                .fails
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
-                    Some(f.saturating_add(1))
-                });
+            let _ = slot.fails.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some(f.saturating_add(1)));
         }
     }
 
@@ -124,20 +117,13 @@ impl Health {
         let checked = slot.checked.load(Ordering::Relaxed);
         if self.since(checked, now) > slot.fail_timeout {
             // Losing the race means another request already became the probe.
-            let _ = slot.checked.compare_exchange(
-                checked,
-                self.stamp(now),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ = slot.checked.compare_exchange(checked, self.stamp(now), Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
     /// Failures currently counted against `peer` (for status pages and logs).
     pub fn failures(&self, peer: usize) -> u32 {
-        self.slots
-            .get(peer)
-            .map_or(0, |slot| slot.fails.load(Ordering::Relaxed))
+        self.slots.get(peer).map_or(0, |slot| slot.fails.load(Ordering::Relaxed))
     }
 
     /// `now` as a stored time: nanos since `base`, plus one so 0 stays "never".
@@ -249,10 +235,7 @@ mod tests {
         let later = t + secs(30);
         assert!(h.is_usable(0, later));
         h.record_failure(0, later);
-        assert!(
-            !h.is_usable(0, later),
-            "one failure suffices after a down period"
-        );
+        assert!(!h.is_usable(0, later), "one failure suffices after a down period");
         assert!(!h.is_usable(0, later + secs(10)));
         assert!(h.is_usable(0, later + secs(11)));
     }
@@ -318,10 +301,7 @@ mod tests {
         assert!(h.is_usable(0, later));
         h.record_pick(0, later);
         assert!(!h.is_usable(0, later), "others wait for the probe");
-        assert!(
-            h.is_usable(0, later + secs(11)),
-            "a lost probe does not hide it for ever"
-        );
+        assert!(h.is_usable(0, later + secs(11)), "a lost probe does not hide it for ever");
         h.record_success(0);
         assert!(h.is_usable(0, later), "a good probe brings it back");
     }
@@ -333,10 +313,7 @@ mod tests {
         h.record_failure(0, t);
         h.record_pick(0, t + secs(20));
         h.record_failure(0, t + secs(21));
-        assert!(
-            h.is_usable(0, t + secs(21)),
-            "old failure is outside the window"
-        );
+        assert!(h.is_usable(0, t + secs(21)), "old failure is outside the window");
     }
 
     #[test]
