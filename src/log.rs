@@ -157,25 +157,17 @@ impl Logs {
 
     /// Opens (or shares the already open) access log at `path`, creating parent directories.
     pub fn access(&self, path: &Path, format: AccessLogFormat) -> io::Result<AccessLog> {
-        Ok(AccessLog {
-            sink: self.open(path)?,
-            format,
-        })
+        Ok(AccessLog { sink: self.open(path)?, format })
     }
 
     /// Opens (or shares) an error log at `path`; lines below `level` are dropped.
     pub fn error(&self, path: &Path, level: LogLevel) -> io::Result<ErrorLog> {
-        Ok(ErrorLog {
-            sink: self.open(path)?,
-            level,
-        })
+        Ok(ErrorLog { sink: self.open(path)?, level })
     }
 
     /// Opens (or shares) the file at `path` for the process-wide tracing output.
     pub fn runtime_writer(&self, path: &Path) -> io::Result<RuntimeLogWriter> {
-        Ok(RuntimeLogWriter {
-            sink: self.open(path)?,
-        })
+        Ok(RuntimeLogWriter { sink: self.open(path)? })
     }
 
     /// A writer for the process-wide tracing output.
@@ -219,10 +211,7 @@ impl Logs {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.shared
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn open(&self, path: &Path) -> io::Result<Sink> {
@@ -263,19 +252,13 @@ impl Logs {
                 sender
             }
         };
-        Ok(Sink {
-            sender,
-            shared: Arc::clone(&self.shared),
-            file,
-        })
+        Ok(Sink { sender, shared: Arc::clone(&self.shared), file })
     }
 }
 
 impl std::fmt::Debug for Logs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Logs")
-            .field("dropped_lines", &self.dropped_lines())
-            .finish_non_exhaustive()
+        f.debug_struct("Logs").field("dropped_lines", &self.dropped_lines()).finish_non_exhaustive()
     }
 }
 
@@ -297,9 +280,7 @@ impl AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog")
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_struct("AccessLog").field("format", &self.format).finish_non_exhaustive()
     }
 }
 
@@ -317,9 +298,7 @@ impl ErrorLog {
 
 impl std::fmt::Debug for ErrorLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErrorLog")
-            .field("level", &self.level)
-            .finish_non_exhaustive()
+        f.debug_struct("ErrorLog").field("level", &self.level).finish_non_exhaustive()
     }
 }
 
@@ -327,10 +306,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RuntimeLogWriter {
     type Writer = RuntimeLogEvent<'a>;
 
     fn make_writer(&'a self) -> RuntimeLogEvent<'a> {
-        RuntimeLogEvent {
-            sink: &self.sink,
-            buf: Vec::new(),
-        }
+        RuntimeLogEvent { sink: &self.sink, buf: Vec::new() }
     }
 }
 
@@ -357,11 +333,7 @@ impl Drop for RuntimeLogEvent<'_> {
 impl Sink {
     fn send(&self, bytes: Vec<u8>) {
         let generation = self.shared.writer.generation.load(Ordering::Acquire);
-        let message = Message::Line {
-            file: self.file,
-            generation,
-            bytes,
-        };
+        let message = Message::Line { file: self.file, generation, bytes };
         match self.sender.try_send(message) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -384,11 +356,7 @@ impl WriterState {
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait) {
-                Ok(Message::Line {
-                    file,
-                    generation,
-                    bytes,
-                }) => {
+                Ok(Message::Line { file, generation, bytes }) => {
                     let mut files = self.files();
                     if generation > current {
                         current = generation;
@@ -518,11 +486,7 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     push_num(out, time.day, 2);
     out.push(b'T');
     push_clock(out, &time, b':');
-    let _ = write!(
-        out,
-        "Z\",\"remote_addr\":\"{}\",\"method\":",
-        record.remote_addr
-    );
+    let _ = write!(out, "Z\",\"remote_addr\":\"{}\",\"method\":", record.remote_addr);
     push_json_string(out, Some(record.method));
     out.extend_from_slice(b",\"uri\":");
     push_json_string(out, Some(record.uri));
@@ -541,21 +505,11 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"upstream_addr\":");
     push_json_string(out, record.upstream_addr);
     let millis = record.duration.as_millis();
-    let _ = writeln!(
-        out,
-        ",\"request_time\":{}.{:03}}}",
-        millis / 1000,
-        millis % 1000
-    );
+    let _ = writeln!(out, ",\"request_time\":{}.{:03}}}", millis / 1000, millis % 1000);
 }
 
 /// Appends one nginx-like error log line: `2026/11/26 10:19:45 [error] message`.
-fn format_error(
-    time: SystemTime,
-    level: LogLevel,
-    message: std::fmt::Arguments<'_>,
-    out: &mut Vec<u8>,
-) {
+fn format_error(time: SystemTime, level: LogLevel, message: std::fmt::Arguments<'_>, out: &mut Vec<u8>) {
     let time = Utc::from(time);
     push_num(out, time.year, 4);
     out.push(b'/');
@@ -580,10 +534,7 @@ struct OneLine<'a>(&'a mut Vec<u8>);
 
 impl std::fmt::Write for OneLine<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend(
-            s.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        self.0.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
         Ok(())
     }
 }
@@ -608,12 +559,7 @@ fn push_nginx_escaped(out: &mut Vec<u8>, s: &str) {
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
             out.extend_from_slice(&bytes[start..i]);
-            out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
+            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
             start = i + 1;
         }
     }
@@ -643,14 +589,7 @@ fn push_json_string(out: &mut Vec<u8>, s: Option<&str>) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if short.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
             out.extend_from_slice(short);
         }
@@ -685,9 +624,7 @@ fn push_clock(out: &mut Vec<u8>, time: &Utc, sep: u8) {
     push_num(out, time.second, 2);
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// A UTC civil time, to the second.
 #[derive(Debug, PartialEq, Eq)]
@@ -725,22 +662,13 @@ fn civil_from_days(days: u64) -> (u32, u8, u32) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let march_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * march_month + 2) / 5 + 1;
-    let month = if march_month < 10 {
-        march_month + 3
-    } else {
-        march_month - 9
-    };
+    let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (
-        u32::try_from(year).unwrap_or(u32::MAX),
-        month as u8,
-        day as u32,
-    )
+    (u32::try_from(year).unwrap_or(u32::MAX), month as u8, day as u32)
 }
 
 #[cfg(test)]
@@ -756,8 +684,7 @@ mod tests {
         fn new(name: &str) -> TempDir {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("portico-log-{}-{n}-{name}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("portico-log-{}-{n}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
@@ -827,11 +754,8 @@ mod tests {
 
     #[test]
     fn combined_escapes_hostile_fields() {
-        let hostile = AccessRecord {
-            uri: "/a\"b",
-            user_agent: Some("evil\" 200 0 \"-\"\n10.0.0.9 - - [x] \\é"),
-            ..record()
-        };
+        let hostile =
+            AccessRecord { uri: "/a\"b", user_agent: Some("evil\" 200 0 \"-\"\n10.0.0.9 - - [x] \\é"), ..record() };
         let line = combined(&hostile);
         assert_eq!(
             line,
@@ -845,12 +769,8 @@ mod tests {
     #[test]
     fn json_line_is_the_expected_object() {
         let mut out = Vec::new();
-        let hostile = AccessRecord {
-            user_agent: Some("a\"b\\c\nd\u{1}é"),
-            referer: None,
-            upstream_addr: None,
-            ..record()
-        };
+        let hostile =
+            AccessRecord { user_agent: Some("a\"b\\c\nd\u{1}é"), referer: None, upstream_addr: None, ..record() };
         format_json(&hostile, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -889,10 +809,7 @@ mod tests {
         let path = dir.0.join("error.log");
         let logs = Logs::new();
         let log = logs.error(&path, LogLevel::Warn).unwrap();
-        log.log(
-            LogLevel::Error,
-            format_args!("upstream {} down\r\nforged", "am"),
-        );
+        log.log(LogLevel::Error, format_args!("upstream {} down\r\nforged", "am"));
         log.log(LogLevel::Warn, format_args!("slow"));
         log.log(LogLevel::Info, format_args!("info"));
         log.log(LogLevel::Debug, format_args!("debug"));
@@ -948,14 +865,8 @@ mod tests {
         let rotated = dir.0.join("access.log.1");
         let logs = Logs::new();
         let log = logs.access(&path, AccessLogFormat::Combined).unwrap();
-        let a = AccessRecord {
-            uri: "/A",
-            ..record()
-        };
-        let b = AccessRecord {
-            uri: "/B",
-            ..record()
-        };
+        let a = AccessRecord { uri: "/A", ..record() };
+        let b = AccessRecord { uri: "/B", ..record() };
         std::fs::rename(&path, &rotated).unwrap();
         log.log(&a);
         logs.reopen();
@@ -1001,10 +912,7 @@ mod tests {
         let file = dir.0.join("plain");
         std::fs::write(&file, "").unwrap();
         let logs = Logs::new();
-        assert!(
-            logs.access(&file.join("access.log"), AccessLogFormat::Combined)
-                .is_err()
-        );
+        assert!(logs.access(&file.join("access.log"), AccessLogFormat::Combined).is_err());
         assert!(logs.error(&file.join("error.log"), LogLevel::Warn).is_err());
         logs.shutdown();
     }
@@ -1034,10 +942,7 @@ mod tests {
         let path = dir.0.join("portico.log");
         let logs = Logs::new();
         let writer = logs.runtime_writer(&path).unwrap();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(writer)
-            .finish();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(writer).finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!("first");
             tracing::error!("second");
