@@ -170,12 +170,6 @@ impl Logs {
         Ok(RuntimeLogWriter { sink: self.open(path)? })
     }
 
-    /// A writer for the process-wide tracing output.
-    pub fn runtime_writer(&self, path: &Path) -> std::io::Result<fn() -> std::io::Stderr> {
-        let _ = path;
-        Ok(std::io::stderr)
-    }
-
     /// Reopens every file (after logrotate moved them); no line is lost.
     ///
     /// Lines logged before this call go to the old files, lines logged after to the new.

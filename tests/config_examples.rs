@@ -40,7 +40,6 @@ fn quickstart_without_its_certificate_is_valid() -> Result<(), Box<dyn Error>> {
 }
 
 #[test]
-#[ignore = "needs tls.rs"]
 fn quickstart_is_valid() -> Result<(), Box<dyn Error>> {
     let (path, text) = example("quickstart.toml")?;
     let snapshot = portico::config::parse_str(&text, &path)?;
@@ -53,7 +52,6 @@ fn quickstart_is_valid() -> Result<(), Box<dyn Error>> {
 /// The WSO2 example names certificate files under /etc/portico that a test
 /// machine does not have: those must be its only errors.
 #[test]
-#[ignore = "needs tls.rs"]
 fn wso2_example_only_lacks_its_certificates() -> Result<(), Box<dyn Error>> {
     let (path, text) = example("wso2-active-active.toml")?;
     let errors = match portico::config::parse_str(&text, &path) {
