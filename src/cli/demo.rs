@@ -46,6 +46,9 @@ pub fn run(_args: &DemoArgs) -> Result<(), DemoError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(DemoError::Runtime)?;
     runtime.block_on(async {
         let snapshot = config::parse_str(QUICKSTART, Path::new("config/quickstart.toml"))?;
+        for warning in &snapshot.warnings {
+            tracing::warn!("{warning}");
+        }
         for (name, addr) in NODES {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
