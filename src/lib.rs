@@ -6,6 +6,7 @@ pub mod listener;
 pub mod log;
 pub mod proxy;
 pub mod reload;
+pub mod systemd;
 pub mod template;
 pub mod tls;
 pub mod upstream;

@@ -19,6 +19,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Validate a configuration (like `nginx -t`): prints `ok` or every error.
     Check(cli::check::CheckArgs),
+    /// Write a self-signed certificate and key (replaces the openssl steps).
+    Cert(cli::cert::CertArgs),
     /// Try portico: the quickstart config with two built-in backend nodes.
     Demo(cli::demo::DemoArgs),
 }
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match &cli.command {
         Command::Run(args) => cli::run::run(args).map_err(Into::into),
         Command::Demo(args) => cli::demo::run(args).map_err(Into::into),
+        Command::Cert(args) => cli::cert::run(args, &mut std::io::stdout()).map_err(Into::into),
         Command::Check(args) => {
             return match cli::check::run(args, &mut std::io::stdout()) {
                 Ok(true) => ExitCode::SUCCESS,

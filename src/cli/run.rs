@@ -63,6 +63,7 @@ async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<
     let listens: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
     let mut running = crate::start_with_logs(snapshot, logs).await?;
     tracing::info!("portico {} serving on {}", env!("CARGO_PKG_VERSION"), listens.join(", "));
+    crate::systemd::notify("READY=1");
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut reopen = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
@@ -79,6 +80,7 @@ async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<
         }
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
+    crate::systemd::notify("STOPPING=1");
     running.shutdown().await;
     Ok(())
 }
@@ -86,6 +88,7 @@ async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<
 /// SIGHUP: read and validate the file again; switch only when all of it is good.
 async fn reload(path: &std::path::Path, running: &mut crate::Running) {
     tracing::info!("SIGHUP: reloading {}", path.display());
+    crate::systemd::notify("RELOADING=1");
     let owned = path.to_path_buf();
     // Reading the file and resolving upstream names may block: not on a runtime thread.
     let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
@@ -109,6 +112,7 @@ async fn reload(path: &std::path::Path, running: &mut crate::Running) {
         }
         Err(e) => tracing::error!("reload failed: {e}"),
     }
+    crate::systemd::notify("READY=1");
 }
 
 /// Process-wide diagnostics: stderr, or the runtime `error_log` file.
