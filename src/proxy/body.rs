@@ -30,12 +30,19 @@ pub struct Progress {
     last_ms: AtomicU64,
     /// Whether the whole request body was read.
     done: AtomicBool,
+    /// Whether the body went past `client_max_body_size`.
+    too_large: AtomicBool,
 }
 
 impl Progress {
     /// Starts counting now.
     pub fn new(done: bool) -> Arc<Progress> {
-        Arc::new(Progress { base: Instant::now(), last_ms: AtomicU64::new(0), done: AtomicBool::new(done) })
+        Arc::new(Progress {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            done: AtomicBool::new(done),
+            too_large: AtomicBool::new(false),
+        })
     }
 
     fn touch(&self) {
@@ -52,35 +59,62 @@ impl Progress {
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::Relaxed)
     }
+
+    /// Whether the body was cut off for exceeding `client_max_body_size` (413).
+    pub fn is_too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
 }
+
+/// A request body that went past `client_max_body_size`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than client_max_body_size ({0} bytes)")]
+pub struct TooLarge(u64);
 
 /// The client's request body on its way to the upstream.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
     progress: Option<Arc<Progress>>,
+    /// Bytes still allowed (`client_max_body_size`); `None` = unlimited.
+    remaining: Option<u64>,
+    limit: u64,
 }
 
 impl RequestBody {
-    /// Streams `inner`, recording progress in `progress`.
-    pub fn new(inner: Incoming, progress: Arc<Progress>) -> RequestBody {
-        RequestBody { inner: Some(inner), progress: Some(progress) }
+    /// Streams `inner`, recording progress in `progress`, failing once more
+    /// than `limit` bytes (if any) came.
+    pub fn new(inner: Incoming, progress: Arc<Progress>, limit: Option<u64>) -> RequestBody {
+        RequestBody { inner: Some(inner), progress: Some(progress), remaining: limit, limit: limit.unwrap_or(0) }
     }
 
     /// No body.
     pub fn empty() -> RequestBody {
-        RequestBody { inner: None, progress: None }
+        RequestBody { inner: None, progress: None, remaining: None, limit: 0 }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        let frame = ready!(Pin::new(inner).poll_frame(cx)).map(|f| f.map_err(BoxError::from));
+        if let (Some(remaining), Some(Ok(frame))) = (this.remaining.as_mut(), &frame) {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match remaining.checked_sub(len) {
+                Some(left) => *remaining = left,
+                None => {
+                    if let Some(progress) = &this.progress {
+                        progress.too_large.store(true, Ordering::Relaxed);
+                    }
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(TooLarge(this.limit).into())));
+                }
+            }
+        }
         if let Some(progress) = &this.progress {
             progress.touch();
             if frame.is_none() {

@@ -236,8 +236,16 @@ async fn forward(
     let read_timeout = server.read_timeout.unwrap_or(upstream.read_timeout);
     let send_timeout = server.send_timeout.unwrap_or(upstream.send_timeout);
     let body_empty = incoming.is_end_stream();
+    let limit = conn.site.snapshot.runtime.client_max_body_size;
+    if let (Some(limit), Some(length)) = (limit, incoming.size_hint().exact())
+        && length > limit
+    {
+        exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
+        return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
+    }
     let progress = Progress::new(body_empty);
-    let mut body = Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone()) });
+    let mut body =
+        Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone(), limit) });
     // A request may be sent again only when nothing of it is lost by doing so.
     let repeatable = body_empty && is_idempotent(&head.method);
     let client_ip: IpAddr = conn.remote.ip();
@@ -281,6 +289,11 @@ async fn forward(
         let mut response = match sent {
             Ok(response) => response,
             Err((error, unsent)) => {
+                if progress.is_too_large() {
+                    // The client's fault, not the server's: no failure counted.
+                    exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
+                    return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
+                }
                 if let Some(unsent) = unsent {
                     // The connection closed before the request was written: take
                     // it back. On a kept-alive connection that is the server
@@ -387,9 +400,6 @@ fn answer(mut exchange: Exchange, status: StatusCode) -> Response<ResponseBody> 
     exchange.set_status(status);
     let response = error_response(status);
     let len = response.body().size_hint().exact().unwrap_or(0);
-    if status.is_server_error() {
-        exchange.error(LogLevel::Debug, format_args!("answered {status}"));
-    }
     exchange.finish(len, true);
     response
 }
