@@ -276,3 +276,44 @@ async fn https_client_speaks_h2_when_the_server_picks_it() {
     assert_eq!(reply.version, http::Version::HTTP_2);
     assert_eq!(reply.text(), "HTTP/2.0 api.test");
 }
+
+#[tokio::test]
+async fn headers_path_sets_the_requested_response_headers() {
+    let backend = TestBackend::spawn("alpha").await;
+    let mut client = Client::http1(backend.addr()).await.unwrap();
+    let reply = client.get("a", "/x/headers?set=X-One:1&set=Keep-Alive:timeout%3D5&set=X-One:2&other=1").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "alpha");
+    assert_eq!(reply.headers_all("x-one"), ["1", "2"]);
+    assert_eq!(reply.header("keep-alive"), Some("timeout=5"));
+}
+
+#[tokio::test]
+async fn trickle_sends_chunks_after_silences() {
+    let backend = TestBackend::spawn("alpha").await;
+    let mut client = Client::http1(backend.addr()).await.unwrap();
+    let started = Instant::now();
+    let reply = client.get("a", "/trickle?chunks=3&ms=100").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "chunk 0\nchunk 1\nchunk 2\n");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(reply.header("content-length"), None);
+}
+
+#[tokio::test]
+async fn open_tunnels_counts_upgraded_connections_until_closed() {
+    let backend = TestBackend::spawn("alpha").await;
+    let mut client = Client::http1(backend.addr()).await.unwrap();
+    let mut ws = client.websocket("a", "/ws").await.unwrap();
+    ws.io.write_all(b"x").await.unwrap();
+    let mut got = [0u8; 1];
+    ws.io.read_exact(&mut got).await.unwrap();
+    assert_eq!(backend.open_tunnels(), 1);
+    drop(ws);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.open_tunnels() != 0 {
+        assert!(Instant::now() < deadline, "tunnel still counted after the client closed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -53,6 +53,7 @@ struct Shared {
     name: String,
     seen: Mutex<Vec<Seen>>,
     connections: AtomicU64,
+    tunnels: AtomicUsize,
 }
 
 /// An HTTP/1.1 (keep-alive) backend on `127.0.0.1:<ephemeral>`.
@@ -67,7 +68,14 @@ struct Shared {
 /// - `.../login`: sets `JSESSIONID=<random>; Path=/; HttpOnly`, body = name.
 /// - `.../status/NNN`: answers status NNN, body = name.
 /// - `.../ws`: WebSocket upgrade (101, correct Sec-WebSocket-Accept), then
-///   echoes raw bytes; 400 if the request is not an upgrade.
+///   echoes raw bytes; 400 if the request is not an upgrade. `open_tunnels()`
+///   counts the upgraded connections still open.
+/// - `.../headers?set=Name:Value&set=...`: 200, body = name, with each
+///   `Name: Value` added to the response (`%XX` escapes decoded), for
+///   response-header tests (hop-by-hop headers and the like).
+/// - `.../trickle?chunks=N&ms=M`: 200 at once, then N body chunks
+///   (`chunk 0\n`, `chunk 1\n`, ...), each after M ms of silence (no
+///   Content-Length): for read timeouts that limit silence, not totals.
 /// - anything else: 200, body = name.
 ///
 /// Each request is recorded (and counted) before it is answered, so once a
@@ -93,8 +101,12 @@ impl TestBackend {
     async fn start(name: &str, tls: Option<TlsAcceptor>) -> TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test backend");
         let addr = listener.local_addr().expect("backend local addr");
-        let shared =
-            Arc::new(Shared { name: name.to_owned(), seen: Mutex::new(Vec::new()), connections: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            seen: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+            tunnels: AtomicUsize::new(0),
+        });
         let tasks = Tasks::default();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
         TestBackend { shared, addr, tasks }
@@ -118,6 +130,12 @@ impl TestBackend {
     /// How many connections it has accepted.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many upgraded (`/ws`) connections are open: counted once the
+    /// upgrade completes, uncounted when the tunnel's socket is closed.
+    pub fn open_tunnels(&self) -> usize {
+        self.shared.tunnels.load(Ordering::SeqCst)
     }
 
     /// Every request seen so far, in arrival order.
@@ -243,6 +261,14 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
                     response
                 }
                 Route::Status(status) => respond(&name, status, body::full(name.clone())),
+                Route::Headers(extra) => {
+                    let mut response = respond(&name, StatusCode::OK, body::full(name.clone()));
+                    for (header, value) in extra {
+                        response.headers_mut().append(header, value);
+                    }
+                    response
+                }
+                Route::Trickle { chunks, ms } => respond(&name, StatusCode::OK, trickle(chunks, ms)),
                 _ => respond(&name, StatusCode::OK, body::full(name.clone())),
             }
         }
@@ -259,6 +285,8 @@ enum Route {
     Login,
     Status(StatusCode),
     WebSocket,
+    Headers(Vec<(http::HeaderName, HeaderValue)>),
+    Trickle { chunks: u64, ms: u64 },
 }
 
 impl Route {
@@ -277,6 +305,11 @@ impl Route {
             "slow" => Route::Slow(query_number(uri, "ms").unwrap_or(0)),
             "login" => Route::Login,
             "ws" => Route::WebSocket,
+            "headers" => Route::Headers(set_headers(uri)),
+            "trickle" => Route::Trickle {
+                chunks: query_number(uri, "chunks").unwrap_or(1),
+                ms: query_number(uri, "ms").unwrap_or(0),
+            },
             _ => Route::Default,
         }
     }
@@ -288,6 +321,57 @@ fn query_number(uri: &Uri, key: &str) -> Option<u64> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// The `set=Name:Value` query parameters, `%XX`-decoded.
+fn set_headers(uri: &Uri) -> Vec<(http::HeaderName, HeaderValue)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "set")
+        .filter_map(|(_, v)| {
+            let decoded = percent_decode(v);
+            let (name, value) = decoded.split_once(':')?;
+            let name = http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+            let value = HeaderValue::from_str(value.trim()).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `chunks` chunks, each sent after `ms` ms of silence, from a task.
+fn trickle(chunks: u64, ms: u64) -> Body {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for i in 0..chunks {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if sender.send(bytes::Bytes::from(format!("chunk {i}\n"))).await.is_err() {
+                return;
+            }
+        }
+    });
+    body::channel(receiver)
 }
 
 fn respond(name: &str, status: StatusCode, body: Body) -> Response<Body> {
@@ -326,10 +410,14 @@ fn upgrade_websocket(parts: &mut http::request::Parts, ctx: &ConnCtx) -> Respons
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return respond(name, StatusCode::BAD_REQUEST, body::full("connection cannot upgrade"));
     };
+    let shared = ctx.shared.clone();
     ctx.tasks.spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
+        // Declared before `io`, so dropped after it: uncounted once the
+        // socket is closed, whether the tunnel ends or is aborted.
+        let _open = TunnelGuard::new(shared);
         let mut io = TokioIo::new(upgraded);
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -351,6 +439,22 @@ fn upgrade_websocket(parts: &mut http::request::Parts, ctx: &ConnCtx) -> Respons
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::try_from(websocket::accept_key(&key)).expect("base64 is ASCII"));
     response
+}
+
+/// Counts one open upgraded connection while alive.
+struct TunnelGuard(Arc<Shared>);
+
+impl TunnelGuard {
+    fn new(shared: Arc<Shared>) -> TunnelGuard {
+        shared.tunnels.fetch_add(1, Ordering::SeqCst);
+        TunnelGuard(shared)
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0.tunnels.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A backend that accepts connections, reads and discards what arrives, and

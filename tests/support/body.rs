@@ -48,6 +48,25 @@ pub fn pattern(len: u64) -> Body {
     Pattern { sent: 0, len }.boxed()
 }
 
+/// A body of the chunks sent on `receiver`, ending when every sender is gone
+/// (no Content-Length: chunked on HTTP/1.1).
+pub fn channel(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+    Channel { receiver }.boxed()
+}
+
+struct Channel {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl HttpBody for Channel {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.receiver.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
 /// The first `len` bytes of the pattern, for small comparisons.
 pub fn pattern_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % PERIOD) as u8).collect()

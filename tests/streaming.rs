@@ -1,0 +1,167 @@
+//! Bodies stream through portico: 100 MiB up and down, every byte checked,
+//! while this process's resident memory (portico, backend and client all run
+//! in it) stays flat.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+/// Growth of resident memory allowed during a transfer: well under the
+/// 100 MiB moved, so buffering a whole body would show.
+const MAX_GROWTH: u64 = 64 * MIB;
+
+/// The tests in this file measure the process's memory: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// VmRSS of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value");
+    kib * 1024
+}
+
+/// Samples VmRSS every 10 ms on its own thread, keeping the highest.
+struct RssWatch {
+    baseline: u64,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssWatch {
+    fn start() -> RssWatch {
+        let baseline = rss();
+        let peak = Arc::new(AtomicU64::new(baseline));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                p.fetch_max(rss(), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssWatch { baseline, peak, stop, thread: Some(thread) }
+    }
+
+    /// Stops sampling; asserts the peak stayed within `MAX_GROWTH` of the start.
+    fn check(mut self, what: &str) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        let peak = self.peak.load(Ordering::SeqCst).max(rss());
+        let growth = peak.saturating_sub(self.baseline);
+        eprintln!("{what}: RSS {} MiB -> peak {} MiB (+{} MiB)", self.baseline / MIB, peak / MIB, growth / MIB);
+        assert!(
+            growth < MAX_GROWTH,
+            "{what}: resident memory grew by {} MiB (limit {} MiB)",
+            growth / MIB,
+            MAX_GROWTH / MIB
+        );
+    }
+}
+
+fn config(backend: &TestBackend, tls: Option<&TestCert>) -> String {
+    let tls = tls.map(|c| format!("tls = {}", c.toml_tls())).unwrap_or_default();
+    format!(
+        r#"
+[upstream.app]
+servers = ["{}"]
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "app"
+{tls}
+"#,
+        backend.addr()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_of_100_mib_echoed_back_streams_both_ways() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&backend, None)).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+
+    let len = 100 * MIB;
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    let request = client.request(Method::POST, "app.test", "/echo").body(pattern(len)).unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(verify_pattern(response.into_body()).await.unwrap(), len);
+    eprintln!("100 MiB echoed in {:?}", started.elapsed());
+    watch.check("100 MiB echo");
+    assert_eq!(backend.last().uri, "/echo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_of_100_mib_reaches_the_backend_whole() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&backend, None)).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+
+    let len = 100 * MIB;
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    let reply = client.post("app.test", "/upload", pattern(len)).await.unwrap();
+    eprintln!("100 MiB uploaded in {:?}", started.elapsed());
+    watch.check("100 MiB upload");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(backend.last().body_len, Some(len));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_of_100_mib_streams() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&backend, None)).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+
+    let len = 100 * MIB;
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    let request = client.request(Method::GET, "app.test", &format!("/big?bytes={len}")).body(body::empty()).unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"].to_str().unwrap(), len.to_string());
+    assert_eq!(verify_pattern(response.into_body()).await.unwrap(), len);
+    eprintln!("100 MiB downloaded in {:?}", started.elapsed());
+    watch.check("100 MiB download");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_through_a_tls_listener_streams() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["app.test"]);
+    let portico = start_portico(&config(&backend, Some(&cert))).await;
+    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["http/1.1"]).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+
+    let len = 100 * MIB;
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    let request = client.request(Method::GET, "app.test", &format!("/big?bytes={len}")).body(body::empty()).unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(verify_pattern(response.into_body()).await.unwrap(), len);
+    eprintln!("{} MiB downloaded over TLS in {:?}", len / MIB, started.elapsed());
+    watch.check("TLS download");
+}

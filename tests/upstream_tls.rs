@@ -1,0 +1,156 @@
+//! HTTPS upstreams: trust from `ca_file`, the name from `tls_server_name`
+//! (SNI and certificate check), `tls_verify = false`, and failures as 502.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::*;
+
+fn config(backend: &TestBackend, upstream: &str) -> String {
+    format!(
+        r#"
+[upstream.secure]
+servers = ["{}"]
+tls = true
+{upstream}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "secure"
+"#,
+        backend.addr()
+    )
+}
+
+async fn get(portico: &Portico, path: &str) -> Reply {
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client.get("app.test", path)).await.expect("answer").unwrap()
+}
+
+#[tokio::test]
+async fn ca_file_and_tls_server_name() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let upstream = format!("ca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config(&backend, &upstream)).await;
+
+    let reply = get(&portico, "/x?y=1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "secure");
+    let seen = backend.last();
+    assert_eq!(seen.sni.as_deref(), Some("backend.internal"));
+    assert_eq!(seen.uri, "/x?y=1");
+    // The Host is still the client's; only SNI and the checked name change.
+    assert_eq!(seen.header("host"), Some("app.test"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+
+    // A streamed body both ways over the upstream TLS connection.
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let request = client.request(http::Method::POST, "app.test", "/echo").body(pattern(3 << 20)).unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(verify_pattern(response.into_body()).await.unwrap(), 3 << 20);
+}
+
+#[tokio::test]
+async fn certificate_for_the_ip_address_needs_no_server_name() {
+    let cert = TestCert::new(&["127.0.0.1"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let portico = start_portico(&config(&backend, &format!("ca_file = {}", toml_path(&cert.ca_path())))).await;
+
+    let reply = get(&portico, "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "secure");
+    // An IP address is never sent as SNI.
+    assert_eq!(backend.last().sni, None);
+}
+
+#[tokio::test]
+async fn tls_verify_false_accepts_an_untrusted_certificate() {
+    let cert = TestCert::new(&["somewhere.else"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let portico = start_portico(&config(&backend, "tls_verify = false\ntls_server_name = \"named.test\"")).await;
+
+    let reply = get(&portico, "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "secure");
+    assert_eq!(backend.last().sni.as_deref(), Some("named.test"));
+}
+
+#[tokio::test]
+async fn system_roots_do_not_trust_the_test_certificate() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let portico = start_portico(&config(&backend, "tls_server_name = \"backend.internal\"")).await;
+
+    let reply = get(&portico, "/").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(backend.count(), 0);
+}
+
+#[tokio::test]
+async fn wrong_ca_or_wrong_name_is_502() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let other = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+
+    // Another CA.
+    let upstream = format!("ca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&other.ca_path()));
+    let portico = start_portico(&config(&backend, &upstream)).await;
+    assert_eq!(get(&portico, "/").await.status, StatusCode::BAD_GATEWAY);
+
+    // The right CA, a name the certificate does not have.
+    let upstream = format!("ca_file = {}\ntls_server_name = \"other.internal\"", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config(&backend, &upstream)).await;
+    assert_eq!(get(&portico, "/").await.status, StatusCode::BAD_GATEWAY);
+
+    // The right CA, no tls_server_name: the name checked is the server's host, 127.0.0.1.
+    let upstream = format!("ca_file = {}", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config(&backend, &upstream)).await;
+    assert_eq!(get(&portico, "/").await.status, StatusCode::BAD_GATEWAY);
+
+    assert_eq!(backend.count(), 0);
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_backend_is_502() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let portico = start_portico(&format!(
+        r#"
+[upstream.plain]
+servers = ["{}"]
+read_timeout = "2s"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "plain"
+"#,
+        backend.addr()
+    ))
+    .await;
+
+    let reply = get(&portico, "/").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn upstream_tls_connections_are_kept_alive() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let upstream = format!("ca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config(&backend, &upstream)).await;
+
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
+    }
+    assert_eq!(backend.count(), 4);
+    assert_eq!(backend.connections(), 1, "{:?}", backend.requests().iter().map(|s| s.conn).collect::<Vec<_>>());
+}
