@@ -130,7 +130,6 @@ async fn return_answers_without_the_backend() {
 /// as nginx does) or say `Connection: close`; closing silently makes the
 /// client's next request on the kept-alive connection fail.
 #[tokio::test]
-#[ignore = "BUG: a direct answer (return/redirect/404) to a request with an unread body closes the client connection without Connection: close"]
 async fn direct_answer_to_a_request_with_a_body_keeps_the_connection_or_says_close() {
     let backend = TestBackend::spawn("app").await;
     let portico = locations(&backend).await;

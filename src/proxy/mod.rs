@@ -145,11 +145,21 @@ pub async fn handle(
     let host = vhost::normalize_host(&http_host);
     let server = listener.servers[listener.router.route(&host)].clone();
     let host: &str = if host.is_empty() { &server.config.name } else { &host };
-    let mut exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+    let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
 
+    // An answer made here leaves the request body unread; HTTP/1 cannot
+    // reuse the connection then, and the client must be told so.
+    let close_after_answer = parts.version < Version::HTTP_2 && !incoming.is_end_stream();
+    let direct = |exchange, status| {
+        let mut response = answer(exchange, status);
+        if close_after_answer {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    };
     let path = parts.uri.path();
     let Some(location) = vhost::location(&server.config, path) else {
-        return Ok(answer(exchange, StatusCode::NOT_FOUND));
+        return Ok(direct(exchange, StatusCode::NOT_FOUND));
     };
     let request_uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
     let ctx = RequestContext {
@@ -164,15 +174,13 @@ pub async fn handle(
         peer_trusted: conn.peer_trusted,
     };
     match &location.action {
-        Action::Return { status } => Ok(answer(exchange, *status)),
+        Action::Return { status } => Ok(direct(exchange, *status)),
         Action::Redirect { location, status } => {
             let target = location.render(&ctx);
-            let mut response = error_response(*status);
+            let mut response = direct(exchange, *status);
             if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(target)) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
-            exchange.set_status(*status);
-            exchange.finish(0, true);
             Ok(response)
         }
         Action::Proxy { upstream } => {
