@@ -75,6 +75,22 @@ impl std::fmt::Display for StartFailure {
     }
 }
 
+/// Why `Portico::reload` refused a configuration.
+#[derive(Debug)]
+pub enum ReloadFailure {
+    Config(portico::config::ConfigErrors),
+    Reload(portico::ReloadError),
+}
+
+impl std::fmt::Display for ReloadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadFailure::Config(errors) => write!(f, "{errors}"),
+            ReloadFailure::Reload(error) => write!(f, "{error}"),
+        }
+    }
+}
+
 /// `start_portico` for tests that expect it to fail.
 pub async fn try_start_portico(toml: &str) -> Result<Portico, StartFailure> {
     init_tracing();
@@ -95,6 +111,27 @@ impl Portico {
     /// Every bound listener address.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The running portico (for APIs the wrapper does not cover).
+    pub fn running(&self) -> &portico::Running {
+        self.running.as_ref().expect("portico is running until shutdown")
+    }
+
+    /// The process's log files: `logs().reopen()` is what SIGUSR1 does.
+    pub fn logs(&self) -> &portico::log::Logs {
+        self.running().logs()
+    }
+
+    /// Parses `toml` (as `test.toml`, like `start_portico`) and switches to it
+    /// with `Running::reload`, then refreshes `addrs()`. On error nothing
+    /// changes and the old configuration keeps serving.
+    pub fn reload(&mut self, toml: &str) -> Result<(), ReloadFailure> {
+        let snapshot = portico::config::parse_str(toml, Path::new("test.toml")).map_err(ReloadFailure::Config)?;
+        let running = self.running.as_mut().expect("portico is running until shutdown");
+        running.reload(snapshot).map_err(ReloadFailure::Reload)?;
+        self.addrs = running.local_addrs();
+        Ok(())
     }
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish.

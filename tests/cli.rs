@@ -1,0 +1,377 @@
+//! The `portico` binary: check, version and help, cert, and `run` with its
+//! signals (SIGTERM, SIGHUP, SIGUSR1).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portico");
+
+fn portico(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap_or_else(|e| panic!("run portico {args:?}: {e}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn show(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        output.status,
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// check, --version, help
+
+#[test]
+fn check_prints_ok_for_a_good_file() {
+    let dir = TempDir::new("cli-check");
+    let file = dir.join("good.toml");
+    write(
+        &file,
+        "[upstream.a]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"a\"\n",
+    );
+    let output = portico(&["check", "-c", path_str(&file)]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(stdout(&output), "ok\n", "{}", show(&output));
+}
+
+#[test]
+fn check_prints_every_error_with_its_position() {
+    let dir = TempDir::new("cli-check-bad");
+    let file = dir.join("bad.toml");
+    write(&file, "[upstream.a]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"x\"]\nproxy_pass = \"b\"\n");
+    let output = portico(&["check", "-c", path_str(&file)]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", show(&output));
+    let prefix = format!("{}:", file.display());
+    assert!(lines[0].starts_with(&format!("{prefix}5:11: ")), "{}", show(&output));
+    assert!(lines[0].contains("listen \"x\""), "{}", show(&output));
+    assert!(lines[1].starts_with(&format!("{prefix}6:14: ")), "{}", show(&output));
+    assert!(lines[1].contains("\"b\""), "{}", show(&output));
+    assert!(!text.contains("ok\n"));
+}
+
+#[test]
+fn check_names_an_unknown_key_with_its_position() {
+    let dir = TempDir::new("cli-check-key");
+    let file = dir.join("bad.toml");
+    write(
+        &file,
+        "[upstream.a]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"a\"\nbogus = 1\n",
+    );
+    let output = portico(&["check", "-c", path_str(&file)]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with(&format!("{}:7:1: ", file.display())), "{}", show(&output));
+    assert!(text.contains("bogus"), "{}", show(&output));
+}
+
+#[test]
+fn check_of_a_missing_file_fails() {
+    let dir = TempDir::new("cli-check-missing");
+    let output = portico(&["check", "-c", path_str(&dir.join("absent.toml"))]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    assert!(!stdout(&output).contains("ok"), "{}", show(&output));
+}
+
+#[test]
+fn version() {
+    let output = portico(&["--version"]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(stdout(&output), format!("portico {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+fn assert_help(args: &[&str]) {
+    let output = portico(args);
+    assert!(output.status.success(), "portico {args:?}: {}", show(&output));
+    assert!(stdout(&output).contains("Usage: portico"), "portico {args:?}: {}", show(&output));
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        &["help"][..],
+        &["--help"],
+        &["-h"],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["demo", "--help"],
+        &["help", "run"],
+        &["help", "check"],
+        &["help", "demo"],
+    ] {
+        assert_help(args);
+    }
+    let output = portico(&["run", "--help"]);
+    assert!(stdout(&output).contains("--config"), "{}", show(&output));
+}
+
+#[test]
+#[ignore = "BUG: `portico cert` is not a subcommand of the binary (src/cli/cert.rs exists, main.rs never wires it)"]
+fn help_on_cert() {
+    assert_help(&["cert", "--help"]);
+    assert_help(&["help", "cert"]);
+}
+
+#[test]
+#[ignore = "BUG: `portico import-nginx` (in the contract) does not exist: clap answers `unrecognized subcommand`"]
+fn help_on_import_nginx() {
+    assert_help(&["import-nginx", "--help"]);
+    assert_help(&["help", "import-nginx"]);
+}
+
+#[test]
+#[ignore = "BUG: `portico cert` is not a subcommand of the binary (src/cli/cert.rs exists, main.rs never wires it)"]
+fn cert_writes_a_usable_certificate_and_a_private_key() {
+    let dir = TempDir::new("cli-cert");
+    let out = dir.join("certs");
+    let output = portico(&["cert", "--name", "a.test", "--out", path_str(&out)]);
+    assert!(output.status.success(), "{}", show(&output));
+    let (crt, key) = (out.join("a.test.crt"), out.join("a.test.key"));
+    assert!(std::fs::read_to_string(&crt).unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key mode {mode:o}");
+
+    let config = dir.join("portico.toml");
+    write(
+        &config,
+        &format!(
+            "[upstream.a]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"a.test\"]\ntls = {{ cert = {}, key = {} }}\nproxy_pass = \"a\"\n",
+            toml_path(&crt),
+            toml_path(&key)
+        ),
+    );
+    let output = portico(&["check", "-c", path_str(&config)]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(stdout(&output), "ok\n", "{}", show(&output));
+}
+
+// ---------------------------------------------------------------------------
+// run and signals
+
+/// A port that was free a moment ago (a small race, accepted in these tests).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `portico run -c FILE` as a child process, killed if the test ends early.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Process {
+    /// Starts it and waits until `addr` accepts connections.
+    async fn start(config: &Path, addr: SocketAddr, dir: &TempDir) -> Process {
+        let stderr = dir.join("stderr.txt");
+        let child = Command::new(BIN)
+            .args(["run", "-c", path_str(config)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut process = Process { child, addr, stderr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if let Some(status) = process.child.try_wait().unwrap() {
+                panic!("portico run exited with {status}: {}", process.stderr());
+            }
+            assert!(Instant::now() < deadline, "portico run never listened on {addr}: {}", process.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit (bounded).
+    async fn exit_within(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "portico did not exit within {within:?}: {}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        let mut client = Client::http1(self.addr).await.unwrap();
+        client.get("cli.test", path).await.unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run_config(port: u16, backend: &TestBackend, extra_runtime: &str, extra_server: &str) -> String {
+    format!(
+        "[runtime]\nshutdown_timeout = \"5s\"\n{extra_runtime}\n\n[upstream.pool]\nservers = [\"{}\"]\n\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\nproxy_pass = \"pool\"\n{extra_server}\n",
+        backend.addr()
+    )
+}
+
+/// Polls `path` until it contains `needle`.
+async fn wait_for_text(path: &Path, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{} never contained {needle:?}:\n{text}", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
+    let dir = TempDir::new("cli-run");
+    let app = TestBackend::spawn("app").await;
+    let port = free_port();
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &app, "", ""));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut process = Process::start(&config, addr, &dir).await;
+
+    let reply = process.get("/hello").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "app");
+
+    // A request in flight when SIGTERM arrives still gets its answer.
+    let in_flight = tokio::spawn(async move {
+        let mut client = Client::http1(addr).await.unwrap();
+        client.get("cli.test", "/slow?ms=400").await.unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.count() < 2 {
+        assert!(Instant::now() < deadline, "the slow request never reached the backend");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    process.signal("TERM");
+
+    let reply = tokio::time::timeout(Duration::from_secs(5), in_flight).await.unwrap().unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let status = process.exit_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0), "{}", process.stderr());
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after exit");
+}
+
+#[tokio::test]
+async fn sighup_switches_to_a_good_file_and_ignores_a_broken_one() {
+    let dir = TempDir::new("cli-hup");
+    let a = TestBackend::spawn("A").await;
+    let b = TestBackend::spawn("B").await;
+    let port = free_port();
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &a, &runtime, ""));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut process = Process::start(&config, addr, &dir).await;
+    assert_eq!(process.get("/").await.text(), "A");
+
+    write(&config, &run_config(port, &b, &runtime, ""));
+    process.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = process.get("/").await;
+        assert_eq!(reply.status, StatusCode::OK, "a request failed during the reload");
+        if reply.text() == "B" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP never switched to B: {}", process.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let broken = run_config(port, &a, &runtime, "").replace("proxy_pass = \"pool\"", "proxy_pass = \"nowhere\"");
+    let broken_line = broken.lines().position(|l| l.contains("nowhere")).unwrap() + 1;
+    write(&config, &broken);
+    process.signal("HUP");
+    let log = wait_for_text(&error_log, "nowhere", Duration::from_secs(5)).await;
+    let position = format!("{}:{broken_line}:", config.display());
+    assert!(log.contains(&position), "the refused reload's error has no file:line:col ({position}):\n{log}");
+
+    for _ in 0..5 {
+        let reply = process.get("/").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.text(), "B", "the broken file replaced the working configuration");
+    }
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(5)).await.code(), Some(0), "{}", process.stderr());
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log() {
+    let dir = TempDir::new("cli-usr1");
+    let app = TestBackend::spawn("app").await;
+    let port = free_port();
+    let log = dir.join("logs/access.log");
+    let rotated = dir.join("logs/access.log.1");
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &app, "", &format!("access_log = {}", toml_path(&log))));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut process = Process::start(&config, addr, &dir).await;
+
+    assert_eq!(process.get("/before").await.status, StatusCode::OK);
+    wait_for_text(&log, "/before", Duration::from_secs(2)).await;
+    std::fs::rename(&log, &rotated).unwrap();
+    process.signal("USR1");
+    // The reopen creates the file again; lines after that go to it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.exists() {
+        assert!(Instant::now() < deadline, "SIGUSR1 did not recreate {}: {}", log.display(), process.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(process.get("/after").await.status, StatusCode::OK);
+    let text = wait_for_text(&log, "/after", Duration::from_secs(2)).await;
+    assert_eq!(text.lines().count(), 1, "{text}");
+
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(5)).await.code(), Some(0), "{}", process.stderr());
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(old.contains("\"GET /before HTTP/1.1\" 200 3 "), "{old}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
+}

@@ -1,0 +1,566 @@
+//! Access and error logs as files: nginx `combined` and JSON lines, written
+//! within a second, per server, for every kind of answer, and reopened.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::{Method, StatusCode, Version};
+use support::*;
+
+// ---------------------------------------------------------------------------
+// Reading log files
+
+/// The file's complete lines (none if it does not exist).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+}
+
+/// Polls until `path` holds at least `n` lines; panics after `within`.
+async fn wait_lines(path: &Path, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = lines(path);
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} lines after {within:?}, expected {n}: {found:?}",
+            path.display(),
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One nginx `combined` line, parsed strictly.
+#[derive(Debug)]
+struct Combined {
+    ip: IpAddr,
+    /// Seconds since the epoch.
+    time: u64,
+    method: String,
+    uri: String,
+    protocol: String,
+    status: u16,
+    bytes: u64,
+    referer: String,
+    user_agent: String,
+}
+
+/// `IP - - [dd/Mon/yyyy:HH:MM:SS +0000] "METHOD URI PROTO" STATUS BYTES "REF" "UA"`.
+fn parse_combined(line: &str) -> Result<Combined, String> {
+    let err = |what: &str| format!("{what} in {line:?}");
+    let (ip, rest) = line.split_once(" - - [").ok_or_else(|| err("no ' - - ['"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| err("bad address"))?;
+    let (time, rest) = rest.split_once("] \"").ok_or_else(|| err("no '] \"'"))?;
+    let time = parse_time(time).ok_or_else(|| err("bad time"))?;
+    let (request, rest) = rest.split_once("\" ").ok_or_else(|| err("unterminated request"))?;
+    let parts: Vec<&str> = request.split(' ').collect();
+    let [method, uri, protocol] = parts[..] else { return Err(err("request is not three words")) };
+    if method.is_empty() || !uri.starts_with('/') || !protocol.starts_with("HTTP/") {
+        return Err(err("bad request line"));
+    }
+    let (status, rest) = rest.split_once(' ').ok_or_else(|| err("no status"))?;
+    if status.len() != 3 || !status.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("bad status"));
+    }
+    let (bytes, rest) = rest.split_once(' ').ok_or_else(|| err("no bytes"))?;
+    if bytes.is_empty() || !bytes.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("bad bytes"));
+    }
+    let rest = rest.strip_prefix('"').ok_or_else(|| err("referer not quoted"))?;
+    let (referer, rest) = rest.split_once("\" \"").ok_or_else(|| err("bad referer"))?;
+    let user_agent = rest.strip_suffix('"').ok_or_else(|| err("user agent not quoted"))?;
+    if referer.contains('"') || user_agent.contains('"') {
+        return Err(err("unescaped quote"));
+    }
+    Ok(Combined {
+        ip,
+        time,
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        protocol: protocol.to_owned(),
+        status: status.parse().map_err(|_| err("status"))?,
+        bytes: bytes.parse().map_err(|_| err("bytes"))?,
+        referer: referer.to_owned(),
+        user_agent: user_agent.to_owned(),
+    })
+}
+
+/// `dd/Mon/yyyy:HH:MM:SS +0000` as seconds since the epoch.
+fn parse_time(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' {
+        return None;
+    }
+    if &text[20..] != " +0000" {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        let s = &text[range];
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok()).flatten()
+    };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| *m == &text[3..6])? as u64 + 1;
+    let (day, year, hour, minute, second) = (num(0..2)?, num(7..11)?, num(12..14)?, num(15..17)?, num(18..20)?);
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), for years after 1970.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A JSON value of a flat log object.
+#[derive(Debug, PartialEq)]
+enum Json {
+    Str(String),
+    Num(String),
+    Null,
+}
+
+/// Parses one flat JSON object (string, number and null values).
+fn parse_json_object(line: &str) -> Result<BTreeMap<String, Json>, String> {
+    let err = |what: &str| format!("{what} in {line:?}");
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let string = |i: &mut usize| -> Result<String, String> {
+        if chars.get(*i) != Some(&'"') {
+            return Err(err("expected a string"));
+        }
+        *i += 1;
+        let mut out = String::new();
+        loop {
+            match chars.get(*i) {
+                None => return Err(err("unterminated string")),
+                Some('"') => {
+                    *i += 1;
+                    return Ok(out);
+                }
+                Some('\\') => {
+                    let escaped = match chars.get(*i + 1) {
+                        Some('"') => '"',
+                        Some('\\') => '\\',
+                        Some('/') => '/',
+                        Some('n') => '\n',
+                        Some('r') => '\r',
+                        Some('t') => '\t',
+                        Some('u') => {
+                            let hex: String =
+                                chars.get(*i + 2..*i + 6).ok_or_else(|| err("short \\u"))?.iter().collect();
+                            let code = u32::from_str_radix(&hex, 16).map_err(|_| err("bad \\u"))?;
+                            *i += 4;
+                            char::from_u32(code).ok_or_else(|| err("bad \\u"))?
+                        }
+                        _ => return Err(err("bad escape")),
+                    };
+                    out.push(escaped);
+                    *i += 2;
+                }
+                Some(c) if (*c as u32) < 0x20 => return Err(err("control character in string")),
+                Some(c) => {
+                    out.push(*c);
+                    *i += 1;
+                }
+            }
+        }
+    };
+    if chars.first() != Some(&'{') || chars.last() != Some(&'}') {
+        return Err(err("not an object"));
+    }
+    i += 1;
+    let mut map = BTreeMap::new();
+    loop {
+        let key = string(&mut i)?;
+        if chars.get(i) != Some(&':') {
+            return Err(err("expected ':'"));
+        }
+        i += 1;
+        let value = match chars.get(i) {
+            Some('"') => Json::Str(string(&mut i)?),
+            Some('n') if chars[i..].starts_with(&['n', 'u', 'l', 'l']) => {
+                i += 4;
+                Json::Null
+            }
+            Some(c) if c.is_ascii_digit() || *c == '-' => {
+                let start = i;
+                while chars.get(i).is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')) {
+                    i += 1;
+                }
+                Json::Num(chars[start..i].iter().collect())
+            }
+            _ => return Err(err("unexpected value")),
+        };
+        if map.insert(key.clone(), value).is_some() {
+            return Err(err(&format!("duplicate key {key}")));
+        }
+        match chars.get(i) {
+            Some(',') => i += 1,
+            Some('}') if i + 1 == chars.len() => return Ok(map),
+            _ => return Err(err("expected ',' or the end")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Configurations
+
+fn upstream(backends: &[&TestBackend]) -> String {
+    let servers: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr())).collect();
+    format!("[upstream.pool]\nservers = [{}]\n", servers.join(", "))
+}
+
+async fn wait_then_check(path: &Path, n: usize) -> Combined {
+    let found = wait_lines(path, n, Duration::from_secs(1)).await;
+    assert_eq!(found.len(), n, "{found:#?}");
+    parse_combined(&found[n - 1]).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn combined_lines_are_exact_and_prompt() {
+    let dir = TempDir::new("logs");
+    let log = dir.join("a/b/access.log");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"log.test\"]\nproxy_pass = \"pool\"\naccess_log = {}\n",
+        upstream(&[&app]),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    assert!(log.is_file(), "the access log and its parent directories are created at start");
+    let mut client = Connect::to(portico.addr(0)).source_ip("127.0.3.4").connect().await.unwrap();
+    let started = now_secs();
+
+    // 1: a plain GET with a query, User-Agent and Referer.
+    let headers = [("user-agent", "probe/1.0 (test)"), ("referer", "http://ref.test/page?x=1")];
+    let reply = client.get_with("log.test", "/plain?x=1&y=2", &headers).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let line = wait_then_check(&log, 1).await;
+    assert_eq!(line.ip, "127.0.3.4".parse::<IpAddr>().unwrap());
+    assert!(
+        line.time >= started.saturating_sub(1) && line.time <= now_secs() + 1,
+        "time {} vs now {}",
+        line.time,
+        now_secs()
+    );
+    assert_eq!(
+        (line.method.as_str(), line.uri.as_str(), line.protocol.as_str()),
+        ("GET", "/plain?x=1&y=2", "HTTP/1.1")
+    );
+    assert_eq!((line.status, line.bytes), (200, reply.body.len() as u64));
+    assert_eq!(line.bytes, 3);
+    assert_eq!(line.referer, "http://ref.test/page?x=1");
+    assert_eq!(line.user_agent, "probe/1.0 (test)");
+
+    // 2: a large body; no headers logged as "-".
+    let reply = client.get("log.test", "/big?bytes=123457").await.unwrap();
+    assert_eq!(reply.body.len(), 123_457);
+    let line = wait_then_check(&log, 2).await;
+    assert_eq!((line.status, line.bytes), (200, 123_457));
+    assert_eq!((line.referer.as_str(), line.user_agent.as_str()), ("-", "-"));
+
+    // 3: an upstream's error status.
+    let reply = client.get("log.test", "/status/404").await.unwrap();
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let line = wait_then_check(&log, 3).await;
+    assert_eq!((line.status, line.bytes, line.uri.as_str()), (404, reply.body.len() as u64, "/status/404"));
+
+    // 4: a POST, its body echoed.
+    let reply = client.post("log.test", "/echo", body::full(vec![b'x'; 777])).await.unwrap();
+    assert_eq!(reply.body.len(), 777);
+    let line = wait_then_check(&log, 4).await;
+    assert_eq!((line.method.as_str(), line.status, line.bytes), ("POST", 200, 777));
+
+    // 5: quotes and backslashes cannot break the line (nginx escapes them as \xHH).
+    let headers = [("user-agent", "evil\" \"agent\\"), ("referer", "\"")];
+    client.get_with("log.test", "/q", &headers).await.unwrap();
+    let line = wait_then_check(&log, 5).await;
+    assert_eq!(line.user_agent, "evil\\x22 \\x22agent\\x5C");
+    assert_eq!(line.referer, "\\x22");
+
+    // Nothing else was written meanwhile.
+    assert_eq!(lines(&log).len(), 5);
+}
+
+#[tokio::test]
+async fn h2_requests_log_http_2() {
+    let dir = TempDir::new("logs-h2");
+    let log = dir.join("access.log");
+    let cert = TestCert::new(&["log.test"]);
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"log.test\"]\ntls = {}\nproxy_pass = \"pool\"\naccess_log = {}\n",
+        upstream(&[&app]),
+        cert.toml_tls(),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::https(portico.addr(0), "log.test", &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(client.version(), Version::HTTP_2);
+
+    let reply = client.get_with("log.test", "/h2/path", &[("user-agent", "h2-probe")]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let line = wait_then_check(&log, 1).await;
+    assert_eq!(line.protocol, "HTTP/2.0");
+    assert_eq!((line.method.as_str(), line.uri.as_str()), ("GET", "/h2/path"));
+    assert_eq!((line.status, line.bytes, line.user_agent.as_str()), (200, 3, "h2-probe"));
+}
+
+#[tokio::test]
+async fn json_lines_have_the_right_keys_and_values() {
+    let dir = TempDir::new("logs-json");
+    let log = dir.join("access.json");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"log.test\"]\nproxy_pass = \"pool\"\naccess_log = {}\naccess_log_format = \"json\"\n",
+        upstream(&[&app]),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    client.get_with("LOG.test:80", "/j?a=1", &[("user-agent", "json \"probe\"\\")]).await.unwrap();
+    let reply = client.get_with("log.test", "/big?bytes=4321", &[("referer", "http://r.test/")]).await.unwrap();
+    assert_eq!(reply.body.len(), 4321);
+
+    let found = wait_lines(&log, 2, Duration::from_secs(1)).await;
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let first = parse_json_object(&found[0]).unwrap();
+    let second = parse_json_object(&found[1]).unwrap();
+    for key in [
+        "time",
+        "remote_addr",
+        "method",
+        "uri",
+        "protocol",
+        "status",
+        "body_bytes_sent",
+        "referer",
+        "user_agent",
+        "host",
+        "upstream_addr",
+        "request_time",
+    ] {
+        assert!(first.contains_key(key), "no {key:?} in {}", found[0]);
+    }
+    let s = |v: &str| Json::Str(v.to_owned());
+    let n = |v: &str| Json::Num(v.to_owned());
+    assert_eq!(first["remote_addr"], s("127.0.0.1"));
+    assert_eq!(first["method"], s("GET"));
+    assert_eq!(first["uri"], s("/j?a=1"));
+    assert_eq!(first["protocol"], s("HTTP/1.1"));
+    assert_eq!(first["status"], n("200"));
+    assert_eq!(first["body_bytes_sent"], n("3"));
+    assert_eq!(first["referer"], Json::Null);
+    assert_eq!(first["user_agent"], s("json \"probe\"\\"));
+    assert_eq!(first["host"], s("log.test"));
+    assert_eq!(first["upstream_addr"], s(&app.addr().to_string()));
+    let Json::Str(time) = &first["time"] else { panic!("time is not a string: {}", found[0]) };
+    assert!(time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "time {time:?}");
+    assert_eq!(second["body_bytes_sent"], n("4321"));
+    assert_eq!(second["referer"], s("http://r.test/"));
+    assert_eq!(second["user_agent"], Json::Null);
+}
+
+#[tokio::test]
+async fn error_log_names_the_upstream_and_the_server() {
+    let dir = TempDir::new("logs-error");
+    let access = dir.join("access.log");
+    let errors = dir.join("err/error.log");
+    let gone = TestBackend::spawn("gone").await;
+    gone.stop().await;
+    let toml = format!(
+        "{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"err.test\"]\nproxy_pass = \"pool\"\naccess_log = {}\nerror_log = {}\n",
+        upstream(&[&gone]),
+        toml_path(&access),
+        toml_path(&errors)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    let reply = client.get("err.test", "/down").await.unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+
+    let found = wait_lines(&errors, 1, Duration::from_secs(1)).await;
+    let line = &found[0];
+    assert!(line.contains("[error]"), "{line}");
+    assert!(line.contains("\"pool\""), "the upstream's name is missing: {line}");
+    assert!(line.contains(&gone.addr().to_string()), "the server's address is missing: {line}");
+    assert!(line.contains("server: err.test"), "the virtual server is missing: {line}");
+    assert!(line.contains("GET /down"), "the request is missing: {line}");
+    let access_line = wait_then_check(&access, 1).await;
+    assert_eq!((access_line.status, access_line.bytes), (502, reply.body.len() as u64));
+
+    portico.shutdown().await;
+    assert_eq!(lines(&errors).len(), 1, "{:#?}", lines(&errors));
+}
+
+#[tokio::test]
+async fn each_server_writes_only_its_own_access_log() {
+    let dir = TempDir::new("logs-split");
+    let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}
+[[server]]
+listen = [\"127.0.0.1:0\"]
+server_name = [\"a.test\"]
+proxy_pass = \"pool\"
+access_log = {}
+
+[[server]]
+listen = [\"127.0.0.1:0\"]
+server_name = [\"b.test\"]
+proxy_pass = \"pool\"
+access_log = {}
+",
+        upstream(&[&app]),
+        toml_path(&log_a),
+        toml_path(&log_b)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for i in 0..3 {
+        client.get("a.test", &format!("/a/{i}")).await.unwrap();
+    }
+    for i in 0..2 {
+        client.get("b.test", &format!("/b/{i}")).await.unwrap();
+    }
+    wait_lines(&log_a, 3, Duration::from_secs(1)).await;
+    wait_lines(&log_b, 2, Duration::from_secs(1)).await;
+    portico.shutdown().await;
+
+    let uris = |path: &Path| -> Vec<String> { lines(path).iter().map(|l| parse_combined(l).unwrap().uri).collect() };
+    assert_eq!(uris(&log_a), ["/a/0", "/a/1", "/a/2"]);
+    assert_eq!(uris(&log_b), ["/b/0", "/b/1"]);
+}
+
+#[tokio::test]
+async fn return_answers_are_logged() {
+    let dir = TempDir::new("logs-return");
+    let log = dir.join("access.log");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}
+[[server]]
+listen = [\"127.0.0.1:0\"]
+server_name = [\"t.test\"]
+access_log = {}
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"pool\"
+
+[[server.location]]
+prefix = \"/internal/\"
+return = 403
+",
+        upstream(&[&app]),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    let reply = client.get("t.test", "/internal/secret").await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count(), 0);
+
+    let line = wait_then_check(&log, 1).await;
+    assert_eq!((line.uri.as_str(), line.status, line.bytes), ("/internal/secret", 403, reply.body.len() as u64));
+}
+
+#[tokio::test]
+#[ignore = "BUG: a redirect's access log line says 0 bytes although the client got the \"301 Moved Permanently\\n\" body"]
+async fn redirects_are_logged_with_their_body_size() {
+    let dir = TempDir::new("logs-redirect");
+    let log = dir.join("access.log");
+    let toml = format!(
+        "[[server]]
+listen = [\"127.0.0.1:0\"]
+server_name = [\"r.test\"]
+redirect = \"https://r.test$request_uri\"
+access_log = {}
+",
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    let reply = client.get("r.test", "/old?q=1").await.unwrap();
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(reply.header("location"), Some("https://r.test/old?q=1"));
+
+    let line = wait_then_check(&log, 1).await;
+    assert_eq!((line.uri.as_str(), line.status), ("/old?q=1", 301));
+    assert_eq!(line.bytes, reply.body.len() as u64, "body the client got: {:?}", reply.text());
+}
+
+#[tokio::test]
+async fn reopen_moves_later_lines_to_a_new_file_and_loses_none() {
+    let dir = TempDir::new("logs-reopen");
+    let log = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"pool\"\naccess_log = {}\n",
+        upstream(&[&app]),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    client.get("log.test", "/before/1").await.unwrap();
+    client.get("log.test", "/before/2").await.unwrap();
+    wait_lines(&log, 2, Duration::from_secs(1)).await;
+
+    // logrotate: move the file, then signal (what SIGUSR1 does).
+    std::fs::rename(&log, &rotated).unwrap();
+    portico.logs().reopen();
+    client.get("log.test", "/after/1").await.unwrap();
+
+    let found = wait_lines(&log, 1, Duration::from_secs(1)).await;
+    assert_eq!(parse_combined(&found[0]).unwrap().uri, "/after/1");
+    portico.shutdown().await;
+    let uris = |path: &Path| -> Vec<String> { lines(path).iter().map(|l| parse_combined(l).unwrap().uri).collect() };
+    assert_eq!(uris(&rotated), ["/before/1", "/before/2"]);
+    assert_eq!(uris(&log), ["/after/1"]);
+}
+
+#[test]
+fn the_parsers_reject_what_they_should() {
+    let good = "127.0.0.1 - - [05/Mar/2026:10:19:45 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" \"ua\"";
+    let parsed = parse_combined(good).unwrap();
+    assert_eq!(parsed.time, 1_772_705_985);
+    assert_eq!(parsed.method, Method::GET.as_str());
+    for bad in [
+        "127.0.0.1 - - [5/Mar/2026:10:19:45 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" \"ua\"",
+        "127.0.0.1 - - [05/Mar/2026:10:19:45 +0100] \"GET /x HTTP/1.1\" 200 12 \"-\" \"ua\"",
+        "127.0.0.1 - - [05/Mar/2026:10:19:45 +0000] \"GET /x\" 200 12 \"-\" \"ua\"",
+        "127.0.0.1 - - [05/Mar/2026:10:19:45 +0000] \"GET /x HTTP/1.1\" 200 - \"-\" \"ua\"",
+        "127.0.0.1 - - [05/Mar/2026:10:19:45 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" \"u\"a\"",
+        "nobody - - [05/Mar/2026:10:19:45 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" \"ua\"",
+    ] {
+        assert!(parse_combined(bad).is_err(), "accepted {bad}");
+    }
+    assert!(parse_json_object("{\"a\":1,\"b\":\"x\\\"\",\"c\":null}").is_ok());
+    assert!(parse_json_object("{\"a\":1,}").is_err());
+    assert!(parse_json_object("{\"a\":1 \"b\":2}").is_err());
+}
