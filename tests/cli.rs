@@ -131,7 +131,6 @@ fn help_everywhere() {
 }
 
 #[test]
-#[ignore = "BUG: `portico cert` is not a subcommand of the binary (src/cli/cert.rs exists, main.rs never wires it)"]
 fn help_on_cert() {
     assert_help(&["cert", "--help"]);
     assert_help(&["help", "cert"]);
@@ -145,7 +144,6 @@ fn help_on_import_nginx() {
 }
 
 #[test]
-#[ignore = "BUG: `portico cert` is not a subcommand of the binary (src/cli/cert.rs exists, main.rs never wires it)"]
 fn cert_writes_a_usable_certificate_and_a_private_key() {
     let dir = TempDir::new("cli-cert");
     let out = dir.join("certs");

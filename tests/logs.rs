@@ -489,7 +489,6 @@ return = 403
 }
 
 #[tokio::test]
-#[ignore = "BUG: a redirect's access log line says 0 bytes although the client got the \"301 Moved Permanently\\n\" body"]
 async fn redirects_are_logged_with_their_body_size() {
     let dir = TempDir::new("logs-redirect");
     let log = dir.join("access.log");
