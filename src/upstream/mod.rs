@@ -4,5 +4,6 @@
 pub mod balance;
 pub mod health;
 pub mod pool;
+pub mod sticky;
 
 pub use pool::Pool;
