@@ -1297,7 +1297,7 @@ fn duration(text: &str) -> Option<String> {
     }
     let rendered = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")]
         .into_iter()
-        .find(|(unit, _)| total_ms % unit == 0 && total_ms > 0)
+        .find(|(unit, _)| total_ms.is_multiple_of(*unit) && total_ms > 0)
         .map_or_else(|| format!("{total_ms}ms"), |(unit, name)| format!("{}{name}", total_ms / unit));
     Some(rendered)
 }
