@@ -23,6 +23,8 @@ enum Command {
     Cert(cli::cert::CertArgs),
     /// Try portico: the quickstart config with two built-in backend nodes.
     Demo(cli::demo::DemoArgs),
+    /// Translate an nginx configuration into portico TOML on stdout; notes on stderr.
+    ImportNginx(cli::import_nginx::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,9 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match &cli.command {
         Command::Run(args) => cli::run::run(args).map_err(Into::into),
         Command::Demo(args) => cli::demo::run(args).map_err(Into::into),
+        Command::ImportNginx(args) => {
+            cli::import_nginx::run(args, &mut std::io::stdout(), &mut std::io::stderr()).map_err(Into::into)
+        }
         Command::Cert(args) => cli::cert::run(args, &mut std::io::stdout()).map_err(Into::into),
         Command::Check(args) => {
             return match cli::check::run(args, &mut std::io::stdout()) {

@@ -3,4 +3,5 @@
 pub mod cert;
 pub mod check;
 pub mod demo;
+pub mod import_nginx;
 pub mod run;

@@ -1,0 +1,1334 @@
+//! `portico import-nginx`: translates an nginx configuration (such as the WSO2 API-M guide's) into portico TOML.
+//!
+//! It translates what the configuration's author meant, and says (on the notes
+//! stream and in TOML comments) wherever that differs from what nginx does.
+//! Every directive it cannot translate is reported with its file:line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::config;
+use crate::nginx::{self, Directive, Place};
+use crate::template::Template;
+
+/// Arguments of `portico import-nginx`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The nginx configuration to translate (nginx.conf or a conf.d file).
+    pub file: PathBuf,
+}
+
+/// Why nothing was translated.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Parse(#[from] nginx::ParseError),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Writes the translation of `args.file` to `out` and every note (untranslated
+/// directives, differences from nginx, what `portico check` would still say) to `notes`.
+pub fn run(args: &ImportArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Result<(), ImportError> {
+    let directives = nginx::parse_file(&args.file)?;
+    let conf_dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let translation = translate(&directives, &args.file, &conf_dir);
+    out.write_all(translation.toml.as_bytes())?;
+    for note in &translation.notes {
+        writeln!(notes, "{note}")?;
+    }
+    // Certificates and hosts that exist only on the nginx machine show up here;
+    // saying so now beats a surprise at `portico run`.
+    if let Err(errors) = config::parse_str(&translation.toml, Path::new("portico.toml")) {
+        writeln!(notes, "portico check would report on the output as it stands, here (lines of the output):")?;
+        for error in &errors.0 {
+            writeln!(notes, "  {error}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The TOML text and the notes about it, one a line.
+#[derive(Debug, Default)]
+pub struct Translation {
+    /// The contract's TOML.
+    pub toml: String,
+    /// `file:line: ...` lines.
+    pub notes: Vec<String>,
+}
+
+/// Translates parsed nginx `directives` read from `source`; relative
+/// certificate paths resolve against `conf_dir`, as nginx resolves them.
+pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Translation {
+    let mut t =
+        Translator { conf_dir, notes: Vec::new(), runtime: Vec::new(), upstreams: Vec::new(), servers: Vec::new() };
+    t.main(directives);
+    t.finish_upstreams();
+    let toml = t.render(source);
+    Translation { toml, notes: t.notes }
+}
+
+/// A header as nginx's `proxy_set_header` sets it.
+#[derive(Debug, Clone)]
+struct Header {
+    name: String,
+    value: String,
+    place: Place,
+}
+
+/// An `access_log` or `error_log`.
+#[derive(Debug, Clone)]
+enum Log {
+    Off,
+    Path(String),
+}
+
+/// What nginx inherits from http to server to location.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    headers: Vec<Header>,
+    read_timeout: Option<String>,
+    send_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    ssl_verify: Option<bool>,
+    ssl_trusted: Option<String>,
+    ssl_name: Option<String>,
+    access_log: Option<Log>,
+    error_log: Option<Log>,
+    ssl_certificate: Option<String>,
+    ssl_certificate_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    address: String,
+    weight: Option<u32>,
+    max_fails: Option<u32>,
+    fail_timeout: Option<String>,
+    backup: bool,
+    down: bool,
+}
+
+#[derive(Debug, Clone)]
+struct StickyOut {
+    learn: String,
+    zone: Option<String>,
+    size: Option<String>,
+    timeout: Option<String>,
+}
+
+/// How an upstream is used by the `proxy_pass` lines that name it.
+#[derive(Debug, Clone)]
+struct UpstreamTls {
+    verify: bool,
+    /// Whether `proxy_ssl_verify` was written (else nginx's default, off).
+    verify_written: bool,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct UpstreamOut {
+    name: String,
+    place: Option<Place>,
+    peers: Vec<Peer>,
+    ip_hash: bool,
+    keepalive: Option<u64>,
+    sticky: Option<StickyOut>,
+    /// `Some(None)` for http://, `Some(Some(..))` for https://.
+    scheme: Option<Option<UpstreamTls>>,
+    connect_timeout: Option<String>,
+    comments: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Proxy(String),
+    Redirect { url: String, status: u16, from: String },
+    Return(u16),
+}
+
+#[derive(Debug, Clone)]
+struct LocationOut {
+    prefix: String,
+    action: Action,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ServerOut {
+    place: Option<Place>,
+    listen: Vec<String>,
+    default_server: bool,
+    names: Vec<String>,
+    tls: Option<(String, String)>,
+    tls_missing: bool,
+    redirect: Option<(String, u16, String)>,
+    locations: Vec<LocationOut>,
+    headers: Option<Vec<Header>>,
+    access_log: Option<String>,
+    error_log: Option<String>,
+    read_timeout: Option<String>,
+    send_timeout: Option<String>,
+    comments: Vec<String>,
+}
+
+struct Translator<'a> {
+    conf_dir: &'a Path,
+    notes: Vec<String>,
+    /// `[runtime]` keys: (key, TOML value, comment).
+    runtime: Vec<(String, String, Option<String>)>,
+    upstreams: Vec<UpstreamOut>,
+    servers: Vec<ServerOut>,
+}
+
+/// Why a directive nginx knows has no portico counterpart.
+fn why_untranslated(name: &str) -> &'static str {
+    match name {
+        n if n.starts_with("gzip") => "portico does not compress responses",
+        n if n.starts_with("proxy_buffer") || n.starts_with("proxy_temp") || n.starts_with("proxy_max_temp") => {
+            "portico streams bodies without buffering them"
+        }
+        "proxy_request_buffering" | "proxy_busy_buffers_size" => "portico streams bodies without buffering them",
+        n if n.starts_with("ssl_") => "portico speaks TLS 1.2 and 1.3 with rustls's own ciphers and session handling",
+        n if n.starts_with("proxy_next_upstream") => {
+            "portico retries errors and timeouts on the next server for requests safe to repeat, as nginx's default"
+        }
+        n if n.starts_with("proxy_cache") => "portico does not cache responses",
+        "proxy_redirect" => "portico does not rewrite the upstream's Location headers",
+        "add_header" | "more_set_headers" => "portico does not add response headers",
+        "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
+        | "default_type" | "etag" => "portico serves no files",
+        "log_format" => "portico writes access logs in nginx's combined format, or json (access_log_format)",
+        "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
+            "portico has no real_ip module; [runtime] trusted_proxies decides which X-Forwarded-For to keep"
+        }
+        "limit_req" | "limit_req_zone" | "limit_conn" | "limit_conn_zone" => "portico has no rate limiting",
+        "allow" | "deny" | "auth_basic" | "auth_basic_user_file" | "auth_request" => "portico has no access control",
+        "events" | "worker_connections" => "portico bounds client connections with [runtime] max_connections instead",
+        "stream" | "mail" => "portico proxies HTTP only",
+        "map" | "geo" | "if" | "set" => "portico has no configurable variables or conditions",
+        "user" | "worker_rlimit_nofile" | "load_module" | "daemon" | "master_process" => {
+            "portico runs as the user systemd starts it as, in the foreground"
+        }
+        _ => "no equivalent in portico",
+    }
+}
+
+impl Translator<'_> {
+    fn untranslated(&mut self, d: &Directive, why: &str) {
+        self.notes.push(format!("{}: directive \"{}\" not translated: {why}", d.place, d.name));
+    }
+
+    fn note(&mut self, place: &Place, text: String) {
+        self.notes.push(format!("{place}: note: {text}"));
+    }
+
+    fn set_runtime(&mut self, key: &str, value: String, comment: Option<String>) {
+        if let Some(entry) = self.runtime.iter_mut().find(|(k, _, _)| k == key) {
+            *entry = (key.to_owned(), value, comment);
+        } else {
+            self.runtime.push((key.to_owned(), value, comment));
+        }
+    }
+
+    /// The top level: main context, or a conf.d file's bare upstream/server blocks.
+    fn main(&mut self, directives: &[Directive]) {
+        let mut scope = Scope::default();
+        let mut http = Vec::new();
+        for d in directives {
+            match d.name.as_str() {
+                "http" if d.block.is_some() => http.extend(d.block.iter().flatten()),
+                "pid" => match d.args.as_slice() {
+                    [path] => self.set_runtime("pid_file", quote(path), Some("nginx: pid".into())),
+                    _ => self.untranslated(d, "expected one path"),
+                },
+                "worker_processes" => match d.args.as_slice() {
+                    [n] if n == "auto" => {}
+                    [n] if n.parse::<u32>().is_ok_and(|n| n > 0) => self.set_runtime(
+                        "worker_threads",
+                        n.clone(),
+                        Some("nginx: worker_processes (threads of one process here)".into()),
+                    ),
+                    _ => self.untranslated(d, "expected a number or auto"),
+                },
+                "error_log" => self.runtime_error_log(d),
+                "events"
+                | "stream"
+                | "mail"
+                | "user"
+                | "worker_rlimit_nofile"
+                | "load_module"
+                | "daemon"
+                | "master_process"
+                | "env"
+                | "thread_pool"
+                | "worker_cpu_affinity"
+                | "worker_priority" => self.untranslated(d, why_untranslated(&d.name)),
+                // A conf.d file holds what an http block would.
+                _ => http.push(d),
+            }
+        }
+        // Settings apply to every server whatever their order in the block, so read them first.
+        let mut own_headers = Vec::new();
+        for d in &http {
+            if !matches!(d.name.as_str(), "upstream" | "server") {
+                self.http_directive(d, &mut scope, &mut own_headers);
+            }
+        }
+        scope.headers = own_headers;
+        for d in &http {
+            match d.name.as_str() {
+                "upstream" => self.upstream(d),
+                "server" => self.server(d, &scope),
+                _ => {}
+            }
+        }
+        if !self.runtime.iter().any(|(k, _, _)| k == "client_max_body_size") {
+            self.set_runtime(
+                "client_max_body_size",
+                quote("1m"),
+                Some("nginx's default limit, kept: \"0\" lifts it".into()),
+            );
+        }
+    }
+
+    fn runtime_error_log(&mut self, d: &Directive) {
+        let Some(path) = d.args.first() else {
+            return self.untranslated(d, "expected a path");
+        };
+        if path != "stderr" {
+            if path.starts_with("syslog:") || path.starts_with("memory:") {
+                return self.untranslated(d, "portico logs to a file or stderr");
+            }
+            self.set_runtime("error_log", quote(path), None);
+        }
+        if let Some(level) = d.args.get(1) {
+            match error_level(level) {
+                Some(mapped) => self.set_runtime(
+                    "error_log_level",
+                    quote(mapped),
+                    (mapped != level).then(|| format!("nginx: {level}")),
+                ),
+                None => self.untranslated(d, "unknown level"),
+            }
+        }
+    }
+
+    /// An http-level directive: inherited settings or runtime ones.
+    fn http_directive(&mut self, d: &Directive, scope: &mut Scope, own_headers: &mut Vec<Header>) {
+        match d.name.as_str() {
+            "client_max_body_size" => self.client_max_body_size(d),
+            "keepalive_timeout" => match d.args.first().and_then(|a| duration(a)) {
+                Some(t) => {
+                    if d.args.len() > 1 {
+                        self.note(
+                            &d.place,
+                            "keepalive_timeout's second value (the Keep-Alive header) is not sent".into(),
+                        );
+                    }
+                    self.set_runtime("keepalive_timeout", quote(&t), None);
+                }
+                None => self.untranslated(d, "expected a duration"),
+            },
+            "client_header_timeout" => match d.args.as_slice() {
+                [t] if duration(t).is_some() => {
+                    self.set_runtime("client_header_timeout", quote(&duration(t).unwrap_or_default()), None);
+                }
+                _ => self.untranslated(d, "expected a duration"),
+            },
+            _ => {
+                if !self.common(d, scope, own_headers) {
+                    self.untranslated(d, why_untranslated(&d.name));
+                }
+            }
+        }
+    }
+
+    fn client_max_body_size(&mut self, d: &Directive) {
+        match d.args.as_slice() {
+            [size] if config::validate::parse_size(size).is_some() => {
+                if let Some((_, old, _)) = self.runtime.iter().find(|(k, _, _)| k == "client_max_body_size")
+                    && *old != quote(size)
+                {
+                    self.note(
+                        &d.place,
+                        format!("client_max_body_size {size}: portico has one limit for all servers; the last one read is kept"),
+                    );
+                }
+                self.set_runtime("client_max_body_size", quote(size), Some("nginx: client_max_body_size".into()));
+            }
+            _ => self.untranslated(d, "expected a size such as 1m"),
+        }
+    }
+
+    /// Directives valid at http, server and location level. Returns whether `d` was one.
+    fn common(&mut self, d: &Directive, scope: &mut Scope, own_headers: &mut Vec<Header>) -> bool {
+        let one = d.args.first().map(String::as_str);
+        match d.name.as_str() {
+            "proxy_set_header" => match d.args.as_slice() {
+                [name, value] => self.header(d, name, value, own_headers),
+                _ => self.untranslated(d, "expected a header name and a value"),
+            },
+            "proxy_read_timeout" | "proxy_send_timeout" | "proxy_connect_timeout" => {
+                match (d.args.len(), one.and_then(duration)) {
+                    (1, Some(t)) => match d.name.as_str() {
+                        "proxy_read_timeout" => scope.read_timeout = Some(t),
+                        "proxy_send_timeout" => scope.send_timeout = Some(t),
+                        _ => scope.connect_timeout = Some(t),
+                    },
+                    _ => self.untranslated(d, "expected a duration such as 60s or 5m"),
+                }
+            }
+            "proxy_ssl_verify" => match one {
+                Some("on") => scope.ssl_verify = Some(true),
+                Some("off") => scope.ssl_verify = Some(false),
+                _ => self.untranslated(d, "expected on or off"),
+            },
+            "proxy_ssl_trusted_certificate" => match one {
+                Some(path) if !path.contains('$') => scope.ssl_trusted = Some(self.conf_path(path)),
+                _ => self.untranslated(d, "expected a file path"),
+            },
+            "proxy_ssl_name" => match one {
+                Some(name) if !name.contains('$') => scope.ssl_name = Some(name.to_owned()),
+                // `$proxy_host` is nginx's default: the server's host, as portico's.
+                Some("$proxy_host") => scope.ssl_name = None,
+                _ => self.untranslated(d, "portico takes a fixed tls_server_name, not variables"),
+            },
+            // portico always sends SNI; nginx only with this on.
+            "proxy_ssl_server_name" if one == Some("on") => {}
+            "proxy_http_version" if one == Some("1.1") => {}
+            "proxy_http_version" => self.untranslated(d, "portico speaks HTTP/1.1 to upstreams"),
+            "access_log" => {
+                match d.args.as_slice() {
+                    [off] if off == "off" => scope.access_log = Some(Log::Off),
+                    [path, rest @ ..] if !path.starts_with("syslog:") && !path.contains('$') => {
+                        match rest.first().map(String::as_str) {
+                        None | Some("combined") => {}
+                        Some(format) => self.note(
+                            &d.place,
+                            format!("access_log format \"{format}\" is not translated: portico writes the combined format"),
+                        ),
+                    }
+                        if rest.len() > 1 {
+                            self.note(&d.place, "access_log buffering and conditions are not translated".into());
+                        }
+                        scope.access_log = Some(Log::Path(path.clone()));
+                    }
+                    _ => self.untranslated(d, "portico writes access logs to a file"),
+                }
+            }
+            "error_log" => match d.args.as_slice() {
+                [path, rest @ ..] if !path.starts_with("syslog:") && !path.starts_with("memory:") => {
+                    if let Some(level) = rest.first() {
+                        self.note(
+                            &d.place,
+                            format!("error_log level \"{level}\" is not translated: one level for all logs, [runtime] error_log_level"),
+                        );
+                    }
+                    scope.error_log = Some(if path == "stderr" { Log::Off } else { Log::Path(path.clone()) });
+                }
+                _ => self.untranslated(d, "portico writes error logs to a file"),
+            },
+            "ssl_certificate" if d.args.len() == 1 && !d.args[0].contains('$') && !d.args[0].starts_with("data:") => {
+                scope.ssl_certificate = Some(self.conf_path(&d.args[0]));
+            }
+            "ssl_certificate_key"
+                if d.args.len() == 1 && !d.args[0].contains('$') && !d.args[0].starts_with("data:") =>
+            {
+                scope.ssl_certificate_key = Some(self.conf_path(&d.args[0]));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn header(&mut self, d: &Directive, name: &str, value: &str, own: &mut Vec<Header>) {
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "upgrade" | "connection") {
+            self.note(
+                &d.place,
+                format!("proxy_set_header {name} is left out: portico tunnels WebSocket upgrades without it"),
+            );
+            return;
+        }
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return self.untranslated(d, "not a valid header name");
+        }
+        if let Err(e) = Template::parse(value) {
+            return self.untranslated(d, &format!("{value:?}: {e}"));
+        }
+        own.retain(|h| !h.name.eq_ignore_ascii_case(name));
+        own.push(Header { name: name.to_owned(), value: value.to_owned(), place: d.place.clone() });
+    }
+
+    /// A path as nginx reads it: relative ones from its configuration directory.
+    fn conf_path(&self, path: &str) -> String {
+        if Path::new(path).is_absolute() || self.conf_dir.as_os_str().is_empty() {
+            path.to_owned()
+        } else {
+            self.conf_dir.join(path).display().to_string()
+        }
+    }
+
+    /// Merges a level's own `proxy_set_header` lines over its parent's. nginx
+    /// drops the parent's entirely when a level has any; the importer keeps the
+    /// ones not overridden (what the author meant) and says so.
+    fn merge_headers(&mut self, parent: &[Header], own: Vec<Header>, place: &Place, what: &str) -> Vec<Header> {
+        if own.is_empty() {
+            return parent.to_vec();
+        }
+        let mut merged = Vec::new();
+        for h in parent {
+            if !own.iter().any(|o| o.name.eq_ignore_ascii_case(&h.name)) {
+                self.note(
+                    &h.place,
+                    format!(
+                        "proxy_set_header {} {} is kept for {what} (line {}); nginx never sends it there, since a level with proxy_set_header lines of its own inherits none",
+                        h.name, h.value, place.line
+                    ),
+                );
+                merged.push(h.clone());
+            }
+        }
+        merged.extend(own);
+        merged
+    }
+
+    fn upstream(&mut self, d: &Directive) {
+        let [name] = d.args.as_slice() else {
+            return self.untranslated(d, "expected one upstream name");
+        };
+        if self.upstreams.iter().any(|u| &u.name == name) {
+            return self.untranslated(d, "a second upstream of the same name");
+        }
+        let mut up = UpstreamOut { name: name.clone(), place: Some(d.place.clone()), ..UpstreamOut::default() };
+        for inner in d.block.iter().flatten() {
+            match inner.name.as_str() {
+                "server" => {
+                    if let Some(peer) = self.peer(inner) {
+                        up.peers.push(peer);
+                    }
+                }
+                "ip_hash" if inner.args.is_empty() => up.ip_hash = true,
+                "keepalive" => match inner.args.as_slice() {
+                    [n] if n.parse::<u64>().is_ok() => up.keepalive = n.parse().ok(),
+                    _ => self.untranslated(inner, "expected a number"),
+                },
+                "sticky" => up.sticky = self.sticky(inner),
+                "zone" => {} // nginx's shared memory for the pool; portico shares it anyway.
+                "keepalive_timeout" | "keepalive_requests" | "keepalive_time" => {
+                    self.untranslated(inner, "portico keeps pooled connections open while they are usable")
+                }
+                "least_conn" | "hash" | "random" | "least_time" | "ntlm" | "queue" => {
+                    self.untranslated(inner, "portico balances round_robin or ip_hash")
+                }
+                _ => self.untranslated(inner, why_untranslated(&inner.name)),
+            }
+        }
+        if up.peers.is_empty() {
+            self.note(&d.place, format!("upstream {name} has no server that could be translated"));
+        }
+        self.upstreams.push(up);
+    }
+
+    fn peer(&mut self, d: &Directive) -> Option<Peer> {
+        let Some(address) = d.args.first() else {
+            self.untranslated(d, "expected an address");
+            return None;
+        };
+        if address.starts_with("unix:") {
+            self.untranslated(d, "portico connects to upstreams over TCP only");
+            return None;
+        }
+        let mut peer = Peer {
+            address: with_port(address, 80),
+            weight: None,
+            max_fails: None,
+            fail_timeout: None,
+            backup: false,
+            down: false,
+        };
+        for param in &d.args[1..] {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            match key {
+                "weight" => peer.weight = value.parse().ok().filter(|w| *w > 0),
+                "max_fails" => peer.max_fails = value.parse().ok(),
+                "fail_timeout" => peer.fail_timeout = duration(value),
+                "backup" => peer.backup = true,
+                "down" => peer.down = true,
+                _ => {
+                    self.note(
+                        &d.place,
+                        format!("server parameter \"{param}\" is not translated: {}", why_untranslated(key)),
+                    );
+                    continue;
+                }
+            }
+            let bad = match key {
+                "weight" => peer.weight.is_none(),
+                "max_fails" => peer.max_fails.is_none(),
+                "fail_timeout" => peer.fail_timeout.is_none(),
+                _ => false,
+            };
+            if bad {
+                self.note(&d.place, format!("server parameter \"{param}\" is not translated: not a valid value"));
+            }
+        }
+        Some(peer)
+    }
+
+    /// `sticky learn create=$upstream_cookie_X lookup=$cookie_X zone=NAME:SIZE [timeout=T]`.
+    fn sticky(&mut self, d: &Directive) -> Option<StickyOut> {
+        if d.args.first().map(String::as_str) != Some("learn") {
+            self.untranslated(d, "portico learns sessions from a cookie (sticky learn) only");
+            return None;
+        }
+        let (mut create, mut lookup, mut zone, mut size, mut timeout) = (None, None, None, None, None);
+        for param in &d.args[1..] {
+            match param.split_once('=') {
+                Some(("create", v)) => create = v.strip_prefix("$upstream_cookie_").map(str::to_owned),
+                Some(("lookup", v)) => lookup = v.strip_prefix("$cookie_").map(str::to_owned),
+                Some(("zone", v)) => {
+                    let (z, s) = v.split_once(':').unwrap_or((v, ""));
+                    zone = Some(z.to_owned());
+                    size = (!s.is_empty()).then(|| s.to_owned());
+                }
+                Some(("timeout", v)) => timeout = duration(v),
+                _ => self.note(
+                    &d.place,
+                    format!("sticky parameter \"{param}\" is not translated: {}", why_untranslated(param)),
+                ),
+            }
+        }
+        let Some(cookie) = create else {
+            self.untranslated(d, "portico learns a cookie the upstream sets: expected create=$upstream_cookie_NAME");
+            return None;
+        };
+        if lookup.as_deref().is_some_and(|l| !l.eq_ignore_ascii_case(&cookie)) {
+            self.note(
+                &d.place,
+                "sticky learn looks up another cookie than it creates: portico looks up the created one".into(),
+            );
+        }
+        // nginx matches cookie names in any case; the Java servers behind the
+        // WSO2 configurations set the session cookie as JSESSIONID.
+        let learn = if cookie.eq_ignore_ascii_case("jsessionid") { "JSESSIONID".to_owned() } else { cookie };
+        Some(StickyOut { learn, zone, size, timeout })
+    }
+
+    fn server(&mut self, d: &Directive, http: &Scope) {
+        let mut scope = http.clone();
+        let mut own_headers = Vec::new();
+        let mut out = ServerOut { place: Some(d.place.clone()), ..ServerOut::default() };
+        let mut listens: Vec<(String, bool)> = Vec::new();
+        let mut ssl_on = false;
+        let mut locations = Vec::new();
+        let mut server_action: Option<(Action, Place)> = None;
+        for inner in d.block.iter().flatten() {
+            match inner.name.as_str() {
+                "listen" => self.listen(inner, &mut listens, &mut out),
+                "server_name" => self.server_names(inner, &mut out.names),
+                "ssl" => match inner.args.first().map(String::as_str) {
+                    Some("on") => ssl_on = true,
+                    Some("off") => {}
+                    _ => self.untranslated(inner, "expected on or off"),
+                },
+                "location" => locations.push(inner),
+                "rewrite" | "return" => {
+                    if let Some(action) = self.rewrite_or_return(inner) {
+                        if server_action.is_none() {
+                            server_action = Some((action, inner.place.clone()));
+                        } else {
+                            self.note(
+                                &inner.place,
+                                format!("{} after an earlier redirect or return is never reached", inner.name),
+                            );
+                        }
+                    }
+                }
+                "client_max_body_size" => self.client_max_body_size(inner),
+                _ => {
+                    if !self.common(inner, &mut scope, &mut own_headers) {
+                        self.untranslated(inner, why_untranslated(&inner.name));
+                    }
+                }
+            }
+        }
+        scope.headers = self.merge_headers(&http.headers, own_headers, &d.place, "this server");
+
+        if listens.is_empty() {
+            self.note(&d.place, "a server without listen: nginx listens on *:80, so does the translation".into());
+            listens.push(("80".into(), false));
+        }
+        let tls = ssl_on || listens.iter().any(|(_, ssl)| *ssl);
+        if tls {
+            match (&scope.ssl_certificate, &scope.ssl_certificate_key) {
+                (Some(cert), key) => out.tls = Some((cert.clone(), key.clone().unwrap_or_else(|| cert.clone()))),
+                (None, _) => {
+                    out.tls_missing = true;
+                    self.note(&d.place, "TLS without ssl_certificate (nginx refuses this): a self-signed certificate is written; replace it".into());
+                }
+            }
+        }
+
+        // The primary location decides the server-wide settings portico has per server.
+        let mut located: Vec<(LocationOut, Scope, Place)> = Vec::new();
+        for loc in locations {
+            if let Some(found) = self.location(loc, &scope) {
+                located.push(found);
+            }
+        }
+        let primary = located.iter().position(|(l, _, _)| l.prefix == "/").or((located.len() == 1).then_some(0));
+        let settings = primary.map_or(scope.clone(), |i| located[i].1.clone());
+        for (i, (loc, s, place)) in located.iter().enumerate() {
+            if Some(i) == primary {
+                continue;
+            }
+            let differs = s.read_timeout != settings.read_timeout
+                || s.send_timeout != settings.send_timeout
+                || format!("{:?}", s.headers) != format!("{:?}", settings.headers)
+                || format!("{:?}{:?}", s.access_log, s.error_log)
+                    != format!("{:?}{:?}", settings.access_log, settings.error_log);
+            if differs {
+                self.note(
+                    place,
+                    format!("location {}: its own headers, timeouts or logs are not translated: portico sets them per server, as location / has them", loc.prefix),
+                );
+            }
+        }
+
+        match server_action {
+            Some((Action::Redirect { url, status, from }, _)) => {
+                if !located.is_empty() {
+                    self.note(&d.place, "the server's redirect answers every request: its locations are never reached, in nginx as here".into());
+                }
+                out.redirect = Some((url, status, from));
+            }
+            Some((Action::Return(status), _)) => {
+                out.locations.push(LocationOut { prefix: "/".into(), action: Action::Return(status) })
+            }
+            Some((Action::Proxy(_), _)) | None => {
+                out.locations = located.iter().map(|(l, _, _)| l.clone()).collect();
+            }
+        }
+
+        let proxies = out.locations.iter().any(|l| matches!(l.action, Action::Proxy(_)));
+        if proxies {
+            if settings.headers.is_empty() {
+                self.note(
+                    &d.place,
+                    "no proxy_set_header: portico sends its default X-Forwarded-* headers and the client's Host; nginx would send Host as the upstream's name and no X-Forwarded-*".into(),
+                );
+            } else {
+                out.headers = Some(settings.headers.clone());
+            }
+            out.read_timeout = settings.read_timeout.clone();
+            out.send_timeout = settings.send_timeout.clone();
+        }
+        out.access_log = match &settings.access_log {
+            Some(Log::Path(p)) => Some(p.clone()),
+            _ => None,
+        };
+        out.error_log = match &settings.error_log {
+            Some(Log::Path(p)) => Some(p.clone()),
+            _ => None,
+        };
+
+        // portico's tls belongs to a whole server: one nginx server that mixes
+        // `listen 80` and `listen 443 ssl` becomes two.
+        let plain: Vec<String> = listens.iter().filter(|(_, ssl)| !*ssl && !ssl_on).map(|(a, _)| a.clone()).collect();
+        let secure: Vec<String> = listens.iter().filter(|(_, ssl)| *ssl || ssl_on).map(|(a, _)| a.clone()).collect();
+        if !plain.is_empty() && !secure.is_empty() {
+            let mut plain_out = out.clone();
+            plain_out.listen = plain;
+            plain_out.tls = None;
+            plain_out.tls_missing = false;
+            plain_out.comments.push("the plain-HTTP listens of the nginx server below".into());
+            self.servers.push(plain_out);
+            out.listen = secure;
+            out.comments.push("the TLS listens of the same nginx server".into());
+        } else {
+            out.listen = if secure.is_empty() { plain } else { secure };
+        }
+        self.servers.push(out);
+    }
+
+    fn listen(&mut self, d: &Directive, listens: &mut Vec<(String, bool)>, out: &mut ServerOut) {
+        let Some(address) = d.args.first() else {
+            return self.untranslated(d, "expected an address");
+        };
+        let address = match address.strip_prefix("*:") {
+            Some(port) => port.to_owned(),
+            None if address.parse::<std::net::IpAddr>().is_ok() => format!("{address}:80"),
+            None if address.starts_with('[') && address.ends_with(']') => format!("{address}:80"),
+            None => address.clone(),
+        };
+        if config::validate::parse_listen(&address).is_none() {
+            return self.untranslated(d, "portico listens on \"PORT\", \"IP:PORT\" or \"[IPv6]:PORT\"");
+        }
+        let mut ssl = false;
+        for param in &d.args[1..] {
+            match param.as_str() {
+                "ssl" => ssl = true,
+                "default_server" | "default" => out.default_server = true,
+                // portico offers h2 by ALPN on every TLS listener.
+                "http2" => {}
+                _ => self.note(&d.place, format!("listen parameter \"{param}\" is not translated")),
+            }
+        }
+        if !listens.iter().any(|(a, _)| *a == address) {
+            listens.push((address, ssl));
+        }
+    }
+
+    fn server_names(&mut self, d: &Directive, names: &mut Vec<String>) {
+        for name in &d.args {
+            // `_` and "" are nginx's spellings of "no name" (a catch-all by convention).
+            if name.is_empty() || name == "_" {
+                continue;
+            }
+            if name.starts_with('~') || name.contains('$') || name.ends_with(".*") {
+                self.note(
+                    &d.place,
+                    format!("server_name {name} is not translated: portico matches exact names and *.example.com"),
+                );
+            } else if let Some(domain) = name.strip_prefix('.') {
+                // nginx's `.example.com` is the domain and every name under it.
+                names.push(domain.to_owned());
+                names.push(format!("*.{domain}"));
+            } else {
+                names.push(name.clone());
+            }
+        }
+    }
+
+    /// `rewrite ^/(.*) https://HOST/$1 permanent` and `return CODE [URL]`.
+    fn rewrite_or_return(&mut self, d: &Directive) -> Option<Action> {
+        let from = format!("{} {}", d.name, d.args.join(" "));
+        if d.name == "return" {
+            let (status, url) = match d.args.as_slice() {
+                [url] if url.starts_with("http://") || url.starts_with("https://") => (302, Some(url.clone())),
+                [code] => (code.parse::<u16>().ok()?, None),
+                [code, url] => (code.parse::<u16>().ok().unwrap_or(0), Some(url.clone())),
+                _ => (0, None),
+            };
+            return match (status, url) {
+                (301 | 302 | 303 | 307 | 308, Some(url)) => self.redirect_action(d, url, status, from),
+                (100..=599, None) if status != 444 => Some(Action::Return(status)),
+                _ => {
+                    self.untranslated(d, "portico returns a bare status, or redirects with 301, 302, 303, 307 or 308");
+                    None
+                }
+            };
+        }
+        let [regex, replacement, rest @ ..] = d.args.as_slice() else {
+            self.untranslated(d, "expected a regex and a replacement");
+            return None;
+        };
+        let status = match rest {
+            [flag] if flag == "permanent" => 301,
+            [flag] if flag == "redirect" => 302,
+            [] if replacement.starts_with("http://") || replacement.starts_with("https://") => 302,
+            _ => {
+                self.untranslated(d, "portico has no internal rewrites, only redirects of the whole path");
+                return None;
+            }
+        };
+        // nginx appends the query string unless the replacement ends in `?`,
+        // so `^/(.*)` -> `X/$1` redirects to X + the request URI as sent.
+        let url = match regex.as_str() {
+            "^/(.*)" | "^/(.*)$" => replacement.strip_suffix("/$1").map(|base| format!("{base}$request_uri")),
+            "^(.*)" | "^(.*)$" | "^(.+)$" | "^(.+)" => {
+                replacement.strip_suffix("$1").map(|base| format!("{base}$request_uri"))
+            }
+            "^" | "^/" | ".*" | "^.*$" | "^.*" if !replacement.contains("$1") && !replacement.ends_with('?') => {
+                Some(replacement.clone())
+            }
+            _ => None,
+        };
+        match url {
+            Some(url) if !url.contains("$1") && !url.ends_with('?') => self.redirect_action(d, url, status, from),
+            _ => {
+                self.untranslated(d, "portico redirects whole requests: only rewrites of every path such as ^/(.*) to https://HOST/$1 translate");
+                None
+            }
+        }
+    }
+
+    fn redirect_action(&mut self, d: &Directive, url: String, status: u16, from: String) -> Option<Action> {
+        // `$uri` is `$request_uri` without the query; portico has only the latter.
+        let url =
+            url.replace("$request_uri", "\u{0}").replace("$uri$is_args$args", "\u{0}").replace('\u{0}', "$request_uri");
+        match Template::parse(&url) {
+            Ok(_) => Some(Action::Redirect { url, status, from }),
+            Err(e) => {
+                self.untranslated(d, &format!("{url:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn location(&mut self, d: &Directive, server: &Scope) -> Option<(LocationOut, Scope, Place)> {
+        let prefix = match d.args.as_slice() {
+            [prefix] if prefix.starts_with('/') => prefix.clone(),
+            // `^~` only stops regex locations from winning; portico has none.
+            [modifier, prefix] if modifier == "^~" && prefix.starts_with('/') => prefix.clone(),
+            _ => {
+                self.untranslated(d, "portico matches path prefixes only (no =, ~, ~* or named locations)");
+                return None;
+            }
+        };
+        let mut scope = server.clone();
+        let mut own_headers = Vec::new();
+        let mut action = None;
+        let mut proxy = None;
+        for inner in d.block.iter().flatten() {
+            match inner.name.as_str() {
+                "proxy_pass" => proxy = Some(inner),
+                "rewrite" | "return" => {
+                    if let Some(a) = self.rewrite_or_return(inner) {
+                        action.get_or_insert(a);
+                    }
+                }
+                "location" => self.untranslated(inner, "portico has no nested locations"),
+                "client_max_body_size" => self.client_max_body_size(inner),
+                _ => {
+                    if !self.common(inner, &mut scope, &mut own_headers) {
+                        self.untranslated(inner, why_untranslated(&inner.name));
+                    }
+                }
+            }
+        }
+        scope.headers = self.merge_headers(&server.headers, own_headers, &d.place, &format!("location {prefix}"));
+        if let Some(p) = proxy {
+            if action.is_some() {
+                self.note(&p.place, "proxy_pass after a redirect or return is never reached".into());
+            } else {
+                action = self.proxy_pass(p, &prefix, &scope).map(Action::Proxy);
+            }
+        }
+        match action {
+            Some(action) => Some((LocationOut { prefix, action }, scope, d.place.clone())),
+            None => {
+                if proxy.is_none() {
+                    self.untranslated(d, "a location that neither proxies, redirects nor returns a status");
+                }
+                None
+            }
+        }
+    }
+
+    /// The upstream a `proxy_pass` names, made or marked for TLS as it asks.
+    fn proxy_pass(&mut self, d: &Directive, prefix: &str, scope: &Scope) -> Option<String> {
+        let [url] = d.args.as_slice() else {
+            self.untranslated(d, "expected one URL");
+            return None;
+        };
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                self.untranslated(d, "portico proxies to http:// and https:// upstreams");
+                return None;
+            }
+        };
+        if url.contains('$') {
+            self.untranslated(d, "portico takes a fixed upstream, not variables");
+            return None;
+        }
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        // nginx replaces the location's prefix with the URI part; equal parts change nothing.
+        if !path.is_empty() && path != prefix {
+            self.untranslated(
+                d,
+                &format!("portico forwards the path as sent; nginx would replace {prefix} with {path}"),
+            );
+            return None;
+        }
+        let has_port =
+            authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']');
+        let name = match self.upstreams.iter().position(|u| u.name == authority && !has_port) {
+            Some(_) => authority.to_owned(),
+            None => {
+                let address = with_port(authority, if tls { 443 } else { 80 });
+                if !self.upstreams.iter().any(|u| u.name == address) {
+                    self.upstreams.push(UpstreamOut {
+                        name: address.clone(),
+                        peers: vec![Peer {
+                            address: address.clone(),
+                            weight: None,
+                            max_fails: None,
+                            fail_timeout: None,
+                            backup: false,
+                            down: false,
+                        }],
+                        comments: vec![format!("made for proxy_pass {url} ({})", d.place)],
+                        ..UpstreamOut::default()
+                    });
+                }
+                address
+            }
+        };
+        let wanted = tls.then(|| UpstreamTls {
+            verify: scope.ssl_verify.unwrap_or(false),
+            verify_written: scope.ssl_verify.is_some(),
+            ca_file: scope.ssl_trusted.clone(),
+            server_name: scope.ssl_name.clone(),
+        });
+        let connect = scope.connect_timeout.clone();
+        let mut conflicts = Vec::new();
+        if let Some(up) = self.upstreams.iter_mut().find(|u| u.name == name) {
+            match &up.scheme {
+                None => up.scheme = Some(wanted),
+                Some(existing) => {
+                    if format!("{existing:?}") != format!("{wanted:?}") {
+                        conflicts.push(format!(
+                            "upstream {name} is used with other TLS settings elsewhere: the first use is kept"
+                        ));
+                    }
+                }
+            }
+            match (&up.connect_timeout, connect) {
+                (None, Some(c)) => up.connect_timeout = Some(c),
+                (Some(old), Some(c)) if *old != c => {
+                    conflicts.push(format!(
+                        "proxy_connect_timeout {c}: upstream {name} already has {old}; the first is kept"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for c in conflicts {
+            self.note(&d.place, c);
+        }
+        Some(name)
+    }
+
+    /// TLS comments on the upstreams, once every proxy_pass is known.
+    fn finish_upstreams(&mut self) {
+        for up in &mut self.upstreams {
+            if up.scheme.is_none() && up.place.is_some() {
+                up.comments.push("no proxy_pass names this upstream".into());
+            }
+        }
+    }
+
+    fn render(&self, source: &Path) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "# Translated from {} by `portico import-nginx`.\n",
+            comment(&source.display().to_string())
+        ));
+        s.push_str("# Notes on what differs from nginx were printed with it; check with `portico check -c FILE`.\n");
+        if !self.runtime.is_empty() {
+            s.push_str("\n[runtime]\n");
+            for (key, value, note) in &self.runtime {
+                line(&mut s, &format!("{key} = {value}"), note.as_deref());
+            }
+        }
+        for up in &self.upstreams {
+            self.render_upstream(&mut s, up);
+        }
+        for server in &self.servers {
+            render_server(&mut s, server);
+        }
+        s
+    }
+
+    fn render_upstream(&self, s: &mut String, up: &UpstreamOut) {
+        s.push('\n');
+        for c in &up.comments {
+            s.push_str(&format!("# {}\n", comment(c)));
+        }
+        let table = format!("upstream.{}", key(&up.name));
+        line(s, &format!("[{table}]"), up.place.as_ref().map(|p| format!("nginx: {p}")).as_deref());
+        let simple = up
+            .peers
+            .iter()
+            .all(|p| p.weight.is_none() && p.max_fails.is_none() && p.fail_timeout.is_none() && !p.backup && !p.down);
+        if simple {
+            let list: Vec<String> = up.peers.iter().map(|p| quote(&p.address)).collect();
+            s.push_str(&format!("servers = [{}]\n", list.join(", ")));
+        } else {
+            s.push_str("servers = [\n");
+            for p in &up.peers {
+                let mut fields = vec![format!("address = {}", quote(&p.address))];
+                fields.extend(p.weight.map(|w| format!("weight = {w}")));
+                fields.extend(p.max_fails.map(|m| format!("max_fails = {m}")));
+                fields.extend(p.fail_timeout.as_ref().map(|f| format!("fail_timeout = {}", quote(f))));
+                if p.backup {
+                    fields.push("backup = true".into());
+                }
+                if p.down {
+                    fields.push("down = true".into());
+                }
+                s.push_str(&format!("  {{ {} }},\n", fields.join(", ")));
+            }
+            s.push_str("]\n");
+        }
+        if let Some(Some(tls)) = &up.scheme {
+            line(s, "tls = true", Some("nginx: proxy_pass https://"));
+            if !tls.verify {
+                if tls.verify_written {
+                    line(s, "tls_verify = false", Some("nginx: proxy_ssl_verify off"));
+                } else {
+                    s.push_str("# nginx verifies no upstream certificate unless proxy_ssl_verify is on, and this\n");
+                    s.push_str("# configuration does not turn it on: kept so. Prefer ca_file and tls_verify = true.\n");
+                    s.push_str("tls_verify = false\n");
+                }
+            }
+            if tls.verify
+                && let Some(ca) = &tls.ca_file
+            {
+                line(s, &format!("ca_file = {}", quote(ca)), Some("nginx: proxy_ssl_trusted_certificate"));
+            }
+            if let Some(name) = &tls.server_name {
+                line(s, &format!("tls_server_name = {}", quote(name)), Some("nginx: proxy_ssl_name"));
+            }
+        }
+        if up.ip_hash {
+            s.push_str("balance = \"ip_hash\"\n");
+        }
+        if let Some(k) = up.keepalive {
+            s.push_str(&format!("keepalive = {k}\n"));
+        }
+        if let Some(c) = &up.connect_timeout {
+            line(s, &format!("connect_timeout = {}", quote(c)), Some("nginx: proxy_connect_timeout"));
+        }
+        if let Some(sticky) = &up.sticky {
+            s.push_str(&format!("\n[{table}.sticky]\n"));
+            line(
+                s,
+                &format!("learn = {}", quote(&sticky.learn)),
+                Some("nginx: sticky learn create=$upstream_cookie_..."),
+            );
+            if let Some(z) = &sticky.zone {
+                s.push_str(&format!("zone = {}\n", quote(z)));
+            }
+            if let Some(size) = &sticky.size {
+                s.push_str(&format!("size = {}\n", quote(size)));
+            }
+            if let Some(t) = &sticky.timeout {
+                s.push_str(&format!("timeout = {}\n", quote(t)));
+            }
+        }
+    }
+}
+
+fn render_server(s: &mut String, server: &ServerOut) {
+    s.push('\n');
+    for c in &server.comments {
+        s.push_str(&format!("# {}\n", comment(c)));
+    }
+    line(s, "[[server]]", server.place.as_ref().map(|p| format!("nginx: {p}")).as_deref());
+    let listen: Vec<String> = server.listen.iter().map(|l| quote(l)).collect();
+    s.push_str(&format!("listen = [{}]\n", listen.join(", ")));
+    if !server.names.is_empty() {
+        let names: Vec<String> = server.names.iter().map(|n| quote(n)).collect();
+        s.push_str(&format!("server_name = [{}]\n", names.join(", ")));
+    }
+    if server.default_server {
+        s.push_str("default_server = true\n");
+    }
+    if let Some((cert, key)) = &server.tls {
+        s.push_str(&format!("tls = {{ cert = {}, key = {} }}\n", quote(cert), quote(key)));
+    } else if server.tls_missing {
+        line(s, "tls = { self_signed = true }", Some("nginx had ssl but no ssl_certificate: replace"));
+    }
+    if let Some((url, status, from)) = &server.redirect {
+        line(s, &format!("redirect = {}", quote(url)), Some(&format!("nginx: {from}")));
+        if *status != 301 {
+            s.push_str(&format!("redirect_status = {status}\n"));
+        }
+    }
+    let shorthand = match server.locations.as_slice() {
+        [LocationOut { prefix, action: Action::Proxy(up) }] if prefix == "/" => Some(up),
+        _ => None,
+    };
+    if let Some(up) = shorthand {
+        line(s, &format!("proxy_pass = {}", quote(up)), Some("nginx: location / { proxy_pass ... }"));
+    }
+    if let Some(p) = &server.access_log {
+        s.push_str(&format!("access_log = {}\n", quote(p)));
+    }
+    if let Some(p) = &server.error_log {
+        s.push_str(&format!("error_log = {}\n", quote(p)));
+    }
+    if let Some(t) = &server.read_timeout {
+        line(s, &format!("read_timeout = {}", quote(t)), Some("nginx: proxy_read_timeout"));
+    }
+    if let Some(t) = &server.send_timeout {
+        line(s, &format!("send_timeout = {}", quote(t)), Some("nginx: proxy_send_timeout"));
+    }
+    if let Some(headers) = &server.headers {
+        line(s, "\n[server.headers]", Some("nginx: proxy_set_header"));
+        for h in headers {
+            s.push_str(&format!("{} = {}\n", key(&h.name), quote(&h.value)));
+        }
+    }
+    if shorthand.is_none() {
+        for loc in &server.locations {
+            s.push_str("\n[[server.location]]\n");
+            s.push_str(&format!("prefix = {}\n", quote(&loc.prefix)));
+            match &loc.action {
+                Action::Proxy(up) => s.push_str(&format!("proxy_pass = {}\n", quote(up))),
+                Action::Return(status) => s.push_str(&format!("return = {status}\n")),
+                Action::Redirect { url, status, from } => {
+                    line(s, &format!("redirect = {}", quote(url)), Some(&format!("nginx: {from}")));
+                    if *status != 301 {
+                        s.push_str(&format!("redirect_status = {status}\n"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Appends `text`, with `# note` after it when there is one.
+fn line(s: &mut String, text: &str, note: Option<&str>) {
+    s.push_str(text);
+    if let Some(note) = note {
+        s.push_str("  # ");
+        s.push_str(&comment(note));
+    }
+    s.push('\n');
+}
+
+/// Text safe inside a TOML comment: one line, no control characters.
+fn comment(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// A TOML basic string.
+fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML key: bare when it can be, else quoted (`upstream."api.example.com"`).
+fn key(text: &str) -> String {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        text.to_owned()
+    } else {
+        quote(text)
+    }
+}
+
+/// `host` -> `host:port` when no port is given (IPv6 literals in brackets).
+fn with_port(address: &str, port: u16) -> String {
+    let has_port = match address.rsplit_once(':') {
+        Some((host, p)) => p.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')),
+        None => false,
+    };
+    if has_port { address.to_owned() } else { format!("{address}:{port}") }
+}
+
+/// nginx's error_log levels in portico's four.
+fn error_level(level: &str) -> Option<&'static str> {
+    match level {
+        "debug" => Some("debug"),
+        "info" | "notice" => Some("info"),
+        "warn" => Some("warn"),
+        "error" | "crit" | "alert" | "emerg" => Some("error"),
+        _ => None,
+    }
+}
+
+/// An nginx time (`60`, `60s`, `5m`, `1h30m`, `500ms`) as a contract duration,
+/// keeping the nginx spelling when the contract has it.
+fn duration(text: &str) -> Option<String> {
+    let mut total_ms: u64 = 0;
+    let mut terms = 0;
+    let mut rest = text.trim();
+    let mut single = None;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = rest[unit_len..].trim_start();
+        let ms: u64 = match unit {
+            "ms" => 1,
+            "" | "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "M" => 30 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(ms)?)?;
+        terms += 1;
+        if matches!(unit, "ms" | "s" | "m" | "h" | "d") {
+            single = Some(format!("{n}{unit}"));
+        } else if unit.is_empty() {
+            single = Some(format!("{n}s"));
+        } else {
+            single = None;
+        }
+    }
+    if terms == 0 {
+        return None;
+    }
+    if terms == 1
+        && let Some(single) = single
+    {
+        return Some(single);
+    }
+    let rendered = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")]
+        .into_iter()
+        .find(|(unit, _)| total_ms.is_multiple_of(*unit) && total_ms > 0)
+        .map_or_else(|| format!("{total_ms}ms"), |(unit, name)| format!("{}{name}", total_ms / unit));
+    Some(rendered)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_durations() {
+        assert_eq!(duration("60").as_deref(), Some("60s"));
+        assert_eq!(duration("5m").as_deref(), Some("5m"));
+        assert_eq!(duration("500ms").as_deref(), Some("500ms"));
+        assert_eq!(duration("1h").as_deref(), Some("1h"));
+        assert_eq!(duration("1h30m").as_deref(), Some("90m"));
+        assert_eq!(duration("1w").as_deref(), Some("7d"));
+        assert_eq!(duration("1s500ms").as_deref(), Some("1500ms"));
+        assert_eq!(duration("").as_deref(), None);
+        assert_eq!(duration("5x").as_deref(), None);
+        assert_eq!(duration("m").as_deref(), None);
+    }
+
+    #[test]
+    fn import_toml_quoting() {
+        assert_eq!(quote("a\"b\\c\n\u{7f}"), "\"a\\\"b\\\\c\\n\\u007F\"");
+        assert_eq!(key("X-Forwarded-For"), "X-Forwarded-For");
+        assert_eq!(key("api.am.wso2.com"), "\"api.am.wso2.com\"");
+        assert_eq!(with_port("10.0.0.1", 80), "10.0.0.1:80");
+        assert_eq!(with_port("10.0.0.1:9443", 80), "10.0.0.1:9443");
+        assert_eq!(with_port("[::1]", 443), "[::1]:443");
+        assert_eq!(with_port("[::1]:8443", 443), "[::1]:8443");
+    }
+}

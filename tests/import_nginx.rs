@@ -1,0 +1,282 @@
+//! `portico import-nginx` on the WSO2 guide's six deployments (written one directive a line) and on edge cases.
+//!
+//! Validation is honest rather than lenient: the fixtures name certificates under
+//! /etc/nginx/ssl/ as the guide does, which no test machine has, so each test
+//! writes a real certificate and key into a temporary directory and points the
+//! fixture at them before importing; the output must then pass
+//! `portico::config::parse_str` with no error at all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use portico::cli::import_nginx::{ImportArgs, run};
+use portico::tls::{KeyType, generate_pem};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("portico-import-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Imports `path`: (TOML, notes).
+fn import(path: &Path) -> Result<(String, String), Box<dyn Error>> {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    run(&ImportArgs { file: path.to_path_buf() }, &mut out, &mut notes)?;
+    Ok((String::from_utf8(out)?, String::from_utf8(notes)?))
+}
+
+/// Imports fixture `name` with its /etc/nginx/ssl/ certificate replaced by a
+/// real one, checks that the output validates, and returns (TOML, notes).
+fn import_fixture(name: &str) -> Result<(String, String), Box<dyn Error>> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nginx").join(name);
+    let text = std::fs::read_to_string(&fixture)?;
+    assert!(text.contains("/etc/nginx/ssl/wso2.crt"), "{name} names the guide's certificate");
+    let tmp = TempDir::new(name);
+    let (cert, key) = generate_pem(&["am.wso2.com".to_owned(), "*.am.wso2.com".to_owned()], KeyType::EcdsaP256)?;
+    std::fs::write(tmp.0.join("wso2.crt"), cert)?;
+    std::fs::write(tmp.0.join("wso2.key"), key)?;
+    let ssl_dir = format!("{}/", tmp.0.display());
+    let conf = tmp.0.join(name);
+    std::fs::write(&conf, text.replace("/etc/nginx/ssl/", &ssl_dir))?;
+
+    let (toml, notes) = import(&conf)?;
+    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{name}:\n{e}\n---\n{toml}"))?;
+    assert!(!notes.contains("portico check would report"), "{notes}");
+    // The notes name the fixture's own lines; compare without the temp dir.
+    let notes = notes.replace(&format!("{}/", tmp.0.display()), "");
+    let toml = toml.replace(&ssl_dir, "/etc/nginx/ssl/");
+    Ok((toml, notes))
+}
+
+/// The parts every WSO2 deployment shares: the port-80 redirect, TLS on 443 with
+/// the guide's headers (the server-level X-Forwarded-Port kept, with its note),
+/// timeouts, logs, and unverified HTTPS to the upstream with the comment saying why.
+fn assert_wso2_shape(name: &str, toml: &str, notes: &str, host: &str, upstream: &str, logs: &str) {
+    let redirect =
+        format!("redirect = \"https://{host}$request_uri\"  # nginx: rewrite ^/(.*) https://{host}/$1 permanent\n");
+    assert!(toml.contains(&redirect), "{name}: {toml}");
+    let server = format!(
+        "listen = [\"443\"]\nserver_name = [\"{host}\"]\ntls = {{ cert = \"/etc/nginx/ssl/wso2.crt\", key = \"/etc/nginx/ssl/wso2.key\" }}\nproxy_pass = \"{upstream}\""
+    );
+    assert!(toml.contains(&server), "{name}: {toml}");
+    assert!(toml.contains(&format!("access_log = \"/etc/nginx/log/{logs}/https/access.log\"")), "{name}");
+    assert!(toml.contains(&format!("error_log = \"/etc/nginx/log/{logs}/https/error.log\"")), "{name}");
+    assert!(toml.contains("read_timeout = \"5m\"") && toml.contains("send_timeout = \"5m\""), "{name}");
+    let headers = "[server.headers]  # nginx: proxy_set_header\nX-Forwarded-Port = \"443\"\nX-Forwarded-Host = \"$host\"\nX-Forwarded-Server = \"$host\"\nX-Forwarded-For = \"$proxy_add_x_forwarded_for\"\nHost = \"$http_host\"\n";
+    assert!(toml.contains(headers), "{name}: {toml}");
+    // Each 443 server's X-Forwarded-Port line gets a note naming the location that drops it in nginx.
+    let fixture =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nginx").join(name))
+            .unwrap_or_default();
+    let lines_of = |needle: &str| -> Vec<usize> {
+        fixture.lines().enumerate().filter(|(_, l)| l.trim() == needle).map(|(i, _)| i + 1).collect()
+    };
+    let header_lines = lines_of("proxy_set_header X-Forwarded-Port 443;");
+    let location_lines = lines_of("location / {");
+    assert!(!header_lines.is_empty() && header_lines.len() == location_lines.len(), "{name}");
+    for (header, location) in header_lines.iter().zip(&location_lines) {
+        let note = format!(
+            "{name}:{header}: note: proxy_set_header X-Forwarded-Port 443 is kept for location / (line {location}); nginx never sends it there"
+        );
+        assert!(notes.contains(&note), "{name}: {note}\n{notes}");
+    }
+    let upstream_tls = format!("[upstream.\"{upstream}\"]");
+    let at = toml.find(&upstream_tls).unwrap_or_else(|| panic!("{name}: no {upstream_tls}\n{toml}"));
+    let section = &toml[at..];
+    let section = &section[..section[1..].find("\n[").map_or(section.len(), |i| i + 1)];
+    assert!(section.contains("tls = true  # nginx: proxy_pass https://\n"), "{name}: {section}");
+    assert!(
+        section.contains("# nginx verifies no upstream certificate unless proxy_ssl_verify is on")
+            && section.contains("\ntls_verify = false\n"),
+        "{name}: {section}"
+    );
+    assert!(!notes.contains("not translated"), "{name}: {notes}");
+}
+
+fn assert_sticky(toml: &str, upstream: &str) {
+    let sticky = format!(
+        "[upstream.\"{upstream}\".sticky]\nlearn = \"JSESSIONID\"  # nginx: sticky learn create=$upstream_cookie_...\nzone = \"client_sessions\"\nsize = \"1m\"\n"
+    );
+    assert!(toml.contains(&sticky), "{toml}");
+    // `#ip_hash;` is a comment: the pool stays round robin, with sessions learned.
+    assert!(!toml.contains("ip_hash"), "{toml}");
+}
+
+#[test]
+fn import_single_node() -> Result<(), Box<dyn Error>> {
+    let (toml, notes) = import_fixture("single-node.conf")?;
+    assert!(toml.contains("servers = [\"10.0.1.10:9443\"]"), "{toml}");
+    assert!(toml.contains("servers = [\"10.0.1.10:8243\"]"), "{toml}");
+    assert_wso2_shape("single-node.conf", &toml, &notes, "api.am.wso2.com", "sslapi.am.wso2.com", "am");
+    assert!(toml.contains("server_name = [\"gw.am.wso2.com\"]\ntls"), "{toml}");
+    assert!(!toml.contains(".sticky]"));
+    Ok(())
+}
+
+#[test]
+fn import_active_active() -> Result<(), Box<dyn Error>> {
+    let (toml, notes) = import_fixture("active-active.conf")?;
+    assert!(toml.contains("servers = [\"10.0.1.11:9443\", \"10.0.1.12:9443\"]"), "{toml}");
+    assert!(toml.contains("servers = [\"10.0.1.11:8243\", \"10.0.1.12:8243\"]"), "{toml}");
+    assert_wso2_shape("active-active.conf", &toml, &notes, "api.am.wso2.com", "sslapi.am.wso2.com", "am");
+    assert_sticky(&toml, "sslapi.am.wso2.com");
+    Ok(())
+}
+
+#[test]
+fn import_distributed_gateway() -> Result<(), Box<dyn Error>> {
+    let (toml, notes) = import_fixture("distributed-gateway.conf")?;
+    assert!(toml.contains("servers = [\"10.0.2.10:9443\"]"), "{toml}");
+    assert!(toml.contains("servers = [\"10.0.2.11:8243\", \"10.0.2.12:8243\"]"), "{toml}");
+    assert_wso2_shape("distributed-gateway.conf", &toml, &notes, "mgtgw.am.wso2.com", "mgtgw.am.wso2.com", "gwm");
+    assert!(toml.contains("access_log = \"/etc/nginx/log/gw/https/access.log\""));
+    Ok(())
+}
+
+#[test]
+fn import_publisher_store_key_manager() -> Result<(), Box<dyn Error>> {
+    for (file, role, net, logs) in [
+        ("publisher.conf", "publisher", 3, "publisher"),
+        ("store-devportal.conf", "store", 4, "store"),
+        ("key-manager.conf", "km", 5, "km"),
+    ] {
+        let (toml, notes) = import_fixture(file)?;
+        let host = format!("{role}.am.wso2.com");
+        assert!(toml.contains(&format!("servers = [\"10.0.{net}.11:9443\", \"10.0.{net}.12:9443\"]")), "{toml}");
+        assert_wso2_shape(file, &toml, &notes, &host, &host, logs);
+        assert_sticky(&toml, &host);
+    }
+    Ok(())
+}
+
+#[test]
+fn import_conf_d_include_and_http_block() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("include");
+    std::fs::create_dir_all(tmp.0.join("conf.d"))?;
+    std::fs::write(
+        tmp.0.join("nginx.conf"),
+        "user nginx;\nworker_processes 4;\npid /run/nginx.pid;\nerror_log /var/log/nginx/error.log notice;\nevents {\n    worker_connections 1024;\n}\nhttp {\n    client_max_body_size 10m;\n    proxy_set_header Host $host;\n    include conf.d/*.conf;\n}\n",
+    )?;
+    std::fs::write(
+        tmp.0.join("conf.d/10-upstream.conf"),
+        "upstream app {\n    ip_hash;\n    server 127.0.0.1:8080 weight=2 max_fails=3 fail_timeout=30s;\n    server 127.0.0.1:8081 backup;\n    keepalive 16;\n}\n",
+    )?;
+    std::fs::write(
+        tmp.0.join("conf.d/20-server.conf"),
+        "server {\n    listen 8080;\n    server_name app.example.com;\n    location / {\n        proxy_pass http://app;\n        proxy_connect_timeout 5;\n    }\n    location /legacy/ {\n        proxy_pass http://127.0.0.1:9000;\n        proxy_buffering off;\n    }\n    location /internal/ {\n        return 403;\n    }\n}\n",
+    )?;
+    let (toml, notes) = import(&tmp.0.join("nginx.conf"))?;
+    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n---\n{toml}"))?;
+
+    assert!(toml.contains("worker_threads = 4"), "{toml}");
+    assert!(toml.contains("pid_file = \"/run/nginx.pid\""), "{toml}");
+    assert!(toml.contains("error_log_level = \"info\"  # nginx: notice"), "{toml}");
+    assert!(toml.contains("client_max_body_size = \"10m\""), "{toml}");
+    assert!(toml.contains("{ address = \"127.0.0.1:8080\", weight = 2, max_fails = 3, fail_timeout = \"30s\" },"));
+    assert!(toml.contains("{ address = \"127.0.0.1:8081\", backup = true },"), "{toml}");
+    assert!(toml.contains("balance = \"ip_hash\"\nkeepalive = 16\nconnect_timeout = \"5s\""), "{toml}");
+    // A literal address gets an upstream of its own.
+    assert!(toml.contains("[upstream.\"127.0.0.1:9000\"]"), "{toml}");
+    assert!(toml.contains("prefix = \"/legacy/\"\nproxy_pass = \"127.0.0.1:9000\""), "{toml}");
+    assert!(toml.contains("prefix = \"/internal/\"\nreturn = 403"), "{toml}");
+    // The http-level header reaches the server through the include.
+    assert!(toml.contains("[server.headers]  # nginx: proxy_set_header\nHost = \"$host\"\n"), "{toml}");
+
+    let server_conf = tmp.0.join("conf.d/20-server.conf");
+    assert!(
+        notes.contains(&format!(
+            "{}:10: directive \"proxy_buffering\" not translated: portico streams bodies without buffering them",
+            server_conf.display()
+        )),
+        "{notes}"
+    );
+    let nginx_conf = tmp.0.join("nginx.conf");
+    assert!(notes.contains(&format!("{}:1: directive \"user\" not translated:", nginx_conf.display())), "{notes}");
+    assert!(notes.contains(&format!("{}:5: directive \"events\" not translated:", nginx_conf.display())), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("untranslated");
+    let conf = tmp.0.join("site.conf");
+    std::fs::write(
+        &conf,
+        "server {\n    listen 80 default_server;\n    gzip on;\n    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:9000;\n    }\n    location / {\n        proxy_pass https://10.0.0.9;\n        proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate /etc/ssl/ca.pem;\n        rewrite ^/old/(.*)$ /new/$1 last;\n    }\n}\n",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    let at = |line: usize, name: &str| format!("{}:{line}: directive \"{name}\" not translated: ", conf.display());
+    assert!(notes.contains(&format!("{}portico does not compress responses", at(3, "gzip"))), "{notes}");
+    assert!(notes.contains(&at(4, "location")), "{notes}");
+    assert!(notes.contains(&at(11, "rewrite")), "{notes}");
+    // proxy_ssl_verify on: verified, with the given roots.
+    assert!(toml.contains("[upstream.\"10.0.0.9:443\"]"), "{toml}");
+    assert!(toml.contains("tls = true") && !toml.contains("tls_verify"), "{toml}");
+    assert!(toml.contains("ca_file = \"/etc/ssl/ca.pem\""), "{toml}");
+    assert!(toml.contains("default_server = true"), "{toml}");
+    // Without proxy_set_header, the default headers differ from nginx's; said so.
+    assert!(notes.contains("no proxy_set_header: portico sends its default X-Forwarded-* headers"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_parse_error_names_file_and_line() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("syntax");
+    let conf = tmp.0.join("broken.conf");
+    std::fs::write(&conf, "upstream am {\n    server 10.0.0.1:9443\n}\n")?;
+    let err = import(&conf).unwrap_err().to_string();
+    assert_eq!(err, format!("{}:3: unexpected \"}}\": the directive before it has no \";\"", conf.display()));
+
+    // The guide's flattened text: `#ip_hash;` hides the upstream's `}`.
+    std::fs::write(
+        &conf,
+        "upstream a { server 10.0.0.1:9443; #ip_hash; sticky learn create=$upstream_cookie_jsessionid lookup=$cookie_jsessionid zone=client_sessions:1m; }\n",
+    )?;
+    let err = import(&conf).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}:2: unexpected end of file, expecting \"}}\"", conf.display())), "{err}");
+    Ok(())
+}
+
+#[test]
+fn import_mixed_listens_and_return_redirect() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mixed");
+    let conf = tmp.0.join("mixed.conf");
+    std::fs::write(
+        &conf,
+        "server {\n    listen 8081;\n    listen 8443 ssl;\n    server_name .example.com;\n    ssl_certificate certs/example.crt;\n    ssl_certificate_key certs/example.key;\n    return 301 https://$host$request_uri;\n}\n",
+    )?;
+    let (toml, _notes) = import(&conf)?;
+    // One nginx server with plain and TLS listens is two portico servers.
+    assert!(
+        toml.contains("listen = [\"8081\"]\nserver_name = [\"example.com\", \"*.example.com\"]\nredirect"),
+        "{toml}"
+    );
+    let cert = tmp.0.join("certs/example.crt");
+    assert!(
+        toml.contains(&format!(
+            "listen = [\"8443\"]\nserver_name = [\"example.com\", \"*.example.com\"]\ntls = {{ cert = \"{}\"",
+            cert.display()
+        )),
+        "{toml}"
+    );
+    assert_eq!(toml.matches("redirect = \"https://$host$request_uri\"").count(), 2, "{toml}");
+    Ok(())
+}
