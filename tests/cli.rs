@@ -137,7 +137,6 @@ fn help_on_cert() {
 }
 
 #[test]
-#[ignore = "BUG: `portico import-nginx` (in the contract) does not exist: clap answers `unrecognized subcommand`"]
 fn help_on_import_nginx() {
     assert_help(&["import-nginx", "--help"]);
     assert_help(&["help", "import-nginx"]);
