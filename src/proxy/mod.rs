@@ -21,8 +21,8 @@ use self::exchange::Exchange;
 use crate::config::runtime::{Action, LogLevel, Snapshot, VirtualServer};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
-use crate::upstream::Pool;
 use crate::upstream::pool::ConnectError;
+use crate::upstream::{self, Pool};
 use crate::vhost::{self, Router};
 
 /// Everything requests need from one configuration generation: the snapshot,
@@ -68,10 +68,18 @@ impl Site {
             .upstreams
             .iter()
             .map(|upstream| {
-                previous
-                    .and_then(|site| site.pools.iter().find(|pool| pool.upstream.same_as(upstream)))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Pool::new(upstream.clone())))
+                let old = previous.and_then(|site| site.pools.iter().find(|pool| pool.upstream.name == upstream.name));
+                match old {
+                    Some(pool) if pool.upstream.same_as(upstream) && same_sticky(&pool.upstream, upstream) => {
+                        pool.clone()
+                    }
+                    // Sessions name servers by address: they stay valid for the
+                    // servers still present, whatever else changed.
+                    Some(pool) if same_sticky(&pool.upstream, upstream) => {
+                        Arc::new(Pool::new(upstream.clone(), pool.sticky.clone()))
+                    }
+                    _ => Arc::new(Pool::new(upstream.clone(), None)),
+                }
             })
             .collect();
         let level = snapshot.runtime.error_log_level;
@@ -107,6 +115,18 @@ impl Site {
     /// The index of the listener configured at `addr`.
     pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
         self.snapshot.listeners.iter().position(|l| l.addr == addr)
+    }
+}
+
+/// Whether two upstream versions can share one sticky table (same cookie,
+/// same bounds).
+fn same_sticky(old: &crate::config::runtime::Upstream, new: &crate::config::runtime::Upstream) -> bool {
+    match (&old.sticky, &new.sticky) {
+        (Some(a), Some(b)) => {
+            a.learn.eq_ignore_ascii_case(&b.learn) && a.capacity == b.capacity && a.timeout == b.timeout
+        }
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -186,6 +206,9 @@ pub async fn handle(
         Action::Proxy { upstream } => {
             let rendered = forwarded::render_rules(&server.config.headers, &ctx);
             forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+            if parts.version == Version::HTTP_2 {
+                forwarded::join_cookies(&mut parts.headers);
+            }
             forwarded::apply_rules(&server.config.headers, rendered, &mut parts.headers);
             if !parts.headers.contains_key(header::HOST) {
                 // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
@@ -257,11 +280,25 @@ async fn forward(
     // A request may be sent again only when nothing of it is lost by doing so.
     let repeatable = body_empty && is_idempotent(&head.method);
     let client_ip: IpAddr = conn.remote.ip();
+    // Sticky sessions: the session the request carries, and its server if known.
+    let sticky = pool.sticky.as_ref().zip(upstream.sticky.as_ref());
+    let session = sticky.and_then(|(_, config)| {
+        upstream::sticky::request_session(&head.headers, head.uri.path(), &config.learn).map(str::to_owned)
+    });
+    let session_peer = match (sticky, &session) {
+        (Some((table, _)), Some(value)) => {
+            table.lookup(value, std::time::Instant::now()).and_then(|address| pool.peer_index(&address))
+        }
+        _ => None,
+    };
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error: Option<StatusCode> = None;
 
     loop {
-        let Some(peer) = pool.pick(client_ip, &tried) else {
+        // A known session goes to its server while that server is usable;
+        // otherwise (and on retries) the pool's balancing method decides.
+        let sticky_pick = session_peer.filter(|p| !tried.contains(p) && pool.is_usable(*p));
+        let Some(peer) = sticky_pick.or_else(|| pool.pick(client_ip, &tried)) else {
             let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
             if last_error.is_none() {
                 exchange.upstream_error(format_args!("no live upstreams in \"{}\"", upstream.name));
@@ -327,6 +364,9 @@ async fn forward(
             }
         };
         pool.report_success(peer);
+        if let Some((table, config)) = sticky {
+            learn(table, &config.learn, response.headers(), session.as_deref(), session_peer, &pool, peer);
+        }
         let status = response.status();
         exchange.set_status(status);
 
@@ -345,6 +385,37 @@ async fn forward(
         forwarded::remove_hop_by_hop(&mut parts.headers, false);
         let body = UpstreamBody::new(incoming, read_timeout, pool.clone(), connection, exchange);
         return Response::from_parts(parts, ResponseBody::Upstream(Box::new(body)));
+    }
+}
+
+/// Teaches the sticky table from an accepted response: a Set-Cookie of the
+/// session cookie binds its value to `peer`; a deletion forgets it; a request
+/// whose session landed elsewhere than its binding rebinds it to `peer`.
+fn learn(
+    table: &upstream::sticky::StickyTable,
+    name: &str,
+    headers: &http::HeaderMap,
+    session: Option<&str>,
+    session_peer: Option<usize>,
+    pool: &Pool,
+    peer: usize,
+) {
+    let now = std::time::Instant::now();
+    let address = &pool.upstream.peers[peer].address;
+    match upstream::sticky::response_session(headers, name) {
+        Some(upstream::sticky::Learned::Set(value)) => table.learn(value, address, now),
+        Some(upstream::sticky::Learned::Deleted) => {
+            if let Some(value) = session {
+                table.forget(value);
+            }
+        }
+        None => {
+            if let Some(value) = session
+                && session_peer != Some(peer)
+            {
+                table.learn(value, address, now);
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::balance::Balancer;
 use super::health::Health;
+use super::sticky::StickyTable;
 use crate::config::runtime::Upstream;
 use crate::proxy::body::RequestBody;
 
@@ -30,6 +31,8 @@ pub struct Pool {
     tls_names: Vec<Option<ServerName<'static>>>,
     /// Per server: idle connections, most recently used last.
     idle: Vec<Mutex<Vec<Idle>>>,
+    /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
+    pub sticky: Option<Arc<StickyTable>>,
 }
 
 #[derive(Debug)]
@@ -65,8 +68,14 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    /// A pool with fresh health and balancing state for `upstream`.
-    pub fn new(upstream: Arc<Upstream>) -> Pool {
+    /// A pool with fresh health and balancing state for `upstream`. `sticky`
+    /// is a table carried over from the previous configuration, if any;
+    /// without one a sticky upstream gets a new table.
+    pub fn new(upstream: Arc<Upstream>, sticky: Option<Arc<StickyTable>>) -> Pool {
+        let sticky = upstream
+            .sticky
+            .as_ref()
+            .map(|config| sticky.unwrap_or_else(|| Arc::new(StickyTable::new(config.capacity, config.timeout))));
         let tls_names = upstream
             .peers
             .iter()
@@ -81,6 +90,7 @@ impl Pool {
             health: Health::new(&upstream),
             tls_names,
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            sticky,
             upstream,
         }
     }
@@ -90,6 +100,12 @@ impl Pool {
     pub fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
         let now = Instant::now();
         self.balancer.pick(client, &|peer| !tried.contains(&peer) && self.health.is_usable(peer, now))
+    }
+
+    /// The index of the server configured as `address` (sessions name servers
+    /// by address so that they survive reloads that reorder or remove servers).
+    pub fn peer_index(&self, address: &str) -> Option<usize> {
+        self.upstream.peers.iter().position(|peer| peer.address == address)
     }
 
     /// Whether `peer` may take traffic now (sticky routing asks before using it).
