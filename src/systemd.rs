@@ -13,6 +13,14 @@ pub fn notify(state: &str) {
     }
 }
 
+/// The reload message systemd expects: `RELOADING=1` with the monotonic
+/// clock reading, so it can tell this reload from an earlier one.
+pub fn reloading_message() -> String {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let usec = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 /// Sends `state` to the notification socket `socket` (a path, or `@name`
 /// for an abstract socket).
 pub fn notify_to(socket: &OsStr, state: &str) -> std::io::Result<()> {
@@ -44,6 +52,13 @@ mod tests {
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reloading_carries_the_monotonic_clock() {
+        let message = super::reloading_message();
+        let usec: u64 = message.strip_prefix("RELOADING=1\nMONOTONIC_USEC=").unwrap().parse().unwrap();
+        assert!(usec > 0);
     }
 
     #[test]

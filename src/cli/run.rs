@@ -88,7 +88,7 @@ async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<
 /// SIGHUP: read and validate the file again; switch only when all of it is good.
 async fn reload(path: &std::path::Path, running: &mut crate::Running) {
     tracing::info!("SIGHUP: reloading {}", path.display());
-    crate::systemd::notify("RELOADING=1");
+    crate::systemd::notify(&crate::systemd::reloading_message());
     let owned = path.to_path_buf();
     // Reading the file and resolving upstream names may block: not on a runtime thread.
     let loaded = tokio::task::spawn_blocking(move || config::load(&owned)).await;
