@@ -160,9 +160,12 @@ pub async fn handle(
         .then(|| hyper::upgrade::on(&mut request));
     let (mut parts, incoming) = request.into_parts();
 
-    let http_host = request_host(&parts).unwrap_or_default().to_owned();
+    // Cheap clones of shared bytes, so that the headers can change below
+    // while templates still read the request as it came.
+    let http_host = request_host(&parts);
+    let http_host = http_host.as_ref().map_or("", RequestHost::as_str);
     let listener = &conn.site.listeners[conn.listener];
-    let host = vhost::normalize_host(&http_host);
+    let host = vhost::normalize_host(http_host);
     let server = listener.servers[listener.router.route(&host)].clone();
     let host: &str = if host.is_empty() { &server.config.name } else { &host };
     let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
@@ -181,15 +184,15 @@ pub async fn handle(
     let Some(location) = vhost::location(&server.config, path) else {
         return Ok(direct(exchange, StatusCode::NOT_FOUND));
     };
-    let request_uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let request_uri = parts.uri.path_and_query().cloned();
     let ctx = RequestContext {
         host,
-        http_host: &http_host,
+        http_host,
         remote: conn.remote,
         scheme: if conn.tls { "https" } else { "http" },
         server_port: conn.local.port(),
         server_name: &server.config.name,
-        request_uri: &request_uri,
+        request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
         headers: &parts.headers,
         peer_trusted: conn.peer_trusted,
     };
@@ -213,7 +216,7 @@ pub async fn handle(
             if !parts.headers.contains_key(header::HOST) {
                 // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
                 // an HTTP/1.1 upstream needs a Host either way.
-                let value = if http_host.is_empty() { host } else { &http_host };
+                let value = if http_host.is_empty() { host } else { http_host };
                 if let Ok(value) = HeaderValue::from_str(value) {
                     parts.headers.insert(header::HOST, value);
                 }
@@ -457,12 +460,26 @@ fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
-/// The Host as the client sent it: the Host header, else (h2, absolute-form)
-/// the URI's authority.
-fn request_host(parts: &http::request::Parts) -> Option<&str> {
-    match parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
-        Some(host) => Some(host),
-        None => parts.uri.authority().map(|a| a.as_str()),
+/// The Host as the client sent it, held without copying its bytes.
+enum RequestHost {
+    Header(HeaderValue),
+    Authority(http::uri::Authority),
+}
+
+impl RequestHost {
+    fn as_str(&self) -> &str {
+        match self {
+            RequestHost::Header(value) => value.to_str().unwrap_or_default(),
+            RequestHost::Authority(authority) => authority.as_str(),
+        }
+    }
+}
+
+/// The Host header, else (h2, absolute-form) the URI's authority.
+fn request_host(parts: &http::request::Parts) -> Option<RequestHost> {
+    match parts.headers.get(header::HOST).filter(|v| v.to_str().is_ok()) {
+        Some(host) => Some(RequestHost::Header(host.clone())),
+        None => parts.uri.authority().cloned().map(RequestHost::Authority),
     }
 }
 
