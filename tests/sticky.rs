@@ -183,12 +183,12 @@ async fn many_sessions(n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn two_hundred_sessions_stay_on_two_nodes() {
     many_sessions(2).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn two_hundred_sessions_stay_on_three_nodes() {
     many_sessions(3).await;
 }
@@ -328,7 +328,7 @@ async fn unknown_session_is_balanced_then_rebound() {
 /// evict their least recently used. 1024 sessions, then 100 of the middle ones
 /// used, then 400 new: the used and the new ones stay, and so do the newest of
 /// the old; the 100 oldest are forgotten (balanced, so sent elsewhere).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn full_table_forgets_the_least_recently_used() {
     let backends = nodes(2).await;
     let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "size = \"25k\"", "")).await;
@@ -386,4 +386,264 @@ async fn expired_session_falls_back() {
     // Rebound to the node that answered.
     assert_eq!(routed_cookie(&mut client, &idle, &moved).await, moved);
     assert_eq!(routed_cookie(&mut client, &used, &used.node).await, used.node);
+}
+
+/// Logs in 10 sessions over `client`, then checks each by cookie (split in two
+/// Cookie headers, as h2 clients send them) and by path parameter.
+async fn sessions_stick_over(client: &mut Client) {
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        sessions.push(login(client).await);
+    }
+    for session in &sessions {
+        let owner = &session.node;
+        let cookie = session.cookie();
+        let headers = [("cookie", "_ga=GA1.2.3"), ("cookie", cookie.as_str()), ("cookie", "XSRF-TOKEN=1")];
+        assert_eq!(&routed(client, "/app/page", &headers, owner).await, owner, "{cookie}");
+        let path = format!("/app/page;jsessionid={}?x=1", session.id);
+        assert_eq!(&routed(client, &path, &[], owner).await, owner, "{path}");
+        for _ in 0..5 {
+            assert_eq!(&node_of(client, "/app/page", &headers).await, owner);
+        }
+    }
+}
+
+/// h2 clients (ALPN on a TLS listener) to plain upstreams.
+#[tokio::test]
+async fn h2_client_sessions_stick() {
+    let cert = TestCert::new(&[HOST]);
+    let backends = nodes(2).await;
+    let tls = format!("tls = {}", cert.toml_tls());
+    let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "", &tls)).await;
+
+    let mut h2 = Client::https(portico.addr(0), HOST, &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(h2.version(), http::Version::HTTP_2);
+    sessions_stick_over(&mut h2).await;
+    // And HTTP/1.1 over the same TLS listener.
+    let mut h1 = Client::https(portico.addr(0), HOST, &cert.roots(), &["http/1.1"]).await.unwrap();
+    assert_eq!(h1.version(), http::Version::HTTP_11);
+    sessions_stick_over(&mut h1).await;
+}
+
+/// HTTPS upstreams (`tls = true`, `ca_file`), for HTTP/1.1 and h2 clients.
+#[tokio::test]
+async fn https_upstream_sessions_stick() {
+    let backend_cert = TestCert::new(&["127.0.0.1"]);
+    let a = TestBackend::spawn_tls("secure-a", &backend_cert).await;
+    let b = TestBackend::spawn_tls("secure-b", &backend_cert).await;
+    let cert = TestCert::new(&[HOST]);
+    let upstream = format!("tls = true\nca_file = {}", toml_path(&backend_cert.ca_path()));
+    let toml = config(&plain(&[&a, &b]), &upstream, "", "");
+    // A plain and a TLS listener (another address: one is TLS or plain) on the same upstream.
+    let toml = format!(
+        "{toml}\n[[server]]\nlisten = [\"127.0.0.2:0\"]\nserver_name = [\"{HOST}\"]\nproxy_pass = \"am\"\ntls = {}\n",
+        cert.toml_tls()
+    );
+    let portico = start_portico(&toml).await;
+
+    let mut h1 = Client::http1(portico.addr(0)).await.unwrap();
+    sessions_stick_over(&mut h1).await;
+    let mut h2 = Client::https(portico.addr(1), HOST, &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(h2.version(), http::Version::HTTP_2);
+    sessions_stick_over(&mut h2).await;
+    assert!(a.count() > 0 && b.count() > 0);
+}
+
+/// A backend for retries: answers `x-backend: flaky` (and `/login` sets a
+/// JSESSIONID) until `closing` is set; then it reads each request and closes
+/// the connection without answering.
+struct Flaky {
+    addr: SocketAddr,
+    closing: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Flaky {
+    async fn spawn() -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let closing = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (closing.clone(), requests.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(Flaky::serve(stream, c.clone(), r.clone()));
+            }
+        });
+        Flaky { addr, closing, requests, accept }
+    }
+
+    async fn serve(mut stream: tokio::net::TcpStream, closing: Arc<AtomicBool>, requests: Arc<AtomicUsize>) {
+        let _ = stream.set_nodelay(true);
+        let mut buf = Vec::new();
+        loop {
+            // GET requests only: the head is the whole request.
+            let end = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end + 4;
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head: Vec<u8> = buf.drain(..end).collect();
+            requests.fetch_add(1, Ordering::SeqCst);
+            if closing.load(Ordering::SeqCst) {
+                return;
+            }
+            let line = String::from_utf8_lossy(&head);
+            let path = line.split(' ').nth(1).unwrap_or("/");
+            let cookie = if path.ends_with("/login") {
+                format!("Set-Cookie: JSESSIONID=flaky{:016X}; Path=/; HttpOnly\r\n", random_u64())
+            } else {
+                String::new()
+            };
+            let response = format!("HTTP/1.1 200 OK\r\nx-backend: flaky\r\n{cookie}content-length: 5\r\n\r\nflaky");
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// A GET whose node closes the connection unanswered is retried on the other
+/// node, and its session is rebound there: once the first node answers again
+/// (`max_fails = 0` keeps it in use), the session stays on the second, while
+/// the first node's other sessions stay on the first.
+#[tokio::test]
+async fn retried_request_rebinds_only_its_session() {
+    let flaky = Flaky::spawn().await;
+    let b = TestBackend::spawn("b").await;
+    let servers = [format!("{{ address = \"{}\", max_fails = 0 }}", flaky.addr), format!("\"{}\"", b.addr())];
+    let portico = start_portico(&config(&servers, "", "", "")).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(login(&mut client).await);
+    }
+    let on_flaky: Vec<_> = sessions.iter().filter(|s| s.node == "flaky").cloned().collect();
+    let on_b: Vec<_> = sessions.iter().filter(|s| s.node == "b").cloned().collect();
+    assert_eq!((on_flaky.len(), on_b.len()), (4, 4), "{sessions:?}");
+    for session in &sessions {
+        assert_eq!(routed_cookie(&mut client, session, &session.node).await, session.node);
+    }
+
+    // The first flaky session's request is retried on b.
+    flaky.closing.store(true, Ordering::SeqCst);
+    let retried = &on_flaky[0];
+    let before = flaky.requests();
+    assert_eq!(node_of(&mut client, "/app/page", &[("cookie", &retried.cookie())]).await, "b");
+    assert!(flaky.requests() > before, "the request did not try flaky first");
+    // A login retried on b: the new session is b's, not flaky's.
+    let before = flaky.requests();
+    let mut retried_logins = Vec::new();
+    while flaky.requests() == before {
+        assert!(retried_logins.len() < 4, "no login was tried on flaky");
+        retried_logins.push(login(&mut client).await);
+    }
+    assert!(retried_logins.iter().all(|s| s.node == "b"), "{retried_logins:?}");
+    flaky.closing.store(false, Ordering::SeqCst);
+
+    for round in 0..5 {
+        let answer = routed_cookie(&mut client, retried, "b").await;
+        assert_eq!(answer, "b", "round {round}: the retried session went back to flaky");
+        for session in &retried_logins {
+            assert_eq!(routed_cookie(&mut client, session, "b").await, "b", "round {round}: {session:?}");
+        }
+        for session in on_flaky[1..].iter().chain(&on_b) {
+            let answer = routed_cookie(&mut client, session, &session.node).await;
+            assert_eq!(answer, session.node, "round {round}: a session that was not retried moved");
+        }
+    }
+}
+
+/// Sessions learned before a reload that adds a node still stick; after a
+/// reload that removes a node, its sessions are balanced and rebound.
+#[tokio::test]
+async fn table_survives_reload_for_servers_still_present() {
+    let backends = nodes(3).await;
+    let (a, b, c) = (&backends[0], &backends[1], &backends[2]);
+    let mut portico = start_portico(&config(&plain(&[a, b]), "", "", "")).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(login(&mut client).await);
+    }
+    drop(client);
+
+    portico.reload(&config(&plain(&[a, b, c]), "", "", "")).unwrap();
+    // Connections opened after the reload use the new configuration.
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for session in &sessions {
+        for _ in 0..3 {
+            assert_eq!(routed_cookie(&mut client, session, &session.node).await, session.node, "{session:?}");
+        }
+    }
+    // The new node gets sessions too.
+    for _ in 0..9 {
+        sessions.push(login(&mut client).await);
+    }
+    assert!(sessions.iter().any(|s| s.node == c.name()), "{sessions:?}");
+    drop(client);
+
+    // Remove a: its sessions fall back to b or c, and stay where they land.
+    portico.reload(&config(&plain(&[b, c]), "", "", "")).unwrap();
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let a_count = a.count();
+    let mut moved = BTreeMap::new();
+    for session in sessions.iter().filter(|s| s.node == a.name()) {
+        let answer = node_of(&mut client, "/app/page", &[("cookie", &session.cookie())]).await;
+        moved.insert(session.id.clone(), answer);
+    }
+    assert!(moved.len() >= 10, "{moved:?}");
+    let takers: std::collections::BTreeSet<_> = moved.values().cloned().collect();
+    assert_eq!(takers.len(), 2, "the removed node's sessions were not balanced over b and c: {moved:?}");
+    for round in 0..3 {
+        for session in &sessions {
+            let owner = moved.get(&session.id).unwrap_or(&session.node);
+            let answer = routed_cookie(&mut client, session, owner).await;
+            assert_eq!(&answer, owner, "round {round}: {session:?}, moved to {:?}", moved.get(&session.id));
+        }
+    }
+    assert_eq!(a.count(), a_count, "the removed node got requests");
+}
+
+/// A response deleting the cookie (`Set-Cookie: JSESSIONID=; Max-Age=0`) makes
+/// the table forget the session; deleting another cookie does not.
+#[tokio::test]
+async fn deleted_cookie_forgets_the_session() {
+    let backends = nodes(2).await;
+    let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "", "")).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for _ in 0..4 {
+        let session = login(&mut client).await;
+        let cookie = session.cookie();
+        let owner = &session.node;
+
+        let other = "/logout/headers?set=Set-Cookie:other=;%20Max-Age=0";
+        let reply = client.get_with(HOST, other, &[("cookie", &cookie)]).await.unwrap();
+        assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, owner.as_str()));
+        assert_eq!(reply.header("set-cookie"), Some("other=; Max-Age=0"));
+        assert_eq!(&routed_cookie(&mut client, &session, owner).await, owner, "deleting another cookie forgot it");
+
+        let logout = "/logout/headers?set=Set-Cookie:JSESSIONID=;%20Path=/;%20Max-Age=0";
+        let reply = client.get_with(HOST, logout, &[("cookie", &cookie)]).await.unwrap();
+        assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, owner.as_str()));
+        assert_eq!(reply.header("set-cookie"), Some("JSESSIONID=; Path=/; Max-Age=0"));
+        assert_ne!(&routed_cookie(&mut client, &session, owner).await, owner, "the deleted session is still known");
+    }
 }
