@@ -647,3 +647,39 @@ async fn deleted_cookie_forgets_the_session() {
         assert_ne!(&routed_cookie(&mut client, &session, owner).await, owner, "the deleted session is still known");
     }
 }
+
+/// A reload that marks a node `down = true`: its sessions fall back to the
+/// others and are rebound; the other nodes' sessions stay.
+#[tokio::test]
+async fn down_node_sessions_fall_back_after_reload() {
+    let backends = nodes(3).await;
+    let (a, b, c) = (&backends[0], &backends[1], &backends[2]);
+    let mut portico = start_portico(&config(&plain(&[a, b, c]), "", "", "")).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        sessions.push(login(&mut client).await);
+    }
+    drop(client);
+
+    let servers =
+        [format!("{{ address = \"{}\", down = true }}", a.addr()), plain(&[b])[0].clone(), plain(&[c])[0].clone()];
+    portico.reload(&config(&servers, "", "", "")).unwrap();
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let a_count = a.count();
+    let mut moved = BTreeMap::new();
+    for session in sessions.iter().filter(|s| s.node == a.name()) {
+        moved.insert(session.id.clone(), node_of(&mut client, "/app/page", &[("cookie", &session.cookie())]).await);
+    }
+    assert_eq!(moved.len(), 4, "{sessions:?}");
+    let takers: std::collections::BTreeSet<_> = moved.values().cloned().collect();
+    assert_eq!(takers.len(), 2, "{moved:?}");
+    for round in 0..3 {
+        for session in &sessions {
+            let owner = moved.get(&session.id).unwrap_or(&session.node);
+            let answer = routed_cookie(&mut client, session, owner).await;
+            assert_eq!(&answer, owner, "round {round}: {session:?}, moved to {:?}", moved.get(&session.id));
+        }
+    }
+    assert_eq!(a.count(), a_count, "the down node got requests");
+}
