@@ -76,6 +76,17 @@ impl Site {
                     // Sessions name servers by address: they stay valid for the
                     // servers still present, whatever else changed.
                     Some(pool) if same_sticky(&pool.upstream, upstream) => {
+                        if let Some(table) = &pool.sticky {
+                            // A removed server that comes back later starts afresh.
+                            for gone in pool
+                                .upstream
+                                .peers
+                                .iter()
+                                .filter(|old| !upstream.peers.iter().any(|new| new.address == old.address))
+                            {
+                                table.forget_server(&gone.address);
+                            }
+                        }
                         Arc::new(Pool::new(upstream.clone(), pool.sticky.clone()))
                     }
                     _ => Arc::new(Pool::new(upstream.clone(), None)),
