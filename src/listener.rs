@@ -29,10 +29,14 @@ impl Shared {
     pub fn new(site: Arc<Site>) -> Shared {
         let runtime = &site.snapshot.runtime;
         let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(runtime.client_header_timeout)
-            .max_buf_size(runtime.max_request_header_size.max(8192));
+        // hyper's header timer also runs while a kept-alive connection waits for
+        // its next request, so it serves as the idle timeout too: the shorter
+        // of the two limits applies to both.
+        let header_timeout = runtime.client_header_timeout.min(runtime.keepalive_timeout);
+        // The read buffer leaves room past the header limit so that portico, not
+        // hyper's buffer, decides: 414 for a long target, 431 for a big block.
+        let read_buffer = (runtime.max_request_header_size * 2).max(72 * 1024);
+        http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(read_buffer);
         http.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(runtime.max_request_header_size).unwrap_or(u32::MAX));

@@ -100,7 +100,6 @@ async fn idle_keepalive_connection_is_closed_after_client_header_timeout() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: keepalive_timeout is parsed but never used; idle connections live until client_header_timeout"]
 async fn idle_keepalive_connection_is_closed_after_keepalive_timeout() {
     let backend = TestBackend::spawn("app").await;
     let runtime = "client_header_timeout = \"10s\"\nkeepalive_timeout = \"300ms\"";

@@ -32,6 +32,8 @@ pub struct Progress {
     done: AtomicBool,
     /// Whether the body went past `client_max_body_size`.
     too_large: AtomicBool,
+    /// Whether reading the client's body failed (bad chunking, client gone).
+    client_failed: AtomicBool,
 }
 
 impl Progress {
@@ -42,6 +44,7 @@ impl Progress {
             last_ms: AtomicU64::new(0),
             done: AtomicBool::new(done),
             too_large: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         })
     }
 
@@ -63,6 +66,12 @@ impl Progress {
     /// Whether the body was cut off for exceeding `client_max_body_size` (413).
     pub fn is_too_large(&self) -> bool {
         self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client's side of the body failed: the attempt failed
+    /// because of the client, not the upstream server.
+    pub fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 }
 
@@ -102,6 +111,9 @@ impl Body for RequestBody {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         let frame = ready!(Pin::new(inner).poll_frame(cx)).map(|f| f.map_err(BoxError::from));
+        if let (Some(Err(_)), Some(progress)) = (&frame, &this.progress) {
+            progress.client_failed.store(true, Ordering::Relaxed);
+        }
         if let (Some(remaining), Some(Ok(frame))) = (this.remaining.as_mut(), &frame) {
             let len = frame.data_ref().map_or(0, |d| d.len() as u64);
             match remaining.checked_sub(len) {
@@ -205,6 +217,12 @@ impl Drop for UpstreamBody {
         // for the final `None`: that is still a whole body. Otherwise the client
         // went away first: the connection closes with it, the line is logged.
         let complete = self.inner.is_end_stream();
+        if !complete && let Some(exchange) = &self.exchange {
+            exchange.error(
+                crate::config::runtime::LogLevel::Info,
+                format_args!("client closed the connection while the response was sent ({} bytes sent)", self.sent),
+            );
+        }
         self.finish(complete);
     }
 }

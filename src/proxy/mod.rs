@@ -180,6 +180,12 @@ pub async fn handle(
     let server = listener.servers[listener.router.route(&host)].clone();
     let host: &str = if host.is_empty() { &server.config.name } else { &host };
     let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+    if let Some(status) = ambiguous(&parts, conn.site.snapshot.runtime.max_request_header_size) {
+        exchange.error(LogLevel::Info, format_args!("rejected: {status}"));
+        let mut response = answer(exchange, status);
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
 
     // An answer made here leaves the request body unread; HTTP/1 cannot
     // reuse the connection then, and the client must be told so.
@@ -239,6 +245,50 @@ pub async fn handle(
             Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
         }
     }
+}
+
+/// The longest request target or single header line accepted (nginx's
+/// `large_client_header_buffers` default); longer ones are 414 / 431.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Why an HTTP/1 request must be refused rather than forwarded: framing or
+/// routing that two parsers could read differently (request smuggling), or a
+/// line or header block over its limit. hyper has already refused most
+/// malformed requests; these are the ones it accepts.
+fn ambiguous(parts: &http::request::Parts, max_header_block: usize) -> Option<StatusCode> {
+    if parts.version >= Version::HTTP_2 {
+        return None;
+    }
+    let mut te = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(value) = te.next()
+        && (!value.as_bytes().eq_ignore_ascii_case(b"chunked") || te.next().is_some())
+    {
+        // Only plain `chunked` is unambiguous: other codings would be dropped
+        // along with the hop-by-hop header.
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    if let (Some(authority), Some(host)) = (parts.uri.authority(), host)
+        && !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes())
+    {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_LINE {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    let mut block = 0;
+    for (name, value) in &parts.headers {
+        let line = name.as_str().len() + value.len() + 4;
+        if line > MAX_LINE {
+            return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        block += line;
+    }
+    (block > max_header_block).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
 }
 
 /// The request line and headers as they go upstream.
@@ -352,6 +402,14 @@ async fn forward(
                     // The client's fault, not the server's: no failure counted.
                     exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
                     return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
+                }
+                if progress.client_failed() {
+                    // Bad chunking or a client gone mid-upload: not the server's
+                    // fault, so it is neither marked failed nor tried again.
+                    exchange.error(LogLevel::Info, format_args!("client request body failed: {error}"));
+                    let mut response = answer(exchange, StatusCode::BAD_REQUEST);
+                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return response;
                 }
                 if let Some(unsent) = unsent {
                     // The connection closed before the request was written: take
