@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod nginx;
 pub mod proxy;
 pub mod reload;
