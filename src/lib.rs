@@ -1,9 +1,11 @@
 //! portico: a reverse proxy and load balancer for clustered Java application servers.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod nginx;
 pub mod proxy;
 pub mod reload;
@@ -20,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::AdminServer;
 use crate::listener::Shared;
 use crate::log::Logs;
 use crate::proxy::{Site, SiteError};
@@ -47,6 +50,8 @@ pub struct Running {
     shared: Arc<Shared>,
     logs: Logs,
     accept_loops: Vec<AcceptLoop>,
+    /// `[admin]`, when configured.
+    admin: Option<AdminServer>,
 }
 
 /// Why a reload was refused; the old configuration keeps serving.
@@ -68,6 +73,17 @@ impl Running {
             .collect()
     }
 
+    /// The bound address of the admin endpoint (`[admin] listen`), if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.local)
+    }
+
+    /// Counts a reload refused before reaching [`Running::reload`] (the file
+    /// did not load or validate) in `portico_reloads_total{result="error"}`.
+    pub fn reload_refused(&self) {
+        self.shared.instance.reloaded(false);
+    }
+
     /// The process's log files (for SIGUSR1 reopen and the runtime error log).
     pub fn logs(&self) -> &Logs {
         &self.logs
@@ -76,8 +92,15 @@ impl Running {
     /// Switches to `snapshot`: new listen sockets are bound first, then new
     /// connections use the new configuration while requests in flight finish
     /// on the old one; kept sockets are never re-bound, removed ones close.
-    /// On error nothing changes.
+    /// A changed `[admin] listen` is bound anew and the old one closed.
+    /// On error nothing changes. Either way the result is counted in `/metrics`.
     pub fn reload(&mut self, snapshot: config::Snapshot) -> Result<(), ReloadError> {
+        let result = self.switch(snapshot);
+        self.shared.instance.reloaded(result.is_ok());
+        result
+    }
+
+    fn switch(&mut self, snapshot: config::Snapshot) -> Result<(), ReloadError> {
         let snapshot = Arc::new(snapshot);
         let old = self.shared.site.load_full();
         let old_addrs: Vec<SocketAddr> = old.snapshot.listeners.iter().map(|l| l.addr).collect();
@@ -87,6 +110,12 @@ impl Running {
         for addr in &changes.bind {
             bound.push((*addr, bind(*addr)?));
         }
+        let admin_addr = snapshot.admin.as_ref().map(|admin| admin.listen);
+        let admin_changed = admin_addr != self.admin.as_ref().map(|admin| admin.addr);
+        let admin_listener = match admin_addr {
+            Some(addr) if admin_changed => Some((addr, bind(addr)?)),
+            _ => None,
+        };
         let site = Site::build(snapshot, &self.logs, Some(&old)).map_err(StartError::from)?;
         self.shared.site.store(Arc::new(site));
         for (addr, listener) in bound {
@@ -99,12 +128,28 @@ impl Running {
             }
             !removed
         });
+        if admin_changed {
+            if let Some(old_admin) = self.admin.take() {
+                old_admin.close();
+            }
+            if let Some((addr, listener)) = admin_listener {
+                self.admin = Some(self.spawn_admin(addr, listener)?);
+            }
+        }
         Ok(())
+    }
+
+    fn spawn_admin(&self, addr: SocketAddr, listener: tokio::net::TcpListener) -> Result<AdminServer, StartError> {
+        AdminServer::spawn(addr, listener, self.shared.clone(), self.logs.clone())
+            .map_err(|source| StartError::Bind { addr, source })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to
     /// `runtime.shutdown_timeout`), flushes the logs.
     pub async fn shutdown(self) {
+        // `/healthz` says so at once, so that a load balancer in front stops
+        // sending traffic while requests drain; the admin endpoint stays up until then.
+        self.shared.instance.drain();
         for accept_loop in &self.accept_loops {
             let _ = accept_loop.stop.send(true);
         }
@@ -116,6 +161,9 @@ impl Running {
             && tokio::time::timeout(grace, graceful.shutdown()).await.is_err()
         {
             tracing::warn!("shutdown_timeout ({grace:?}) reached with requests still in flight; closing them");
+        }
+        if let Some(admin) = self.admin {
+            admin.stop().await;
         }
         let logs = self.logs.clone();
         let _ = tokio::task::spawn_blocking(move || logs.shutdown()).await;
@@ -150,11 +198,19 @@ pub async fn start_with_logs(snapshot: config::Snapshot, logs: Logs) -> Result<R
     for listener in &snapshot.listeners {
         bound.push((listener.addr, bind(listener.addr)?));
     }
+    let admin_listener = match &snapshot.admin {
+        Some(admin) => Some((admin.listen, bind(admin.listen)?)),
+        None => None,
+    };
     let site = Arc::new(Site::build(snapshot, &logs, None)?);
     let shared = Arc::new(Shared::new(site));
     let mut accept_loops = Vec::with_capacity(bound.len());
     for (addr, listener) in bound {
         accept_loops.push(spawn_accept_loop(addr, listener, &shared)?);
     }
-    Ok(Running { shared, logs, accept_loops })
+    let mut running = Running { shared, logs, accept_loops, admin: None };
+    if let Some((addr, listener)) = admin_listener {
+        running.admin = Some(running.spawn_admin(addr, listener)?);
+    }
+    Ok(running)
 }

@@ -18,6 +18,8 @@ use crate::proxy::{self, ConnInfo, Site};
 /// the drain tracker.
 pub struct Shared {
     pub site: ArcSwap<Site>,
+    /// Open connections, reloads and generation, for the admin endpoint.
+    pub instance: crate::metrics::Instance,
     connections: Arc<Semaphore>,
     /// Taken at shutdown; `None` afterwards so late connections are not tracked.
     graceful: Mutex<Option<GracefulShutdown>>,
@@ -44,6 +46,7 @@ impl Shared {
             connections: Arc::new(Semaphore::new(runtime.max_connections.max(1))),
             graceful: Mutex::new(Some(GracefulShutdown::new())),
             http,
+            instance: crate::metrics::Instance::default(),
             site: ArcSwap::new(site),
         }
     }
@@ -100,6 +103,7 @@ pub async fn accept_loop(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _active = shared.instance.connection();
             let _ = stream.set_nodelay(true);
             let Ok(local) = stream.local_addr() else { return };
             // A reload that removes this address closes the loop right after

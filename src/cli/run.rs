@@ -106,11 +106,15 @@ async fn reload(path: &std::path::Path, running: &mut crate::Running) {
             }
         }
         Ok(Err(errors)) => {
+            running.reload_refused();
             for error in &errors.0 {
                 tracing::error!("reload refused, still serving the previous configuration: {error}");
             }
         }
-        Err(e) => tracing::error!("reload failed: {e}"),
+        Err(e) => {
+            running.reload_refused();
+            tracing::error!("reload failed: {e}");
+        }
     }
     crate::systemd::notify("READY=1");
 }

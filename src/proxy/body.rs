@@ -188,6 +188,7 @@ impl UpstreamBody {
         connection: Connection,
         exchange: Exchange,
     ) -> UpstreamBody {
+        exchange.upstream_answered();
         UpstreamBody {
             inner,
             idle_timeout,

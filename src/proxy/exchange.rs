@@ -1,7 +1,8 @@
-//! One request's facts kept for its access log line and its error lines.
+//! One request's facts kept for its access log line, its error lines and its metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderValue, Method, Uri, Version};
@@ -53,9 +54,20 @@ impl Exchange {
         self.status = status.as_u16();
     }
 
-    /// Notes the upstream server now handling the request.
+    /// Notes the upstream server now handling the request (and counts the attempt).
     pub fn set_upstream(&mut self, pool: &Arc<Pool>, peer: usize) {
+        if let Some(metrics) = pool.peer_metrics(peer) {
+            metrics.selected.fetch_add(1, Ordering::Relaxed);
+        }
         self.upstream = Some((pool.clone(), peer));
+    }
+
+    /// Counts the status set last as the upstream server's answer: call once
+    /// its response head is accepted (not for answers portico makes itself).
+    pub fn upstream_answered(&self) {
+        if let Some(metrics) = self.upstream.as_ref().and_then(|(pool, peer)| pool.peer_metrics(*peer)) {
+            metrics.responses.record(self.status);
+        }
     }
 
     /// Writes one error line with the request's context (nginx's layout:
@@ -92,10 +104,13 @@ impl Exchange {
         }
     }
 
-    /// Writes the access log line: `body_bytes` were sent; `complete` is false
-    /// when the exchange ended early (client gone or upstream failed).
+    /// Counts the request in the server's metrics and writes the access log
+    /// line: `body_bytes` were sent; `complete` is false when the exchange
+    /// ended early (client gone or upstream failed).
     pub fn finish(self, body_bytes: u64, complete: bool) {
         let _ = complete;
+        let duration = self.start.elapsed();
+        self.server.metrics.record(self.status, duration, body_bytes);
         let Some(log) = &self.server.access_log else { return };
         let upstream_addr =
             self.upstream.as_ref().and_then(|(pool, peer)| pool.upstream.peers.get(*peer)).map(|p| p.address.as_str());
@@ -111,7 +126,7 @@ impl Exchange {
             user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             host: &self.host,
             upstream_addr,
-            duration: self.start.elapsed(),
+            duration,
         });
     }
 }

@@ -48,6 +48,8 @@ pub struct ServerState {
     pub config: Arc<VirtualServer>,
     pub access_log: Option<AccessLog>,
     pub error_log: Option<ErrorLog>,
+    /// `/metrics` counters, kept across reloads (`crate::metrics::server`).
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
 }
 
 /// Why a site could not be built from a snapshot.
@@ -111,7 +113,8 @@ impl Site {
                     }
                     None => None,
                 };
-                servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log }));
+                let metrics = crate::metrics::server(&server.name, listener.addr);
+                servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log, metrics }));
             }
             let tls = if listener.tls {
                 Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(listener)?))

@@ -12,6 +12,7 @@ use super::exchange::Exchange;
 /// Copies bytes between the client and the upstream after both upgrades
 /// complete; closes the tunnel after `idle_timeout` without traffic either way.
 pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Duration, exchange: Exchange) {
+    exchange.upstream_answered();
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {

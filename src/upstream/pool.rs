@@ -15,6 +15,7 @@ use super::balance::Balancer;
 use super::health::Health;
 use super::sticky::StickyTable;
 use crate::config::runtime::Upstream;
+use crate::metrics::PeerMetrics;
 use crate::proxy::body::RequestBody;
 
 /// An idle connection is closed after this long unused (nginx's upstream
@@ -33,6 +34,8 @@ pub struct Pool {
     idle: Vec<Mutex<Vec<Idle>>>,
     /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
     pub sticky: Option<Arc<StickyTable>>,
+    /// Per server: its `/metrics` counters, shared across reloads.
+    metrics: Vec<Arc<PeerMetrics>>,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,7 @@ impl Pool {
             tls_names,
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             sticky,
+            metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
             upstream,
         }
     }
@@ -113,9 +117,22 @@ impl Pool {
         peer < self.upstream.peers.len() && self.health.is_usable(peer, Instant::now())
     }
 
-    /// Counts a failure of `peer` toward `max_fails`.
+    /// Counts a failure of `peer` toward `max_fails` (and in its metrics).
     pub fn report_failure(&self, peer: usize) {
+        if let Some(metrics) = self.metrics.get(peer) {
+            metrics.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.health.record_failure(peer, Instant::now());
+    }
+
+    /// Failures currently counted against `peer` toward `max_fails`.
+    pub fn failures(&self, peer: usize) -> u32 {
+        self.health.failures(peer)
+    }
+
+    /// The `/metrics` counters of `peer`.
+    pub fn peer_metrics(&self, peer: usize) -> Option<&PeerMetrics> {
+        self.metrics.get(peer).map(|m| &**m)
     }
 
     /// Records that `peer` answered.

@@ -118,6 +118,11 @@ impl Portico {
         self.running.as_ref().expect("portico is running until shutdown")
     }
 
+    /// The bound address of the admin endpoint; panics without `[admin]`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running().admin_addr().expect("the test config has an [admin] listen")
+    }
+
     /// The process's log files: `logs().reopen()` is what SIGUSR1 does.
     pub fn logs(&self) -> &portico::log::Logs {
         self.running().logs()

@@ -1,0 +1,390 @@
+//! The admin endpoint on `[admin] listen`: `/metrics` (Prometheus text), `/healthz` and `/status` (HTML).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::listener::Shared;
+use crate::log::Logs;
+use crate::metrics::{self, Exposition, Kind, STATUS_CLASSES};
+use crate::proxy::Site;
+use crate::upstream::Pool;
+use crate::upstream::sticky::StickyStats;
+
+/// Scrapers and people, not clients: a few connections at once are plenty,
+/// and more are refused rather than let the endpoint grow without bound.
+const MAX_CONNECTIONS: usize = 32;
+
+/// An idle admin connection is closed after this long without a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running admin endpoint.
+pub struct AdminServer {
+    /// As configured (`127.0.0.1:0` stays that, whatever port it got).
+    pub addr: SocketAddr,
+    /// Where it is bound.
+    pub local: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What the endpoint reads on each request.
+struct State {
+    shared: Arc<Shared>,
+    logs: Logs,
+}
+
+impl AdminServer {
+    /// Serves the admin endpoint on `listener` (bound for `addr`), reading the
+    /// current site from `shared` on every request.
+    pub fn spawn(addr: SocketAddr, listener: TcpListener, shared: Arc<Shared>, logs: Logs) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let state = Arc::new(State { shared, logs });
+        let task = tokio::spawn(serve(listener, state, stopped));
+        Ok(AdminServer { addr, local, stop, task })
+    }
+
+    /// Closes the listener and every admin connection, and waits until they are closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// As [`AdminServer::stop`] without waiting (a reload does not wait).
+    pub fn close(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    // Dropping the set on return aborts the connections still open.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    // EMFILE and friends: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if connections.len() >= MAX_CONNECTIONS {
+                    continue;
+                }
+                let state = state.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |request| answer(state.clone(), request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(IDLE_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let page = match request.uri().path() {
+        "/metrics" => Page::Metrics,
+        "/healthz" => Page::Health,
+        "/status" => Page::Status,
+        _ => return Ok(text(StatusCode::NOT_FOUND, "not found\n")),
+    };
+    if request.method() != Method::GET {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Ok(response);
+    }
+    let shared = &state.shared;
+    Ok(match page {
+        Page::Health if shared.instance.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        Page::Health => text(StatusCode::OK, "ok\n"),
+        Page::Metrics => {
+            let body = render_metrics(&shared.site.load(), &shared.instance, state.logs.dropped_lines());
+            respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
+        }
+        Page::Status => {
+            respond(StatusCode::OK, "text/html; charset=utf-8", render_status(&shared.site.load(), &shared.instance))
+        }
+    })
+}
+
+enum Page {
+    Metrics,
+    Health,
+    Status,
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Every answer is live state: a cache in between would show stale numbers.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// How an upstream server stands, as NGINX Plus's dashboard shows it.
+fn peer_state(pool: &Pool, peer: usize) -> &'static str {
+    let Some(config) = pool.upstream.peers.get(peer) else { return "down" };
+    if config.down {
+        "down"
+    } else if !pool.is_usable(peer) {
+        "failed"
+    } else if config.backup {
+        "backup"
+    } else {
+        "up"
+    }
+}
+
+/// `upstream` and `peer` labels of one upstream server.
+type PeerLabels<'a> = [(&'static str, &'a str); 2];
+
+/// A sticky table metric: name, type, help and how to read it from the stats.
+type StickyFamily = (&'static str, Kind, &'static str, fn(&StickyStats) -> u64);
+
+/// The whole `/metrics` text for the current site. Only servers and upstreams
+/// of the current configuration are listed; their counters include the
+/// traffic of earlier configurations (see `metrics`).
+pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: u64) -> String {
+    // One series per label set, even if a server name appears twice on an address.
+    let mut servers = BTreeMap::new();
+    for (listener, state) in site.snapshot.listeners.iter().zip(&site.listeners) {
+        for server in &state.servers {
+            servers.entry((server.config.name.clone(), listener.addr.to_string())).or_insert(server.metrics.clone());
+        }
+    }
+    let mut text = Exposition::default();
+
+    text.family("portico_server_requests_total", Kind::Counter, "Responses sent to clients, by status class.");
+    for ((name, listen), metrics) in &servers {
+        for (class, count) in STATUS_CLASSES.iter().zip(metrics.requests.get()) {
+            text.sample(
+                "portico_server_requests_total",
+                &[("server", name), ("listen", listen), ("code", class)],
+                count,
+            );
+        }
+    }
+    text.family(
+        "portico_server_request_duration_seconds",
+        Kind::Histogram,
+        "Time from the request head to the end of the response.",
+    );
+    for ((name, listen), metrics) in &servers {
+        text.histogram(
+            "portico_server_request_duration_seconds",
+            &[("server", name), ("listen", listen)],
+            &metrics.latency,
+        );
+    }
+    text.family("portico_server_sent_bytes_total", Kind::Counter, "Response body bytes sent to clients.");
+    for ((name, listen), metrics) in &servers {
+        let sent = metrics.sent_bytes.load(Ordering::Relaxed);
+        text.sample("portico_server_sent_bytes_total", &[("server", name), ("listen", listen)], sent);
+    }
+
+    let peers: Vec<(&Pool, usize, PeerLabels<'_>)> = site
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            pool.upstream.peers.iter().enumerate().map(move |(i, peer)| {
+                (pool.as_ref(), i, [("upstream", pool.upstream.name.as_str()), ("peer", peer.address.as_str())])
+            })
+        })
+        .collect();
+    text.family("portico_upstream_responses_total", Kind::Counter, "Responses received from upstream servers.");
+    for (pool, i, [upstream, peer]) in &peers {
+        let Some(metrics) = pool.peer_metrics(*i) else { continue };
+        for (class, count) in STATUS_CLASSES.iter().zip(metrics.responses.get()) {
+            text.sample("portico_upstream_responses_total", &[*upstream, *peer, ("code", class)], count);
+        }
+    }
+    text.family(
+        "portico_upstream_failures_total",
+        Kind::Counter,
+        "Failed attempts at upstream servers (connect errors, timeouts, bad responses).",
+    );
+    for (pool, i, labels) in &peers {
+        let failures = pool.peer_metrics(*i).map_or(0, |m| m.failures.load(Ordering::Relaxed));
+        text.sample("portico_upstream_failures_total", labels, failures);
+    }
+    text.family(
+        "portico_upstream_selected_total",
+        Kind::Counter,
+        "Times an upstream server was chosen for an attempt.",
+    );
+    for (pool, i, labels) in &peers {
+        let selected = pool.peer_metrics(*i).map_or(0, |m| m.selected.load(Ordering::Relaxed));
+        text.sample("portico_upstream_selected_total", labels, selected);
+    }
+    text.family(
+        "portico_upstream_up",
+        Kind::Gauge,
+        "1 when the upstream server may take traffic now, 0 when failed or down = true.",
+    );
+    for (pool, i, labels) in &peers {
+        text.sample("portico_upstream_up", labels, u8::from(pool.is_usable(*i)));
+    }
+    text.family("portico_upstream_fails", Kind::Gauge, "Failures currently counted toward max_fails.");
+    for (pool, i, labels) in &peers {
+        text.sample("portico_upstream_fails", labels, pool.failures(*i));
+    }
+
+    let sticky: Vec<_> = site
+        .pools
+        .iter()
+        .filter_map(|pool| {
+            pool.sticky.as_ref().map(|table| (pool.upstream.name.as_str(), table.stats(), table.capacity()))
+        })
+        .collect();
+    let families: [StickyFamily; 6] = [
+        ("portico_sticky_entries", Kind::Gauge, "Sessions held in the sticky table.", |s| s.entries as u64),
+        ("portico_sticky_hits_total", Kind::Counter, "Sticky lookups that found a live session.", |s| s.hits),
+        ("portico_sticky_misses_total", Kind::Counter, "Sticky lookups that found none.", |s| s.misses),
+        ("portico_sticky_evictions_total", Kind::Counter, "Sessions dropped to make room.", |s| s.evictions),
+        ("portico_sticky_expiries_total", Kind::Counter, "Sessions dropped after timeout unused.", |s| s.expiries),
+        ("portico_sticky_learned_total", Kind::Counter, "Sessions learned or rebound.", |s| s.learned),
+    ];
+    for (name, kind, help, value) in families {
+        text.family(name, kind, help);
+        for (upstream, stats, _) in &sticky {
+            text.sample(name, &[("upstream", upstream)], value(stats));
+        }
+    }
+    text.family("portico_sticky_capacity", Kind::Gauge, "Most sessions the sticky table holds.");
+    for (upstream, _, capacity) in &sticky {
+        text.sample("portico_sticky_capacity", &[("upstream", upstream)], capacity);
+    }
+
+    text.family("portico_connections_active", Kind::Gauge, "Client connections open now.");
+    text.sample("portico_connections_active", &[], instance.active_connections());
+    let (ok, error) = instance.reloads();
+    text.family("portico_reloads_total", Kind::Counter, "Reloads, by result (error: refused or failed).");
+    text.sample("portico_reloads_total", &[("result", "ok")], ok);
+    text.sample("portico_reloads_total", &[("result", "error")], error);
+    text.family("portico_config_generation", Kind::Gauge, "1 at start, plus one per successful reload.");
+    text.sample("portico_config_generation", &[], instance.generation());
+    text.family("portico_log_lines_dropped_total", Kind::Counter, "Log lines dropped because a writer fell behind.");
+    text.sample("portico_log_lines_dropped_total", &[], dropped_lines);
+    text.family("portico_uptime_seconds", Kind::Gauge, "Seconds since portico started.");
+    text.sample("portico_uptime_seconds", &[], instance.uptime().as_secs());
+    text.finish()
+}
+
+/// The `/status` page: each upstream's servers as NGINX Plus's dashboard
+/// shows them, plain HTML without scripts.
+pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>portico status</title>\n\
+         <style>body{font-family:sans-serif}table{border-collapse:collapse;margin-bottom:1em}\
+         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}\
+         .failed,.down{color:#b00}</style></head><body>\n<h1>portico</h1>\n",
+    );
+    let uptime = instance.uptime().as_secs();
+    let _ = writeln!(
+        html,
+        "<p>version {} &middot; config generation {} &middot; up {}h{:02}m{:02}s &middot; {} active connections</p>",
+        env!("CARGO_PKG_VERSION"),
+        instance.generation(),
+        uptime / 3600,
+        uptime / 60 % 60,
+        uptime % 60,
+        instance.active_connections(),
+    );
+    for pool in &site.pools {
+        let _ = writeln!(html, "<h2>upstream {}</h2>", escape_html(&pool.upstream.name));
+        html.push_str(
+            "<table><tr><th>server</th><th>state</th><th>fails</th><th>failures</th>\
+             <th>requests</th><th>share</th><th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th></tr>\n",
+        );
+        let selected = |i: usize| pool.peer_metrics(i).map_or(0, |m| m.selected.load(Ordering::Relaxed));
+        let total: u64 = (0..pool.upstream.peers.len()).map(selected).sum();
+        for (i, peer) in pool.upstream.peers.iter().enumerate() {
+            let state = peer_state(pool, i);
+            let requests = selected(i);
+            let share = if total == 0 { 0.0 } else { requests as f64 * 100.0 / total as f64 };
+            let failures = pool.peer_metrics(i).map_or(0, |m| m.failures.load(Ordering::Relaxed));
+            let classes = pool.peer_metrics(i).map_or([0; 5], |m| m.responses.get());
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td>{failures}</td>\
+                 <td>{requests}</td><td>{share:.1}%</td>",
+                escape_html(&peer.address),
+                pool.failures(i),
+            );
+            for count in classes {
+                let _ = write!(html, "<td>{count}</td>");
+            }
+            html.push_str("</tr>\n");
+        }
+        html.push_str("</table>\n");
+        if let Some(table) = &pool.sticky {
+            let stats = table.stats();
+            let _ = writeln!(
+                html,
+                "<p>sticky sessions: {} of {} entries, {} hits, {} misses, {} learned, {} evictions, {} expiries</p>",
+                stats.entries,
+                table.capacity(),
+                stats.hits,
+                stats.misses,
+                stats.learned,
+                stats.evictions,
+                stats.expiries,
+            );
+        }
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// Text safe inside HTML elements and attribute values.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape_html("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(escape_html("10.0.0.1:9443"), "10.0.0.1:9443");
+    }
+}

@@ -1,0 +1,345 @@
+//! The admin endpoint: `/metrics` counts requests per server, upstream server
+//! and status class and keeps them across reloads; `/status` shows each
+//! upstream's servers; `/healthz` turns 503 while draining.
+//!
+//! Counters are process-wide and the tests in this file share a process, so
+//! each test uses server and upstream names of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use support::*;
+
+const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// One server block on the shared test listener.
+fn server(name: &str, upstream: &str) -> String {
+    format!("[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"{name}\"]\nproxy_pass = \"{upstream}\"\n\n")
+}
+
+/// One upstream over `backends`; `extra` is appended inside the table.
+fn upstream(name: &str, backends: &[SocketAddr], extra: &str) -> String {
+    let servers: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("[upstream.{name}]\nservers = [{}]\n{extra}\n", servers.join(", "))
+}
+
+async fn admin_get(addr: SocketAddr, path: &str) -> Reply {
+    let mut client = Client::http1(addr).await.unwrap();
+    client.get("admin", path).await.unwrap()
+}
+
+/// One `/metrics` scrape, parsed.
+struct Scrape {
+    text: String,
+    samples: Vec<(String, HashMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    fn parse(text: String) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').expect("labels end with }"))),
+                None => (series, HashMap::new()),
+            };
+            samples.push((name.to_owned(), labels, value));
+        }
+        Scrape { text, samples }
+    }
+
+    /// The one sample of `name` whose labels include `labels`.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = self
+            .samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)));
+        let first = found.next()?;
+        assert!(found.next().is_none(), "{name} {labels:?} matches several samples:\n{}", self.text);
+        Some(first.2)
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{}", self.text))
+    }
+}
+
+/// `a="x",b="y\"z"` (the inside of the braces), unescaping values.
+fn parse_labels(text: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").expect("label=\"value\"");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (_, '\\') => match chars.next().expect("escaped char").1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = after[end + 1..].strip_prefix(',').unwrap_or(&after[end + 1..]);
+    }
+    labels
+}
+
+async fn scrape(admin: SocketAddr) -> Scrape {
+    let reply = admin_get(admin, "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    Scrape::parse(reply.text())
+}
+
+/// Scrapes until `ready` holds (up to 5 s) and returns that scrape. A request
+/// is counted when portico has polled the end of its body, which may be just
+/// after the client has read the last byte; there is no signal to wait on.
+async fn scrape_until(admin: SocketAddr, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let scrape = scrape(admin).await;
+        if ready(&scrape) || Instant::now() > deadline {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn server_requests(scrape: &Scrape, server: &str) -> f64 {
+    scrape.get("portico_server_request_duration_seconds_count", &[("server", server)]).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_server_peer_and_status_class() {
+    let a = TestBackend::spawn("A").await;
+    let b = TestBackend::spawn("B").await;
+    let toml = format!(
+        "{ADMIN}{}{}{}{}",
+        upstream("count_a", &[a.addr()], ""),
+        upstream("count_b", &[b.addr()], ""),
+        server("a.count.test", "count_a"),
+        server("b.count.test", "count_b"),
+    );
+    let portico = start_portico(&toml).await;
+    let admin = portico.admin_addr();
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for path in ["/", "/x", "/status/404"] {
+        client.get("a.count.test", path).await.unwrap();
+    }
+    for _ in 0..2 {
+        assert_eq!(client.get("b.count.test", "/").await.unwrap().status, StatusCode::OK);
+    }
+
+    let m =
+        scrape_until(admin, |m| server_requests(m, "a.count.test") + server_requests(m, "b.count.test") >= 5.0).await;
+    let (a_addr, b_addr) = (a.addr().to_string(), b.addr().to_string());
+    let requests = "portico_server_requests_total";
+    assert_eq!(m.value(requests, &[("server", "a.count.test"), ("listen", "127.0.0.1:0"), ("code", "2xx")]), 2.0);
+    assert_eq!(m.value(requests, &[("server", "a.count.test"), ("code", "4xx")]), 1.0);
+    assert_eq!(m.value(requests, &[("server", "a.count.test"), ("code", "5xx")]), 0.0);
+    assert_eq!(m.value(requests, &[("server", "b.count.test"), ("code", "2xx")]), 2.0);
+    // The histogram saw every request, each in a bucket no later than +Inf.
+    assert_eq!(server_requests(&m, "a.count.test") + server_requests(&m, "b.count.test"), 5.0);
+    let bucket = "portico_server_request_duration_seconds_bucket";
+    assert_eq!(m.value(bucket, &[("server", "a.count.test"), ("le", "+Inf")]), 3.0);
+    assert_eq!(m.value(bucket, &[("server", "a.count.test"), ("le", "60")]), 3.0);
+    assert!(m.value("portico_server_sent_bytes_total", &[("server", "b.count.test")]) >= 2.0);
+
+    let responses = "portico_upstream_responses_total";
+    assert_eq!(m.value(responses, &[("upstream", "count_a"), ("peer", &a_addr), ("code", "2xx")]), 2.0);
+    assert_eq!(m.value(responses, &[("upstream", "count_a"), ("peer", &a_addr), ("code", "4xx")]), 1.0);
+    assert_eq!(m.value(responses, &[("upstream", "count_b"), ("peer", &b_addr), ("code", "2xx")]), 2.0);
+    assert_eq!(m.value("portico_upstream_selected_total", &[("upstream", "count_a")]), 3.0);
+    assert_eq!(m.value("portico_upstream_failures_total", &[("upstream", "count_b")]), 0.0);
+    assert_eq!(m.value("portico_upstream_up", &[("upstream", "count_a"), ("peer", &a_addr)]), 1.0);
+    // This instance's own gauges: one client connection is open.
+    assert_eq!(m.value("portico_connections_active", &[]), 1.0);
+    assert_eq!(m.value("portico_config_generation", &[]), 1.0);
+    assert_eq!(m.value("portico_reloads_total", &[("result", "ok")]), 0.0);
+    assert!(m.text.contains("# TYPE portico_server_request_duration_seconds histogram\n"), "{}", m.text);
+    assert!(m.text.contains("# TYPE portico_server_requests_total counter\n"), "{}", m.text);
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_upstream_counts_5xx_and_failures_and_shows_the_servers_failed() {
+    let d1 = TestBackend::spawn("D1").await;
+    let d2 = TestBackend::spawn("D2").await;
+    d1.stop().await;
+    d2.stop().await;
+    let toml = format!("{ADMIN}{}{}", upstream("dead", &[d1.addr(), d2.addr()], ""), server("dead.test", "dead"));
+    let portico = start_portico(&toml).await;
+    let admin = portico.admin_addr();
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("dead.test", "/").await.unwrap().status, StatusCode::BAD_GATEWAY);
+
+    let m = scrape_until(admin, |m| server_requests(m, "dead.test") >= 1.0).await;
+    assert_eq!(m.value("portico_server_requests_total", &[("server", "dead.test"), ("code", "5xx")]), 1.0);
+    for dead in [d1.addr().to_string(), d2.addr().to_string()] {
+        let peer = [("upstream", "dead"), ("peer", dead.as_str())];
+        assert_eq!(m.value("portico_upstream_failures_total", &peer), 1.0);
+        assert_eq!(m.value("portico_upstream_up", &peer), 0.0);
+        assert_eq!(m.value("portico_upstream_fails", &peer), 1.0);
+        // Portico's own 502 is not a response of the server.
+        assert_eq!(m.value("portico_upstream_responses_total", &[peer[0], peer[1], ("code", "5xx")]), 0.0);
+    }
+
+    let status = admin_get(admin, "/status").await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.header("content-type"), Some("text/html; charset=utf-8"));
+    let page = status.text();
+    assert!(page.contains("<h2>upstream dead</h2>"), "{page}");
+    for dead in [d1.addr(), d2.addr()] {
+        assert!(page.contains(&format!("<td>{dead}</td><td class=\"failed\">failed</td>")), "{page}");
+    }
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn sticky_tables_are_counted_and_shown() {
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{ADMIN}{}{}",
+        upstream("sticky_up", &[app.addr()], "[upstream.sticky_up.sticky]\nlearn = \"JSESSIONID\"\n"),
+        server("sticky.test", "sticky_up"),
+    );
+    let portico = start_portico(&toml).await;
+    let admin = portico.admin_addr();
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let login = client.get("sticky.test", "/login").await.unwrap();
+    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    client.get_with("sticky.test", "/", &[("cookie", &cookie)]).await.unwrap();
+    client.get_with("sticky.test", "/", &[("cookie", "JSESSIONID=unknown")]).await.unwrap();
+
+    let m = scrape_until(admin, |m| server_requests(m, "sticky.test") >= 3.0).await;
+    let up = [("upstream", "sticky_up")];
+    assert_eq!(
+        m.value("portico_sticky_learned_total", &up),
+        2.0,
+        "the login, and the unknown session seen going to app"
+    );
+    assert_eq!(m.value("portico_sticky_entries", &up), 2.0);
+    assert_eq!(m.value("portico_sticky_hits_total", &up), 1.0);
+    assert_eq!(m.value("portico_sticky_misses_total", &up), 1.0);
+    assert_eq!(m.value("portico_sticky_evictions_total", &up), 0.0);
+    assert_eq!(m.value("portico_sticky_expiries_total", &up), 0.0);
+    assert!(m.value("portico_sticky_capacity", &up) > 0.0);
+
+    let page = admin_get(admin, "/status").await.text();
+    assert!(page.contains("sticky sessions: 2 of"), "{page}");
+    assert!(page.contains("1 hits, 1 misses"), "{page}");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn reloads_are_counted_and_counters_survive_them() {
+    let a = TestBackend::spawn("A").await;
+    let b = TestBackend::spawn("B").await;
+    let config = |backend: &TestBackend, admin: &str| {
+        format!(
+            "[admin]\nlisten = \"{admin}\"\n\n{}{}",
+            upstream("reload_up", &[backend.addr()], ""),
+            server("reload.admin.test", "reload_up")
+        )
+    };
+    let mut portico = start_portico(&config(&a, "127.0.0.1:0")).await;
+    let admin = portico.admin_addr();
+    for _ in 0..2 {
+        let mut client = Client::http1(portico.addr(0)).await.unwrap();
+        assert_eq!(client.get("reload.admin.test", "/").await.unwrap().text(), "A");
+    }
+    scrape_until(admin, |m| server_requests(m, "reload.admin.test") >= 2.0).await;
+
+    portico.reload(&config(&b, "127.0.0.1:0")).unwrap();
+    assert_eq!(portico.admin_addr(), admin, "an unchanged admin listen keeps its socket");
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("reload.admin.test", "/").await.unwrap().text(), "B");
+
+    let m = scrape_until(admin, |m| server_requests(m, "reload.admin.test") >= 3.0).await;
+    assert_eq!(m.value("portico_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(m.value("portico_reloads_total", &[("result", "error")]), 0.0);
+    assert_eq!(m.value("portico_config_generation", &[]), 2.0);
+    assert_eq!(m.value("portico_server_requests_total", &[("server", "reload.admin.test"), ("code", "2xx")]), 3.0);
+    let b_addr = b.addr().to_string();
+    assert_eq!(m.value("portico_upstream_selected_total", &[("upstream", "reload_up"), ("peer", &b_addr)]), 1.0);
+    let a_addr = a.addr().to_string();
+    assert_eq!(m.get("portico_upstream_selected_total", &[("peer", &a_addr)]), None, "A left the configuration");
+
+    // A reload that cannot bind is refused, counted, and changes nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let broken =
+        format!("{}[[server]]\nlisten = [\"{taken_addr}\"]\nproxy_pass = \"reload_up\"\n", config(&b, "127.0.0.1:0"));
+    assert!(portico.reload(&broken).is_err());
+    let m = scrape(admin).await;
+    assert_eq!(m.value("portico_reloads_total", &[("result", "error")]), 1.0);
+    assert_eq!(m.value("portico_config_generation", &[]), 2.0);
+
+    // A new admin address is bound by the reload itself.
+    portico.reload(&config(&b, "127.0.0.2:0")).unwrap();
+    let moved = portico.admin_addr();
+    assert_eq!(moved.ip().to_string(), "127.0.0.2");
+    let m = scrape(moved).await;
+    assert_eq!(m.value("portico_config_generation", &[]), 3.0);
+    assert_eq!(m.value("portico_server_requests_total", &[("server", "reload.admin.test"), ("code", "2xx")]), 3.0);
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_not_found_and_method_not_allowed() {
+    let app = TestBackend::spawn("app").await;
+    let toml = format!("{ADMIN}{}{}", upstream("health_up", &[app.addr()], ""), server("health.test", "health_up"));
+    let portico = start_portico(&toml).await;
+    let admin = portico.admin_addr();
+
+    let health = admin_get(admin, "/healthz").await;
+    assert_eq!((health.status, health.text().as_str()), (StatusCode::OK, "ok\n"));
+    assert_eq!(admin_get(admin, "/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(admin_get(admin, "/metrics/").await.status, StatusCode::NOT_FOUND);
+    let mut client = Client::http1(admin).await.unwrap();
+    let post = client.reply(client.request(Method::POST, "admin", "/metrics").body(body::empty()).unwrap()).await;
+    let post = post.unwrap();
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.header("allow"), Some("GET"));
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_answers_503_while_draining() {
+    let app = TestBackend::spawn("app").await;
+    let toml = format!("{ADMIN}{}{}", upstream("drain_up", &[app.addr()], ""), server("drain.test", "drain_up"));
+    let portico = start_portico(&toml).await;
+    let (addr, admin) = (portico.addr(0), portico.admin_addr());
+    // A slow request keeps the drain going long enough to look at it.
+    let slow = tokio::spawn(async move {
+        let mut client = Client::http1(addr).await.unwrap();
+        client.get("drain.test", "/slow?ms=1500").await.unwrap().status
+    });
+    while app.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut admin_client = Client::http1(admin).await.unwrap();
+    let shutdown = tokio::spawn(portico.shutdown());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let status = admin_client.get("admin", "/healthz").await.unwrap().status;
+        if status != StatusCode::OK || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(slow.await.unwrap(), StatusCode::OK, "the request in flight finishes");
+    shutdown.await.unwrap();
+}
