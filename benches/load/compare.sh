@@ -22,6 +22,7 @@ PROXY_CPU=1
 SMALL_BYTES=128
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS benches/load/compare.sh"
 STARTED=$(date +%s)
+LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'compare.sh: error: %b\n' "$*" >&2; exit 1; }
@@ -587,7 +588,7 @@ fi
 
 export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
     META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
-    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS
+    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_LOADAVG
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
 META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
@@ -602,6 +603,7 @@ META_KERNEL=$(uname -r)
 META_ROUNDS=$ROUNDS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
 META_LOAD_CPU=$LOAD_CPU META_SMALL_BYTES=$SMALL_BYTES META_CONNS=$CONNS META_IDLE_CONNS=$IDLE_CONNS
 META_STIME_PROCS=$STIME_PROCS
+META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
 python3 -c 'import json, os, sys; json.dump({k[5:].lower(): v for k, v in os.environ.items() if k.startswith("META_")}, open(sys.argv[1], "w"), indent=1)' "$WORK/meta.json"
 mkdir -p "$(dirname "$OUT")"
 py report "$RESULTS" "$WORK/meta.json" "$NOTES" "$OUT" || die "writing $OUT failed"

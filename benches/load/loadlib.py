@@ -204,6 +204,10 @@ def cmd_report(args):
         vals = data.get((target, scen, metric))
         return statistics.median(v for _, v in vals) if vals else None
 
+    def tot(target, scen, metric):
+        vals = data.get((target, scen, metric))
+        return sum(v for _, v in vals) if vals else None
+
     def n_of(target, scen, metric):
         return len(data.get((target, scen, metric), []))
 
@@ -225,6 +229,8 @@ def cmd_report(args):
     w(f"- wrk: {meta['wrk']}; h2load: {meta['h2load']}; openssl: {meta['openssl']}")
     w(f"- rustc: {meta['rustc']}")
     w(f"- CPU: {meta['cpu']} ({meta['ncpu']} CPUs), kernel {meta['kernel']}")
+    if meta.get("loadavg"):
+        w(f"- Load average (other work on the machine): {meta['loadavg']}")
     w(f"- Rounds: {meta['rounds']} (portico, nginx, direct in that order each round, "
       f"each proxy started fresh per round); wrk runs {meta['duration']} s, handshake runs "
       f"{meta['hs_duration']} s")
@@ -261,10 +267,12 @@ def cmd_report(args):
         w("| metric | " + " | ".join(cols) + " |")
         w("|---" * (len(cols) + 1) + "|")
         for label, metric, digits in rows:
-            p, n = med("portico", scen, metric), med("nginx", scen, metric)
+            # errors and failures: the total over all rounds, never a median that hides one
+            agg = tot if metric in ("errors", "failed") else med
+            p, n = agg("portico", scen, metric), agg("nginx", scen, metric)
             cells = [fmt(p, digits), fmt(n, digits)]
             if direct:
-                d = med("direct", scen, metric)
+                d = agg("direct", scen, metric)
                 cells.append(fmt(d, digits) if d is not None else "n/a")
             r = ratio(p, n)
             cells.append(f"{r:.2f}x" if r is not None else "-")
@@ -272,7 +280,7 @@ def cmd_report(args):
         w("")
 
     base = [("requests/s", "rps", 0), ("p50 latency (ms)", "p50_ms", 3),
-            ("p99 latency (ms)", "p99_ms", 3), ("errors (wrk: socket + non-2xx)", "errors", 0)]
+            ("p99 latency (ms)", "p99_ms", 3), ("errors, all rounds (wrk: socket + timeout + non-2xx)", "errors", 0)]
     table("1. TLS to clients, HTTPS upstream with keep-alive, small responses", "s1",
           base + [("proxy CPU s / 10k requests", "cpu_s_per_10k", 3)],
           lead=f"`GET /small` over {meta['conns']} keep-alive TLS connections; the proxy "
@@ -281,7 +289,7 @@ def cmd_report(args):
           base + [("proxy CPU s / 10k requests", "cpu_s_per_10k", 3)])
     table("3. 1 MiB response through TLS", "s3",
           [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
-           ("p99 latency (ms)", "p99_ms", 1), ("errors", "errors", 0),
+           ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),
            ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2)],
           lead="`GET /1m` over TLS to the client, HTTPS upstream.")
     table("4. New TLS connections per second (one request per connection)", "s4",
@@ -292,7 +300,7 @@ def cmd_report(args):
            ("resumed handshakes/s (s_time -reuse), ECDSA", "resumed_ecdsa", 0),
            ("share of s_time connections actually resumed", "resumed_ecdsa_share_resumed", 2),
            ("wrk `Connection: close` requests/s (wrk resumes sessions)", "rps", 0),
-           ("wrk `Connection: close` errors", "errors", 0)],
+           ("wrk `Connection: close` errors, all rounds", "errors", 0)],
           lead=f"Full handshakes: `openssl s_time -new` ({meta['stime_procs']} processes in "
                "parallel, summed), which never offers a session, `GET /small` as HTTP/1.0 so the "
                "server closes. Resumed: `openssl s_time -reuse` (the first connection is full, "
@@ -319,7 +327,7 @@ def cmd_report(args):
       "PSS shares those pages out and is the fairer total.")
     w("")
     table("6. Memory of idle TLS keep-alive client connections", "s6",
-          [("connections held open", "opened", 0), ("connections that failed", "failed", 0),
+          [("connections held open", "opened", 0), ("connections that failed, all rounds", "failed", 0),
            ("RSS delta per 1000 connections (MiB)", "mib_per_1k", 2),
            ("PSS delta per 1000 connections (MiB)", "pss_mib_per_1k", 2)],
           direct=False,
@@ -353,7 +361,7 @@ def cmd_report(args):
     w(f"| nginx RSS at start, benchmark config, master + worker (MiB) | {fmt(med('nginx', 'start', 'rss_bench_mib'), 1)} |")
     w(f"| portico reload, 100 virtual servers + 50 upstreams: SIGHUP to `reloaded` logged (ms, median) | {fmt(med('portico', 'reload', 'ms'), 1)} |")
     w(f"| portico reload: worst of the SIGHUPs (ms) | {fmt(max((v for _, v in data.get(('portico', 'reload', 'ms'), [])), default=None), 1)} |")
-    w(f"| portico reload: requests during the reloads / failed | {fmt(med('portico', 'reload', 'requests'), 0)} / {fmt(med('portico', 'reload', 'errors'), 0)} |")
+    w(f"| portico reload: requests during the reloads / failed | {fmt(tot('portico', 'reload', 'requests'), 0)} / {fmt(tot('portico', 'reload', 'errors'), 0)} |")
     w("")
     w("The quickstart figure is `portico run` on `config/quickstart.toml` with its two "
       "listen ports moved to free ones. The reload figure is from the moment the script "
@@ -395,7 +403,7 @@ def cmd_report(args):
     target("Reload of 100 vhosts / 50 upstreams < 50 ms (worst SIGHUP)",
            max((v for _, v in data.get(("portico", "reload", "ms"), [])), default=None),
            50, higher=False, unit="ms")
-    rel_err = med("portico", "reload", "errors")
+    rel_err = tot("portico", "reload", "errors")
     w(f"| Reload with 0 failed requests | {fmt(rel_err, 0) if rel_err is not None else 'not measured'} failed | "
       + ("not measured" if rel_err is None else ("met" if rel_err == 0 else "missed")) + " |")
     w("")
@@ -405,6 +413,10 @@ def cmd_report(args):
     w("")
     w("## Failures and errors seen in this run")
     w("")
+    if notes:
+        w("wrk counts a `timeout` when a request takes longer than its 2 s limit; `read`/`write` "
+          "are socket errors, non-2xx are answers with another status.")
+        w("")
     w(notes if notes else "None: no proxy exited, and no run reported socket errors or non-2xx answers.")
     w("")
     w("## Per-round values")
