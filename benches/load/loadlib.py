@@ -237,7 +237,7 @@ def cmd_report(args):
     w("")
     w("## Setup")
     w("")
-    w(f"- The proxy under test runs alone on CPU {meta['proxy_cpu']} (`taskset`): nginx "
+    w(f"- The proxy under test is pinned to CPU {meta['proxy_cpu']} (`taskset`; other work on the machine is not kept off it): nginx "
       "`worker_processes 1` (master + 1 worker), portico `worker_threads = 1`.")
     w(f"- Load generators (wrk, `openssl s_time`, Python) and the two backend nodes run on "
       f"CPU {meta['load_cpu']}. Backends: nginx, one worker each, HTTP and HTTPS (ECDSA P-256) "
