@@ -1,0 +1,611 @@
+#!/usr/bin/env bash
+# portico vs nginx, side by side on one machine (issue 6).
+#
+#   benches/load/compare.sh            # writes docs/performance.md
+#
+# Environment: ROUNDS (3), DURATION (wrk seconds, 5), HS_DURATION (handshake
+# seconds, 4), CONNS (64), IDLE_CONNS (2000), OUT (docs/performance.md),
+# KEEP_WORK=1 keeps the scratch directory. See benches/load/README.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+HS_DURATION=${HS_DURATION:-4}
+CONNS=${CONNS:-64}
+IDLE_CONNS=${IDLE_CONNS:-2000}
+STIME_PROCS=${STIME_PROCS:-2}
+OUT=${OUT:-$ROOT/docs/performance.md}
+LOAD_CPU=0
+PROXY_CPU=1
+SMALL_BYTES=128
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS benches/load/compare.sh"
+STARTED=$(date +%s)
+LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'compare.sh: error: %b\n' "$*" >&2; exit 1; }
+
+# --- tools --------------------------------------------------------------------
+
+missing=()
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ((${#missing[@]})); then
+    log "installing with apt: ${missing[*]}"
+    SUDO=()
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${missing[*]}"
+        SUDO=(sudo)
+    fi
+    "${SUDO[@]}" apt-get update -q || die "apt-get update failed"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+fi
+for tool in nginx wrk h2load openssl taskset curl python3 cargo getconf; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (after apt install); cannot run the comparison"
+done
+NGINX=$(command -v nginx)
+[[ $(nproc) -ge 2 ]] || die "needs at least 2 CPUs (proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU); this machine has $(nproc)"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(($(ulimit -n) >= 3 * IDLE_CONNS)) || die "open-file limit $(ulimit -n) is too low for $IDLE_CONNS idle connections"
+HZ=$(getconf CLK_TCK)
+
+# --- processes ------------------------------------------------------------------
+
+WORK=$(mktemp -d /tmp/portico-load.XXXXXX)
+declare -A PIDS=()
+cleanup() {
+    local rc=$? p
+    for p in "${!PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${!PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [[ ${KEEP_WORK:-0} == 1 || $rc -ne 0 ]]; then
+        log "scratch directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# track PID: remember a child so the trap ends it; untrack PID after it exited.
+track() { PIDS[$1]=1; }
+untrack() { unset "PIDS[$1]"; }
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    untrack "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+NEXT_PORT=$((20000 + RANDOM % 30000))
+# alloc_port VAR: a loopback port nobody listens on.
+alloc_port() {
+    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    printf -v "$1" '%s' "$NEXT_PORT"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# wait_port PORT PID LOG: poll until PORT accepts, failing if PID exits first.
+wait_port() {
+    local port=$1 pid=$2 logf=$3
+    for _ in $(seq 400); do
+        port_open "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || die "process $pid exited before listening on port $port; $logf says:\n$(tail -n 30 "$logf" 2>/dev/null)"
+        sleep 0.025
+    done
+    die "nothing listens on port $port after 10 s (pid $pid); $logf says:\n$(tail -n 30 "$logf" 2>/dev/null)"
+}
+
+# pids_of MAIN: MAIN and its children (nginx master + worker; portico alone).
+pids_of() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
+
+cpu_ticks() {
+    local t=0 p v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+# mem_kb FIELD FILE PIDS...: sum of a kB field over processes.
+mem_kb() {
+    local field=$1 file=$2 t=0 p v
+    shift 2
+    for p in "$@"; do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/$file" 2>/dev/null) || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+export RESULTS=$WORK/results.tsv NOTES=$WORK/notes.md
+: >"$RESULTS"
+: >"$NOTES"
+py() { python3 "$HERE/loadlib.py" "$@"; }
+put() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+note() { printf '%b\n\n' "$*" >>"$NOTES"; log "NOTE: $*"; }
+
+# --- build and certificates -----------------------------------------------------------
+
+log "building portico (cargo build --release)"
+(cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+PORTICO=$ROOT/target/release/portico
+[[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
+
+"$PORTICO" cert --name localhost --out "$WORK/ec" >/dev/null || die "portico cert (ECDSA) failed"
+"$PORTICO" cert --name localhost --rsa 2048 --out "$WORK/rsa" >/dev/null || die "portico cert --rsa 2048 failed"
+EC_CRT=$WORK/ec/localhost.crt EC_KEY=$WORK/ec/localhost.key
+RSA_CRT=$WORK/rsa/localhost.crt RSA_KEY=$WORK/rsa/localhost.key
+for f in "$EC_CRT" "$EC_KEY" "$RSA_CRT" "$RSA_KEY"; do [[ -s $f ]] || die "portico cert did not write $f"; done
+
+mkdir -p "$WORK/www" "$WORK/tmp"
+head -c "$SMALL_BYTES" /dev/zero | tr '\0' 'x' >"$WORK/www/small"
+head -c 1048576 /dev/urandom >"$WORK/www/1m"
+
+cat >"$WORK/summary.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+
+NGINX_USER=""
+[[ $EUID -eq 0 ]] && NGINX_USER="user root;"
+nginx_common() { # nginx_common NAME: main-context lines shared by every nginx here
+    cat <<EOF
+$NGINX_USER
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+pid $WORK/$1.pid;
+error_log $WORK/$1.err warn;
+events { worker_connections 8192; }
+EOF
+}
+nginx_http_common() {
+    cat <<EOF
+    access_log off;
+    default_type application/octet-stream;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/tmp/body;
+    proxy_temp_path $WORK/tmp/proxy;
+    fastcgi_temp_path $WORK/tmp/fastcgi;
+    uwsgi_temp_path $WORK/tmp/uwsgi;
+    scgi_temp_path $WORK/tmp/scgi;
+    ssl_protocols TLSv1.2 TLSv1.3;
+EOF
+}
+
+# start_nginx NAME CPU: start nginx with $WORK/NAME.conf pinned to CPU; sets NGINX_PID.
+start_nginx() {
+    local name=$1 cpu=$2
+    "$NGINX" -t -q -p "$WORK" -e "$WORK/$name.err" -c "$WORK/$name.conf" 2>>"$WORK/$name.err" \
+        || die "nginx rejects $WORK/$name.conf:\n$(tail -n 20 "$WORK/$name.err")"
+    taskset -c "$cpu" "$NGINX" -p "$WORK" -e "$WORK/$name.err" -c "$WORK/$name.conf" \
+        >>"$WORK/$name.out" 2>&1 &
+    NGINX_PID=$!
+    track "$NGINX_PID"
+}
+
+# --- backends: two nginx nodes on the load CPU -------------------------------------------
+
+for i in 1 2; do
+    alloc_port "BE${i}_HTTP"
+    alloc_port "BE${i}_HTTPS"
+    alloc_port "BE${i}_RSA"
+done
+for i in 1 2; do
+    http=BE${i}_HTTP https=BE${i}_HTTPS rsa=BE${i}_RSA
+    {
+        nginx_common "be$i"
+        cat <<EOF
+http {
+$(nginx_http_common)
+    sendfile on;
+    tcp_nopush on;
+    ssl_session_cache shared:BE$i:1m;
+    open_file_cache max=16;
+    server {
+        listen 127.0.0.1:${!http};
+        listen 127.0.0.1:${!https} ssl;
+        ssl_certificate $EC_CRT;
+        ssl_certificate_key $EC_KEY;
+        root $WORK/www;
+    }
+    server {
+        listen 127.0.0.1:${!rsa} ssl;
+        ssl_certificate $RSA_CRT;
+        ssl_certificate_key $RSA_KEY;
+        root $WORK/www;
+    }
+}
+EOF
+    } >"$WORK/be$i.conf"
+    start_nginx "be$i" "$LOAD_CPU"
+    wait_port "${!http}" "$NGINX_PID" "$WORK/be$i.err"
+    wait_port "${!https}" "$NGINX_PID" "$WORK/be$i.err"
+    wait_port "${!rsa}" "$NGINX_PID" "$WORK/be$i.err"
+done
+for url in "http://127.0.0.1:$BE1_HTTP/small" "https://127.0.0.1:$BE2_HTTPS/1m"; do
+    curl -sfk -o /dev/null "$url" || die "backend does not answer $url"
+done
+log "backends up: node 1 http $BE1_HTTP https $BE1_HTTPS, node 2 http $BE2_HTTP https $BE2_HTTPS"
+
+# --- the proxies under test -------------------------------------------------------------
+
+alloc_port P_TLS; alloc_port P_PLAIN; alloc_port P_RSA
+alloc_port N_TLS; alloc_port N_PLAIN; alloc_port N_RSA
+
+cat >"$WORK/portico.toml" <<EOF
+[runtime]
+worker_threads = 1
+error_log_level = "warn"
+keepalive_timeout = "75s"
+
+[upstream.be_tls]
+servers = ["127.0.0.1:$BE1_HTTPS", "127.0.0.1:$BE2_HTTPS"]
+tls = true
+tls_verify = false
+keepalive = 32
+
+[upstream.be_plain]
+servers = ["127.0.0.1:$BE1_HTTP", "127.0.0.1:$BE2_HTTP"]
+keepalive = 32
+
+[[server]]
+listen = ["127.0.0.1:$P_TLS"]
+server_name = ["localhost"]
+tls = { cert = "$EC_CRT", key = "$EC_KEY" }
+proxy_pass = "be_tls"
+
+[[server]]
+listen = ["127.0.0.1:$P_RSA"]
+server_name = ["localhost"]
+tls = { cert = "$RSA_CRT", key = "$RSA_KEY" }
+proxy_pass = "be_tls"
+
+[[server]]
+listen = ["127.0.0.1:$P_PLAIN"]
+server_name = ["localhost"]
+proxy_pass = "be_plain"
+EOF
+"$PORTICO" check -c "$WORK/portico.toml" >"$WORK/portico-check.out" 2>&1 \
+    || die "portico check rejects the benchmark config:\n$(cat "$WORK/portico-check.out")"
+
+proxy_location() { # proxy_location UPSTREAM-URL
+    cat <<EOF
+        location / {
+            proxy_pass $1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Server \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+EOF
+}
+{
+    nginx_common proxy
+    cat <<EOF
+http {
+$(nginx_http_common)
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    upstream be_tls {
+        server 127.0.0.1:$BE1_HTTPS;
+        server 127.0.0.1:$BE2_HTTPS;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    upstream be_plain {
+        server 127.0.0.1:$BE1_HTTP;
+        server 127.0.0.1:$BE2_HTTP;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$N_TLS ssl;
+        server_name localhost;
+        ssl_certificate $EC_CRT;
+        ssl_certificate_key $EC_KEY;
+$(proxy_location https://be_tls)
+    }
+    server {
+        listen 127.0.0.1:$N_RSA ssl;
+        server_name localhost;
+        ssl_certificate $RSA_CRT;
+        ssl_certificate_key $RSA_KEY;
+$(proxy_location https://be_tls)
+    }
+    server {
+        listen 127.0.0.1:$N_PLAIN;
+        server_name localhost;
+$(proxy_location http://be_plain)
+    }
+}
+EOF
+} >"$WORK/proxy.conf"
+
+# start_proxy TARGET: sets PROXY_PID, TLS_PORT, PLAIN_PORT, RSA_PORT, PROXY_LOG.
+start_proxy() {
+    case $1 in
+    portico)
+        PROXY_LOG=$WORK/portico.stderr
+        echo "--- start $(date +%T)" >>"$PROXY_LOG"
+        NO_COLOR=1 taskset -c "$PROXY_CPU" "$PORTICO" run -c "$WORK/portico.toml" >>"$PROXY_LOG" 2>&1 &
+        PROXY_PID=$!
+        track "$PROXY_PID"
+        TLS_PORT=$P_TLS PLAIN_PORT=$P_PLAIN RSA_PORT=$P_RSA
+        ;;
+    nginx)
+        PROXY_LOG=$WORK/proxy.err
+        start_nginx proxy "$PROXY_CPU"
+        PROXY_PID=$NGINX_PID
+        TLS_PORT=$N_TLS PLAIN_PORT=$N_PLAIN RSA_PORT=$N_RSA
+        ;;
+    esac
+    wait_port "$TLS_PORT" "$PROXY_PID" "$PROXY_LOG"
+    wait_port "$PLAIN_PORT" "$PROXY_PID" "$PROXY_LOG"
+    wait_port "$RSA_PORT" "$PROXY_PID" "$PROXY_LOG"
+    if [[ $1 == nginx ]]; then # the worker, forked after the master listens
+        for _ in $(seq 200); do [[ -n $(pgrep -P "$PROXY_PID" || true) ]] && break; sleep 0.025; done
+        [[ -n $(pgrep -P "$PROXY_PID" || true) ]] || die "nginx under test started no worker"
+    fi
+}
+
+# alive TARGET ROUND SCEN: after a scenario, record (and recover from) a proxy that died.
+alive() {
+    local target=$1 rnd=$2 scen=$3
+    [[ $target == direct ]] && return 0
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        wait "$PROXY_PID" 2>/dev/null && rc=0 || rc=$?
+        untrack "$PROXY_PID"
+        note "**$target exited during scenario $scen, round $rnd** (exit status $rc). Last lines of its log:\n\n\`\`\`\n$(tail -n 20 "$PROXY_LOG")\n\`\`\`"
+        put "$rnd" "$target" "$scen" crashed 1
+        start_proxy "$target"
+    fi
+}
+
+# --- measurements ----------------------------------------------------------------------
+
+# run_wrk ROUND TARGET SCEN URL [wrk args]: one wrk run, CPU of the proxy around it.
+run_wrk() {
+    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 pids=()
+    shift 4
+    out=$WORK/wrk-$target-$scen-r$rnd.out
+    [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    t0=$(cpu_ticks "${pids[@]}")
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/summary.lua" "$@" "$url" \
+        >"$out" 2>&1 || true
+    t1=$(cpu_ticks "${pids[@]}")
+    ((${#pids[@]})) || { t0=0; t1=-1; }
+    py wrk "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" || true
+    alive "$target" "$rnd" "$scen"
+}
+
+# run_stime ROUND TARGET METRIC PORT MODE: parallel `openssl s_time` (MODE -new or -reuse).
+run_stime() {
+    local rnd=$1 target=$2 metric=$3 port=$4 mode=$5 t0 t1 w0 w1 i p files=() spids=() pids=()
+    [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    t0=$(cpu_ticks "${pids[@]}")
+    w0=$(date +%s.%N)
+    for ((i = 1; i <= STIME_PROCS; i++)); do
+        files+=("$WORK/stime-$target-$metric-r$rnd-$i.out")
+        taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$port" "$mode" -time "$HS_DURATION" \
+            -www /small >"${files[-1]}" 2>&1 </dev/null &
+        spids+=($!)
+        track "$!"
+    done
+    for p in "${spids[@]}"; do wait "$p" || true; untrack "$p"; done
+    w1=$(date +%s.%N)
+    t1=$(cpu_ticks "${pids[@]}")
+    ((${#pids[@]})) || { t0=0; t1=-1; }
+    py stime "$rnd" "$target" s4 "$metric" "$((t1 - t0))" "$HZ" "$w0" "$w1" "${files[@]}" || true
+    alive "$target" "$rnd" s4
+}
+
+# run_idle ROUND TARGET: memory of IDLE_CONNS idle TLS keep-alive connections.
+run_idle() {
+    local rnd=$1 target=$2 pids rss0 rss1 pss0 pss1 ipid ready opened failed
+    read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    rss0=$(mem_kb VmRSS status "${pids[@]}")
+    pss0=$(mem_kb Pss smaps_rollup "${pids[@]}")
+    rm -f "$WORK/idle.stop"
+    taskset -c "$LOAD_CPU" python3 "$HERE/loadlib.py" idle "$TLS_PORT" "$IDLE_CONNS" "$WORK/idle.stop" \
+        >"$WORK/idle.out" 2>"$WORK/idle-$target-r$rnd.err" &
+    ipid=$!
+    track "$ipid"
+    ready=""
+    for _ in $(seq 2400); do # up to 120 s
+        ready=$(grep -m1 '^READY' "$WORK/idle.out" || true)
+        [[ -n $ready ]] && break
+        kill -0 "$ipid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [[ -n $ready ]]; then
+        rss1=$(mem_kb VmRSS status "${pids[@]}")
+        pss1=$(mem_kb Pss smaps_rollup "${pids[@]}")
+        read -r _ opened failed <<<"$ready"
+        put "$rnd" "$target" s6 opened "$opened"
+        put "$rnd" "$target" s6 failed "$failed"
+        if ((opened > 0)); then
+            put "$rnd" "$target" s6 mib_per_1k "$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN{print (b-a)/1024/n*1000}')"
+            put "$rnd" "$target" s6 pss_mib_per_1k "$(awk -v a="$pss0" -v b="$pss1" -v n="$opened" 'BEGIN{print (b-a)/1024/n*1000}')"
+        fi
+        ((failed == 0)) || note "$target, scenario 6, round $rnd: $failed of $IDLE_CONNS idle TLS connections failed:\n\n\`\`\`\n$(head -n 5 "$WORK/idle-$target-r$rnd.err")\n\`\`\`"
+    else
+        note "$target, scenario 6, round $rnd: the idle-connection client never got ready:\n\n\`\`\`\n$(tail -n 10 "$WORK/idle-$target-r$rnd.err")\n\`\`\`"
+    fi
+    touch "$WORK/idle.stop"
+    wait "$ipid" || true
+    untrack "$ipid"
+    alive "$target" "$rnd" s6
+}
+
+measure_proxy() {
+    local rnd=$1 target=$2 pids
+    log "round $rnd: $target"
+    start_proxy "$target"
+    read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    put "$rnd" "$target" start rss_bench_mib "$(awk -v k="$(mem_kb VmRSS status "${pids[@]}")" 'BEGIN{print k/1024}')"
+    local body
+    for url in "https://127.0.0.1:$TLS_PORT/small" "http://127.0.0.1:$PLAIN_PORT/small" "https://127.0.0.1:$RSA_PORT/small"; do
+        body=$(curl -sk --max-time 5 "$url" || true)
+        [[ $body == $(cat "$WORK/www/small") ]] \
+            || note "$target, round $rnd: \`curl $url\` did not return the backend's body (got ${#body} bytes)"
+    done
+    # warm-up, not recorded: connections, pools, caches
+    DURATION=1 run_wrk 0 "$target" warmup "https://127.0.0.1:$TLS_PORT/small"
+    sed -i '/\twarmup\t/d' "$RESULTS"
+
+    run_wrk "$rnd" "$target" s1 "https://127.0.0.1:$TLS_PORT/small"
+    read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    put "$rnd" "$target" s1 hwm_mib "$(awk -v k="$(mem_kb VmHWM status "${pids[@]}")" 'BEGIN{print k/1024}')"
+    put "$rnd" "$target" s1 pss_mib "$(awk -v k="$(mem_kb Pss smaps_rollup "${pids[@]}")" 'BEGIN{print k/1024}')"
+    run_wrk "$rnd" "$target" s2 "http://127.0.0.1:$PLAIN_PORT/small"
+    run_wrk "$rnd" "$target" s3 "https://127.0.0.1:$TLS_PORT/1m"
+    run_stime "$rnd" "$target" full_ecdsa "$TLS_PORT" -new
+    run_stime "$rnd" "$target" full_rsa "$RSA_PORT" -new
+    run_stime "$rnd" "$target" resumed_ecdsa "$TLS_PORT" -reuse
+    run_wrk "$rnd" "$target" s4 "https://127.0.0.1:$TLS_PORT/small" -H "Connection: close"
+    run_idle "$rnd" "$target"
+    stop_pid "$PROXY_PID"
+}
+
+measure_direct() {
+    local rnd=$1
+    log "round $rnd: direct to backend node 1"
+    run_wrk "$rnd" direct s1 "https://127.0.0.1:$BE1_HTTPS/small"
+    run_wrk "$rnd" direct s2 "http://127.0.0.1:$BE1_HTTP/small"
+    run_wrk "$rnd" direct s3 "https://127.0.0.1:$BE1_HTTPS/1m"
+    run_stime "$rnd" direct full_ecdsa "$BE1_HTTPS" -new
+    run_stime "$rnd" direct full_rsa "$BE1_RSA" -new
+}
+
+# RSS of portico at start with the quickstart config (listen ports moved to free ones).
+measure_quickstart() {
+    local rnd=$1 a b pid
+    alloc_port a; alloc_port b
+    sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$a/g" -e "s/127\.0\.0\.1:8443/127.0.0.1:$b/g" \
+        -e "s/localhost:8443/localhost:$b/g" "$ROOT/config/quickstart.toml" >"$WORK/quickstart.toml"
+    NO_COLOR=1 "$PORTICO" run -c "$WORK/quickstart.toml" >>"$WORK/quickstart.stderr" 2>&1 &
+    pid=$!
+    track "$pid"
+    wait_port "$b" "$pid" "$WORK/quickstart.stderr"
+    wait_port "$a" "$pid" "$WORK/quickstart.stderr"
+    put "$rnd" portico start rss_mib "$(awk -v k="$(mem_kb VmRSS status "$pid")" 'BEGIN{print k/1024}')"
+    stop_pid "$pid"
+}
+
+# Reload: 100 virtual servers and 50 upstreams, SIGHUP under load, time to `reloaded`.
+measure_reload() {
+    local port pid wpid i t0 ms
+    alloc_port port
+    {
+        printf '[runtime]\nworker_threads = 1\nerror_log_level = "info"\n\n'
+        for ((i = 0; i < 50; i++)); do
+            printf '[upstream.up%d]\nservers = ["127.0.0.1:%s", "127.0.0.1:%s"]\nkeepalive = 32\n\n' "$i" "$BE1_HTTP" "$BE2_HTTP"
+        done
+        for ((i = 0; i < 100; i++)); do
+            printf '[[server]]\nlisten = ["127.0.0.1:%s"]\nserver_name = ["v%d.test"]\nproxy_pass = "up%d"\n\n' "$port" "$i" $((i % 50))
+        done
+    } >"$WORK/reload.toml"
+    log "reload: 100 virtual servers, 50 upstreams, 3 SIGHUPs under load"
+    NO_COLOR=1 taskset -c "$PROXY_CPU" "$PORTICO" run -c "$WORK/reload.toml" >"$WORK/reload.stderr" 2>&1 &
+    pid=$!
+    track "$pid"
+    wait_port "$port" "$pid" "$WORK/reload.stderr"
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" --latency -s "$WORK/summary.lua" \
+        -H "Host: v42.test" "http://127.0.0.1:$port/small" >"$WORK/wrk-reload.out" 2>&1 &
+    wpid=$!
+    track "$wpid"
+    for i in 1 2 3; do
+        sleep 1.5 # spread the reloads over the wrk run (a pause, not a readiness wait)
+        t0=$(date +%s.%N)
+        kill -HUP "$pid"
+        for _ in $(seq 200); do
+            (($(grep -c '\breloaded\b' "$WORK/reload.stderr" || true) >= i)) && break
+            grep -q 'reload refused\|reload of .* failed' "$WORK/reload.stderr" && break
+            sleep 0.025
+        done
+        if ms=$(py reload-ms "$t0" "$WORK/reload.stderr" "$i"); then
+            put 1 portico reload ms "$ms"
+        else
+            note "portico reload $i of 3: no \`reloaded\` line within 5 s of SIGHUP. Its log:\n\n\`\`\`\n$(tail -n 10 "$WORK/reload.stderr")\n\`\`\`"
+        fi
+    done
+    wait "$wpid" || true
+    untrack "$wpid"
+    py wrk 1 portico reload "$WORK/wrk-reload.out" -1 "$HZ" || true
+    kill -0 "$pid" 2>/dev/null || note "portico exited during the reload test:\n\n\`\`\`\n$(tail -n 20 "$WORK/reload.stderr")\n\`\`\`"
+    stop_pid "$pid"
+}
+
+# --- run ------------------------------------------------------------------------------
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    measure_quickstart "$r"
+    measure_proxy "$r" portico
+    measure_proxy "$r" nginx
+    measure_direct "$r"
+done
+measure_reload
+
+# errors a proxy logged (nginx worker crashes show up here as "exited on signal")
+if grep -q 'exited on signal\|panicked' "$WORK/proxy.err" "$WORK/portico.stderr" 2>/dev/null; then
+    note "Crash lines in the proxies' logs:\n\n\`\`\`\n$(grep -h 'exited on signal\|panicked' "$WORK/proxy.err" "$WORK/portico.stderr" | head -n 20)\n\`\`\`"
+fi
+if grep -qi 'error\|panic' "$WORK/portico.stderr" 2>/dev/null; then
+    note "portico's stderr (error lines, first 20):\n\n\`\`\`\n$(grep -i 'error\|panic' "$WORK/portico.stderr" | head -n 20)\n\`\`\`"
+fi
+
+export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
+    META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
+    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_LOADAVG
+META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
+META_COMMAND=$COMMAND
+META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
+META_NGINX=$("$NGINX" -v 2>&1 | head -n1 || true)
+META_WRK=$(wrk --version 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)
+META_H2LOAD=$(h2load --version 2>&1 | head -n1 || true)
+META_OPENSSL=$(openssl version || true)
+META_RUSTC=$(rustc --version || true)
+META_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+META_NCPU=$(nproc)
+META_KERNEL=$(uname -r)
+META_ROUNDS=$ROUNDS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
+META_LOAD_CPU=$LOAD_CPU META_SMALL_BYTES=$SMALL_BYTES META_CONNS=$CONNS META_IDLE_CONNS=$IDLE_CONNS
+META_STIME_PROCS=$STIME_PROCS
+META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
+python3 -c 'import json, os, sys; json.dump({k[5:].lower(): v for k, v in os.environ.items() if k.startswith("META_")}, open(sys.argv[1], "w"), indent=1)' "$WORK/meta.json"
+mkdir -p "$(dirname "$OUT")"
+py report "$RESULTS" "$WORK/meta.json" "$NOTES" "$OUT" || die "writing $OUT failed"
+cp "$RESULTS" "$WORK/results-final.tsv"
+log "wrote $OUT in $(($(date +%s) - STARTED)) s"

@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""Helper for benches/load/compare.sh: parse tool output, hold idle TLS
+connections, and write docs/performance.md. Python 3 standard library only.
+
+Every measured figure goes through results.tsv (round, target, scenario,
+metric, value); the report prints medians of those rows and nothing else.
+"""
+
+import json
+import os
+import re
+import socket
+import ssl
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+RESULTS = os.environ.get("RESULTS", "results.tsv")
+
+
+def put(rnd, target, scen, metric, value):
+    with open(RESULTS, "a") as f:
+        f.write(f"{rnd}\t{target}\t{scen}\t{metric}\t{value}\n")
+
+
+def note(text):
+    """A failure or error for the report's "Failures" section (NOTES file)."""
+    sys.stderr.write(text + "\n")
+    path = os.environ.get("NOTES")
+    if path:
+        with open(path, "a") as f:
+            f.write(text + "\n\n")
+
+
+# --- parsers -----------------------------------------------------------------
+
+
+def cmd_wrk(args):
+    """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ: the WRKJSON line of our Lua done()."""
+    rnd, target, scen, path, ticks, hz = args
+    text = open(path).read()
+    m = re.search(r"^WRKJSON (\{.*\})$", text, re.M)
+    if not m:
+        note(f"**{target}, scenario {scen}, round {rnd}: wrk gave no result.** wrk printed:\n\n```\n{text[-2000:]}\n```")
+        put(rnd, target, scen, "failed", 1)
+        return 1
+    s = json.loads(m.group(1))
+    secs = s["duration_us"] / 1e6
+    errors = s["connect"] + s["read"] + s["write"] + s["timeout"] + s["status"]
+    put(rnd, target, scen, "rps", s["requests"] / secs)
+    put(rnd, target, scen, "mib_s", s["bytes"] / secs / 1048576)
+    put(rnd, target, scen, "p50_ms", s["p50_us"] / 1000)
+    put(rnd, target, scen, "p99_ms", s["p99_us"] / 1000)
+    put(rnd, target, scen, "requests", s["requests"])
+    put(rnd, target, scen, "errors", errors)
+    if int(ticks) >= 0 and s["requests"] > 0:
+        cpu = int(ticks) / float(hz)
+        put(rnd, target, scen, "cpu_s_per_10k", cpu / s["requests"] * 10000)
+    if errors:
+        printed = re.sub(r"^WRKJSON .*$", "", text, flags=re.M).strip()
+        note(f"**{target}, scenario {scen}, round {rnd}: {errors} errors** of {s['requests']} requests "
+             f"(connect {s['connect']}, read {s['read']}, write {s['write']}, timeout {s['timeout']}, "
+             f"non-2xx {s['status']}). wrk printed:\n\n```\n{printed[-2000:]}\n```")
+    return 0
+
+
+def cmd_stime(args):
+    """stime ROUND TARGET SCEN METRIC CPU_TICKS HZ WALL0 WALL1 FILE...: parallel s_time
+    runs; the rate is all their connections over the wall time from the start of the
+    first to the end of the last (s_time's own "real seconds" is a whole number)."""
+    rnd, target, scen, metric, ticks, hz, w0, w1, *files = args
+    wall = float(w1) - float(w0)
+    conns, reused, new = 0, 0, 0
+    for path in files:
+        text = open(path).read()
+        m = re.search(r"(\d+) connections in ([\d.]+) real seconds", text)
+        if not m:
+            note(f"**{target}, scenario {scen} ({metric}), round {rnd}: `openssl s_time` gave no result.** "
+                 f"It printed:\n\n```\n{text[-1500:]}\n```")
+            put(rnd, target, scen, metric + "_failed", 1)
+            return 1
+        conns += int(m.group(1))
+        # s_time prints '*' for a full handshake and 'r' for a resumed one
+        # (progress characters, mixed with the "connections" summary lines).
+        body = re.sub(r"^.*connections.*$", "", text, flags=re.M)
+        reused += body.count("r")
+        new += body.count("*")
+    put(rnd, target, scen, metric, conns / wall)
+    if metric.startswith("resumed") and reused + new:
+        put(rnd, target, scen, metric + "_share_resumed", reused / (reused + new))
+    if int(ticks) >= 0 and conns:
+        put(rnd, target, scen, metric + "_cpu_s_per_1k", int(ticks) / float(hz) / conns * 1000)
+    return 0
+
+
+def cmd_put(args):
+    put(*args)
+    return 0
+
+
+# --- idle connections --------------------------------------------------------
+
+
+def cmd_idle(args):
+    """idle PORT N STOPFILE: open N TLS keep-alive connections, one request each,
+    print READY <opened>, hold them until STOPFILE exists (at most 120 s)."""
+    port, n, stop = int(args[0]), int(args[1]), args[2]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    held, failed = [], 0
+    req = b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    for _ in range(n):
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("closed before the response head")
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            need = int(m.group(1)) if m else 0
+            while len(body) < need:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("closed before the body ended")
+                body += chunk
+            held.append(s)
+        except OSError as e:
+            failed += 1
+            if failed <= 3:
+                sys.stderr.write(f"idle connection failed: {e}\n")
+    print(f"READY {len(held)} {failed}", flush=True)
+    deadline = time.time() + 120
+    while not os.path.exists(stop) and time.time() < deadline:
+        time.sleep(0.05)
+    for s in held:
+        s.close()
+    return 0
+
+
+# --- reload timing -----------------------------------------------------------
+
+
+def cmd_reload_ms(args):
+    """reload-ms T0 LOG NTH: ms from T0 (epoch seconds) to the NTH 'reloaded' log line."""
+    t0, log, nth = float(args[0]), args[1], int(args[2])
+    lines = [l for l in open(log, errors="replace") if re.search(r"\breloaded\b", l)]
+    if len(lines) < nth:
+        print("missing")
+        return 1
+    m = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z", lines[nth - 1])
+    if not m:
+        print("missing")
+        return 1
+    stamp = m.group(1)
+    if "." in stamp:
+        whole, frac = stamp.split(".")
+        stamp = whole + "." + (frac + "000000")[:6]
+        t = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
+    else:
+        t = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S")
+    t = t.replace(tzinfo=timezone.utc).timestamp()
+    print(f"{(t - t0) * 1000:.2f}")
+    return 0
+
+
+# --- the report ----------------------------------------------------------------
+
+
+def load_results(path):
+    data = {}
+    if not os.path.exists(path):
+        return data
+    for line in open(path):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 5:
+            continue
+        rnd, target, scen, metric, value = parts
+        data.setdefault((target, scen, metric), []).append((rnd, float(value)))
+    return data
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "not measured"
+    if digits is None:
+        digits = 0 if abs(v) >= 100 else (1 if abs(v) >= 10 else 2 if abs(v) >= 1 else 3)
+    return f"{v:,.{digits}f}"
+
+
+def cmd_report(args):
+    results, meta_path, notes_path, out = args
+    data = load_results(results)
+    meta = json.load(open(meta_path))
+    notes = open(notes_path).read().strip() if os.path.exists(notes_path) else ""
+
+    def med(target, scen, metric):
+        vals = data.get((target, scen, metric))
+        return statistics.median(v for _, v in vals) if vals else None
+
+    def tot(target, scen, metric):
+        vals = data.get((target, scen, metric))
+        return sum(v for _, v in vals) if vals else None
+
+    def n_of(target, scen, metric):
+        return len(data.get((target, scen, metric), []))
+
+    def ratio(a, b):
+        return None if a is None or b in (None, 0) else a / b
+
+    L = []
+    w = L.append
+    w("# Performance: portico vs nginx, side by side")
+    w("")
+    w("Generated by `benches/load/compare.sh` from one run; every figure below was")
+    w("measured in that run (medians over the rounds; per-round values at the end).")
+    w("Hand edits are lost on the next run.")
+    w("")
+    w(f"- Date: {meta['date']}")
+    w(f"- Command: `{meta['command']}`")
+    w(f"- portico: {meta['portico']}")
+    w(f"- nginx: {meta['nginx']}")
+    w(f"- wrk: {meta['wrk']}; h2load: {meta['h2load']}; openssl: {meta['openssl']}")
+    w(f"- rustc: {meta['rustc']}")
+    w(f"- CPU: {meta['cpu']} ({meta['ncpu']} CPUs), kernel {meta['kernel']}")
+    if meta.get("loadavg"):
+        w(f"- Load average (other work on the machine): {meta['loadavg']}")
+    w(f"- Rounds: {meta['rounds']} (portico, nginx, direct in that order each round, "
+      f"each proxy started fresh per round); wrk runs {meta['duration']} s, handshake runs "
+      f"{meta['hs_duration']} s")
+    w("")
+    w("## Setup")
+    w("")
+    w(f"- The proxy under test is pinned to CPU {meta['proxy_cpu']} (`taskset`; other work on the machine is not kept off it): nginx "
+      "`worker_processes 1` (master + 1 worker), portico `worker_threads = 1`.")
+    w(f"- Load generators (wrk, `openssl s_time`, Python) and the two backend nodes run on "
+      f"CPU {meta['load_cpu']}. Backends: nginx, one worker each, HTTP and HTTPS (ECDSA P-256) "
+      "listeners, `/small` (a fixed "
+      f"{meta['small_bytes']}-byte body) and `/1m` (1 MiB).")
+    w("- Upstream keep-alive sized alike: nginx `keepalive 64` for the group of 2 servers "
+      "(per worker), portico `keepalive = 32` per server. Both proxies: access log off, "
+      "upstream TLS without verification, TLS 1.2/1.3, nginx `keepalive_requests` raised to "
+      "1000000 on both sides so neither proxy reconnects to clients or backends mid-run, "
+      "nginx `ssl_session_cache shared:SSL:10m` with tickets (its defaults otherwise, "
+      "including `proxy_buffering on`).")
+    w(f"- Clients: wrk, 1 thread, {meta['conns']} connections, HTTP/1.1 keep-alive. "
+      "\"direct\" is the same client against one backend node (HTTPS or HTTP) with no proxy: "
+      "the ceiling of this load generator and backend on this machine.")
+    w("- CPU figures: utime+stime from `/proc/PID/stat` of all the proxy's processes "
+      "(nginx master + worker; portico's one process, all threads), read before and after "
+      "the run, divided by the requests wrk completed.")
+    w("")
+
+    def table(title, scen, rows, direct=True, lead=""):
+        w(f"## {title}")
+        w("")
+        if lead:
+            w(lead)
+            w("")
+        cols = ["portico", "nginx"] + (["direct"] if direct else []) + ["portico / nginx"]
+        w("| metric | " + " | ".join(cols) + " |")
+        w("|---" * (len(cols) + 1) + "|")
+        for label, metric, digits in rows:
+            # errors and failures: the total over all rounds, never a median that hides one
+            agg = tot if metric in ("errors", "failed") else med
+            p, n = agg("portico", scen, metric), agg("nginx", scen, metric)
+            cells = [fmt(p, digits), fmt(n, digits)]
+            if direct:
+                d = agg("direct", scen, metric)
+                cells.append(fmt(d, digits) if d is not None else "n/a")
+            r = ratio(p, n)
+            cells.append(f"{r:.2f}x" if r is not None else "-")
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        w("")
+
+    base = [("requests/s", "rps", 0), ("p50 latency (ms)", "p50_ms", 3),
+            ("p99 latency (ms)", "p99_ms", 3), ("errors, all rounds (wrk: socket + timeout + non-2xx)", "errors", 0)]
+    table("1. TLS to clients, HTTPS upstream with keep-alive, small responses", "s1",
+          base + [("proxy CPU s / 10k requests", "cpu_s_per_10k", 3)],
+          lead=f"`GET /small` over {meta['conns']} keep-alive TLS connections; the proxy "
+               "speaks HTTPS with keep-alive to the two backend nodes (the seed's deployment).")
+    table("2. Plain HTTP on both sides, small responses", "s2",
+          base + [("proxy CPU s / 10k requests", "cpu_s_per_10k", 3)])
+    table("3. 1 MiB response through TLS", "s3",
+          [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
+           ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),
+           ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2)],
+          lead="`GET /1m` over TLS to the client, HTTPS upstream.")
+    table("4. New TLS connections per second (one request per connection)", "s4",
+          [("full handshakes/s, ECDSA P-256", "full_ecdsa", 0),
+           ("proxy CPU s / 1k full handshakes, ECDSA", "full_ecdsa_cpu_s_per_1k", 3),
+           ("full handshakes/s, RSA 2048", "full_rsa", 0),
+           ("proxy CPU s / 1k full handshakes, RSA", "full_rsa_cpu_s_per_1k", 3),
+           ("resumed handshakes/s (s_time -reuse), ECDSA", "resumed_ecdsa", 0),
+           ("share of s_time connections actually resumed", "resumed_ecdsa_share_resumed", 2),
+           ("wrk `Connection: close` requests/s (wrk resumes sessions)", "rps", 0),
+           ("wrk `Connection: close` errors, all rounds", "errors", 0)],
+          lead=f"Full handshakes: `openssl s_time -new` ({meta['stime_procs']} processes in "
+               "parallel, summed), which never offers a session, `GET /small` as HTTP/1.0 so the "
+               "server closes. Resumed: `openssl s_time -reuse` (the first connection is full, "
+               f"then every one resumes). wrk with `Connection: close` ({meta['conns']} "
+               "connections) reconnects per request and resumes its TLS session each time.")
+    w("## 5. Proxy CPU and memory for scenario 1")
+    w("")
+    w("| metric | portico | nginx | portico / nginx |")
+    w("|---|---|---|---|")
+    for label, metric, digits in [("CPU s / 10k requests", "cpu_s_per_10k", 3),
+                                  ("CPU µs / request", "cpu_s_per_10k", None),
+                                  ("peak RSS, sum of VmHWM over processes (MiB)", "hwm_mib", 1),
+                                  ("PSS after the run, sum over processes (MiB)", "pss_mib", 1)]:
+        p, n = med("portico", "s1", metric), med("nginx", "s1", metric)
+        if label.startswith("CPU µs"):
+            p = p * 100 if p is not None else None
+            n = n * 100 if n is not None else None
+            digits = 1
+        r = ratio(p, n)
+        w(f"| {label} | {fmt(p, digits)} | {fmt(n, digits)} | "
+          + (f"{r:.2f}x" if r is not None else "-") + " |")
+    w("")
+    w("VmHWM of nginx counts the master and the worker, whose pages are partly shared; "
+      "PSS shares those pages out and is the fairer total.")
+    w("")
+    table("6. Memory of idle TLS keep-alive client connections", "s6",
+          [("connections held open", "opened", 0), ("connections that failed, all rounds", "failed", 0),
+           ("RSS delta per 1000 connections (MiB)", "mib_per_1k", 2),
+           ("PSS delta per 1000 connections (MiB)", "pss_mib_per_1k", 2)],
+          direct=False,
+          lead=f"{meta['idle_conns']} TLS connections from a Python `ssl` client, each after one "
+               "`GET /small`, then left idle; the proxy's RSS (and PSS) summed over its processes "
+               "before and after, per 1000 connections.")
+    w("## 7. Direct to backend (ceiling)")
+    w("")
+    w("The \"direct\" columns above: wrk and `openssl s_time` against backend node 1 with no "
+      "proxy, the backend sharing CPU 0 with the client as it does in the proxied runs. For "
+      "the keep-alive scenarios (1-3) this is the ceiling: a proxy near it is limited by the "
+      "load generator, not by itself. For the handshake rows it is not a ceiling: there the "
+      "backend does the full handshakes on the client's CPU, while a proxy does them on its "
+      "own CPU and reuses pooled upstream connections.")
+    w("")
+    w("| metric | direct |")
+    w("|---|---|")
+    for label, scen, metric, digits in [
+            ("TLS small requests/s", "s1", "rps", 0), ("plain small requests/s", "s2", "rps", 0),
+            ("TLS 1 MiB MiB/s", "s3", "mib_s", 1),
+            ("full handshakes/s ECDSA", "s4", "full_ecdsa", 0),
+            ("full handshakes/s RSA 2048", "s4", "full_rsa", 0)]:
+        w(f"| {label} | {fmt(med('direct', scen, metric), digits)} |")
+    w("")
+    w("## Other figures")
+    w("")
+    w("| metric | value |")
+    w("|---|---|")
+    w(f"| portico RSS at start, quickstart config (MiB) | {fmt(med('portico', 'start', 'rss_mib'), 1)} |")
+    w(f"| portico RSS at start, benchmark config (MiB) | {fmt(med('portico', 'start', 'rss_bench_mib'), 1)} |")
+    w(f"| nginx RSS at start, benchmark config, master + worker (MiB) | {fmt(med('nginx', 'start', 'rss_bench_mib'), 1)} |")
+    w(f"| portico reload, 100 virtual servers + 50 upstreams: SIGHUP to `reloaded` logged (ms, median) | {fmt(med('portico', 'reload', 'ms'), 1)} |")
+    w(f"| portico reload: worst of the SIGHUPs (ms) | {fmt(max((v for _, v in data.get(('portico', 'reload', 'ms'), [])), default=None), 1)} |")
+    w(f"| portico reload: requests during the reloads / failed | {fmt(tot('portico', 'reload', 'requests'), 0)} / {fmt(tot('portico', 'reload', 'errors'), 0)} |")
+    w("")
+    w("The quickstart figure is `portico run` on `config/quickstart.toml` with its two "
+      "listen ports moved to free ones. The reload figure is from the moment the script "
+      "sends SIGHUP to the timestamp of portico's `reloaded` log line, while wrk sends "
+      "plain HTTP requests to one of the virtual servers; failed = wrk socket errors + "
+      "non-2xx answers.")
+    w("")
+
+    # Targets
+    w("## Targets (issue 6)")
+    w("")
+    w("| target | measured | status |")
+    w("|---|---|---|")
+
+    def target(label, value, goal, higher=True, unit="x"):
+        if value is None:
+            w(f"| {label} | not measured | not measured |")
+            return
+        ok = value >= goal if higher else value <= goal
+        if unit == "x":
+            gap = f"{(value - goal):+.2f}x vs {goal}x"
+            shown = f"{value:.2f}x"
+        else:
+            gap = f"{(value - goal):+.1f} {unit} vs {goal} {unit}"
+            shown = f"{value:.1f} {unit}"
+        w(f"| {label} | {shown} | {'met' if ok else 'missed'} ({gap}) |")
+
+    r = lambda scen, metric: ratio(med("portico", scen, metric), med("nginx", scen, metric))
+    target("Scenario 1 requests/s >= 1.25x nginx", r("s1", "rps"), 1.25)
+    target("Scenario 1 p99 <= 1.0x", r("s1", "p99_ms"), 1.0, higher=False)
+    target("Scenario 1 CPU per request <= 0.7x", r("s1", "cpu_s_per_10k"), 0.7, higher=False)
+    target("Scenario 2 requests/s >= 1.0x", r("s2", "rps"), 1.0)
+    target("Scenario 3 throughput >= 1.0x", r("s3", "mib_s"), 1.0)
+    target("Scenario 4 full handshakes/s ECDSA P-256 >= 1.5x", r("s4", "full_ecdsa"), 1.5)
+    target("Scenario 4 full handshakes/s RSA 2048 >= 1.5x", r("s4", "full_rsa"), 1.5)
+    target("Idle memory per connection <= 1.0x (RSS delta)", r("s6", "mib_per_1k"), 1.0, higher=False)
+    target("portico RSS at start, quickstart config < 15 MiB", med("portico", "start", "rss_mib"),
+           15, higher=False, unit="MiB")
+    target("Reload of 100 vhosts / 50 upstreams < 50 ms (worst SIGHUP)",
+           max((v for _, v in data.get(("portico", "reload", "ms"), [])), default=None),
+           50, higher=False, unit="ms")
+    rel_err = tot("portico", "reload", "errors")
+    w(f"| Reload with 0 failed requests | {fmt(rel_err, 0) if rel_err is not None else 'not measured'} failed | "
+      + ("not measured" if rel_err is None else ("met" if rel_err == 0 else "missed")) + " |")
+    w("")
+    w("Ratios are portico / nginx medians. Where the load generator is the limit (compare "
+      "with the direct ceiling), the CPU-per-request row is the figure that shows the "
+      "difference between the proxies.")
+    w("")
+    w("## Failures and errors seen in this run")
+    w("")
+    if notes:
+        w("wrk counts a `timeout` when a request takes longer than its 2 s limit; `read`/`write` "
+          "are socket errors, non-2xx are answers with another status.")
+        w("")
+    w(notes if notes else "None: no proxy exited, and no run reported socket errors or non-2xx answers.")
+    w("")
+    w("## Per-round values")
+    w("")
+    w("| target | scenario | metric | values by round |")
+    w("|---|---|---|---|")
+    for (target_, scen, metric), vals in sorted(data.items()):
+        w(f"| {target_} | {scen} | {metric} | " + ", ".join(f"{v:.4g}" for _, v in vals) + " |")
+    w("")
+    with open(out, "w") as f:
+        f.write("\n".join(L))
+    return 0
+
+
+def main():
+    cmds = {"wrk": cmd_wrk, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
+            "reload-ms": cmd_reload_ms, "report": cmd_report}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        sys.stderr.write("usage: loadlib.py " + "|".join(cmds) + " ARGS...\n")
+        return 2
+    return cmds[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
