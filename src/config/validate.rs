@@ -100,6 +100,16 @@ impl Checker<'_> {
         }
         let servers: Vec<ServerEntry> = parsed.server.into_iter().map(|s| self.server(s, &names)).collect();
         let listeners = self.listeners(&servers);
+        if runtime.trusted_proxies.is_empty()
+            && let Some(open) = listeners.iter().find(|l| !l.addr.ip().is_loopback())
+        {
+            self.warnings.push(format!(
+                "[runtime] trusted_proxies is not set: an incoming X-Forwarded-For is appended to, as nginx does, so \
+                 clients of {} can put any address before theirs; list the proxies in front of portico there \
+                 (a loopback address alone trusts none)",
+                open.addr
+            ));
+        }
         Snapshot {
             source: self.file.to_path_buf(),
             runtime,
@@ -628,6 +638,16 @@ impl Checker<'_> {
                 }
                 if !exist {
                     return None;
+                }
+                if let Ok(meta) = std::fs::metadata(&key_path) {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        self.warnings.push(format!(
+                            "key file {} is readable by group or others (mode {mode:04o}): chmod 600 it",
+                            key_path.display()
+                        ));
+                    }
                 }
                 tls::load_certified_key(&cert_path, &key_path)
                     .map_err(|e| self.error(tls.span(), format!("cannot load the certificate and key: {e}")))
@@ -1215,5 +1235,44 @@ redirect = "https://example.com$request_uri"
         let parsed: file::File = toml::from_str(toml).unwrap();
         let snapshot = checker.snapshot(parsed);
         assert_eq!(snapshot.warnings, ["upstream \"x\": tls_verify = false accepts any server certificate"]);
+    }
+
+    #[test]
+    fn open_listeners_without_trusted_proxies_warn() {
+        let config = |listen: &str, trusted: &str| {
+            format!(
+                "[runtime]\n{trusted}\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n[[server]]\nlisten = [\"{listen}\"]\nproxy_pass = \"u\"\n"
+            )
+        };
+        let warned = |text: String| {
+            let snapshot = validate(&text, Path::new("portico.toml")).unwrap();
+            snapshot.warnings.iter().any(|w| w.contains("trusted_proxies is not set"))
+        };
+        assert!(warned(config("80", "")));
+        assert!(!warned(config("127.0.0.1:8080", "")));
+        assert!(!warned(config("80", "trusted_proxies = [\"10.0.0.0/8\"]")));
+    }
+
+    #[test]
+    fn key_files_readable_by_others_warn() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("portico-keymode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = tls::generate_pem(&["a.test".to_owned()], tls::KeyType::EcdsaP256).unwrap();
+        std::fs::write(dir.join("a.crt"), cert).unwrap();
+        std::fs::write(dir.join("a.key"), key).unwrap();
+        let text = "[upstream.u]\nservers = [\"127.0.0.1:1\"]\n[[server]]\nlisten = [\"127.0.0.1:0\"]\n\
+                    tls = { cert = \"a.crt\", key = \"a.key\" }\nproxy_pass = \"u\"\n";
+        let path = dir.join("portico.toml");
+        std::fs::set_permissions(dir.join("a.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warnings = validate(text, &path).unwrap().warnings;
+        assert!(
+            warnings.iter().any(|w| w.contains("a.key is readable by group or others (mode 0644)")),
+            "{warnings:?}"
+        );
+        std::fs::set_permissions(dir.join("a.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let warnings = validate(text, &path).unwrap().warnings;
+        assert!(!warnings.iter().any(|w| w.contains("readable by group")), "{warnings:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
