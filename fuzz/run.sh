@@ -37,13 +37,19 @@ for target in "${targets[@]}"; do
     log="logs/$target.log"
     echo "== $target: ${seconds}s" >&2
     status=ok
+    # -jobs makes libFuzzer run children that log to ./fuzz-N.log: only when asked.
+    parallel=()
+    if [ "$jobs" -gt 1 ]; then
+        parallel=(-jobs="$jobs" -workers="$jobs")
+    fi
     # -timeout: one input taking more than 10 s is a hang, reported like a crash.
     if ! cargo fuzz run --release "$target" "corpus/$target" "${seeds[@]}" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -jobs="$jobs" -workers="$jobs" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 "${parallel[@]}" \
         -print_final_stats=1 >"$log" 2>&1; then
         status=CRASH
         failed=1
     fi
+    [ "$jobs" -gt 1 ] && cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log
     runs=$(grep -ho 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
     corpus=$(find "corpus/$target" -type f | wc -l)
     artifacts=$(find "artifacts/$target" -type f 2>/dev/null | wc -l)
