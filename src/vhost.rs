@@ -63,7 +63,8 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
             None => raw,
         }
     };
-    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    // All of them: `a..` would keep a trailing dot with one stripped (found by fuzzing).
+    let trimmed = without_port.trim_end_matches('.');
     if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(trimmed.to_ascii_lowercase())
     } else {
@@ -88,6 +89,14 @@ mod tests {
         assert_eq!(normalize_host("[::1]:8443"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
         assert!(matches!(normalize_host("gw.example.com"), Cow::Borrowed(_)));
+    }
+
+    /// fuzz/artifacts/normalize_host: `".."` came out as `"."`.
+    #[test]
+    fn fuzz_regression_no_trailing_dot_left() {
+        assert_eq!(normalize_host(".."), "");
+        assert_eq!(normalize_host("API.example.com..:443"), "api.example.com");
+        assert_eq!(normalize_host("[::1].."), "[::1]");
     }
 
     fn server(names: &[ServerName]) -> std::sync::Arc<VirtualServer> {
