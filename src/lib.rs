@@ -11,6 +11,8 @@ pub mod proxy;
 pub mod reload;
 pub mod systemd;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod upstream;
 pub mod vhost;
