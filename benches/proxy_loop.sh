@@ -29,6 +29,11 @@ case $mode in
     idle) "$bin" idle "$dir" "$n" "$pid" ;;
     *) "$bin" drive "$dir" "$n" "$conns" ;;
 esac
+if [[ $mode == wall ]]; then
+    # utime + stime of the proxy process, in clock ticks.
+    read -r -a stat <"/proc/$pid/stat"
+    echo "proxy CPU: $(( (stat[13] + stat[14]) * 1000 / $(getconf CLK_TCK) )) ms for $n requests"
+fi
 exec 3>&-
 wait "$proxy"
 if [[ $mode == requests ]]; then
