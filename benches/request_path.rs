@@ -73,6 +73,18 @@ fn request_path(c: &mut Criterion) {
             out
         })
     });
+    let plan = forwarded::HeaderPlan::new(&server.headers);
+    let conn = forwarded::ConnValues::default();
+    let host_value = headers.get("host").cloned();
+    c.bench_function("forwarded headers: prepared plan, render and apply the default six", |b| {
+        b.iter(|| {
+            let mut out = headers.clone();
+            let rendered = plan.render(black_box(&ctx), host_value.as_ref(), &conn);
+            forwarded::remove_hop_by_hop(&mut out, false);
+            plan.apply(rendered, &mut out);
+            out
+        })
+    });
 }
 
 criterion_group!(benches, request_path);

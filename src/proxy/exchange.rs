@@ -16,7 +16,8 @@ use crate::upstream::Pool;
 pub struct Exchange {
     server: Arc<ServerState>,
     remote: SocketAddr,
-    started_at: SystemTime,
+    /// Only read for the access log line.
+    started_at: Option<SystemTime>,
     start: Instant,
     method: Method,
     uri: Uri,
@@ -35,7 +36,7 @@ impl Exchange {
         let logs = server.access_log.is_some();
         Exchange {
             remote,
-            started_at: SystemTime::now(),
+            started_at: logs.then(SystemTime::now),
             start: Instant::now(),
             method: request.method.clone(),
             uri: request.uri.clone(),
@@ -116,7 +117,7 @@ impl Exchange {
             self.upstream.as_ref().and_then(|(pool, peer)| pool.upstream.peers.get(*peer)).map(|p| p.address.as_str());
         log.log(&AccessRecord {
             remote_addr: crate::template::canonical_ip(self.remote.ip()),
-            time: self.started_at,
+            time: self.started_at.unwrap_or_else(SystemTime::now),
             method: self.method.as_str(),
             uri: self.uri.path_and_query().map_or("/", |pq| pq.as_str()),
             version: self.version,

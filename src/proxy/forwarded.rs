@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::runtime::HeaderRule;
-use crate::template::RequestContext;
+use crate::template::{RequestContext, Template};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -37,6 +37,11 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// `keep_upgrade` is set, `Upgrade` and `Connection: upgrade` are kept so the
 /// switch can pass through.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names is cheaper
+    // than seven hashed removals.
+    if !keep_upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let upgrade = if keep_upgrade { headers.remove(header::UPGRADE) } else { None };
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -79,20 +84,7 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// renders empty. Rendering happens before any header changes because rules
 /// read the headers they replace (X-Forwarded-For appends to itself).
 pub fn render_rules(rules: &[HeaderRule], ctx: &RequestContext<'_>) -> Vec<Option<HeaderValue>> {
-    rules
-        .iter()
-        .map(|rule| {
-            let value = rule.value.as_ref()?;
-            if let Some(text) = value.as_literal() {
-                return HeaderValue::from_str(text).ok().filter(|_| !text.is_empty());
-            }
-            let text = value.render(ctx);
-            if text.is_empty() {
-                return None;
-            }
-            HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
-        })
-        .collect()
+    rules.iter().map(|rule| render_one(rule, ctx)).collect()
 }
 
 /// Sets (or removes) each rule's header to its rendered value.
@@ -109,11 +101,174 @@ pub fn apply_rules(rules: &[HeaderRule], rendered: Vec<Option<HeaderValue>>, hea
     }
 }
 
+/// How one rule's value is made, decided once per configuration so that the
+/// default rules cost no allocation per request.
+#[derive(Debug)]
+enum Planned {
+    /// No value, or one that renders empty: the header is removed.
+    Remove,
+    /// A literal, validated once.
+    Static(HeaderValue),
+    /// `$host` alone.
+    Host,
+    /// `$http_host` alone.
+    HttpHost,
+    /// `$scheme` alone.
+    Scheme,
+    /// `$server_port` alone.
+    ServerPort,
+    /// `$proxy_add_x_forwarded_for` alone.
+    AddForwardedFor,
+    /// Anything else: rendered as text.
+    Render,
+}
+
+/// A server's header rules, prepared once (in `Site::build`): literals are
+/// validated up front and the default rules reuse values the request or the
+/// connection already holds. Renders exactly what [`render_rules`] renders.
+#[derive(Debug)]
+pub struct HeaderPlan {
+    rules: Vec<(HeaderRule, Planned)>,
+}
+
+/// Rules rendered without a heap allocation (more spill into a `Vec`).
+const INLINE_RULES: usize = 8;
+
+/// The rendered values of a [`HeaderPlan`], in rule order.
+pub struct Rendered {
+    inline: [Option<HeaderValue>; INLINE_RULES],
+    spill: Vec<Option<HeaderValue>>,
+}
+
+/// Values that stay the same for every request on one client connection,
+/// made on first use.
+#[derive(Debug, Default)]
+pub struct ConnValues {
+    server_port: std::sync::OnceLock<(u16, HeaderValue)>,
+    remote_ip: std::sync::OnceLock<(std::net::IpAddr, HeaderValue)>,
+}
+
+impl ConnValues {
+    fn server_port(&self, port: u16) -> Option<HeaderValue> {
+        let (cached, value) = self.server_port.get_or_init(|| (port, HeaderValue::from(port)));
+        (*cached == port).then(|| value.clone())
+    }
+
+    fn remote_ip(&self, ip: std::net::IpAddr) -> Option<HeaderValue> {
+        let (cached, value) = self.remote_ip.get_or_init(|| {
+            let text = crate::template::canonical_ip(ip).to_string();
+            (ip, HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(HeaderValue::from_static("")))
+        });
+        (*cached == ip && !value.is_empty()).then(|| value.clone())
+    }
+}
+
+impl HeaderPlan {
+    pub fn new(rules: &[HeaderRule]) -> HeaderPlan {
+        let exactly = |template: &Template, text: &str| Template::parse(text).is_ok_and(|t| t == *template);
+        let rules = rules
+            .iter()
+            .map(|rule| {
+                let planned = match &rule.value {
+                    None => Planned::Remove,
+                    Some(value) => match value.as_literal() {
+                        Some(text) => match HeaderValue::from_str(text) {
+                            Ok(v) if !text.is_empty() => Planned::Static(v),
+                            _ => Planned::Remove,
+                        },
+                        None if exactly(value, "$host") => Planned::Host,
+                        None if exactly(value, "$http_host") => Planned::HttpHost,
+                        None if exactly(value, "$scheme") => Planned::Scheme,
+                        None if exactly(value, "$server_port") => Planned::ServerPort,
+                        None if exactly(value, "$proxy_add_x_forwarded_for") => Planned::AddForwardedFor,
+                        None => Planned::Render,
+                    },
+                };
+                (rule.clone(), planned)
+            })
+            .collect();
+        HeaderPlan { rules }
+    }
+
+    /// Renders each rule against `ctx` (the request as the client sent it).
+    /// `host_header` is the request's Host header when it has one (the value
+    /// `ctx.http_host` was read from); `conn` caches per-connection values.
+    pub fn render(&self, ctx: &RequestContext<'_>, host_header: Option<&HeaderValue>, conn: &ConnValues) -> Rendered {
+        let mut out = Rendered { inline: Default::default(), spill: Vec::new() };
+        for (i, (rule, planned)) in self.rules.iter().enumerate() {
+            let value = match planned {
+                Planned::Remove => None,
+                Planned::Static(value) => Some(value.clone()),
+                Planned::Host => match host_header {
+                    Some(value) if !ctx.host.is_empty() && ctx.host.as_bytes() == value.as_bytes() => {
+                        Some(value.clone())
+                    }
+                    _ => render_one(rule, ctx),
+                },
+                Planned::HttpHost => match host_header {
+                    Some(value) if !value.is_empty() && ctx.http_host.as_bytes() == value.as_bytes() => {
+                        Some(value.clone())
+                    }
+                    _ => render_one(rule, ctx),
+                },
+                Planned::Scheme => match ctx.scheme {
+                    "https" => Some(HeaderValue::from_static("https")),
+                    "http" => Some(HeaderValue::from_static("http")),
+                    _ => render_one(rule, ctx),
+                },
+                Planned::ServerPort => conn.server_port(ctx.server_port).or_else(|| render_one(rule, ctx)),
+                Planned::AddForwardedFor => {
+                    if !ctx.peer_trusted || !ctx.headers.contains_key(X_FORWARDED_FOR) {
+                        conn.remote_ip(ctx.remote.ip()).or_else(|| render_one(rule, ctx))
+                    } else {
+                        render_one(rule, ctx)
+                    }
+                }
+                Planned::Render => render_one(rule, ctx),
+            };
+            match out.inline.get_mut(i) {
+                Some(slot) => *slot = value,
+                None => out.spill.push(value),
+            }
+        }
+        out
+    }
+
+    /// Sets (or removes) each rule's header to its rendered value.
+    pub fn apply(&self, rendered: Rendered, headers: &mut HeaderMap) {
+        let Rendered { inline, spill } = rendered;
+        for ((rule, _), value) in self.rules.iter().zip(inline.into_iter().chain(spill)) {
+            match value {
+                Some(value) => {
+                    headers.insert(rule.name.clone(), value);
+                }
+                None => {
+                    headers.remove(&rule.name);
+                }
+            }
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// One rule rendered as [`render_rules`] does.
+fn render_one(rule: &HeaderRule, ctx: &RequestContext<'_>) -> Option<HeaderValue> {
+    let value = rule.value.as_ref()?;
+    if let Some(text) = value.as_literal() {
+        return HeaderValue::from_str(text).ok().filter(|_| !text.is_empty());
+    }
+    let text = value.render(ctx);
+    if text.is_empty() {
+        return None;
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::template::Template;
 
     #[test]
     fn drops_hop_by_hop_and_connection_named_headers() {
@@ -178,5 +333,60 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.9, 127.0.0.1");
         assert!(!h.contains_key("x-remove-me"));
         assert_eq!(h.get("x-forwarded-port").unwrap(), "443");
+    }
+
+    #[test]
+    fn plan_renders_what_render_rules_renders() {
+        let rule = |name: &'static str, value: Option<&str>| HeaderRule {
+            name: HeaderName::from_static(name),
+            value: value.map(|v| Template::parse(v).unwrap()),
+        };
+        let rules = vec![
+            rule("x-forwarded-host", Some("$host")),
+            rule("x-forwarded-server", Some("$host")),
+            rule("x-forwarded-for", Some("$proxy_add_x_forwarded_for")),
+            rule("x-forwarded-port", Some("$server_port")),
+            rule("host", Some("$http_host")),
+            rule("x-forwarded-proto", Some("$scheme")),
+            rule("x-literal", Some("fixed")),
+            rule("x-empty", Some("")),
+            rule("x-gone", None),
+            rule("x-mixed", Some("$scheme://$host$request_uri")),
+        ];
+        let plan = HeaderPlan::new(&rules);
+        for (host_header, host, xff, trusted) in [
+            (Some("api.example.com"), "api.example.com", None, true),
+            (Some("API.example.com:8443"), "api.example.com", Some("10.0.0.1"), true),
+            (Some("api.example.com"), "api.example.com", Some("10.0.0.1"), false),
+            (None, "fallback", Some(" "), true),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(v) = host_header {
+                h.insert(header::HOST, HeaderValue::from_static(v));
+            }
+            if let Some(v) = xff {
+                h.insert("x-forwarded-for", HeaderValue::from_static(v));
+            }
+            let host_value = h.get(header::HOST).cloned();
+            let conn = ConnValues::default();
+            for remote in ["192.0.2.1:5", "[::ffff:192.0.2.1]:5", "[2001:db8::1]:5"] {
+                let ctx = RequestContext {
+                    host,
+                    http_host: host_header.unwrap_or(""),
+                    remote: remote.parse().unwrap(),
+                    scheme: "https",
+                    server_port: 8443,
+                    server_name: "s",
+                    request_uri: "/a?b",
+                    headers: &h,
+                    peer_trusted: trusted,
+                };
+                let mut expected = h.clone();
+                apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);
+                let mut got = h.clone();
+                plan.apply(plan.render(&ctx, host_value.as_ref(), &conn), &mut got);
+                assert_eq!(got, expected, "{host_header:?} {remote}");
+            }
+        }
     }
 }

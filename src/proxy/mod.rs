@@ -50,6 +50,8 @@ pub struct ServerState {
     pub error_log: Option<ErrorLog>,
     /// `/metrics` counters, kept across reloads (`crate::metrics::server`).
     pub metrics: Arc<crate::metrics::ServerMetrics>,
+    /// `config.headers`, prepared for rendering per request.
+    pub headers: forwarded::HeaderPlan,
 }
 
 /// Why a site could not be built from a snapshot.
@@ -114,7 +116,8 @@ impl Site {
                     None => None,
                 };
                 let metrics = crate::metrics::server(&server.name, listener.addr);
-                servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log, metrics }));
+                let headers = forwarded::HeaderPlan::new(&server.headers);
+                servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log, metrics, headers }));
             }
             let tls = if listener.tls {
                 Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(listener)?))
@@ -154,6 +157,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Whether `remote` may pass on its X-Forwarded-For (`trusted_proxies`).
     pub peer_trusted: bool,
+    /// Header values that are the same for each request on this connection.
+    pub values: forwarded::ConnValues,
 }
 
 impl ConnInfo {
@@ -161,7 +166,7 @@ impl ConnInfo {
     pub fn new(site: Arc<Site>, listener: usize, remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
         let trusted = &site.snapshot.runtime.trusted_proxies;
         let peer_trusted = trusted.is_empty() || trusted.iter().any(|cidr| cidr.contains(remote.ip()));
-        ConnInfo { site, listener, remote, local, tls, peer_trusted }
+        ConnInfo { site, listener, remote, local, tls, peer_trusted, values: forwarded::ConnValues::default() }
     }
 }
 
@@ -176,8 +181,12 @@ pub async fn handle(
 
     // Cheap clones of shared bytes, so that the headers can change below
     // while templates still read the request as it came.
-    let http_host = request_host(&parts);
-    let http_host = http_host.as_ref().map_or("", RequestHost::as_str);
+    let request_host = request_host(&parts);
+    let host_header = match &request_host {
+        Some(RequestHost::Header(value)) => Some(value),
+        _ => None,
+    };
+    let http_host = request_host.as_ref().map_or("", RequestHost::as_str);
     let listener = &conn.site.listeners[conn.listener];
     let host = vhost::normalize_host(http_host);
     let server = listener.servers[listener.router.route(&host)].clone();
@@ -227,12 +236,12 @@ pub async fn handle(
             Ok(response)
         }
         Action::Proxy { upstream } => {
-            let rendered = forwarded::render_rules(&server.config.headers, &ctx);
+            let rendered = server.headers.render(&ctx, host_header, &conn.values);
             forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
             if parts.version == Version::HTTP_2 {
                 forwarded::join_cookies(&mut parts.headers);
             }
-            forwarded::apply_rules(&server.config.headers, rendered, &mut parts.headers);
+            server.headers.apply(rendered, &mut parts.headers);
             if !parts.headers.contains_key(header::HOST) {
                 // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
                 // an HTTP/1.1 upstream needs a Host either way.
@@ -358,21 +367,21 @@ async fn forward(
         }
         _ => None,
     };
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Tried::default();
     let mut last_error: Option<StatusCode> = None;
 
     loop {
         // A known session goes to its server while that server is usable;
         // otherwise (and on retries) the pool's balancing method decides.
-        let sticky_pick = session_peer.filter(|p| !tried.contains(p) && pool.is_usable(*p));
-        let Some(peer) = sticky_pick.or_else(|| pool.pick(client_ip, &tried)) else {
+        let sticky_pick = session_peer.filter(|p| !tried.contains(*p) && pool.is_usable(*p));
+        let Some(peer) = sticky_pick.or_else(|| pool.pick(client_ip, |p| tried.contains(p))) else {
             let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
             if last_error.is_none() {
                 exchange.upstream_error(format_args!("no live upstreams in \"{}\"", upstream.name));
             }
             return answer(exchange, status);
         };
-        tried.push(peer);
+        tried.insert(peer);
         exchange.set_upstream(&pool, peer);
 
         let mut connection = match pool.connect(peer).await {
@@ -422,7 +431,7 @@ async fn forward(
                     head.headers = parts.headers;
                     body = Some(request_body);
                     if connection.reused {
-                        tried.pop();
+                        tried.remove(peer);
                         continue;
                     }
                 } else if kept_copy {
@@ -525,6 +534,42 @@ async fn send(
                 }
             }
         }
+    }
+}
+
+/// The servers one request has tried: a bit per server up to 64, without
+/// allocating; beyond that a list.
+#[derive(Default)]
+struct Tried {
+    bits: u64,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn contains(&self, peer: usize) -> bool {
+        match u32::try_from(peer).ok().and_then(|p| 1u64.checked_shl(p)) {
+            Some(bit) => self.bits & bit != 0,
+            None => self.more.contains(&peer),
+        }
+    }
+
+    fn insert(&mut self, peer: usize) {
+        match u32::try_from(peer).ok().and_then(|p| 1u64.checked_shl(p)) {
+            Some(bit) => self.bits |= bit,
+            None if !self.more.contains(&peer) => self.more.push(peer),
+            None => {}
+        }
+    }
+
+    fn remove(&mut self, peer: usize) {
+        match u32::try_from(peer).ok().and_then(|p| 1u64.checked_shl(p)) {
+            Some(bit) => self.bits &= !bit,
+            None => self.more.retain(|p| *p != peer),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bits.count_ones() as usize + self.more.len()
     }
 }
 

@@ -99,11 +99,11 @@ impl Pool {
         }
     }
 
-    /// The next server for a request from `client`, skipping servers in `tried`
-    /// and those that are down or failing. `None`: no server can take it.
-    pub fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+    /// The next server for a request from `client`, skipping servers for which
+    /// `tried` says true and those that are down or failing. `None`: no server can take it.
+    pub fn pick(&self, client: IpAddr, tried: impl Fn(usize) -> bool) -> Option<usize> {
         let now = Instant::now();
-        self.balancer.pick(client, &|peer| !tried.contains(&peer) && self.health.is_usable(peer, now))
+        self.balancer.pick(client, &|peer| !tried(peer) && self.health.is_usable(peer, now))
     }
 
     /// The index of the server configured as `address` (sessions name servers
