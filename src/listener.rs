@@ -57,6 +57,36 @@ impl Shared {
     }
 }
 
+/// One client connection's view of the configuration. Each request uses the
+/// site current when it arrives, so a reload reaches kept-alive clients too
+/// (a request already in flight finishes on the site it started with).
+struct Connection {
+    shared: Arc<Shared>,
+    /// The listen address as configured, to find this listener in a new site.
+    addr: SocketAddr,
+    info: ArcSwap<ConnInfo>,
+}
+
+impl Connection {
+    fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo) -> Connection {
+        Connection { shared: shared.clone(), addr, info: ArcSwap::from_pointee(info) }
+    }
+
+    /// The context for the next request: rebuilt once after a reload.
+    fn current(&self) -> Arc<ConnInfo> {
+        let info = self.info.load_full();
+        let site = self.shared.site.load();
+        if Arc::ptr_eq(&info.site, &site) {
+            return info;
+        }
+        // A listener the reload removed: its last connections finish on the old site.
+        let Some(index) = site.listener_index(self.addr) else { return info };
+        let fresh = Arc::new(ConnInfo::new(Arc::clone(&site), index, info.remote, info.local, info.tls));
+        self.info.store(fresh.clone());
+        fresh
+    }
+}
+
 /// Binds `addr` with SO_REUSEADDR (a restart must not wait for TIME_WAIT).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -125,16 +155,18 @@ pub async fn accept_loop(
                             return;
                         }
                     };
-                    let info = Arc::new(ConnInfo::new(site, index, remote, local, true));
-                    let service = service_fn(move |request| proxy::handle(info.clone(), request));
+                    let conn =
+                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
+                    let service = service_fn(move |request| proxy::handle(conn.current(), request));
                     let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection from {remote}: {e}");
                     }
                 }
                 None => {
-                    let info = Arc::new(ConnInfo::new(site, index, remote, local, false));
-                    let service = service_fn(move |request| proxy::handle(info.clone(), request));
+                    let conn =
+                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
+                    let service = service_fn(move |request| proxy::handle(conn.current(), request));
                     let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection from {remote}: {e}");
