@@ -849,7 +849,8 @@ def cmd_report(args):
     w("")
     w(f"Configuration seen by the backends (`X-Soak-Config` set by `[server.headers]`): "
       + ", ".join(f"{k}: {v:,}" for k, v in sorted(configs.items())) + ".")
-    w("Keep-alive connections keep the configuration they were accepted with (new connections get the new one), so the keep-alive threads, connected before the first reload, see A throughout; the one-request-per-connection threads and WebSockets follow each reload.")
+    w("Every request after a reload, on kept-alive connections too, uses the new configuration; "
+      "an upgraded WebSocket stays on the configuration it was opened with.")
     w("")
     w("## Bad traffic")
     w("")
