@@ -1,7 +1,10 @@
 //! Bind, accept loop, TLS handshake, HTTP/1.1 and h2 serving, graceful drain.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -65,11 +68,39 @@ struct Connection {
     /// The listen address as configured, to find this listener in a new site.
     addr: SocketAddr,
     info: ArcSwap<ConnInfo>,
+    /// Requests answered, and requests the client dropped before their answer.
+    answered: AtomicU64,
+    abandoned: AtomicU64,
+    /// Set when the client abandons requests wholesale (h2 rapid reset,
+    /// CVE-2023-44487): reading from it then fails and the connection ends.
+    condemned: AtomicBool,
 }
+
+/// Abandoned requests a connection may pile up beyond those it let finish.
+const ABANDON_ALLOWANCE: u64 = 100;
 
 impl Connection {
     fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo) -> Connection {
-        Connection { shared: shared.clone(), addr, info: ArcSwap::from_pointee(info) }
+        Connection {
+            shared: shared.clone(),
+            addr,
+            info: ArcSwap::from_pointee(info),
+            answered: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            condemned: AtomicBool::new(false),
+        }
+    }
+
+    /// Serves one request, counting it as abandoned if the client drops it
+    /// before the answer (an h2 stream reset, a closed connection).
+    async fn serve(
+        self: Arc<Self>,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<proxy::body::ResponseBody>, hyper::Error> {
+        let mut pending = Pending { conn: &self, answered: false };
+        let response = proxy::handle(self.current(), request).await;
+        pending.answered = true;
+        response
     }
 
     /// The context for the next request: rebuilt once after a reload.
@@ -84,6 +115,81 @@ impl Connection {
         let fresh = Arc::new(ConnInfo::new(Arc::clone(&site), index, info.remote, info.local, info.tls));
         self.info.store(fresh.clone());
         fresh
+    }
+}
+
+/// A request in progress on a connection; counts itself when dropped.
+struct Pending<'c> {
+    conn: &'c Connection,
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            self.conn.answered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Opening streams and resetting them at once costs the client nothing
+        // and portico an upstream request each: past an allowance, and when
+        // most requests end that way, the connection is ended.
+        let abandoned = self.conn.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+        if abandoned > ABANDON_ALLOWANCE + self.conn.answered.load(Ordering::Relaxed)
+            && !self.conn.condemned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "closing the connection from {}: {abandoned} requests abandoned before their answer (rapid reset?)",
+                self.conn.info.load().remote
+            );
+        }
+    }
+}
+
+/// Client I/O that fails once its connection is condemned, so that hyper ends it.
+struct Guarded<T> {
+    io: T,
+    conn: Arc<Connection>,
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Guarded<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.conn.condemned.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "too many abandoned requests",
+            )));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Guarded<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -157,8 +263,9 @@ pub async fn accept_loop(
                     };
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
-                    let service = service_fn(move |request| proxy::handle(conn.current(), request));
-                    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let io = Guarded { io: TokioIo::new(tls), conn: conn.clone() };
+                    let service = service_fn(move |request| conn.clone().serve(request));
+                    let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection from {remote}: {e}");
                     }
@@ -166,8 +273,9 @@ pub async fn accept_loop(
                 None => {
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
-                    let service = service_fn(move |request| proxy::handle(conn.current(), request));
-                    let conn = shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = Guarded { io: TokioIo::new(stream), conn: conn.clone() };
+                    let service = service_fn(move |request| conn.clone().serve(request));
+                    let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection from {remote}: {e}");
                     }

@@ -227,8 +227,44 @@ async fn h2_streams_over_the_concurrency_limit_are_served_or_refused_cleanly() {
     portico.shutdown().await;
 }
 
+/// The other half of rapid reset: streams that portico has accepted and
+/// forwarded, then reset by the client. Each costs an upstream request, so a
+/// connection that abandons far more requests than it lets finish is ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: no rapid-reset guard for accepted streams: 2300-3100 of 5000 reset streams reach the backend, no GOAWAY"]
+async fn h2_streams_reset_after_acceptance_end_the_connection() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), "")).await;
+    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let mut opened = 0;
+    for i in 0..400 {
+        if sender.ready().await.is_err() {
+            break;
+        }
+        let before = backend.count();
+        let mut response = Box::pin(sender.send_request(h2_get(&format!("/slow?ms=2000&i={i}"))));
+        // Reset only once the request has reached the backend: accepted work.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut answered = false;
+        while backend.count() == before && !answered && Instant::now() < deadline {
+            answered = tokio::time::timeout(Duration::from_millis(1), &mut response).await.is_ok();
+        }
+        drop(response);
+        opened += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !conn.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("accepted-then-reset: {opened} streams, backend saw {}", backend.count());
+    assert!(opened < 400 && conn.is_finished(), "{opened} accepted streams reset without the connection ending");
+    assert!(backend.count() <= 150, "{} abandoned requests reached the backend", backend.count());
+
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("a.test", "/").await.unwrap().status, StatusCode::OK);
+    portico.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn h2_rapid_reset_is_bounded_and_others_are_served() {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(backend.addr(), "")).await;
