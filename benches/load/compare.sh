@@ -94,7 +94,9 @@ stop_pid() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-NEXT_PORT=$((20000 + RANDOM % 30000))
+# Below the kernel's ephemeral range (32768+ by default): a listen port there
+# can collide with a client connection's local port and fail to bind.
+NEXT_PORT=$((10000 + RANDOM % 15000))
 # alloc_port VAR: a loopback port nobody listens on.
 alloc_port() {
     while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
