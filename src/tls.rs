@@ -299,8 +299,7 @@ pub fn upstream_client_config(verify: bool, ca_file: Option<&Path>) -> Result<Ar
         };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
-        let verifier = AcceptAnyServerCert { algorithms: provider.signature_verification_algorithms };
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(accept_any_server_cert()).with_no_client_auth()
     };
     // Upstream connections are HTTP/1.1 keep-alive (see the contract).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -334,8 +333,13 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// `tls_verify = false`: any certificate for any name is accepted, but the
+/// The verifier of `tls_verify = false` (also what test clients use toward a
+/// self-signed portico): any certificate for any name is accepted, but the
 /// handshake signature must still be made by the certificate's key.
+pub fn accept_any_server_cert() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AcceptAnyServerCert { algorithms: provider().signature_verification_algorithms })
+}
+
 #[derive(Debug)]
 struct AcceptAnyServerCert {
     algorithms: WebPkiSupportedAlgorithms,
@@ -553,12 +557,11 @@ mod tests {
         assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
 
         // TLS 1.2: checks the server side and the no-verify client's TLS 1.2 signatures.
-        let verifier = AcceptAnyServerCert { algorithms: provider().signature_verification_algorithms };
         let tls12 = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS12])
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(accept_any_server_cert())
             .with_no_client_auth();
         let tls12 = Arc::new(tls12);
         let first = handshake(Arc::clone(&config), Arc::clone(&tls12), Some("localhost")).await.unwrap();

@@ -12,9 +12,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ProtocolVersion, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -154,7 +153,7 @@ impl TlsOptions {
             Verify::Roots(roots) => builder.with_root_certificates(roots.clone()).with_no_client_auth(),
             Verify::Insecure => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+                .with_custom_certificate_verifier(portico::tls::accept_any_server_cert())
                 .with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn.clone();
@@ -384,45 +383,5 @@ impl Reply {
     /// Every value of a response header, as text.
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
         self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
-    }
-}
-
-/// Accepts any server certificate, but still checks the handshake signatures
-/// so the connection is real TLS.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
