@@ -64,15 +64,6 @@ fn request_path(c: &mut Criterion) {
         headers: &headers,
         peer_trusted: true,
     };
-    c.bench_function("forwarded headers: render and apply the default six", |b| {
-        b.iter(|| {
-            let mut out = headers.clone();
-            let rendered = forwarded::render_rules(&server.headers, black_box(&ctx));
-            forwarded::remove_hop_by_hop(&mut out, false);
-            forwarded::apply_rules(&server.headers, rendered, &mut out);
-            out
-        })
-    });
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();
     let host_value = headers.get("host").cloned();

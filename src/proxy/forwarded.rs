@@ -79,28 +79,6 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Renders each rule's value against `ctx` (the request as the client sent
-/// it). `None` where the rule removes the header: its value is `None` or
-/// renders empty. Rendering happens before any header changes because rules
-/// read the headers they replace (X-Forwarded-For appends to itself).
-pub fn render_rules(rules: &[HeaderRule], ctx: &RequestContext<'_>) -> Vec<Option<HeaderValue>> {
-    rules.iter().map(|rule| render_one(rule, ctx)).collect()
-}
-
-/// Sets (or removes) each rule's header to its rendered value.
-pub fn apply_rules(rules: &[HeaderRule], rendered: Vec<Option<HeaderValue>>, headers: &mut HeaderMap) {
-    for (rule, value) in rules.iter().zip(rendered) {
-        match value {
-            Some(value) => {
-                headers.insert(rule.name.clone(), value);
-            }
-            None => {
-                headers.remove(&rule.name);
-            }
-        }
-    }
-}
-
 /// How one rule's value is made, decided once per configuration so that the
 /// default rules cost no allocation per request.
 #[derive(Debug)]
@@ -125,7 +103,9 @@ enum Planned {
 
 /// A server's header rules, prepared once (in `Site::build`): literals are
 /// validated up front and the default rules reuse values the request or the
-/// connection already holds. Renders exactly what [`render_rules`] renders.
+/// connection already holds. A rule's value is `None` or renders empty: the
+/// header is removed. Values are rendered before any header changes, because
+/// rules read the headers they replace (X-Forwarded-For appends to itself).
 #[derive(Debug)]
 pub struct HeaderPlan {
     rules: Vec<(HeaderRule, Planned)>,
@@ -252,7 +232,7 @@ impl HeaderPlan {
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// One rule rendered as [`render_rules`] does.
+/// One rule rendered from its template, the general case of the plan.
 fn render_one(rule: &HeaderRule, ctx: &RequestContext<'_>) -> Option<HeaderValue> {
     let value = rule.value.as_ref()?;
     if let Some(text) = value.as_literal() {
@@ -269,6 +249,26 @@ fn render_one(rule: &HeaderRule, ctx: &RequestContext<'_>) -> Option<HeaderValue
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The plain reference the plan must match: every rule rendered against
+    /// `ctx`, before any header changes.
+    fn render_rules(rules: &[HeaderRule], ctx: &RequestContext<'_>) -> Vec<Option<HeaderValue>> {
+        rules.iter().map(|rule| render_one(rule, ctx)).collect()
+    }
+
+    /// Sets (or removes) each rule's header to its rendered value.
+    fn apply_rules(rules: &[HeaderRule], rendered: Vec<Option<HeaderValue>>, headers: &mut HeaderMap) {
+        for (rule, value) in rules.iter().zip(rendered) {
+            match value {
+                Some(value) => {
+                    headers.insert(rule.name.clone(), value);
+                }
+                None => {
+                    headers.remove(&rule.name);
+                }
+            }
+        }
+    }
 
     #[test]
     fn drops_hop_by_hop_and_connection_named_headers() {
