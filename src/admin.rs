@@ -26,6 +26,9 @@ use crate::proxy::Site;
 use crate::upstream::Pool;
 use crate::upstream::sticky::StickyStats;
 
+/// A per-upstream-server figure read from its pool at scrape time.
+type PeerValue = dyn Fn(&Pool, usize) -> u64;
+
 /// Scrapers and people, not clients: a few connections at once are plenty,
 /// and more are refused rather than let the endpoint grow without bound.
 const MAX_CONNECTIONS: usize = 32;
@@ -224,35 +227,35 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
             text.sample("portico_upstream_responses_total", &[*upstream, *peer, ("code", class)], count);
         }
     }
-    text.family(
-        "portico_upstream_failures_total",
-        Kind::Counter,
-        "Failed attempts at upstream servers (connect errors, timeouts, bad responses).",
-    );
-    for (pool, i, labels) in &peers {
-        let failures = pool.peer_metrics(*i).map_or(0, |m| m.failures.load(Ordering::Relaxed));
-        text.sample("portico_upstream_failures_total", labels, failures);
-    }
-    text.family(
-        "portico_upstream_selected_total",
-        Kind::Counter,
-        "Times an upstream server was chosen for an attempt.",
-    );
-    for (pool, i, labels) in &peers {
-        let selected = pool.peer_metrics(*i).map_or(0, |m| m.selected.load(Ordering::Relaxed));
-        text.sample("portico_upstream_selected_total", labels, selected);
-    }
-    text.family(
-        "portico_upstream_up",
-        Kind::Gauge,
-        "1 when the upstream server may take traffic now, 0 when failed or down = true.",
-    );
-    for (pool, i, labels) in &peers {
-        text.sample("portico_upstream_up", labels, u8::from(pool.is_usable(*i)));
-    }
-    text.family("portico_upstream_fails", Kind::Gauge, "Failures currently counted toward max_fails.");
-    for (pool, i, labels) in &peers {
-        text.sample("portico_upstream_fails", labels, pool.failures(*i));
+    // One gauge or counter per upstream server, each read from the pool.
+    let per_peer: [(&str, Kind, &str, &PeerValue); 4] = [
+        (
+            "portico_upstream_failures_total",
+            Kind::Counter,
+            "Failed attempts at upstream servers (connect errors, timeouts, bad responses).",
+            &|pool, i| pool.peer_metrics(i).map_or(0, |m| m.failures.load(Ordering::Relaxed)),
+        ),
+        (
+            "portico_upstream_selected_total",
+            Kind::Counter,
+            "Times an upstream server was chosen for an attempt.",
+            &|pool, i| pool.peer_metrics(i).map_or(0, |m| m.selected.load(Ordering::Relaxed)),
+        ),
+        (
+            "portico_upstream_up",
+            Kind::Gauge,
+            "1 when the upstream server may take traffic now, 0 when failed or down = true.",
+            &|pool, i| u64::from(pool.is_usable(i)),
+        ),
+        ("portico_upstream_fails", Kind::Gauge, "Failures currently counted toward max_fails.", &|pool, i| {
+            u64::from(pool.failures(i))
+        }),
+    ];
+    for (name, kind, help, value) in per_peer {
+        text.family(name, kind, help);
+        for (pool, i, labels) in &peers {
+            text.sample(name, labels, value(pool, *i));
+        }
     }
 
     let sticky: Vec<_> = site
