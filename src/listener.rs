@@ -8,10 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 
@@ -25,15 +25,21 @@ pub struct Shared {
     pub instance: crate::metrics::Instance,
     connections: Arc<Semaphore>,
     /// Taken at shutdown; `None` afterwards so late connections are not tracked.
-    graceful: Mutex<Option<GracefulShutdown>>,
+    graceful: Mutex<Option<Drain>>,
+    /// Plain listeners: HTTP/1.1, or h2 with prior knowledge, told apart by
+    /// the first bytes.
     http: auto::Builder<TokioExecutor>,
+    /// TLS listeners, where ALPN has chosen already. Skipping the sniffing
+    /// matters for memory: its short first read made hyper grow each idle
+    /// connection's read buffer from 8 to 16 KiB.
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Shared {
     /// Shares `site`; at most `max_connections` client connections at once.
     pub fn new(site: Arc<Site>) -> Shared {
         let runtime = &site.snapshot.runtime;
-        let mut http = auto::Builder::new(TokioExecutor::new());
         // hyper's header timer also runs while a kept-alive connection waits for
         // its next request, so it serves as the idle timeout too: the shorter
         // of the two limits applies to both.
@@ -41,23 +47,60 @@ impl Shared {
         // The read buffer leaves room past the header limit so that portico, not
         // hyper's buffer, decides: 414 for a long target, 431 for a big block.
         let read_buffer = (runtime.max_request_header_size * 2).max(72 * 1024);
+        let header_list = u32::try_from(runtime.max_request_header_size).unwrap_or(u32::MAX);
+        let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(read_buffer);
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(runtime.max_request_header_size).unwrap_or(u32::MAX));
+        http.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(read_buffer);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_header_list_size(header_list);
         Shared {
             connections: Arc::new(Semaphore::new(runtime.max_connections.max(1))),
-            graceful: Mutex::new(Some(GracefulShutdown::new())),
+            graceful: Mutex::new(Some(Drain(watch::channel(false).0))),
             http,
+            http1,
+            http2,
             instance: crate::metrics::Instance::default(),
             site: ArcSwap::new(site),
         }
     }
 
     /// Stops tracking new connections and returns the tracker to drain.
-    pub fn take_graceful(&self) -> Option<GracefulShutdown> {
+    pub fn take_graceful(&self) -> Option<Drain> {
         self.graceful.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
+}
+
+/// The graceful drain: every connection holds a receiver; shutdown turns the
+/// value true and waits until every receiver is gone.
+pub struct Drain(watch::Sender<bool>);
+
+impl Drain {
+    /// Asks every connection to finish its requests in flight and close, and
+    /// returns once all have.
+    pub async fn shutdown(self) {
+        self.0.send_replace(true);
+        self.0.closed().await;
+    }
+}
+
+/// Drives `conn` to its end; once the drain starts, `graceful_shutdown` lets
+/// its requests in flight finish and then closes it.
+async fn serve_until_drained<C, E>(
+    conn: C,
+    mut drain: watch::Receiver<bool>,
+    graceful_shutdown: fn(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = drain.wait_for(|draining| *draining) => graceful_shutdown(conn.as_mut()),
+    }
+    conn.await
 }
 
 /// One client connection's view of the configuration. Each request uses the
@@ -230,8 +273,8 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let Some(watcher) =
-            shared.graceful.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|g| g.watcher())
+        let Some(drain) =
+            shared.graceful.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.0.subscribe())
         else {
             return;
         };
@@ -250,7 +293,10 @@ pub async fn accept_loop(
             let tls = state.tls.clone();
             match tls {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    // Boxed, like the connection below: the handshake's state is
+                    // needed only until it completes, not for the connection's life.
+                    let handshake = Box::pin(acceptor.accept(stream));
+                    let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
                             tracing::debug!("TLS handshake with {remote} failed: {e}");
@@ -263,10 +309,17 @@ pub async fn accept_loop(
                     };
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let io = Guarded { io: TokioIo::new(tls), conn: conn.clone() };
                     let service = service_fn(move |request| conn.clone().serve(request));
-                    let conn = shared.http.serve_connection_with_upgrades(io, service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    let served = if h2 {
+                        let conn = Box::pin(shared.http2.serve_connection(io, service));
+                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                    } else {
+                        let conn = Box::pin(shared.http1.serve_connection(io, service).with_upgrades());
+                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!("connection from {remote}: {e}");
                     }
                 }
@@ -275,8 +328,9 @@ pub async fn accept_loop(
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
                     let io = Guarded { io: TokioIo::new(stream), conn: conn.clone() };
                     let service = service_fn(move |request| conn.clone().serve(request));
-                    let conn = shared.http.serve_connection_with_upgrades(io, service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    let conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
+                    if let Err(e) = serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                    {
                         tracing::debug!("connection from {remote}: {e}");
                     }
                 }
