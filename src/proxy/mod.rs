@@ -171,90 +171,95 @@ impl ConnInfo {
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
-pub async fn handle(
+///
+/// Not an `async fn`: hyper keeps this future for each connection, and an
+/// `async fn` holds a copy of its arguments beside the locals they move to.
+/// Taking the request apart here, outside the `async` block, keeps one copy.
+pub fn handle(
     conn: Arc<ConnInfo>,
     mut request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, hyper::Error> {
+) -> impl Future<Output = Result<Response<ResponseBody>, hyper::Error>> {
     let client_upgrade = (request.version() == Version::HTTP_11 && forwarded::is_upgrade_request(request.headers()))
         .then(|| hyper::upgrade::on(&mut request));
     let (mut parts, incoming) = request.into_parts();
-
-    // Cheap clones of shared bytes, so that the headers can change below
-    // while templates still read the request as it came.
-    let request_host = request_host(&parts);
-    let host_header = match &request_host {
-        Some(RequestHost::Header(value)) => Some(value),
-        _ => None,
-    };
-    let http_host = request_host.as_ref().map_or("", RequestHost::as_str);
-    let listener = &conn.site.listeners[conn.listener];
-    let host = vhost::normalize_host(http_host);
-    let server = listener.servers[listener.router.route(&host)].clone();
-    let host: &str = if host.is_empty() { &server.config.name } else { &host };
-    let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
-    if let Some(status) = ambiguous(&parts, conn.site.snapshot.runtime.max_request_header_size) {
-        exchange.error(LogLevel::Info, format_args!("rejected: {status}"));
-        let mut response = answer(exchange, status);
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(response);
-    }
-
-    // An answer made here leaves the request body unread; HTTP/1 cannot
-    // reuse the connection then, and the client must be told so.
-    let close_after_answer = parts.version < Version::HTTP_2 && !incoming.is_end_stream();
-    let direct = |exchange, status| {
-        let mut response = answer(exchange, status);
-        if close_after_answer {
+    async move {
+        // Cheap clones of shared bytes, so that the headers can change below
+        // while templates still read the request as it came.
+        let request_host = request_host(&parts);
+        let host_header = match &request_host {
+            Some(RequestHost::Header(value)) => Some(value),
+            _ => None,
+        };
+        let http_host = request_host.as_ref().map_or("", RequestHost::as_str);
+        let listener = &conn.site.listeners[conn.listener];
+        let host = vhost::normalize_host(http_host);
+        let server = listener.servers[listener.router.route(&host)].clone();
+        let host: &str = if host.is_empty() { &server.config.name } else { &host };
+        let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+        if let Some(status) = ambiguous(&parts, conn.site.snapshot.runtime.max_request_header_size) {
+            exchange.error(LogLevel::Info, format_args!("rejected: {status}"));
+            let mut response = answer(exchange, status);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
         }
-        response
-    };
-    let path = parts.uri.path();
-    let Some(location) = vhost::location(&server.config, path) else {
-        return Ok(direct(exchange, StatusCode::NOT_FOUND));
-    };
-    let request_uri = parts.uri.path_and_query().cloned();
-    let ctx = RequestContext {
-        host,
-        http_host,
-        remote: conn.remote,
-        scheme: if conn.tls { "https" } else { "http" },
-        server_port: conn.local.port(),
-        server_name: &server.config.name,
-        request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
-        headers: &parts.headers,
-        peer_trusted: conn.peer_trusted,
-    };
-    match &location.action {
-        Action::Return { status } => Ok(direct(exchange, *status)),
-        Action::Redirect { location, status } => {
-            let target = location.render(&ctx);
-            let mut response = direct(exchange, *status);
-            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(target)) {
-                response.headers_mut().insert(header::LOCATION, value);
+
+        // An answer made here leaves the request body unread; HTTP/1 cannot
+        // reuse the connection then, and the client must be told so.
+        let close_after_answer = parts.version < Version::HTTP_2 && !incoming.is_end_stream();
+        let direct = |exchange, status| {
+            let mut response = answer(exchange, status);
+            if close_after_answer {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(response)
-        }
-        Action::Proxy { upstream } => {
-            let rendered = server.headers.render(&ctx, host_header, &conn.values);
-            forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
-            if parts.version == Version::HTTP_2 {
-                forwarded::join_cookies(&mut parts.headers);
-            }
-            server.headers.apply(rendered, &mut parts.headers);
-            if !parts.headers.contains_key(header::HOST) {
-                // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
-                // an HTTP/1.1 upstream needs a Host either way.
-                let value = if http_host.is_empty() { host } else { http_host };
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    parts.headers.insert(header::HOST, value);
+            response
+        };
+        let path = parts.uri.path();
+        let Some(location) = vhost::location(&server.config, path) else {
+            return Ok(direct(exchange, StatusCode::NOT_FOUND));
+        };
+        let request_uri = parts.uri.path_and_query().cloned();
+        let ctx = RequestContext {
+            host,
+            http_host,
+            remote: conn.remote,
+            scheme: if conn.tls { "https" } else { "http" },
+            server_port: conn.local.port(),
+            server_name: &server.config.name,
+            request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
+            headers: &parts.headers,
+            peer_trusted: conn.peer_trusted,
+        };
+        match &location.action {
+            Action::Return { status } => Ok(direct(exchange, *status)),
+            Action::Redirect { location, status } => {
+                let target = location.render(&ctx);
+                let mut response = direct(exchange, *status);
+                if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(target)) {
+                    response.headers_mut().insert(header::LOCATION, value);
                 }
+                Ok(response)
             }
-            let Some(pool) = conn.site.pools.get(*upstream).cloned() else {
-                return Ok(answer(exchange, StatusCode::BAD_GATEWAY));
-            };
-            let head = UpstreamHead { method: parts.method, uri: origin_form(&parts.uri), headers: parts.headers };
-            Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
+            Action::Proxy { upstream } => {
+                let rendered = server.headers.render(&ctx, host_header, &conn.values);
+                forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+                if parts.version == Version::HTTP_2 {
+                    forwarded::join_cookies(&mut parts.headers);
+                }
+                server.headers.apply(rendered, &mut parts.headers);
+                if !parts.headers.contains_key(header::HOST) {
+                    // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
+                    // an HTTP/1.1 upstream needs a Host either way.
+                    let value = if http_host.is_empty() { host } else { http_host };
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        parts.headers.insert(header::HOST, value);
+                    }
+                }
+                let Some(pool) = conn.site.pools.get(*upstream).cloned() else {
+                    return Ok(answer(exchange, StatusCode::BAD_GATEWAY));
+                };
+                let head = UpstreamHead { method: parts.method, uri: origin_form(&parts.uri), headers: parts.headers };
+                Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
+            }
         }
     }
 }
@@ -330,7 +335,12 @@ impl AttemptError {
     }
 }
 
-async fn forward(
+/// Sends the request to the session's server or the balancer's pick,
+/// retrying where nothing is lost by it, and streams the answer back.
+///
+/// Not an `async fn`, for the reason given at `handle`.
+#[allow(clippy::manual_async_fn, reason = "an async fn would hold its arguments twice")]
+fn forward(
     conn: &ConnInfo,
     server: &VirtualServer,
     pool: Arc<Pool>,
@@ -338,137 +348,139 @@ async fn forward(
     incoming: Incoming,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     mut exchange: Exchange,
-) -> Response<ResponseBody> {
-    let upstream = &pool.upstream;
-    let read_timeout = server.read_timeout.unwrap_or(upstream.read_timeout);
-    let send_timeout = server.send_timeout.unwrap_or(upstream.send_timeout);
-    let body_empty = incoming.is_end_stream();
-    let limit = conn.site.snapshot.runtime.client_max_body_size;
-    if let (Some(limit), Some(length)) = (limit, incoming.size_hint().exact())
-        && length > limit
-    {
-        exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
-        return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
-    }
-    let progress = Progress::new(body_empty);
-    let mut body =
-        Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone(), limit) });
-    // A request may be sent again only when nothing of it is lost by doing so.
-    let repeatable = body_empty && is_idempotent(&head.method);
-    let client_ip: IpAddr = conn.remote.ip();
-    // Sticky sessions: the session the request carries, and its server if known.
-    let sticky = pool.sticky.as_ref().zip(upstream.sticky.as_ref());
-    let session = sticky.and_then(|(_, config)| {
-        upstream::sticky::request_session(&head.headers, head.uri.path(), &config.learn).map(str::to_owned)
-    });
-    let session_peer = match (sticky, &session) {
-        (Some((table, _)), Some(value)) => {
-            table.lookup(value, std::time::Instant::now()).and_then(|address| pool.peer_index(&address))
+) -> impl Future<Output = Response<ResponseBody>> {
+    async move {
+        let upstream = &pool.upstream;
+        let read_timeout = server.read_timeout.unwrap_or(upstream.read_timeout);
+        let send_timeout = server.send_timeout.unwrap_or(upstream.send_timeout);
+        let body_empty = incoming.is_end_stream();
+        let limit = conn.site.snapshot.runtime.client_max_body_size;
+        if let (Some(limit), Some(length)) = (limit, incoming.size_hint().exact())
+            && length > limit
+        {
+            exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
+            return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
         }
-        _ => None,
-    };
-    let mut tried = Tried::default();
-    let mut last_error: Option<StatusCode> = None;
-
-    loop {
-        // A known session goes to its server while that server is usable;
-        // otherwise (and on retries) the pool's balancing method decides.
-        let sticky_pick = session_peer.filter(|p| !tried.contains(*p) && pool.is_usable(*p));
-        let Some(peer) = sticky_pick.or_else(|| pool.pick(client_ip, |p| tried.contains(p))) else {
-            let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
-            if last_error.is_none() {
-                exchange.upstream_error(format_args!("no live upstreams in \"{}\"", upstream.name));
+        let progress = Progress::new(body_empty);
+        let mut body =
+            Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone(), limit) });
+        // A request may be sent again only when nothing of it is lost by doing so.
+        let repeatable = body_empty && is_idempotent(&head.method);
+        let client_ip: IpAddr = conn.remote.ip();
+        // Sticky sessions: the session the request carries, and its server if known.
+        let sticky = pool.sticky.as_ref().zip(upstream.sticky.as_ref());
+        let session = sticky.and_then(|(_, config)| {
+            upstream::sticky::request_session(&head.headers, head.uri.path(), &config.learn).map(str::to_owned)
+        });
+        let session_peer = match (sticky, &session) {
+            (Some((table, _)), Some(value)) => {
+                table.lookup(value, std::time::Instant::now()).and_then(|address| pool.peer_index(&address))
             }
-            return answer(exchange, status);
+            _ => None,
         };
-        tried.insert(peer);
-        exchange.set_upstream(&pool, peer);
+        let mut tried = Tried::default();
+        let mut last_error: Option<StatusCode> = None;
 
-        let mut connection = match pool.connect(peer).await {
-            Ok(connection) => connection,
-            Err(e) => {
-                // Nothing was sent: any request may go to the next server.
-                exchange.upstream_error(format_args!("{e}"));
-                pool.report_failure(peer);
-                last_error = Some(AttemptError::from(e).status());
-                continue;
-            }
-        };
-        let Some(request_body) = body.take() else {
-            return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
-        };
-        // Keep a copy of the head only when a retry after sending may need it.
-        let kept_copy = repeatable && tried.len() < upstream.peers.len();
-        let headers = if kept_copy { head.headers.clone() } else { std::mem::take(&mut head.headers) };
-        let mut request = Request::new(request_body);
-        *request.method_mut() = head.method.clone();
-        *request.uri_mut() = head.uri.clone();
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = headers;
+        loop {
+            // A known session goes to its server while that server is usable;
+            // otherwise (and on retries) the pool's balancing method decides.
+            let sticky_pick = session_peer.filter(|p| !tried.contains(*p) && pool.is_usable(*p));
+            let Some(peer) = sticky_pick.or_else(|| pool.pick(client_ip, |p| tried.contains(p))) else {
+                let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
+                if last_error.is_none() {
+                    exchange.upstream_error(format_args!("no live upstreams in \"{}\"", upstream.name));
+                }
+                return answer(exchange, status);
+            };
+            tried.insert(peer);
+            exchange.set_upstream(&pool, peer);
 
-        let sent = send(&mut connection, request, &progress, read_timeout, send_timeout).await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err((error, unsent)) => {
-                if progress.is_too_large() {
-                    // The client's fault, not the server's: no failure counted.
-                    exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
-                    return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
+            let mut connection = match pool.connect(peer).await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Nothing was sent: any request may go to the next server.
+                    exchange.upstream_error(format_args!("{e}"));
+                    pool.report_failure(peer);
+                    last_error = Some(AttemptError::from(e).status());
+                    continue;
                 }
-                if progress.client_failed() {
-                    // Bad chunking or a client gone mid-upload: not the server's
-                    // fault, so it is neither marked failed nor tried again.
-                    exchange.error(LogLevel::Info, format_args!("client request body failed: {error}"));
-                    let mut response = answer(exchange, StatusCode::BAD_REQUEST);
-                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return response;
-                }
-                if let Some(unsent) = unsent {
-                    // The connection closed before the request was written: take
-                    // it back. On a kept-alive connection that is the server
-                    // having closed it meanwhile, not a failure of the server.
-                    let (parts, request_body) = unsent.into_parts();
-                    head.headers = parts.headers;
-                    body = Some(request_body);
-                    if connection.reused {
-                        tried.remove(peer);
-                        continue;
+            };
+            let Some(request_body) = body.take() else {
+                return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
+            };
+            // Keep a copy of the head only when a retry after sending may need it.
+            let kept_copy = repeatable && tried.len() < upstream.peers.len();
+            let headers = if kept_copy { head.headers.clone() } else { std::mem::take(&mut head.headers) };
+            let mut request = Request::new(request_body);
+            *request.method_mut() = head.method.clone();
+            *request.uri_mut() = head.uri.clone();
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = headers;
+
+            let sent = send(&mut connection, request, &progress, read_timeout, send_timeout).await;
+            let mut response = match sent {
+                Ok(response) => response,
+                Err((error, unsent)) => {
+                    if progress.is_too_large() {
+                        // The client's fault, not the server's: no failure counted.
+                        exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
+                        return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
                     }
-                } else if kept_copy {
-                    body = Some(RequestBody::empty());
-                } else {
+                    if progress.client_failed() {
+                        // Bad chunking or a client gone mid-upload: not the server's
+                        // fault, so it is neither marked failed nor tried again.
+                        exchange.error(LogLevel::Info, format_args!("client request body failed: {error}"));
+                        let mut response = answer(exchange, StatusCode::BAD_REQUEST);
+                        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return response;
+                    }
+                    if let Some(unsent) = unsent {
+                        // The connection closed before the request was written: take
+                        // it back. On a kept-alive connection that is the server
+                        // having closed it meanwhile, not a failure of the server.
+                        let (parts, request_body) = unsent.into_parts();
+                        head.headers = parts.headers;
+                        body = Some(request_body);
+                        if connection.reused {
+                            tried.remove(peer);
+                            continue;
+                        }
+                    } else if kept_copy {
+                        body = Some(RequestBody::empty());
+                    } else {
+                        exchange.upstream_error(format_args!("{error}"));
+                        pool.report_failure(peer);
+                        return answer(exchange, error.status());
+                    }
                     exchange.upstream_error(format_args!("{error}"));
                     pool.report_failure(peer);
-                    return answer(exchange, error.status());
+                    last_error = Some(error.status());
+                    continue;
                 }
-                exchange.upstream_error(format_args!("{error}"));
-                pool.report_failure(peer);
-                last_error = Some(error.status());
-                continue;
+            };
+            pool.report_success(peer);
+            if let Some((table, config)) = sticky {
+                learn(table, &config.learn, response.headers(), session.as_deref(), session_peer, &pool, peer);
             }
-        };
-        pool.report_success(peer);
-        if let Some((table, config)) = sticky {
-            learn(table, &config.learn, response.headers(), session.as_deref(), session_peer, &pool, peer);
-        }
-        let status = response.status();
-        exchange.set_status(status);
+            let status = response.status();
+            exchange.set_status(status);
 
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut response);
-                let (parts, _) = response.into_parts();
-                tokio::spawn(websocket::tunnel(client_upgrade, upstream_upgrade, read_timeout, exchange));
-                return Response::from_parts(parts, ResponseBody::empty());
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_upgrade) = client_upgrade {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    let (parts, _) = response.into_parts();
+                    tokio::spawn(websocket::tunnel(client_upgrade, upstream_upgrade, read_timeout, exchange));
+                    return Response::from_parts(parts, ResponseBody::empty());
+                }
+                exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
+                return answer(exchange, StatusCode::BAD_GATEWAY);
             }
-            exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
-            return answer(exchange, StatusCode::BAD_GATEWAY);
-        }
 
-        let (mut parts, incoming) = response.into_parts();
-        forwarded::remove_hop_by_hop(&mut parts.headers, false);
-        let body = UpstreamBody::new(incoming, read_timeout, pool.clone(), connection, exchange);
-        return Response::from_parts(parts, ResponseBody::Upstream(Box::new(body)));
+            let (mut parts, incoming) = response.into_parts();
+            forwarded::remove_hop_by_hop(&mut parts.headers, false);
+            let body = UpstreamBody::new(incoming, read_timeout, pool.clone(), connection, exchange);
+            return Response::from_parts(parts, ResponseBody::Upstream(Box::new(body)));
+        }
     }
 }
 

@@ -145,7 +145,10 @@ impl Pool {
         if let Some(sender) = self.take_idle(peer) {
             return Ok(Connection { sender, peer, reused: true });
         }
-        let sender = self.open(peer).await?;
+        // Boxed: opening (TCP, TLS, HTTP handshakes) needs a few KiB of state
+        // that, kept inline, would make every request's future that much bigger
+        // (more memory per connection, more to move) for a rare path.
+        let sender = Box::pin(self.open(peer)).await?;
         Ok(Connection { sender, peer, reused: false })
     }
 
