@@ -154,3 +154,32 @@ async fn upstream_tls_connections_are_kept_alive() {
     assert_eq!(backend.count(), 4);
     assert_eq!(backend.connections(), 1, "{:?}", backend.requests().iter().map(|s| s.conn).collect::<Vec<_>>());
 }
+
+/// Concurrent clients: a connection given back after its response serves the
+/// next request rather than being replaced, so the backend sees at most one
+/// connection per request in flight (each new one is a TLS handshake).
+#[tokio::test]
+async fn upstream_tls_connections_are_reused_under_concurrency() {
+    const CLIENTS: usize = 16;
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let upstream = format!("tls_verify = false\nkeepalive = {CLIENTS}");
+    let portico = start_portico(&config(&backend, &upstream)).await;
+
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let addr = portico.addr(0);
+        clients.spawn(async move {
+            let mut client = Client::http1(addr).await.unwrap();
+            for _ in 0..25 {
+                assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
+            }
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), clients.join_all()).await;
+    all.expect("every client answered within 30 s");
+
+    assert_eq!(backend.count(), CLIENTS * 25);
+    // At most one connection per concurrent request, each kept for the next.
+    assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
+}
