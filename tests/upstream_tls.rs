@@ -183,3 +183,48 @@ async fn upstream_tls_connections_are_reused_under_concurrency() {
     // At most one connection per concurrent request, each kept for the next.
     assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
 }
+
+/// `keepalive` is per server, but shared over the upstream like nginx's
+/// cache: with its partner down, one server takes all the requests and keeps
+/// a connection for each one in flight instead of closing and reopening them.
+#[tokio::test]
+async fn idle_connections_follow_the_traffic_between_servers() {
+    const CLIENTS: usize = 4;
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = TestBackend::spawn_tls("secure", &cert).await;
+    let partner = TestBackend::spawn_tls("partner", &cert).await;
+    let portico = start_portico(&format!(
+        r#"
+[upstream.secure]
+servers = ["{}", {{ address = "{}", down = true }}]
+tls = true
+tls_verify = false
+keepalive = {}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "secure"
+"#,
+        backend.addr(),
+        partner.addr(),
+        CLIENTS / 2
+    ))
+    .await;
+
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let addr = portico.addr(0);
+        clients.spawn(async move {
+            let mut client = Client::http1(addr).await.unwrap();
+            for _ in 0..25 {
+                assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
+            }
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), clients.join_all()).await;
+    all.expect("every client answered within 30 s");
+
+    assert_eq!((backend.count(), partner.count()), (CLIENTS * 25, 0));
+    assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
+}

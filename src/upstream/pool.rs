@@ -2,7 +2,8 @@
 //! failing (`health`), and the idle kept-alive connections to each.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
@@ -32,6 +33,14 @@ pub struct Pool {
     tls_names: Vec<Option<ServerName<'static>>>,
     /// Per server: idle connections, most recently used last.
     idle: Vec<Mutex<Vec<Idle>>>,
+    /// Idle connections over all servers, and how many may be kept:
+    /// `keepalive` per server, shared the way nginx's per-upstream cache is,
+    /// so that a server taking more than its share of requests for a while
+    /// (round robin over unequal servers, a peer down) keeps its connections
+    /// instead of closing and reopening them: a TLS handshake each, which
+    /// under load took long enough to show in the p99 latency.
+    idle_count: AtomicUsize,
+    idle_budget: usize,
     /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
     pub sticky: Option<Arc<StickyTable>>,
     /// Per server: its `/metrics` counters, shared across reloads.
@@ -93,6 +102,8 @@ impl Pool {
             health: Health::new(&upstream),
             tls_names,
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            idle_count: AtomicUsize::new(0),
+            idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
             sticky,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
             upstream,
@@ -120,7 +131,7 @@ impl Pool {
     /// Counts a failure of `peer` toward `max_fails` (and in its metrics).
     pub fn report_failure(&self, peer: usize) {
         if let Some(metrics) = self.metrics.get(peer) {
-            metrics.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.failures.fetch_add(1, Ordering::Relaxed);
         }
         self.health.record_failure(peer, Instant::now());
     }
@@ -152,25 +163,46 @@ impl Pool {
         Ok(Connection { sender, peer, reused: false })
     }
 
-    /// Keeps `conn` for reuse when it is still usable and the server's idle
-    /// slots (`keepalive`) are not all taken; otherwise it is closed.
+    /// Keeps `conn` for reuse when it is still usable; past the upstream's
+    /// idle budget, the connection idle the longest (on any server) is closed.
     pub fn release(&self, conn: Connection) {
         if conn.sender.is_closed() || !conn.sender.is_ready() || self.upstream.keepalive == 0 {
             return;
         }
         let Some(slot) = self.idle.get(conn.peer) else { return };
-        let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= self.upstream.keepalive {
-            // Drop the oldest: the newest is the most likely to still be open.
-            idle.remove(0);
+        let over = {
+            let mut idle = lock(slot);
+            idle.push(Idle { sender: conn.sender, since: Instant::now() });
+            // Counted under the lock, so that no pop can count it first.
+            self.idle_count.fetch_add(1, Ordering::Relaxed) + 1 > self.idle_budget
+        };
+        if over {
+            self.close_oldest_idle();
         }
-        idle.push(Idle { sender: conn.sender, since: Instant::now() });
+    }
+
+    /// Closes the connection idle the longest, over all servers.
+    fn close_oldest_idle(&self) {
+        // One lock at a time; a list that changed meanwhile is looked at again.
+        let oldest = self
+            .idle
+            .iter()
+            .enumerate()
+            .filter_map(|(peer, slot)| lock(slot).first().map(|entry| (entry.since, peer)))
+            .min();
+        if let Some((_, peer)) = oldest {
+            let mut idle = lock(&self.idle[peer]);
+            if !idle.is_empty() {
+                idle.remove(0);
+                self.idle_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn take_idle(&self, peer: usize) -> Option<SendRequest<RequestBody>> {
-        let slot = self.idle.get(peer)?;
-        let mut idle = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = lock(self.idle.get(peer)?);
         while let Some(entry) = idle.pop() {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
             if !entry.sender.is_closed() && entry.sender.is_ready() && entry.since.elapsed() < IDLE_TIMEOUT {
                 return Some(entry.sender);
             }
@@ -214,4 +246,9 @@ where
         let _ = conn.with_upgrades().await;
     });
     Ok(sender)
+}
+
+/// A server's idle list; one poisoned by a panic elsewhere is still consistent.
+fn lock(slot: &Mutex<Vec<Idle>>) -> MutexGuard<'_, Vec<Idle>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
