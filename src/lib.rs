@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod framing;
 pub mod listener;
 pub mod log;
 pub mod metrics;

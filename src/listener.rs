@@ -12,9 +12,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 
+use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
 
 /// What every accept loop shares: the current site, the connection limit and
@@ -74,6 +76,8 @@ struct Connection {
     /// Set when the client abandons requests wholesale (h2 rapid reset,
     /// CVE-2023-44487): reading from it then fails and the connection ends.
     condemned: AtomicBool,
+    /// Which HTTP/1 request, if any, the framing tracker found ambiguous.
+    framing: framing::Verdict,
 }
 
 /// Abandoned requests a connection may pile up beyond those it let finish.
@@ -88,6 +92,7 @@ impl Connection {
             answered: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             condemned: AtomicBool::new(false),
+            framing: framing::Verdict::default(),
         }
     }
 
@@ -95,8 +100,11 @@ impl Connection {
     /// before the answer (an h2 stream reset, a closed connection).
     async fn serve(
         self: Arc<Self>,
-        request: hyper::Request<hyper::body::Incoming>,
+        mut request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<proxy::body::ResponseBody>, hyper::Error> {
+        if self.framing.next_request_is_ambiguous() {
+            request.extensions_mut().insert(framing::Ambiguous);
+        }
         let mut pending = Pending { conn: &self, answered: false };
         let response = proxy::handle(self.current(), request).await;
         pending.answered = true;
@@ -145,29 +153,33 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// Client I/O that fails once its connection is condemned, so that hyper ends it.
+/// Client I/O that fails once its connection is condemned, so that hyper ends
+/// it, and that shows every byte read to the framing tracker before hyper.
 struct Guarded<T> {
     io: T,
     conn: Arc<Connection>,
+    framing: framing::Tracker,
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Guarded<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if self.conn.condemned.load(Ordering::Relaxed) {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 "too many abandoned requests",
             )));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let start = buf.filled().len();
+        std::task::ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let this = &mut *self;
+        if let Some(request) = this.framing.feed(&buf.filled()[start..]) {
+            this.conn.framing.flag(request);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Guarded<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
@@ -263,7 +275,10 @@ pub async fn accept_loop(
                     };
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
-                    let io = Guarded { io: TokioIo::new(tls), conn: conn.clone() };
+                    // With ALPN h2 there are no HTTP/1 requests to follow.
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
+                    let io = TokioIo::new(Guarded { io: tls, conn: conn.clone(), framing });
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -273,7 +288,7 @@ pub async fn accept_loop(
                 None => {
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
-                    let io = Guarded { io: TokioIo::new(stream), conn: conn.clone() };
+                    let io = TokioIo::new(Guarded { io: stream, conn: conn.clone(), framing: framing::Tracker::new() });
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
