@@ -203,10 +203,15 @@ impl Tracker {
         if line.is_empty() {
             return self.end_of_head();
         }
-        // Only three names matter; their first letters rule out most lines cheaply.
+        // Only three names matter: their first letters rule out most lines
+        // before any search for the colon.
+        let first = line.first().map(u8::to_ascii_lowercase);
+        if !matches!(first, Some(b'c' | b't' | b'u')) {
+            return None;
+        }
         let colon = memchr::memchr(b':', line)?;
         let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
-        match name.first().map(u8::to_ascii_lowercase) {
+        match first {
             Some(b'c') if name.eq_ignore_ascii_case(b"content-length") => {
                 let parsed = digits(value);
                 self.head.content_length = match (self.head.content_lengths, self.head.content_length) {
