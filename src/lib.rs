@@ -9,6 +9,7 @@ pub mod log;
 pub mod metrics;
 pub mod nginx;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod systemd;
 pub mod template;

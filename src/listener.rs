@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
+use crate::ratelimit::ListenerErrors;
 
 /// What every accept loop shares: the current site, the connection limit and
 /// the drain tracker.
@@ -221,6 +222,7 @@ pub async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let errors = Arc::new(ListenerErrors::new(addr));
     loop {
         // Over max_connections, wait here: further clients queue in the backlog.
         let permit = tokio::select! {
@@ -235,7 +237,7 @@ pub async fn accept_loop(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept on {:?} failed: {e}", listener.local_addr().ok());
+                    errors.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -249,6 +251,7 @@ pub async fn accept_loop(
         };
         let site = shared.site.load_full();
         let shared = shared.clone();
+        let errors = errors.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _active = shared.instance.connection();
@@ -264,14 +267,8 @@ pub async fn accept_loop(
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!("TLS handshake with {remote} failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake with {remote} timed out");
-                            return;
-                        }
+                        Ok(Err(e)) => return errors.handshake_failed(remote, &e),
+                        Err(_) => return errors.handshake_timed_out(remote),
                     };
                     let conn =
                         Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
@@ -282,7 +279,7 @@ pub async fn accept_loop(
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!("connection from {remote}: {e}");
+                        errors.connection_failed(remote, &e);
                     }
                 }
                 None => {
@@ -292,7 +289,7 @@ pub async fn accept_loop(
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = shared.http.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!("connection from {remote}: {e}");
+                        errors.connection_failed(remote, &e);
                     }
                 }
             }
