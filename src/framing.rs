@@ -170,6 +170,13 @@ impl Tracker {
             };
             let (line, rest) = (&data[..end], &data[end + 1..]);
             data = rest;
+            // Most header lines name none of the three fields that matter:
+            // skip them here, by their first letter (`line` does the same).
+            let ordinary =
+                matches!(line.first(), Some(b) if !matches!(b.to_ascii_lowercase(), b'c' | b't' | b'u' | b'\r'));
+            if ordinary && self.head.started && self.partial.is_empty() && line.len() <= MAX_LINE {
+                continue;
+            }
             let flagged = if self.partial.is_empty() {
                 self.line(line)
             } else {
