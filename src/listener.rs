@@ -79,13 +79,15 @@ struct Connection {
     condemned: AtomicBool,
     /// Which HTTP/1 request, if any, the framing tracker found ambiguous.
     framing: framing::Verdict,
+    /// The listener's rate-limited error lines.
+    errors: Arc<ListenerErrors>,
 }
 
 /// Abandoned requests a connection may pile up beyond those it let finish.
 const ABANDON_ALLOWANCE: u64 = 100;
 
 impl Connection {
-    fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo) -> Connection {
+    fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo, errors: &Arc<ListenerErrors>) -> Connection {
         Connection {
             shared: shared.clone(),
             addr,
@@ -94,6 +96,7 @@ impl Connection {
             abandoned: AtomicU64::new(0),
             condemned: AtomicBool::new(false),
             framing: framing::Verdict::default(),
+            errors: errors.clone(),
         }
     }
 
@@ -146,10 +149,7 @@ impl Drop for Pending<'_> {
         if abandoned > ABANDON_ALLOWANCE + self.conn.answered.load(Ordering::Relaxed)
             && !self.conn.condemned.swap(true, Ordering::Relaxed)
         {
-            tracing::warn!(
-                "closing the connection from {}: {abandoned} requests abandoned before their answer (rapid reset?)",
-                self.conn.info.load().remote
-            );
+            self.conn.errors.abandoned(self.conn.info.load().remote, abandoned);
         }
     }
 }
@@ -270,8 +270,12 @@ pub async fn accept_loop(
                         Ok(Err(e)) => return errors.handshake_failed(remote, &e),
                         Err(_) => return errors.handshake_timed_out(remote),
                     };
-                    let conn =
-                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
+                    let conn = Arc::new(Connection::new(
+                        &shared,
+                        addr,
+                        ConnInfo::new(site, index, remote, local, true),
+                        &errors,
+                    ));
                     // With ALPN h2 there are no HTTP/1 requests to follow.
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
@@ -283,8 +287,12 @@ pub async fn accept_loop(
                     }
                 }
                 None => {
-                    let conn =
-                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
+                    let conn = Arc::new(Connection::new(
+                        &shared,
+                        addr,
+                        ConnInfo::new(site, index, remote, local, false),
+                        &errors,
+                    ));
                     let io = TokioIo::new(Guarded { io: stream, conn: conn.clone(), framing: framing::Tracker::new() });
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = shared.http.serve_connection_with_upgrades(io, service);

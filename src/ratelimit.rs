@@ -92,6 +92,7 @@ pub struct ListenerErrors {
     handshake_failed: RateLimited,
     handshake_timeout: RateLimited,
     connection: RateLimited,
+    abandoned: RateLimited,
 }
 
 impl ListenerErrors {
@@ -102,6 +103,7 @@ impl ListenerErrors {
             handshake_failed: RateLimited::new(INTERVAL),
             handshake_timeout: RateLimited::new(INTERVAL),
             connection: RateLimited::new(INTERVAL),
+            abandoned: RateLimited::new(INTERVAL),
         }
     }
 
@@ -133,6 +135,17 @@ impl ListenerErrors {
             tracing::info!("connection from {remote} on {}: {error}{held}", self.addr);
         }
     }
+
+    /// A connection closed for abandoning most of its requests (h2 rapid reset).
+    pub fn abandoned(&self, remote: SocketAddr, requests: u64) {
+        if let Some(held) = self.abandoned.allow() {
+            tracing::warn!(
+                "closing the connection from {remote} on {}: {requests} requests abandoned before their answer \
+                 (rapid reset?){held}",
+                self.addr
+            );
+        }
+    }
 }
 
 impl Drop for ListenerErrors {
@@ -143,6 +156,7 @@ impl Drop for ListenerErrors {
             (&self.handshake_failed, "TLS handshake failures", true),
             (&self.handshake_timeout, "TLS handshake timeouts", false),
             (&self.connection, "connection errors", false),
+            (&self.abandoned, "connections closed for abandoned requests", true),
         ];
         for (limiter, what, warn) in kinds {
             let Some(held) = limiter.take_suppressed() else { continue };
