@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
-use crate::ratelimit::ListenerErrors;
+use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 /// What every accept loop shares: the current site, the connection limit and
 /// the drain tracker.
@@ -223,6 +223,7 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let errors = Arc::new(ListenerErrors::new(addr));
+    let _report = ReportOnDrop(errors.clone());
     loop {
         // Over max_connections, wait here: further clients queue in the backlog.
         let permit = tokio::select! {

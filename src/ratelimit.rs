@@ -82,8 +82,9 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// The error lines of one listener that clients can trigger, each kind rate-limited.
-/// Whatever is still held back is logged when the listener and its last
-/// connection are gone.
+/// What is still held back is logged when the accept loop ends (see
+/// [`ReportOnDrop`]) and, for connections that failed after that, when the
+/// last connection is gone.
 #[derive(Debug)]
 pub struct ListenerErrors {
     /// The listen address as configured.
@@ -148,8 +149,9 @@ impl ListenerErrors {
     }
 }
 
-impl Drop for ListenerErrors {
-    fn drop(&mut self) {
+impl ListenerErrors {
+    /// Logs how many lines of each kind are held back, and forgets them.
+    pub fn report_held(&self) {
         // Each at the level its own lines have.
         let kinds = [
             (&self.accept, "accept errors", true),
@@ -166,6 +168,23 @@ impl Drop for ListenerErrors {
                 tracing::info!("{what} on {}{held}; the listener has closed", self.addr);
             }
         }
+    }
+}
+
+impl Drop for ListenerErrors {
+    fn drop(&mut self) {
+        self.report_held();
+    }
+}
+
+/// Held by an accept loop: when the loop ends (shutdown, or a reload removed
+/// the listener) the held-back counts are logged at once, not whenever the
+/// last connection happens to finish, which may be after the logs have shut down.
+pub struct ReportOnDrop(pub std::sync::Arc<ListenerErrors>);
+
+impl Drop for ReportOnDrop {
+    fn drop(&mut self) {
+        self.0.report_held();
     }
 }
 

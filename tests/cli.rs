@@ -418,3 +418,32 @@ async fn a_flood_of_failed_tls_handshakes_logs_a_line_and_a_count() {
     assert!((GARBAGE..=GARBAGE + 1).contains(&handshakes), "{handshakes} handshakes accounted for:\n{log}");
     assert!(log.contains("similar suppressed since the previous line"), "{log}");
 }
+
+/// Malformed HTTP/1 requests, 200 times: hyper's connection errors are logged
+/// (at info) one per interval with a count, not once per connection.
+#[tokio::test]
+async fn a_flood_of_malformed_requests_logs_a_line_and_a_count() {
+    let dir = TempDir::new("cli-flood-h1");
+    let app = TestBackend::spawn("app").await;
+    let port = free_port();
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &app, &runtime, ""));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut process = Process::start(&config, addr, &dir).await;
+
+    const MALFORMED: usize = 200;
+    for _ in 0..MALFORMED {
+        let answer = raw_request(addr, b"GET / HTTP/1.1\r\nHost: cli.test\r\nX(A): one\r\n\r\n").await;
+        assert_eq!(raw_status(&answer), Some(400), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(process.get("/after").await.status, StatusCode::OK);
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(10)).await.code(), Some(0), "{}", process.stderr());
+    let log = std::fs::read_to_string(&error_log).unwrap();
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains("connection from") || l.contains("connection errors on")).collect();
+    assert!(!lines.is_empty() && lines.len() <= 3, "expected one line and a count, got:\n{log}");
+    assert!(lines.iter().any(|l| l.contains("similar suppressed since the previous line")), "{log}");
+}
