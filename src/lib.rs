@@ -3,11 +3,13 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod framing;
 pub mod listener;
 pub mod log;
 pub mod metrics;
 pub mod nginx;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod systemd;
 pub mod template;

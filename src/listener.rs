@@ -12,10 +12,13 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 
+use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
+use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 /// What every accept loop shares: the current site, the connection limit and
 /// the drain tracker.
@@ -117,13 +120,17 @@ struct Connection {
     /// Set when the client abandons requests wholesale (h2 rapid reset,
     /// CVE-2023-44487): reading from it then fails and the connection ends.
     condemned: AtomicBool,
+    /// Which HTTP/1 request, if any, the framing tracker found ambiguous.
+    framing: framing::Verdict,
+    /// The listener's rate-limited error lines.
+    errors: Arc<ListenerErrors>,
 }
 
 /// Abandoned requests a connection may pile up beyond those it let finish.
 const ABANDON_ALLOWANCE: u64 = 100;
 
 impl Connection {
-    fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo) -> Connection {
+    fn new(shared: &Arc<Shared>, addr: SocketAddr, info: ConnInfo, errors: &Arc<ListenerErrors>) -> Connection {
         Connection {
             shared: shared.clone(),
             addr,
@@ -131,6 +138,8 @@ impl Connection {
             answered: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             condemned: AtomicBool::new(false),
+            framing: framing::Verdict::default(),
+            errors: errors.clone(),
         }
     }
 
@@ -138,8 +147,11 @@ impl Connection {
     /// before the answer (an h2 stream reset, a closed connection).
     async fn serve(
         self: Arc<Self>,
-        request: hyper::Request<hyper::body::Incoming>,
+        mut request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<proxy::body::ResponseBody>, hyper::Error> {
+        if self.framing.next_request_is_ambiguous() {
+            request.extensions_mut().insert(framing::Ambiguous);
+        }
         let mut pending = Pending { conn: &self, answered: false };
         let response = proxy::handle(self.current(), request).await;
         pending.answered = true;
@@ -180,37 +192,38 @@ impl Drop for Pending<'_> {
         if abandoned > ABANDON_ALLOWANCE + self.conn.answered.load(Ordering::Relaxed)
             && !self.conn.condemned.swap(true, Ordering::Relaxed)
         {
-            tracing::warn!(
-                "closing the connection from {}: {abandoned} requests abandoned before their answer (rapid reset?)",
-                self.conn.info.load().remote
-            );
+            self.conn.errors.abandoned(self.conn.info.load().remote, abandoned);
         }
     }
 }
 
-/// Client I/O that fails once its connection is condemned, so that hyper ends it.
+/// Client I/O that fails once its connection is condemned, so that hyper ends
+/// it, and that shows every byte read to the framing tracker before hyper.
 struct Guarded<T> {
     io: T,
     conn: Arc<Connection>,
+    framing: framing::Tracker,
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Guarded<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if self.conn.condemned.load(Ordering::Relaxed) {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 "too many abandoned requests",
             )));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let start = buf.filled().len();
+        std::task::ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let this = &mut *self;
+        if let Some(request) = this.framing.feed(&buf.filled()[start..]) {
+            this.conn.framing.flag(request);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Guarded<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
@@ -252,6 +265,8 @@ pub async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let errors = Arc::new(ListenerErrors::new(addr));
+    let _report = ReportOnDrop(errors.clone());
     loop {
         // Over max_connections, wait here: further clients queue in the backlog.
         let permit = tokio::select! {
@@ -266,7 +281,7 @@ pub async fn accept_loop(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept on {:?} failed: {e}", listener.local_addr().ok());
+                    errors.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -280,6 +295,7 @@ pub async fn accept_loop(
         };
         let site = shared.site.load_full();
         let shared = shared.clone();
+        let errors = errors.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _active = shared.instance.connection();
@@ -298,19 +314,19 @@ pub async fn accept_loop(
                     let handshake = Box::pin(acceptor.accept(stream));
                     let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                         Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!("TLS handshake with {remote} failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake with {remote} timed out");
-                            return;
-                        }
+                        Ok(Err(e)) => return errors.handshake_failed(remote, &e),
+                        Err(_) => return errors.handshake_timed_out(remote),
                     };
-                    let conn =
-                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true)));
+                    let conn = Arc::new(Connection::new(
+                        &shared,
+                        addr,
+                        ConnInfo::new(site, index, remote, local, true),
+                        &errors,
+                    ));
+                    // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = Guarded { io: TokioIo::new(tls), conn: conn.clone() };
+                    let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
+                    let io = TokioIo::new(Guarded { io: tls, conn: conn.clone(), framing });
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let served = if h2 {
                         let conn = Box::pin(shared.http2.serve_connection(io, service));
@@ -320,18 +336,22 @@ pub async fn accept_loop(
                         serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
                     };
                     if let Err(e) = served {
-                        tracing::debug!("connection from {remote}: {e}");
+                        errors.connection_failed(remote, &e);
                     }
                 }
                 None => {
-                    let conn =
-                        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false)));
-                    let io = Guarded { io: TokioIo::new(stream), conn: conn.clone() };
+                    let conn = Arc::new(Connection::new(
+                        &shared,
+                        addr,
+                        ConnInfo::new(site, index, remote, local, false),
+                        &errors,
+                    ));
+                    let io = TokioIo::new(Guarded { io: stream, conn: conn.clone(), framing: framing::Tracker::new() });
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
                     if let Err(e) = serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
                     {
-                        tracing::debug!("connection from {remote}: {e}");
+                        errors.connection_failed(remote, &e);
                     }
                 }
             }

@@ -372,3 +372,78 @@ async fn sigusr1_reopens_the_access_log() {
     assert!(old.contains("\"GET /before HTTP/1.1\" 200 3 "), "{old}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
 }
+
+/// Garbage instead of a ClientHello, 500 times: a line for the first, a count
+/// for the rest (rate-limited per listener), and portico keeps serving TLS.
+#[tokio::test]
+async fn a_flood_of_failed_tls_handshakes_logs_a_line_and_a_count() {
+    let dir = TempDir::new("cli-flood");
+    let app = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["cli.test"]);
+    let port = free_port();
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}", toml_path(&error_log));
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &app, &runtime, &format!("tls = {}", cert.toml_tls())));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Its readiness probe is one more failed handshake (a connection closed at once).
+    let mut process = Process::start(&config, addr, &dir).await;
+
+    const GARBAGE: usize = 500;
+    for _ in 0..GARBAGE {
+        let answer =
+            raw_request_within(addr, b"GET / HTTP/1.1\r\nHost: cli.test\r\n\r\n", Duration::from_secs(5)).await;
+        assert!(answer.len() < 100, "garbage got an answer: {answer:?}");
+    }
+    let mut client = Client::https(addr, "cli.test", &cert.roots(), &[]).await.unwrap();
+    let reply = client.get("cli.test", "/after").await.unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "app"));
+    drop(client);
+
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(10)).await.code(), Some(0), "{}", process.stderr());
+    let log = std::fs::read_to_string(&error_log).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("TLS handshake")).collect();
+    assert!(!lines.is_empty() && lines.len() <= 3, "expected one line and a count, got:\n{log}");
+    assert!(lines[0].contains(" WARN ") && lines[0].contains("failed"), "{log}");
+    // Every failure is accounted for: one per line written, plus the counts.
+    let counted: usize = lines
+        .iter()
+        .filter_map(|line| {
+            let (before, _) = line.split_once(" similar suppressed")?;
+            before.rsplit('(').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    let handshakes = lines.iter().filter(|l| l.contains("failed")).count() + counted;
+    assert!((GARBAGE..=GARBAGE + 1).contains(&handshakes), "{handshakes} handshakes accounted for:\n{log}");
+    assert!(log.contains("similar suppressed since the previous line"), "{log}");
+}
+
+/// Malformed HTTP/1 requests, 200 times: hyper's connection errors are logged
+/// (at info) one per interval with a count, not once per connection.
+#[tokio::test]
+async fn a_flood_of_malformed_requests_logs_a_line_and_a_count() {
+    let dir = TempDir::new("cli-flood-h1");
+    let app = TestBackend::spawn("app").await;
+    let port = free_port();
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
+    let config = dir.join("portico.toml");
+    write(&config, &run_config(port, &app, &runtime, ""));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut process = Process::start(&config, addr, &dir).await;
+
+    const MALFORMED: usize = 200;
+    for _ in 0..MALFORMED {
+        let answer = raw_request(addr, b"GET / HTTP/1.1\r\nHost: cli.test\r\nX(A): one\r\n\r\n").await;
+        assert_eq!(raw_status(&answer), Some(400), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(process.get("/after").await.status, StatusCode::OK);
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(10)).await.code(), Some(0), "{}", process.stderr());
+    let log = std::fs::read_to_string(&error_log).unwrap();
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains("connection from") || l.contains("connection errors on")).collect();
+    assert!(!lines.is_empty() && lines.len() <= 3, "expected one line and a count, got:\n{log}");
+    assert!(lines.iter().any(|l| l.contains("similar suppressed since the previous line")), "{log}");
+}

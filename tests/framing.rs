@@ -168,10 +168,8 @@ macro_rules! table {
 
 table! {
     // --- Content-Length / Transfer-Encoding ambiguity -----------------------
-    #[ignore = "BUG: CL+TE is forwarded (hyper drops CL, reframes as chunked) instead of 400"]
     cl_then_te => &b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX"[..],
         Expect::Reject(400);
-    #[ignore = "BUG: TE+CL is forwarded (hyper ignores CL, reframes as chunked) instead of 400"]
     te_then_cl => &b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nX"[..],
         Expect::Reject(400);
     duplicate_differing_content_length =>
@@ -324,5 +322,64 @@ async fn a_rejected_request_does_not_disturb_other_clients() {
     }
     // The kept-alive connection from before still works.
     assert_eq!(client.get("a.test", "/").await.unwrap().status, 200);
+    portico.shutdown().await;
+}
+
+/// CL+TE after other requests on one connection, as one write of pipelined
+/// requests: this is `cl_then_te` with the two requests before it answered.
+const PIPELINE: &[u8] = b"GET /one HTTP/1.1\r\nHost: a.test\r\n\r\n\
+    POST /two HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello\
+    POST /bad HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX\
+    GET /after HTTP/1.1\r\nHost: a.test\r\n\r\n";
+
+/// The status codes of the HTTP/1.1 responses in `bytes`, in order.
+fn statuses(bytes: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(bytes);
+    text.match_indices("HTTP/1.1 ").filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok()).collect()
+}
+
+fn assert_pipeline_outcome(response: &[u8], closed: bool, backend: &TestBackend) {
+    let text = String::from_utf8_lossy(response);
+    assert_eq!(statuses(response), [200, 200, 400], "{text}");
+    assert!(closed, "the connection must close after the 400: {text}");
+    let seen: Vec<String> = backend.requests().iter().map(|r| r.uri.to_string()).collect();
+    assert_eq!(seen, ["/one", "/two"], "only the requests before the ambiguous one go upstream");
+}
+
+#[tokio::test]
+async fn requests_pipelined_before_an_ambiguous_one_are_served() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr())).await;
+    let (response, closed) = exchange(portico.addr(0), PIPELINE).await;
+    assert_pipeline_outcome(&response, closed, &backend);
+    portico.shutdown().await;
+}
+
+/// The same over TLS, with the ambiguous head split across two TLS records.
+#[tokio::test]
+async fn an_ambiguous_request_over_tls_split_across_records_is_refused() {
+    let backend = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["a.test"]);
+    let toml = config(backend.addr())
+        .replace("proxy_pass = \"app\"", &format!("proxy_pass = \"app\"\ntls = {}", cert.toml_tls()));
+    let portico = start_portico(&toml).await;
+    let client = rustls::ClientConfig::builder_with_provider(support::cert::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(cert.roots())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(name, tcp).await.unwrap();
+    let started = Instant::now();
+    // Mid-way through the name "Transfer-Encoding" of the ambiguous request.
+    let cut = PIPELINE.windows(8).position(|w| w == b"Transfer").unwrap() + 4;
+    for part in [&PIPELINE[..cut], &PIPELINE[cut..]] {
+        tls.write_all(part).await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    let response = read_until_close(&mut tls, WITHIN).await;
+    let closed = started.elapsed() < WITHIN - Duration::from_millis(100);
+    assert_pipeline_outcome(&response, closed, &backend);
     portico.shutdown().await;
 }

@@ -276,6 +276,11 @@ fn ambiguous(parts: &http::request::Parts, max_header_block: usize) -> Option<St
     if parts.version >= Version::HTTP_2 {
         return None;
     }
+    // Content-Length with Transfer-Encoding: hyper hides it (it drops the
+    // Content-Length); the connection's framing tracker saw it on the wire.
+    if parts.extensions.get::<crate::framing::Ambiguous>().is_some() {
+        return Some(StatusCode::BAD_REQUEST);
+    }
     let mut te = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(value) = te.next()
         && (!value.as_bytes().eq_ignore_ascii_case(b"chunked") || te.next().is_some())
