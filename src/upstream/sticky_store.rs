@@ -404,17 +404,14 @@ async fn run(
     let config = redis::AsyncConnectionConfig::new().set_connection_timeout(None).set_response_timeout(None);
     let mut backoff = BACKOFF_MIN;
     loop {
-        let connect =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config));
         let connected = tokio::select! {
-            connected = connect => connected,
+            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&client, &config)) => connected,
             _ = &mut stop => return,
         };
         let why = match connected {
             Ok(Ok(connection)) => {
                 shared.set_up(connection.clone());
-                backoff = BACKOFF_MIN;
-                match serve(&shared, connection, &mut queue, &mut stop).await {
+                match serve(&shared, connection, &mut queue, &mut stop, &mut backoff).await {
                     Some(why) => why,
                     None => return,
                 }
@@ -431,13 +428,26 @@ async fn run(
     }
 }
 
+/// A connection that has answered a PING: one that only accepts TCP is not up.
+async fn connect(
+    client: &redis::Client,
+    config: &redis::AsyncConnectionConfig,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let mut connection = client.get_multiplexed_async_connection_with_config(config).await?;
+    redis::cmd("PING").exec_async(&mut connection).await?;
+    Ok(connection)
+}
+
 /// Writes queued batches and pings while idle. Returns why the connection is
-/// no longer usable, or `None` when the store was dropped.
+/// no longer usable, or `None` when the store was dropped. The reconnect
+/// `backoff` starts over only once a command has succeeded, so that a Redis
+/// that accepts connections but fails every command is retried ever more slowly.
 async fn serve(
     shared: &Shared,
     mut connection: MultiplexedConnection,
     queue: &mut mpsc::Receiver<Write>,
     stop: &mut oneshot::Receiver<()>,
+    backoff: &mut Duration,
 ) -> Option<String> {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,6 +473,7 @@ async fn serve(
         match tokio::time::timeout(COMMAND_TIMEOUT, command.exec_async(&mut connection)).await {
             Ok(Ok(())) => {
                 shared.writes.fetch_add(count, Ordering::Relaxed);
+                *backoff = BACKOFF_MIN;
                 ping.reset();
             }
             Ok(Err(e)) if is_connection_error(&e) => {
