@@ -6,6 +6,7 @@
 //!   follow-ups go through node B, also after A is shut down;
 //! - with Redis stopped no request fails, sessions learned meanwhile stick on
 //!   the node that learned them, and sharing resumes when Redis is back;
+//! - a Redis that does not answer delays a request by `store_timeout` at most;
 //! - a server Redis still names but the upstream no longer lists gets nothing;
 //! - a reload with the same store settings keeps the store (and its connection);
 //! - bad store settings are configuration errors with a position.
@@ -145,8 +146,12 @@ proxy_pass = "am"
     )
 }
 
+/// The store settings of most tests: a generous `store_timeout`, so that a
+/// loaded CI machine (two cores, tests in parallel) does not turn a slow
+/// answer into a misrouted session; `slow_redis_delays_no_request` shows
+/// the timeout itself.
 fn store_line(redis: &Redis) -> String {
-    format!("store = \"{}\"", redis.url())
+    format!("store = \"{}\"\nstore_timeout = \"1s\"", redis.url())
 }
 
 async fn nodes(n: usize) -> Vec<TestBackend> {
@@ -340,6 +345,34 @@ async fn redis_outage_fails_no_request_and_sharing_resumes() {
     let after = logins(a.addr(0), 60).await;
     wait_written(&a, written + 60).await;
     assert_eq!(strays(b.addr(0), &after).await, vec![]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_redis_delays_no_request() {
+    let redis = Redis::start();
+    let backends = nodes(2).await;
+    let all: Vec<&TestBackend> = backends.iter().collect();
+    let store = format!("store = \"{}\"\nstore_timeout = \"50ms\"", redis.url());
+    let a = start_portico(&node_config(&all, &store)).await;
+    let b = start_portico(&node_config(&all, &store)).await;
+    wait_up(&a, true).await;
+    wait_up(&b, true).await;
+    let sessions = logins(a.addr(0), 4).await;
+    wait_written(&a, 4).await;
+
+    // Redis holds every command for 3 s: B's questions go unanswered.
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("ALL").query(&mut redis.connection()).unwrap();
+    let mut client = Client::http1(b.addr(0)).await.unwrap();
+    for session in &sessions {
+        let started = Instant::now();
+        let reply = client.get_with(HOST, "/app/page", &[("cookie", &session.cookie())]).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1000), "a request waited {took:?} on a paused Redis");
+    }
+    assert!(metric(&b, "portico_sticky_store_lookup_failures_total").await >= 1.0);
     a.shutdown().await;
     b.shutdown().await;
 }
