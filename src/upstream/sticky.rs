@@ -137,10 +137,12 @@ impl StickyTable {
     }
 
     /// As [`StickyTable::lookup`], and whether the shared store should hear
-    /// of this use: true when it last did more than `refresh_every` ago (the
-    /// session then counts as stored now). Costs nothing more than a lookup.
-    pub fn lookup_refreshing(&self, value: &str, now: Instant, refresh_every: Duration) -> Option<(Arc<str>, bool)> {
-        self.find(value, now, Some(millis(refresh_every)))
+    /// of this use: true when it last did more than `refresh_every_ms`
+    /// milliseconds ago (the session then counts as stored now). Costs one
+    /// comparison more than a lookup (milliseconds, not a `Duration`, to keep
+    /// the conversion off the request path).
+    pub fn lookup_refreshing(&self, value: &str, now: Instant, refresh_every_ms: u64) -> Option<(Arc<str>, bool)> {
+        self.find(value, now, Some(refresh_every_ms))
     }
 
     fn find(&self, value: &str, now: Instant, refresh_every: Option<u64>) -> Option<(Arc<str>, bool)> {
@@ -526,7 +528,7 @@ mod tests {
     fn refresh_is_due_once_per_interval() {
         let table = StickyTable::new(100, TEN_MINUTES);
         let t0 = Instant::now();
-        let every = Duration::from_secs(150);
+        let every = 150_000;
         table.learn("abc", "a:1", t0);
         // Learning counts as telling the store.
         assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(100), every), Some(("a:1".into(), false)));

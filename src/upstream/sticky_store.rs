@@ -111,6 +111,9 @@ pub struct StoreStats {
 /// One upstream's connection to the shared table, with its background task.
 pub struct StickyStore {
     shared: Arc<Shared>,
+    /// `timeout / 4` in milliseconds, here rather than behind `shared` since
+    /// every local hit reads it.
+    refresh_every_ms: u64,
     writes: mpsc::Sender<Write>,
     /// Dropped with the store: tells the task to stop, even while it is not
     /// reading `writes` (waiting to reconnect).
@@ -127,8 +130,8 @@ struct Shared {
     display_url: String,
     /// The session `timeout`, as every key's time to live.
     ttl_ms: u64,
-    /// A session in use is refreshed in Redis at most this often.
-    refresh_every: Duration,
+    /// The session `timeout` (a reload with another one starts a new store).
+    timeout: Duration,
     /// Set while connected; lookups use a clone (one socket for all).
     connection: Mutex<Option<MultiplexedConnection>>,
     state: AtomicU8,
@@ -181,7 +184,7 @@ impl StickyStore {
             upstream: upstream.to_owned(),
             display_url: redact(&config.url),
             ttl_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1),
-            refresh_every: timeout / 4,
+            timeout,
             connection: Mutex::new(None),
             state: AtomicU8::new(State::Connecting as u8),
             remembered: Mutex::default(),
@@ -197,24 +200,32 @@ impl StickyStore {
         let (writes, queue) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
         runtime.spawn(run(shared.clone(), client, queue, stopped));
-        Ok(StickyStore { shared, writes, _stop: stop })
+        let refresh_every_ms = u64::try_from((timeout / 4).as_millis()).unwrap_or(u64::MAX);
+        Ok(StickyStore { shared, refresh_every_ms, writes, _stop: stop })
     }
 
     /// Whether this store was started for the same settings (a reload keeps it then).
     pub fn same_settings(&self, upstream: &str, timeout: Duration, config: &runtime::StickyStore) -> bool {
         let shared = &self.shared;
-        shared.upstream == upstream && shared.refresh_every == timeout / 4 && shared.config == *config
+        shared.upstream == upstream && shared.timeout == timeout && shared.config == *config
     }
 
     /// The server of `value` if this node knows it. A known session is also
     /// refreshed in Redis when it was last told more than `timeout / 4` ago;
     /// otherwise this costs the same as `table.lookup`.
     pub fn lookup_local(&self, table: &StickyTable, value: &str, now: Instant) -> Option<Arc<str>> {
-        let (server, refresh) = table.lookup_refreshing(value, now, self.shared.refresh_every)?;
+        let (server, refresh) = table.lookup_refreshing(value, now, self.refresh_every_ms)?;
         if refresh {
-            self.send(Write::Refresh { key: self.shared.key(value) });
+            self.refresh(value);
         }
         Some(server)
+    }
+
+    /// Kept out of line: the local hit that needs it is rare.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&self, value: &str) {
+        self.send(Write::Refresh { key: self.shared.key(value) });
     }
 
     /// The server Redis names for `value`, asked only when this node does not
