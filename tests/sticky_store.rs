@@ -286,6 +286,9 @@ async fn sessions_learned_on_one_node_stick_on_the_other() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("portico:sticky:am:*").query(&mut redis.connection()).unwrap();
     assert_eq!(keys.len(), 200);
     assert!(sessions.iter().all(|s| !keys.iter().any(|k| k.contains(&s.id))));
+    // Each lives as long as an unused session does (timeout = "10m").
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query(&mut redis.connection()).unwrap();
+    assert!((540_000..=600_000).contains(&ttl), "PTTL {ttl}");
 
     // Half the follow-ups reach B while A still runs...
     let (first, second) = sessions.split_at(100);
