@@ -9,6 +9,7 @@
 //! - a Redis that does not answer delays a request by `store_timeout` at most;
 //! - a server Redis still names but the upstream no longer lists gets nothing;
 //! - a reload with the same store settings keeps the store (and its connection);
+//! - `rediss://` connects over TLS, checking Redis's certificate;
 //! - bad store settings are configuration errors with a position.
 //!
 //! Needs `redis-server` on the PATH (Debian package `redis-server`, installed
@@ -440,6 +441,87 @@ async fn reload_keeps_the_store_when_its_settings_stay() {
     let status = Client::http1(a.admin_addr()).await.unwrap().get("admin", "/status").await.unwrap().text();
     assert!(status.contains(&format!("sticky store {}: <span class=\"store-up\">up</span>", redis.url())), "{status}");
     a.shutdown().await;
+}
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `rediss://`: the portico binary (so that `SSL_CERT_FILE` can name the
+/// trust roots, as it does for any rustls-native-certs user) reaches a
+/// TLS-only redis-server whose self-signed certificate it trusts that way.
+#[tokio::test]
+async fn rediss_store_connects_over_tls() {
+    let dir = TempDir::new("rediss");
+    let bin = env!("CARGO_BIN_EXE_portico");
+    let made = Command::new(bin).args(["cert", "--name", "localhost", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(made.status.success(), "portico cert: {}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = (dir.join("localhost.crt"), dir.join("localhost.key"));
+
+    let port = free_port();
+    let redis = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run redis-server (apt-get install redis-server): {e}"));
+    let _redis = Killed(redis);
+    // Listening means ready: redis binds once it has loaded its certificate.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server never listened on TLS port {port}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let admin = free_port();
+    let config = dir.join("portico.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[upstream.am]\nservers = [\"127.0.0.1:9\"]\n\n\
+             [upstream.am.sticky]\nlearn = \"JSESSIONID\"\nstore = \"rediss://localhost:{port}/0\"\n\n\
+             [[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"am\"\n"
+        ),
+    )
+    .unwrap();
+    let portico = Command::new(bin)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("SSL_CERT_FILE", &cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _portico = Killed(portico);
+    let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut client) = Client::http1(admin).await
+            && let Ok(reply) = client.get("admin", "/metrics").await
+            && reply.text().contains("portico_sticky_store_up{upstream=\"am\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "portico never connected to rediss://localhost:{port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[test]
