@@ -25,6 +25,7 @@ use crate::metrics::{self, Exposition, Kind, STATUS_CLASSES};
 use crate::proxy::Site;
 use crate::upstream::Pool;
 use crate::upstream::sticky::StickyStats;
+use crate::upstream::sticky_store::{State as StoreState, StoreStats};
 
 /// A per-upstream-server figure read from its pool at scrape time.
 type PeerValue = dyn Fn(&Pool, usize) -> u64;
@@ -170,6 +171,9 @@ type PeerLabels<'a> = [(&'static str, &'a str); 2];
 /// A sticky table metric: name, type, help and how to read it from the stats.
 type StickyFamily = (&'static str, Kind, &'static str, fn(&StickyStats) -> u64);
 
+/// A sticky store metric: name, type, help and how to read it.
+type StoreFamily = (&'static str, Kind, &'static str, fn(StoreState, &StoreStats) -> u64);
+
 /// The whole `/metrics` text for the current site. Only servers and upstreams
 /// of the current configuration are listed; their counters include the
 /// traffic of earlier configurations (see `metrics`).
@@ -284,6 +288,46 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
         text.sample("portico_sticky_capacity", &[("upstream", upstream)], capacity);
     }
 
+    let stores: Vec<_> = site
+        .pools
+        .iter()
+        .filter_map(|pool| pool.store.as_ref().map(|store| (pool.upstream.name.as_str(), store.state(), store.stats())))
+        .collect();
+    let families: [StoreFamily; 7] = [
+        ("portico_sticky_store_up", Kind::Gauge, "1 while connected to the sticky store (Redis).", |state, _| {
+            u64::from(state == StoreState::Up)
+        }),
+        ("portico_sticky_store_writes_total", Kind::Counter, "Session writes the store accepted.", |_, s| s.writes),
+        (
+            "portico_sticky_store_writes_dropped_total",
+            Kind::Counter,
+            "Session writes dropped: queue full (store down or slow) or refused by the store.",
+            |_, s| s.writes_dropped,
+        ),
+        ("portico_sticky_store_lookups_total", Kind::Counter, "Local misses asked of the store.", |_, s| s.lookups),
+        ("portico_sticky_store_lookup_hits_total", Kind::Counter, "Store lookups that named a server.", |_, s| {
+            s.lookup_hits
+        }),
+        (
+            "portico_sticky_store_lookup_failures_total",
+            Kind::Counter,
+            "Store lookups that timed out (store_timeout) or failed.",
+            |_, s| s.lookup_failures,
+        ),
+        (
+            "portico_sticky_store_lookups_skipped_total",
+            Kind::Counter,
+            "Local misses not asked of the store: too many unknown sessions at once.",
+            |_, s| s.lookups_skipped,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        text.family(name, kind, help);
+        for (upstream, state, stats) in &stores {
+            text.sample(name, &[("upstream", upstream)], value(*state, stats));
+        }
+    }
+
     text.family("portico_connections_active", Kind::Gauge, "Client connections open now.");
     text.sample("portico_connections_active", &[], instance.active_connections());
     let (ok, error) = instance.reloads();
@@ -306,7 +350,7 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>portico status</title>\n\
          <style>body{font-family:sans-serif}table{border-collapse:collapse;margin-bottom:1em}\
          td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}\
-         .failed,.down{color:#b00}</style></head><body>\n<h1>portico</h1>\n",
+         .failed,.down,.store-down{color:#b00}</style></head><body>\n<h1>portico</h1>\n",
     );
     let uptime = instance.uptime().as_secs();
     let _ = writeln!(
@@ -358,6 +402,22 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
                 stats.learned,
                 stats.evictions,
                 stats.expiries,
+            );
+        }
+        if let Some(store) = &pool.store {
+            let state = store.state().as_str();
+            let stats = store.stats();
+            let _ = writeln!(
+                html,
+                "<p>sticky store {}: <span class=\"store-{state}\">{state}</span>, {} writes, {} dropped, \
+                 {} lookups, {} hits, {} failed, {} skipped</p>",
+                escape_html(store.display_url()),
+                stats.writes,
+                stats.writes_dropped,
+                stats.lookups,
+                stats.lookup_hits,
+                stats.lookup_failures,
+                stats.lookups_skipped,
             );
         }
     }

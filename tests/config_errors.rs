@@ -333,7 +333,8 @@ size = "0"
         errors(toml),
         [
             r#"portico.toml:4:9: learn = "JSESSION ID": expected a cookie name such as "JSESSIONID" (letters, digits and !#$%&'*+-.^_`|~)"#,
-            r#"portico.toml:5:9: store = "http://cache:6379": expected a redis:// or rediss:// URL such as "redis://127.0.0.1:6379/0""#,
+            // The URL is not echoed: it may hold a password.
+            r#"portico.toml:5:9: store: the URL must start with redis:// or rediss://, not http://; expected a URL such as "redis://127.0.0.1:6379/0" or "rediss://redis.internal:6380/0""#,
             r#"portico.toml:6:8: size: the session table needs room, such as size = "1m""#,
         ]
     );

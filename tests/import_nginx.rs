@@ -280,3 +280,17 @@ fn import_mixed_listens_and_return_redirect() -> Result<(), Box<dyn Error>> {
     assert_eq!(toml.matches("redirect = \"https://$host$request_uri\"").count(), 2, "{toml}");
     Ok(())
 }
+
+#[test]
+fn import_sticky_sync_points_at_the_redis_store() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("sync");
+    let conf = tmp.0.join("sync.conf");
+    std::fs::write(
+        &conf,
+        "upstream am {\n    server 10.0.0.1:9443;\n    sticky learn create=$upstream_cookie_jsessionid lookup=$cookie_jsessionid zone=client_sessions:1m sync;\n}\n",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert!(toml.contains("learn = \"JSESSIONID\""), "{toml}");
+    assert!(notes.lines().any(|n| n.contains("sticky parameter \"sync\"") && n.contains("store = ")), "{notes}");
+    Ok(())
+}

@@ -208,6 +208,8 @@ fn why_untranslated(name: &str) -> &'static str {
         "allow" | "deny" | "auth_basic" | "auth_basic_user_file" | "auth_request" => "portico has no access control",
         "events" | "worker_connections" => "portico bounds client connections with [runtime] max_connections instead",
         "stream" | "mail" => "portico proxies HTTP only",
+        // NGINX Plus `sticky learn ... sync` shares the table through zone_sync.
+        "sync" => "portico shares the table through Redis: add store = \"redis://HOST:6379/0\" to the sticky table",
         "map" | "geo" | "if" | "set" => "portico has no configurable variables or conditions",
         "user" | "worker_rlimit_nofile" | "load_module" | "daemon" | "master_process" => {
             "portico runs as the user systemd starts it as, in the foreground"

@@ -158,8 +158,12 @@ pub struct Sticky {
     pub size: Option<Spanned<Size>>,
     /// Duration.
     pub timeout: Option<Spanned<String>>,
-    /// `redis://...` or `rediss://...`.
+    /// `redis://...` or `rediss://...`: share the table with other nodes.
     pub store: Option<Spanned<String>>,
+    /// Prepended to every Redis key (several clusters on one Redis).
+    pub store_prefix: Option<Spanned<String>>,
+    /// Duration: longest wait for Redis on a local miss.
+    pub store_timeout: Option<Spanned<String>>,
 }
 
 /// `[[server]]`.

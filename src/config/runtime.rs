@@ -215,7 +215,20 @@ pub struct Sticky {
     /// Maximum number of sessions kept.
     pub capacity: usize,
     pub timeout: Duration,
-    pub store: Option<String>,
+    /// `store = "redis://..."`: the table shared with other portico nodes.
+    pub store: Option<StickyStore>,
+}
+
+/// `store`, `store_prefix` and `store_timeout` of `[upstream.NAME.sticky]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyStore {
+    /// A `redis://` or `rediss://` URL, checked by the Redis client. It may
+    /// hold a password: show it only through `upstream::sticky_store::redact`.
+    pub url: String,
+    /// Prepended to every key (default `"portico:sticky:"`).
+    pub prefix: String,
+    /// Longest wait for Redis when a session is not known locally.
+    pub lookup_timeout: Duration,
 }
 
 /// One listen address and the virtual servers on it.

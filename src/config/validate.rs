@@ -20,7 +20,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
     AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, Listener, Location, LogLevel, Peer, RuntimeSettings,
-    ServerName, Snapshot, Sticky, Upstream, UpstreamTls, VirtualServer,
+    ServerName, Snapshot, Sticky, StickyStore, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
 use crate::tls;
@@ -495,28 +495,78 @@ impl Checker<'_> {
             ok = false;
         }
         let timeout = self.duration("timeout", s.timeout, Duration::from_secs(600));
-        let store = s.store.and_then(|st| {
-            let url = st.get_ref();
-            if url.starts_with("redis://") || url.starts_with("rediss://") {
-                Some(st.into_inner())
-            } else {
-                self.error(
-                    st.span(),
-                    format!(
-                        "store = {url:?}: expected a redis:// or rediss:// URL such as \"redis://127.0.0.1:6379/0\""
-                    ),
-                );
-                ok = false;
-                None
-            }
-        });
+        let store = self.sticky_store(upstream, s.store, s.store_prefix, s.store_timeout);
+        if store.is_err() {
+            ok = false;
+        }
         ok.then(|| Sticky {
             learn,
             zone: s.zone.unwrap_or_else(|| upstream.to_owned()),
             capacity: usize::try_from(bytes / 25).unwrap_or(usize::MAX).max(1),
             timeout,
-            store,
+            store: store.ok().flatten(),
         })
+    }
+
+    /// `store`, `store_prefix` and `store_timeout`: `Ok(None)` without a store,
+    /// `Err` after reporting a problem.
+    fn sticky_store(
+        &mut self,
+        upstream: &str,
+        url: Option<Spanned<String>>,
+        prefix: Option<Spanned<String>>,
+        timeout: Option<Spanned<String>>,
+    ) -> Result<Option<StickyStore>, ()> {
+        let Some(url) = url else {
+            for (key, span) in
+                [("store_prefix", prefix.map(|p| p.span())), ("store_timeout", timeout.map(|t| t.span()))]
+            {
+                if let Some(span) = span {
+                    self.error(
+                        span,
+                        format!(
+                            "{key} only applies with a store: add store = \"redis://HOST:6379/0\" to \
+                             [upstream.{upstream}.sticky] or remove {key}"
+                        ),
+                    );
+                }
+            }
+            return Ok(None);
+        };
+        let mut ok = true;
+        if let Err(problem) = check_store_url(url.get_ref()) {
+            // Never echo the URL: it may hold a password.
+            self.error(
+                url.span(),
+                format!("store: {problem}; expected a URL such as \"redis://127.0.0.1:6379/0\" or \"rediss://redis.internal:6380/0\""),
+            );
+            ok = false;
+        }
+        let lookup_timeout = match timeout {
+            None => Duration::from_millis(20),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Some(d) if !d.is_zero() && d <= Duration::from_secs(1) => d,
+                Some(_) => {
+                    self.error(
+                        t.span(),
+                        format!(
+                            "store_timeout = {:?}: a request waits this long for Redis on a local miss; \
+                             use more than \"0s\" and at most \"1s\" (default \"20ms\")",
+                            t.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    Duration::ZERO
+                }
+                None => {
+                    self.error(t.span(), format!("store_timeout = {:?}: {DURATION_HINT}", t.get_ref()));
+                    ok = false;
+                    Duration::ZERO
+                }
+            },
+        };
+        let prefix = prefix.map_or_else(|| "portico:sticky:".to_owned(), Spanned::into_inner);
+        if ok { Ok(Some(StickyStore { url: url.into_inner(), prefix, lookup_timeout })) } else { Err(()) }
     }
 
     fn server(&mut self, server: Spanned<file::Server>, upstreams: &[String]) -> ServerEntry {
@@ -1028,6 +1078,24 @@ fn parse_server_name(text: &str) -> Result<ServerName, &'static str> {
 /// RFC 6265 cookie-name: an RFC 7230 token.
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Why `url` cannot be a sticky store: the scheme, or what the Redis client says.
+/// The message never contains the URL itself (it may hold a password).
+fn check_store_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(match url.split_once("://") {
+            Some((scheme, _)) => format!("the URL must start with redis:// or rediss://, not {scheme}://"),
+            None => "the URL must start with redis:// or rediss://".to_owned(),
+        });
+    }
+    redis::IntoConnectionInfo::into_connection_info(url).map(drop).map_err(|e| {
+        // "Invalid database number - InvalidClientConfig": the description alone
+        // (the details can quote the URL).
+        let text = e.to_string();
+        let reason = text.split(" - ").next().unwrap_or("invalid URL");
+        format!("the Redis client cannot use this URL ({reason})")
+    })
 }
 
 #[cfg(test)]

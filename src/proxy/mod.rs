@@ -74,7 +74,12 @@ impl Site {
             .map(|upstream| {
                 let old = previous.and_then(|site| site.pools.iter().find(|pool| pool.upstream.name == upstream.name));
                 match old {
-                    Some(pool) if pool.upstream.same_as(upstream) && same_sticky(&pool.upstream, upstream) => {
+                    Some(pool)
+                        if pool.upstream.same_as(upstream)
+                            && same_sticky(&pool.upstream, upstream)
+                            && pool.upstream.sticky.as_ref().map(|s| &s.store)
+                                == upstream.sticky.as_ref().map(|s| &s.store) =>
+                    {
                         pool.clone()
                     }
                     // Sessions name servers by address: they stay valid for the
@@ -91,9 +96,11 @@ impl Site {
                                 table.forget_server(&gone.address);
                             }
                         }
-                        Arc::new(Pool::new(upstream.clone(), pool.sticky.clone()))
+                        // The store is kept when its settings are (Pool::new checks).
+                        Arc::new(Pool::new(upstream.clone(), pool.sticky.clone(), pool.store.clone()))
                     }
-                    _ => Arc::new(Pool::new(upstream.clone(), None)),
+                    Some(pool) => Arc::new(Pool::new(upstream.clone(), None, pool.store.clone())),
+                    None => Arc::new(Pool::new(upstream.clone(), None, None)),
                 }
             })
             .collect();
@@ -378,9 +385,7 @@ fn forward(
             upstream::sticky::request_session(&head.headers, head.uri.path(), &config.learn).map(str::to_owned)
         });
         let session_peer = match (sticky, &session) {
-            (Some((table, _)), Some(value)) => {
-                table.lookup(value, std::time::Instant::now()).and_then(|address| pool.peer_index(&address))
-            }
+            (Some((table, _)), Some(value)) => session_server(&pool, table, value).await,
             _ => None,
         };
         let mut tried = Tried::default();
@@ -465,7 +470,8 @@ fn forward(
             };
             pool.report_success(peer);
             if let Some((table, config)) = sticky {
-                learn(table, &config.learn, response.headers(), session.as_deref(), session_peer, &pool, peer);
+                let learner = Learner { table, store: pool.store.as_deref(), name: &config.learn };
+                learner.learn(response.headers(), session.as_deref(), session_peer, &pool, peer);
             }
             let status = response.status();
             exchange.set_status(status);
@@ -489,32 +495,72 @@ fn forward(
     }
 }
 
-/// Teaches the sticky table from an accepted response: a Set-Cookie of the
-/// session cookie binds its value to `peer`; a deletion forgets it; a request
-/// whose session landed elsewhere than its binding rebinds it to `peer`.
-fn learn(
-    table: &upstream::sticky::StickyTable,
-    name: &str,
-    headers: &http::HeaderMap,
-    session: Option<&str>,
-    session_peer: Option<usize>,
-    pool: &Pool,
-    peer: usize,
-) {
+/// The server a request's session belongs to, if it is known and still in the
+/// upstream: this node's table first; on a miss, the shared store (when one is
+/// configured), whose answer is cached in the table.
+async fn session_server(pool: &Pool, table: &upstream::sticky::StickyTable, value: &str) -> Option<usize> {
     let now = std::time::Instant::now();
-    let address = &pool.upstream.peers[peer].address;
-    match upstream::sticky::response_session(headers, name) {
-        Some(upstream::sticky::Learned::Set(value)) => table.learn(value, address, now),
-        Some(upstream::sticky::Learned::Deleted) => {
-            if let Some(value) = session {
-                table.forget(value);
+    let Some(store) = &pool.store else {
+        return table.lookup(value, now).and_then(|address| pool.peer_index(&address));
+    };
+    if let Some(address) = store.lookup_local(table, value, now) {
+        return pool.peer_index(&address);
+    }
+    // Boxed: the Redis round trip's state is needed on a local miss only, and
+    // inline it would grow every request's future (see `handle`).
+    let address = Box::pin(store.lookup_remote(value)).await?;
+    // A server Redis still names but that is gone from the upstream is ignored
+    // (and not cached, so the table only ever holds configured addresses).
+    let peer = pool.peer_index(&address)?;
+    table.learn(value, &pool.upstream.peers[peer].address, std::time::Instant::now());
+    Some(peer)
+}
+
+/// Where an accepted response's session news goes: this node's table and,
+/// when configured, the shared store.
+struct Learner<'a> {
+    table: &'a upstream::sticky::StickyTable,
+    store: Option<&'a upstream::sticky_store::StickyStore>,
+    /// The session cookie's name.
+    name: &'a str,
+}
+
+impl Learner<'_> {
+    /// A Set-Cookie of the session cookie binds its value to `peer`; a deletion
+    /// forgets it; a request whose session landed elsewhere than its binding
+    /// rebinds it to `peer`.
+    fn learn(
+        &self,
+        headers: &http::HeaderMap,
+        session: Option<&str>,
+        session_peer: Option<usize>,
+        pool: &Pool,
+        peer: usize,
+    ) {
+        let now = std::time::Instant::now();
+        let address = &pool.upstream.peers[peer].address;
+        let bind = |value: &str| {
+            self.table.learn(value, address, now);
+            if let Some(store) = self.store {
+                store.learned(value, address);
             }
-        }
-        None => {
-            if let Some(value) = session
-                && session_peer != Some(peer)
-            {
-                table.learn(value, address, now);
+        };
+        match upstream::sticky::response_session(headers, self.name) {
+            Some(upstream::sticky::Learned::Set(value)) => bind(value),
+            Some(upstream::sticky::Learned::Deleted) => {
+                if let Some(value) = session {
+                    self.table.forget(value);
+                    if let Some(store) = self.store {
+                        store.forgotten(value);
+                    }
+                }
+            }
+            None => {
+                if let Some(value) = session
+                    && session_peer != Some(peer)
+                {
+                    bind(value);
+                }
             }
         }
     }

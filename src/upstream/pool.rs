@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use super::balance::Balancer;
 use super::health::Health;
 use super::sticky::StickyTable;
+use super::sticky_store::StickyStore;
 use crate::config::runtime::Upstream;
 use crate::metrics::PeerMetrics;
 use crate::proxy::body::RequestBody;
@@ -43,6 +44,9 @@ pub struct Pool {
     idle_budget: usize,
     /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
     pub sticky: Option<Arc<StickyTable>>,
+    /// The table shared with other nodes (`sticky.store`), kept across reloads
+    /// that leave its settings alone; its task stops with the last pool using it.
+    pub store: Option<Arc<StickyStore>>,
     /// Per server: its `/metrics` counters, shared across reloads.
     metrics: Vec<Arc<PeerMetrics>>,
 }
@@ -82,12 +86,26 @@ pub enum ConnectError {
 impl Pool {
     /// A pool with fresh health and balancing state for `upstream`. `sticky`
     /// is a table carried over from the previous configuration, if any;
-    /// without one a sticky upstream gets a new table.
-    pub fn new(upstream: Arc<Upstream>, sticky: Option<Arc<StickyTable>>) -> Pool {
-        let sticky = upstream
-            .sticky
-            .as_ref()
+    /// without one a sticky upstream gets a new table. `store` likewise, used
+    /// only when its settings are still those configured.
+    pub fn new(upstream: Arc<Upstream>, sticky: Option<Arc<StickyTable>>, store: Option<Arc<StickyStore>>) -> Pool {
+        let sticky_config = upstream.sticky.as_ref();
+        let sticky = sticky_config
             .map(|config| sticky.unwrap_or_else(|| Arc::new(StickyTable::new(config.capacity, config.timeout))));
+        let store = sticky_config.and_then(|config| {
+            let settings = config.store.as_ref()?;
+            if let Some(store) = store.filter(|store| store.same_settings(&upstream.name, config.timeout, settings)) {
+                return Some(store);
+            }
+            match StickyStore::start(&upstream.name, config.timeout, settings) {
+                Ok(store) => Some(Arc::new(store)),
+                Err(e) => {
+                    // Validation checked the URL; without a store the table stays local.
+                    tracing::error!("upstream \"{}\": sticky store not started: {e}", upstream.name);
+                    None
+                }
+            }
+        });
         let tls_names = upstream
             .peers
             .iter()
@@ -105,6 +123,7 @@ impl Pool {
             idle_count: AtomicUsize::new(0),
             idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
             sticky,
+            store,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
             upstream,
         }

@@ -91,6 +91,10 @@ struct Node {
     next: u32,
     /// Index into `Shard::servers`; `NIL` while the slot is free.
     server: u32,
+    /// When the shared store last heard of this session (learned, read or
+    /// refreshed): milliseconds since the epoch, wrapping every 49 days, which
+    /// only makes one refresh early or late. Fills what was padding.
+    stored: u32,
 }
 
 /// Counters for `/metrics`.
@@ -129,6 +133,19 @@ impl StickyTable {
     /// The server `value` was learned for, if it has been used within `timeout`.
     /// Finding it counts as a use; finding it expired removes it.
     pub fn lookup(&self, value: &str, now: Instant) -> Option<Arc<str>> {
+        self.find(value, now, None).map(|(server, _)| server)
+    }
+
+    /// As [`StickyTable::lookup`], and whether the shared store should hear
+    /// of this use: true when it last did more than `refresh_every_ms`
+    /// milliseconds ago (the session then counts as stored now). Costs one
+    /// comparison more than a lookup (milliseconds, not a `Duration`, to keep
+    /// the conversion off the request path).
+    pub fn lookup_refreshing(&self, value: &str, now: Instant, refresh_every_ms: u64) -> Option<(Arc<str>, bool)> {
+        self.find(value, now, Some(refresh_every_ms))
+    }
+
+    fn find(&self, value: &str, now: Instant, refresh_every: Option<u64>) -> Option<(Arc<str>, bool)> {
         let now = self.since_epoch(now);
         let (key, mut shard) = self.shard(value);
         let Some(&i) = shard.index.get(&key) else {
@@ -143,8 +160,13 @@ impl StickyTable {
         }
         shard.touch(i, now);
         shard.hits += 1;
-        let server = shard.nodes[i as usize].server;
-        shard.servers.get(server as usize).cloned()
+        let node = &mut shard.nodes[i as usize];
+        let refresh = refresh_every.is_some_and(|every| u64::from((now as u32).wrapping_sub(node.stored)) > every);
+        if refresh {
+            node.stored = now as u32;
+        }
+        let server = node.server;
+        Some((shard.servers.get(server as usize).cloned()?, refresh))
     }
 
     /// Remembers that session `value` belongs to `server` (its address as written),
@@ -161,6 +183,7 @@ impl StickyTable {
         let server = shard.intern(server);
         if let Some(&i) = shard.index.get(&key) {
             let node = &mut shard.nodes[i as usize];
+            node.stored = now as u32;
             if node.server != server {
                 node.server = server;
                 shard.learned += 1;
@@ -173,7 +196,7 @@ impl StickyTable {
             shard.remove(oldest);
             shard.evictions += 1;
         }
-        let i = shard.alloc(Node { key, used: now, prev: NIL, next: NIL, server });
+        let i = shard.alloc(Node { key, used: now, prev: NIL, next: NIL, server, stored: now as u32 });
         shard.index.insert(key, i);
         shard.push_front(i);
         shard.learned += 1;
@@ -499,6 +522,25 @@ mod tests {
         assert_eq!(table.lookup("abd", now), None);
         assert_eq!(table.lookup("ABC", now), None, "values are case-sensitive");
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn refresh_is_due_once_per_interval() {
+        let table = StickyTable::new(100, TEN_MINUTES);
+        let t0 = Instant::now();
+        let every = 150_000;
+        table.learn("abc", "a:1", t0);
+        // Learning counts as telling the store.
+        assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(100), every), Some(("a:1".into(), false)));
+        assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(151), every), Some(("a:1".into(), true)));
+        assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(200), every), Some(("a:1".into(), false)));
+        // Plain lookups do not consume the refresh.
+        assert!(table.lookup("abc", t0 + Duration::from_secs(302)).is_some());
+        assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(303), every), Some(("a:1".into(), true)));
+        // Learning again (a Set-Cookie, a rebind) restarts the interval.
+        table.learn("abc", "b:2", t0 + Duration::from_secs(400));
+        assert_eq!(table.lookup_refreshing("abc", t0 + Duration::from_secs(500), every), Some(("b:2".into(), false)));
+        assert_eq!(table.lookup_refreshing("nope", t0, every), None);
     }
 
     #[test]
