@@ -344,8 +344,10 @@ impl Shared {
     /// Asks Redis for `value`'s server, refreshing its time to live (`GETEX`):
     /// a session found here is in use on this node now.
     async fn ask(&self, mut connection: MultiplexedConnection, value: &str) -> Option<Arc<str>> {
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Released on drop too: a request whose client goes away mid-question
+        // must not hold its slot for ever.
+        let slot = InFlight::take(&self.in_flight);
+        if slot.count > MAX_IN_FLIGHT {
             self.lookups_skipped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -353,7 +355,7 @@ impl Shared {
         let mut getex = redis::cmd("GETEX");
         getex.arg(self.key(value)).arg("PX").arg(self.ttl_ms);
         let asked = tokio::time::timeout(self.config.lookup_timeout, getex.query_async(&mut connection)).await;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(slot);
         match asked {
             Ok(Ok(Some(server))) => {
                 self.lookup_hits.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +402,25 @@ impl Shared {
                 self.display_url
             );
         }
+    }
+}
+
+/// One question to Redis counted in flight, until dropped.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    /// Questions in flight, this one included.
+    count: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn take(counter: &'a AtomicUsize) -> InFlight<'a> {
+        InFlight { counter, count: counter.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -538,6 +559,17 @@ pub fn redact(url: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_question_gives_back_its_slot() {
+        let counter = AtomicUsize::new(0);
+        let first = InFlight::take(&counter);
+        let second = InFlight::take(&counter);
+        assert_eq!((first.count, second.count), (1, 2));
+        drop(first);
+        drop(second);
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
+    }
 
     fn config(url: &str) -> runtime::StickyStore {
         runtime::StickyStore {
