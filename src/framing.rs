@@ -12,9 +12,12 @@
 //! hands to the service, so the flagged one is answered 400 and never
 //! forwarded, while pipelined requests before it are served as usual.
 //!
-//! It stops following (goes inert) on HTTP/2, after an Upgrade or CONNECT
-//! request, and on anything it cannot follow: hyper refuses such bytes itself
-//! and closes the connection, so nothing after them is served anyway.
+//! After an Upgrade or CONNECT request it waits for the answer: when the
+//! service declined to switch protocols (no 101), the next bytes are the next
+//! request and it follows on; otherwise they are another protocol and it stops.
+//! It stops following (goes inert) on HTTP/2 and on anything it cannot follow:
+//! hyper refuses such bytes itself and closes the connection, so nothing after
+//! them is served anyway.
 //! It allocates only when a head line is split across reads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +49,10 @@ enum State {
     Body(u64),
     /// Inside a chunked body.
     Chunked(Chunk),
+    /// After an Upgrade or CONNECT request without a body: the next bytes are
+    /// another protocol if the server switched, the next request if not
+    /// (see [`Tracker::answered`]).
+    Upgrading,
     /// Not following any more (HTTP/2, an upgrade, or bytes hyper refuses).
     Inert,
 }
@@ -121,6 +128,20 @@ impl Tracker {
         self.heads
     }
 
+    /// Before the bytes that follow an Upgrade or CONNECT request: whether
+    /// its answer switched protocols, per `verdict`. Declined, the stream goes
+    /// on as HTTP/1; switched, or not answered yet (a client that did not wait
+    /// for the answer), the tracker stops.
+    pub fn answered(&mut self, verdict: &Verdict) {
+        if self.state == State::Upgrading {
+            if verdict.declined_upgrade.load(Ordering::Relaxed) == self.heads {
+                self.state = State::Idle;
+            } else {
+                self.stop();
+            }
+        }
+    }
+
     /// Takes the next bytes the client sent. Returns the number (from 1) of a
     /// request whose head carries both Content-Length and Transfer-Encoding,
     /// once, when its head completes; the tracker is inert from then on.
@@ -128,6 +149,9 @@ impl Tracker {
         while !data.is_empty() {
             match self.state {
                 State::Inert => return None,
+                // Bytes in the same read as the upgrade request's head came
+                // before its answer: not an HTTP/1 request to follow.
+                State::Upgrading => return self.stop(),
                 State::Idle => {
                     // httparse skips empty lines before a request line (a
                     // stray CR it refuses, and so the connection ends).
@@ -249,7 +273,12 @@ impl Tracker {
             return Some(self.heads);
         }
         self.state = if head.upgrade {
-            State::Inert
+            let body = head.transfer_encodings > 0 || head.content_length.is_some_and(|length| length > 0);
+            if body || head.content_lengths > 0 && head.content_length.is_none() {
+                State::Inert
+            } else {
+                State::Upgrading
+            }
         } else if head.transfer_encodings > 0 {
             // Anything but one plain `chunked` is refused by portico (400, close).
             if head.transfer_encodings == 1 && head.chunked { State::Chunked(Chunk::Start) } else { State::Inert }
@@ -355,6 +384,9 @@ pub struct Verdict {
     ambiguous: AtomicU64,
     /// Requests handed to the service so far.
     handed: AtomicU64,
+    /// The number of the last Upgrade or CONNECT request answered without
+    /// switching protocols; 0 for none.
+    declined_upgrade: AtomicU64,
 }
 
 impl Verdict {
@@ -364,11 +396,19 @@ impl Verdict {
         let _ = self.ambiguous.compare_exchange(0, request, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Counts a request handed to the service; true if it is the flagged one.
-    /// The tracker has always seen a head before hyper hands its request on.
-    pub fn next_request_is_ambiguous(&self) -> bool {
+    /// Counts a request handed to the service: its number, and whether it is
+    /// the flagged one. The tracker has always seen a head before hyper hands
+    /// its request on.
+    pub fn next_request(&self) -> (u64, bool) {
         let number = self.handed.fetch_add(1, Ordering::Relaxed) + 1;
-        number == self.ambiguous.load(Ordering::Relaxed)
+        (number, number == self.ambiguous.load(Ordering::Relaxed))
+    }
+
+    /// Records that request `number`, an Upgrade or CONNECT request, was
+    /// answered without switching protocols: the connection stays HTTP/1.
+    /// Set before hyper writes the answer, so before the client sends on.
+    pub fn upgrade_declined(&self, number: u64) {
+        self.declined_upgrade.store(number, Ordering::Relaxed);
     }
 }
 
@@ -570,9 +610,38 @@ mod tests {
         let verdict = Verdict::default();
         verdict.flag(3);
         verdict.flag(5);
-        let marked: Vec<bool> = (0..5).map(|_| verdict.next_request_is_ambiguous()).collect();
-        assert_eq!(marked, [false, false, true, false, false]);
+        let marked: Vec<(u64, bool)> = (0..5).map(|_| verdict.next_request()).collect();
+        assert_eq!(marked, [(1, false), (2, false), (3, true), (4, false), (5, false)]);
         let clean = Verdict::default();
-        assert!((0..5).all(|_| !clean.next_request_is_ambiguous()));
+        assert!((0..5).all(|_| !clean.next_request().1));
+    }
+
+    const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+    #[test]
+    fn a_declined_upgrade_is_followed_by_requests_to_follow() {
+        let verdict = Verdict::default();
+        let mut tracker = Tracker::new();
+        assert_eq!(tracker.feed(concat(&[GET, UPGRADE]).as_slice()), None);
+        verdict.upgrade_declined(2);
+        tracker.answered(&verdict);
+        assert_eq!(tracker.feed(SMUGGLE), Some(3));
+    }
+
+    #[test]
+    fn a_switched_or_unanswered_upgrade_stops_the_tracker() {
+        // Switched: no decline recorded for this request (an earlier one's does not count).
+        let verdict = Verdict::default();
+        verdict.upgrade_declined(1);
+        let mut tracker = Tracker::new();
+        assert_eq!(tracker.feed(concat(&[GET, UPGRADE]).as_slice()), None);
+        tracker.answered(&verdict);
+        assert_eq!(tracker.feed(SMUGGLE), None);
+        assert!(tracker.is_inert());
+        // An upgrade request with a body is not waited on.
+        let mut tracker = Tracker::new();
+        let with_body = b"POST /ws HTTP/1.1\r\nUpgrade: x\r\nContent-Length: 2\r\n\r\nab";
+        assert_eq!(tracker.feed(with_body), None);
+        assert!(tracker.is_inert());
     }
 }

@@ -149,12 +149,19 @@ impl Connection {
         self: Arc<Self>,
         mut request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<proxy::body::ResponseBody>, hyper::Error> {
-        if self.framing.next_request_is_ambiguous() {
+        let (number, ambiguous) = self.framing.next_request();
+        if ambiguous {
             request.extensions_mut().insert(framing::Ambiguous);
         }
+        let upgrade =
+            request.method() == hyper::Method::CONNECT || request.headers().contains_key(hyper::header::UPGRADE);
         let mut pending = Pending { conn: &self, answered: false };
         let response = proxy::handle(self.current(), request).await;
         pending.answered = true;
+        if upgrade && response.as_ref().is_ok_and(|r| r.status() != hyper::StatusCode::SWITCHING_PROTOCOLS) {
+            // The connection stays HTTP/1: its tracker follows the next request.
+            self.framing.upgrade_declined(number);
+        }
         response
     }
 
@@ -216,6 +223,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let start = buf.filled().len();
         std::task::ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
         let this = &mut *self;
+        this.framing.answered(&this.conn.framing);
         if let Some(request) = this.framing.feed(&buf.filled()[start..]) {
             this.conn.framing.flag(request);
         }

@@ -383,3 +383,35 @@ async fn an_ambiguous_request_over_tls_split_across_records_is_refused() {
     assert_pipeline_outcome(&response, closed, &backend);
     portico.shutdown().await;
 }
+
+/// An Upgrade request the server does not switch for leaves the connection
+/// HTTP/1: an ambiguous request after it on the same connection is still
+/// refused. The client waits for the first answer, as real clients do.
+#[tokio::test]
+async fn an_ambiguous_request_after_a_declined_upgrade_is_refused() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr())).await;
+    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    stream.write_all(upgrade).await.unwrap();
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The backend answers 200 with its name ("app"): wait for the whole answer.
+    while !String::from_utf8_lossy(&first).ends_with("app") {
+        let n = tokio::time::timeout(WITHIN, tokio::io::AsyncReadExt::read(&mut stream, &mut buf))
+            .await
+            .expect("an answer to the upgrade request")
+            .unwrap();
+        assert!(n > 0, "closed after the upgrade request: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(statuses(&first), [200], "{}", String::from_utf8_lossy(&first));
+
+    let smuggle = b"POST /bad HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX";
+    stream.write_all(smuggle).await.unwrap();
+    let rest = read_until_close(&mut stream, WITHIN).await;
+    assert_eq!(statuses(&rest), [400], "{}", String::from_utf8_lossy(&rest));
+    let seen: Vec<String> = backend.requests().iter().map(|r| r.uri.to_string()).collect();
+    assert_eq!(seen, ["/chat"]);
+    portico.shutdown().await;
+}
