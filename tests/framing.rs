@@ -407,7 +407,8 @@ async fn an_ambiguous_request_after_a_declined_upgrade_is_refused() {
     }
     assert_eq!(statuses(&first), [200], "{}", String::from_utf8_lossy(&first));
 
-    let smuggle = b"POST /bad HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX";
+    let smuggle =
+        b"POST /bad HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX";
     stream.write_all(smuggle).await.unwrap();
     let rest = read_until_close(&mut stream, WITHIN).await;
     assert_eq!(statuses(&rest), [400], "{}", String::from_utf8_lossy(&rest));
