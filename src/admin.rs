@@ -232,7 +232,7 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
         }
     }
     // One gauge or counter per upstream server, each read from the pool.
-    let per_peer: [(&str, Kind, &str, &PeerValue); 4] = [
+    let per_peer: [(&str, Kind, &str, &PeerValue); 6] = [
         (
             "portico_upstream_failures_total",
             Kind::Counter,
@@ -244,6 +244,18 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
             Kind::Counter,
             "Times an upstream server was chosen for an attempt.",
             &|pool, i| pool.peer_metrics(i).map_or(0, |m| m.selected.load(Ordering::Relaxed)),
+        ),
+        (
+            "portico_upstream_connections_opened_total",
+            Kind::Counter,
+            "Connections opened to upstream servers (each a TLS handshake on an HTTPS upstream).",
+            &|pool, i| pool.peer_metrics(i).map_or(0, |m| m.connections_opened.load(Ordering::Relaxed)),
+        ),
+        (
+            "portico_upstream_idle_connections",
+            Kind::Gauge,
+            "Idle connections to upstream servers kept for reuse.",
+            &|pool, i| pool.idle_connections(i) as u64,
         ),
         (
             "portico_upstream_up",

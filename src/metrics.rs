@@ -118,6 +118,9 @@ pub struct PeerMetrics {
     pub failures: AtomicU64,
     /// Times it was chosen for an attempt (retries included).
     pub selected: AtomicU64,
+    /// Connections opened to it (each a TLS handshake on an HTTPS upstream):
+    /// against `selected`, how well the idle pool is reused.
+    pub connections_opened: AtomicU64,
 }
 
 /// Every counter set ever handed out, by label set.

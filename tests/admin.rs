@@ -163,6 +163,11 @@ async fn metrics_count_requests_per_server_peer_and_status_class() {
     assert_eq!(m.value("portico_upstream_selected_total", &[("upstream", "count_a")]), 3.0);
     assert_eq!(m.value("portico_upstream_failures_total", &[("upstream", "count_b")]), 0.0);
     assert_eq!(m.value("portico_upstream_up", &[("upstream", "count_a"), ("peer", &a_addr)]), 1.0);
+    // Three requests to A and two to B, each upstream over one kept-alive connection.
+    let opened = "portico_upstream_connections_opened_total";
+    assert_eq!(m.value(opened, &[("upstream", "count_a"), ("peer", &a_addr)]), 1.0);
+    assert_eq!(m.value(opened, &[("upstream", "count_b"), ("peer", &b_addr)]), 1.0);
+    assert_eq!(m.value("portico_upstream_idle_connections", &[("upstream", "count_a"), ("peer", &a_addr)]), 1.0);
     // This instance's own gauges: one client connection is open.
     assert_eq!(m.value("portico_connections_active", &[]), 1.0);
     assert_eq!(m.value("portico_config_generation", &[]), 1.0);

@@ -179,6 +179,9 @@ impl Pool {
         // that, kept inline, would make every request's future that much bigger
         // (more memory per connection, more to move) for a rare path.
         let sender = Box::pin(self.open(peer)).await?;
+        if let Some(metrics) = self.metrics.get(peer) {
+            metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Connection { sender, peer, reused: false })
     }
 
@@ -198,6 +201,11 @@ impl Pool {
         if over {
             self.close_oldest_idle();
         }
+    }
+
+    /// Idle connections to `peer` kept for reuse now.
+    pub fn idle_connections(&self, peer: usize) -> usize {
+        self.idle.get(peer).map_or(0, |slot| lock(slot).len())
     }
 
     /// Closes the connection idle the longest, over all servers.
