@@ -228,3 +228,42 @@ proxy_pass = "secure"
     assert_eq!((backend.count(), partner.count()), (CLIENTS * 25, 0));
     assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
 }
+
+/// Each server of an HTTPS upstream resumes its own TLS sessions. Both here
+/// answer to one name (`tls_server_name`), which a single session cache keyed
+/// by name would offer each the other's sessions, making a full handshake of
+/// every other new connection.
+#[tokio::test]
+async fn each_upstream_server_resumes_its_own_tls_sessions() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let one = TestBackend::spawn_tls("one", &cert).await;
+    let two = TestBackend::spawn_tls("two", &cert).await;
+    let portico = start_portico(&format!(
+        r#"
+[upstream.secure]
+servers = ["{}", "{}"]
+tls = true
+ca_file = {}
+tls_server_name = "backend.internal"
+keepalive = 0
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "secure"
+"#,
+        one.addr(),
+        two.addr(),
+        toml_path(&cert.ca_path())
+    ))
+    .await;
+
+    // keepalive = 0: every request is a new TLS connection, alternating servers.
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!((one.connections(), two.connections()), (5, 5));
+    // The first connection to each is a full handshake; the others resume.
+    assert_eq!((one.resumed(), two.resumed()), (4, 4));
+}

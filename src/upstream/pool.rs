@@ -24,6 +24,9 @@ use crate::proxy::body::RequestBody;
 /// `keepalive_timeout` default), before the server is likely to close it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// TLS sessions kept per server for resumption (TLS 1.3 tickets are single-use).
+const SESSIONS_PER_SERVER: usize = 64;
+
 /// One upstream pool.
 #[derive(Debug)]
 pub struct Pool {
@@ -32,6 +35,12 @@ pub struct Pool {
     health: Health,
     /// Per server: the TLS name (SNI and certificate check), when TLS is on.
     tls_names: Vec<Option<ServerName<'static>>>,
+    /// Per server: the TLS client settings, each with its own session cache.
+    /// rustls keys resumable sessions by server name, and the servers of an
+    /// upstream often share one (`tls_server_name`, or the same IP address):
+    /// one cache offered each server the other's sessions, so about half the
+    /// new connections made a full handshake. nginx keeps a session per server too.
+    tls_configs: Vec<Option<Arc<rustls::ClientConfig>>>,
     /// Per server: idle connections, most recently used last.
     idle: Vec<Mutex<Vec<Idle>>>,
     /// Idle connections over all servers, and how many may be kept:
@@ -106,6 +115,16 @@ impl Pool {
                 }
             }
         });
+        let tls_configs = upstream
+            .peers
+            .iter()
+            .map(|_| {
+                let tls = upstream.tls.as_ref()?;
+                let mut config = (*tls.client_config).clone();
+                config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_SERVER);
+                Some(Arc::new(config))
+            })
+            .collect();
         let tls_names = upstream
             .peers
             .iter()
@@ -119,6 +138,7 @@ impl Pool {
             balancer: Balancer::new(&upstream),
             health: Health::new(&upstream),
             tls_names,
+            tls_configs,
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             idle_count: AtomicUsize::new(0),
             idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
@@ -252,7 +272,8 @@ impl Pool {
                 let name = self.tls_names[peer]
                     .clone()
                     .ok_or_else(|| ConnectError::ServerName(self.upstream.peers[peer].host.clone()))?;
-                let connector = tokio_rustls::TlsConnector::from(tls.client_config.clone());
+                let config = self.tls_configs[peer].clone().unwrap_or_else(|| tls.client_config.clone());
+                let connector = tokio_rustls::TlsConnector::from(config);
                 let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
                     .await
                     .map_err(|_| ConnectError::Timeout(timeout))?

@@ -53,6 +53,8 @@ struct Shared {
     name: String,
     seen: Mutex<Vec<Seen>>,
     connections: AtomicU64,
+    /// TLS connections whose handshake resumed an earlier session.
+    resumed: AtomicU64,
     tunnels: AtomicUsize,
 }
 
@@ -105,6 +107,7 @@ impl TestBackend {
             name: name.to_owned(),
             seen: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
             tunnels: AtomicUsize::new(0),
         });
         let tasks = Tasks::default();
@@ -130,6 +133,11 @@ impl TestBackend {
     /// How many connections it has accepted.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many TLS connections resumed an earlier session.
+    pub fn resumed(&self) -> u64 {
+        self.shared.resumed.load(Ordering::SeqCst)
     }
 
     /// How many upgraded (`/ws`) connections are open: counted once the
@@ -192,6 +200,9 @@ async fn serve_tcp(stream: TcpStream, ctx: Arc<ConnCtx>, tls: Option<TlsAcceptor
                 return;
             };
             let sni = stream.get_ref().1.server_name().map(str::to_owned);
+            if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                ctx.shared.resumed.fetch_add(1, Ordering::SeqCst);
+            }
             let ctx = Arc::new(ConnCtx {
                 shared: ctx.shared.clone(),
                 tasks: ctx.tasks.clone(),
