@@ -179,11 +179,11 @@ async fn metrics_count_requests_per_server_peer_and_status_class() {
 
 #[tokio::test]
 async fn a_dead_upstream_counts_5xx_and_failures_and_shows_the_servers_failed() {
-    let d1 = TestBackend::spawn("D1").await;
-    let d2 = TestBackend::spawn("D2").await;
-    d1.stop().await;
-    d2.stop().await;
-    let toml = format!("{ADMIN}{}{}", upstream("dead", &[d1.addr(), d2.addr()], ""), server("dead.test", "dead"));
+    // Bound, never listening: connecting is refused, and unlike a stopped
+    // backend's port, no other test can take the address meanwhile.
+    let (_d1, d1) = refusing_address();
+    let (_d2, d2) = refusing_address();
+    let toml = format!("{ADMIN}{}{}", upstream("dead", &[d1, d2], ""), server("dead.test", "dead"));
     let portico = start_portico(&toml).await;
     let admin = portico.admin_addr();
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
@@ -191,7 +191,7 @@ async fn a_dead_upstream_counts_5xx_and_failures_and_shows_the_servers_failed() 
 
     let m = scrape_until(admin, |m| server_requests(m, "dead.test") >= 1.0).await;
     assert_eq!(m.value("portico_server_requests_total", &[("server", "dead.test"), ("code", "5xx")]), 1.0);
-    for dead in [d1.addr().to_string(), d2.addr().to_string()] {
+    for dead in [d1.to_string(), d2.to_string()] {
         let peer = [("upstream", "dead"), ("peer", dead.as_str())];
         assert_eq!(m.value("portico_upstream_failures_total", &peer), 1.0);
         assert_eq!(m.value("portico_upstream_up", &peer), 0.0);
@@ -205,7 +205,7 @@ async fn a_dead_upstream_counts_5xx_and_failures_and_shows_the_servers_failed() 
     assert_eq!(status.header("content-type"), Some("text/html; charset=utf-8"));
     let page = status.text();
     assert!(page.contains("<h2>upstream dead</h2>"), "{page}");
-    for dead in [d1.addr(), d2.addr()] {
+    for dead in [d1, d2] {
         assert!(page.contains(&format!("<td>{dead}</td><td class=\"failed\">failed</td>")), "{page}");
     }
     portico.shutdown().await;
@@ -347,4 +347,12 @@ async fn healthz_answers_503_while_draining() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(slow.await.unwrap(), StatusCode::OK, "the request in flight finishes");
     shutdown.await.unwrap();
+}
+
+/// A loopback address that refuses connections for as long as the socket lives.
+fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }

@@ -86,6 +86,11 @@ pub struct TestBackend {
     shared: Arc<Shared>,
     addr: SocketAddr,
     tasks: Tasks,
+    /// After `stop`: a socket bound to `addr` and never listening, so that the
+    /// port keeps refusing connections instead of going to whichever test
+    /// binds next (a stopped backend whose port another test's listener took
+    /// answered a request it should have refused).
+    hold: Mutex<Option<tokio::net::TcpSocket>>,
 }
 
 impl TestBackend {
@@ -112,7 +117,7 @@ impl TestBackend {
         });
         let tasks = Tasks::default();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
-        TestBackend { shared, addr, tasks }
+        TestBackend { shared, addr, tasks, hold: Mutex::new(None) }
     }
 
     /// The name it answers with.
@@ -163,6 +168,13 @@ impl TestBackend {
     /// returns, new connections to `addr()` are refused.
     pub async fn stop(&self) {
         self.tasks.stop().await;
+        // SO_REUSEADDR: the closed connections' TIME_WAIT must not stop the bind.
+        let held = tokio::net::TcpSocket::new_v4().and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(self.addr)?;
+            Ok(socket)
+        });
+        *lock(&self.hold) = held.ok();
     }
 }
 
