@@ -155,6 +155,23 @@ async fn upstream_tls_connections_are_kept_alive() {
     assert_eq!(backend.connections(), 1, "{:?}", backend.requests().iter().map(|s| s.conn).collect::<Vec<_>>());
 }
 
+/// `clients` kept-alive clients at once, each making `each` requests that
+/// must all be answered by the backend named "secure".
+async fn concurrent_gets(portico: &Portico, clients: usize, each: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let addr = portico.addr(0);
+        tasks.spawn(async move {
+            let mut client = Client::http1(addr).await.unwrap();
+            for _ in 0..each {
+                assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
+            }
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), tasks.join_all()).await;
+    all.expect("every client answered within 30 s");
+}
+
 /// Concurrent clients: a connection given back after its response serves the
 /// next request rather than being replaced, so the backend sees at most one
 /// connection per request in flight (each new one is a TLS handshake).
@@ -166,18 +183,7 @@ async fn upstream_tls_connections_are_reused_under_concurrency() {
     let upstream = format!("tls_verify = false\nkeepalive = {CLIENTS}");
     let portico = start_portico(&config(&backend, &upstream)).await;
 
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..CLIENTS {
-        let addr = portico.addr(0);
-        clients.spawn(async move {
-            let mut client = Client::http1(addr).await.unwrap();
-            for _ in 0..25 {
-                assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
-            }
-        });
-    }
-    let all = tokio::time::timeout(Duration::from_secs(30), clients.join_all()).await;
-    all.expect("every client answered within 30 s");
+    concurrent_gets(&portico, CLIENTS, 25).await;
 
     assert_eq!(backend.count(), CLIENTS * 25);
     // At most one connection per concurrent request, each kept for the next.
@@ -212,18 +218,7 @@ proxy_pass = "secure"
     ))
     .await;
 
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..CLIENTS {
-        let addr = portico.addr(0);
-        clients.spawn(async move {
-            let mut client = Client::http1(addr).await.unwrap();
-            for _ in 0..25 {
-                assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
-            }
-        });
-    }
-    let all = tokio::time::timeout(Duration::from_secs(30), clients.join_all()).await;
-    all.expect("every client answered within 30 s");
+    concurrent_gets(&portico, CLIENTS, 25).await;
 
     assert_eq!((backend.count(), partner.count()), (CLIENTS * 25, 0));
     assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
