@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use support::sessions::{Session, login, nodes};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -56,44 +57,6 @@ proxy_pass = "am"
 /// `"ADDR"` entries for `config`.
 fn plain(backends: &[&TestBackend]) -> Vec<String> {
     backends.iter().map(|b| format!("\"{}\"", b.addr())).collect()
-}
-
-/// `n` backends named `node0`, `node1`, ...
-async fn nodes(n: usize) -> Vec<TestBackend> {
-    let mut backends = Vec::new();
-    for i in 0..n {
-        backends.push(TestBackend::spawn(&format!("node{i}")).await);
-    }
-    backends
-}
-
-/// A session as `/login` created it.
-#[derive(Debug, Clone)]
-struct Session {
-    /// The JSESSIONID value.
-    id: String,
-    /// The node that created it.
-    node: String,
-}
-
-impl Session {
-    fn cookie(&self) -> String {
-        format!("JSESSIONID={}", self.id)
-    }
-}
-
-/// `GET /login`: the node that answered and the JSESSIONID it set.
-async fn login(client: &mut Client) -> Session {
-    let reply = client.get(HOST, "/login").await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK, "/login: {}", reply.text());
-    let node = reply.text();
-    assert_eq!(reply.header("x-backend"), Some(node.as_str()));
-    let set_cookie = reply.header("set-cookie").expect("/login passes on the Set-Cookie");
-    let id = set_cookie
-        .strip_prefix("JSESSIONID=")
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("unexpected Set-Cookie {set_cookie:?}"));
-    Session { id: id.to_owned(), node }
 }
 
 /// `GET path` with `headers`; asserts 200 and returns the answering node.
@@ -138,7 +101,7 @@ async fn many_sessions(n: usize) {
                 let mut client = Client::http1(addr).await.unwrap();
                 let mut sessions = Vec::new();
                 for _ in 0..SESSIONS / CLIENTS {
-                    sessions.push(login(&mut client).await);
+                    sessions.push(login(&mut client, HOST).await);
                 }
                 // Interleaved: one follow-up of each session per round.
                 let mut answers = vec![Vec::new(); sessions.len()];
@@ -201,7 +164,7 @@ async fn path_parameter_routes_to_the_node() {
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..20 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
 
     for session in &sessions {
@@ -231,7 +194,7 @@ async fn cookie_name_is_case_insensitive() {
     let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "", "")).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     for _ in 0..10 {
-        let session = login(&mut client).await;
+        let session = login(&mut client, HOST).await;
         let owner = &session.node;
         for cookie in [
             format!("jsessionid={}", session.id),
@@ -256,7 +219,7 @@ async fn stopped_node_sessions_move_and_are_rebound() {
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..30 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
     // Warm keep-alive connections to every node, the stopped one's included.
     for session in &sessions {
@@ -336,7 +299,7 @@ async fn full_table_forgets_the_least_recently_used() {
 
     let mut old = Vec::new();
     for _ in 0..1024 {
-        old.push(login(&mut client).await);
+        old.push(login(&mut client, HOST).await);
     }
     let touched = &old[500..600];
     for session in touched {
@@ -344,7 +307,7 @@ async fn full_table_forgets_the_least_recently_used() {
     }
     let mut new = Vec::new();
     for _ in 0..400 {
-        new.push(login(&mut client).await);
+        new.push(login(&mut client, HOST).await);
     }
 
     // Remembered: only lookups here, so nothing is learned or evicted.
@@ -371,8 +334,8 @@ async fn expired_session_falls_back() {
     let backends = nodes(2).await;
     let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "timeout = \"300ms\"", "")).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
-    let used = login(&mut client).await;
-    let idle = login(&mut client).await;
+    let used = login(&mut client, HOST).await;
+    let idle = login(&mut client, HOST).await;
 
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(700) {
@@ -393,7 +356,7 @@ async fn expired_session_falls_back() {
 async fn sessions_stick_over(client: &mut Client) {
     let mut sessions = Vec::new();
     for _ in 0..10 {
-        sessions.push(login(client).await);
+        sessions.push(login(client, HOST).await);
     }
     for session in &sessions {
         let owner = &session.node;
@@ -533,7 +496,7 @@ async fn retried_request_rebinds_only_its_session() {
 
     let mut sessions = Vec::new();
     for _ in 0..8 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
     let on_flaky: Vec<_> = sessions.iter().filter(|s| s.node == "flaky").cloned().collect();
     let on_b: Vec<_> = sessions.iter().filter(|s| s.node == "b").cloned().collect();
@@ -553,7 +516,7 @@ async fn retried_request_rebinds_only_its_session() {
     let mut retried_logins = Vec::new();
     while flaky.requests() == before {
         assert!(retried_logins.len() < 4, "no login was tried on flaky");
-        retried_logins.push(login(&mut client).await);
+        retried_logins.push(login(&mut client, HOST).await);
     }
     assert!(retried_logins.iter().all(|s| s.node == "b"), "{retried_logins:?}");
     flaky.closing.store(false, Ordering::SeqCst);
@@ -581,7 +544,7 @@ async fn table_survives_reload_for_servers_still_present() {
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..20 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
     drop(client);
 
@@ -595,7 +558,7 @@ async fn table_survives_reload_for_servers_still_present() {
     }
     // The new node gets sessions too.
     for _ in 0..9 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
     assert!(sessions.iter().any(|s| s.node == c.name()), "{sessions:?}");
     drop(client);
@@ -630,7 +593,7 @@ async fn deleted_cookie_forgets_the_session() {
     let portico = start_portico(&config(&plain(&[&backends[0], &backends[1]]), "", "", "")).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     for _ in 0..4 {
-        let session = login(&mut client).await;
+        let session = login(&mut client, HOST).await;
         let cookie = session.cookie();
         let owner = &session.node;
 
@@ -658,7 +621,7 @@ async fn down_node_sessions_fall_back_after_reload() {
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..12 {
-        sessions.push(login(&mut client).await);
+        sessions.push(login(&mut client, HOST).await);
     }
     drop(client);
 

@@ -25,6 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use support::sessions::{Session, login, nodes};
 use support::*;
 
 const HOST: &str = "store.test";
@@ -155,33 +156,14 @@ fn store_line(redis: &Redis) -> String {
     format!("store = \"{}\"\nstore_timeout = \"1s\"", redis.url())
 }
 
-async fn nodes(n: usize) -> Vec<TestBackend> {
-    let mut backends = Vec::new();
-    for i in 0..n {
-        backends.push(TestBackend::spawn(&format!("node{i}")).await);
-    }
-    backends
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Session {
-    id: String,
-    node: String,
-}
-
-impl Session {
-    fn cookie(&self) -> String {
-        format!("JSESSIONID={}", self.id)
-    }
-}
-
-/// `GET /login` through `addr`: the node that answered and the cookie it set.
-async fn login(client: &mut Client) -> Session {
-    let reply = client.get(HOST, "/login").await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK, "/login: {}", reply.text());
-    let set_cookie = reply.header("set-cookie").expect("/login sets JSESSIONID");
-    let id = set_cookie.strip_prefix("JSESSIONID=").and_then(|rest| rest.split(';').next()).unwrap();
-    Session { id: id.to_owned(), node: reply.text() }
+/// Two portico nodes in front of `backends`, sharing the store `store`, both
+/// connected to it.
+async fn two_nodes(backends: &[&TestBackend], store: &str) -> (Portico, Portico) {
+    let a = start_portico(&node_config(backends, store)).await;
+    let b = start_portico(&node_config(backends, store)).await;
+    wait_up(&a, true).await;
+    wait_up(&b, true).await;
+    (a, b)
 }
 
 /// `n` sessions created through `addr` by 8 clients at once.
@@ -193,7 +175,7 @@ async fn logins(addr: SocketAddr, n: usize) -> Vec<Session> {
                 let mut client = Client::http1(addr).await.unwrap();
                 let mut sessions = Vec::new();
                 for _ in (c..n).step_by(CLIENTS) {
-                    sessions.push(login(&mut client).await);
+                    sessions.push(login(&mut client, HOST).await);
                 }
                 sessions
             })
@@ -276,10 +258,7 @@ async fn sessions_learned_on_one_node_stick_on_the_other() {
     let redis = Redis::start();
     let backends = nodes(3).await;
     let all: Vec<&TestBackend> = backends.iter().collect();
-    let a = start_portico(&node_config(&all, &store_line(&redis))).await;
-    let b = start_portico(&node_config(&all, &store_line(&redis))).await;
-    wait_up(&a, true).await;
-    wait_up(&b, true).await;
+    let (a, b) = two_nodes(&all, &store_line(&redis)).await;
 
     let sessions = logins(a.addr(0), 200).await;
     wait_written(&a, 200).await;
@@ -311,10 +290,7 @@ async fn redis_outage_fails_no_request_and_sharing_resumes() {
     let mut redis = Redis::start();
     let backends = nodes(3).await;
     let all: Vec<&TestBackend> = backends.iter().collect();
-    let a = start_portico(&node_config(&all, &store_line(&redis))).await;
-    let b = start_portico(&node_config(&all, &store_line(&redis))).await;
-    wait_up(&a, true).await;
-    wait_up(&b, true).await;
+    let (a, b) = two_nodes(&all, &store_line(&redis)).await;
 
     let before = logins(a.addr(0), 60).await;
     wait_written(&a, 60).await;
@@ -359,10 +335,7 @@ async fn slow_redis_delays_no_request() {
     let backends = nodes(2).await;
     let all: Vec<&TestBackend> = backends.iter().collect();
     let store = format!("store = \"{}\"\nstore_timeout = \"50ms\"", redis.url());
-    let a = start_portico(&node_config(&all, &store)).await;
-    let b = start_portico(&node_config(&all, &store)).await;
-    wait_up(&a, true).await;
-    wait_up(&b, true).await;
+    let (a, b) = two_nodes(&all, &store).await;
     let sessions = logins(a.addr(0), 4).await;
     wait_written(&a, 4).await;
 
@@ -386,10 +359,7 @@ async fn removed_server_named_in_redis_is_not_routed_to() {
     let redis = Redis::start();
     let backends = nodes(3).await;
     let [n0, n1, n2] = [&backends[0], &backends[1], &backends[2]];
-    let a = start_portico(&node_config(&[n0, n1], &store_line(&redis))).await;
-    let mut b = start_portico(&node_config(&[n0, n1], &store_line(&redis))).await;
-    wait_up(&a, true).await;
-    wait_up(&b, true).await;
+    let (a, mut b) = two_nodes(&[n0, n1], &store_line(&redis)).await;
 
     let sessions = logins(a.addr(0), 20).await;
     wait_written(&a, 20).await;

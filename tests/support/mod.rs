@@ -17,6 +17,7 @@ pub mod backend;
 pub mod body;
 pub mod cert;
 pub mod client;
+pub mod sessions;
 pub mod websocket;
 
 use std::collections::hash_map::RandomState;
