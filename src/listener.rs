@@ -153,8 +153,9 @@ impl Connection {
         if ambiguous {
             request.extensions_mut().insert(framing::Ambiguous);
         }
-        let upgrade =
-            request.method() == hyper::Method::CONNECT || request.headers().contains_key(hyper::header::UPGRADE);
+        // What the framing tracker waits on after a head (HTTP/1 only).
+        let upgrade = request.version() < hyper::Version::HTTP_2
+            && (request.method() == hyper::Method::CONNECT || request.headers().contains_key(hyper::header::UPGRADE));
         let mut pending = Pending { conn: &self, answered: false };
         let response = proxy::handle(self.current(), request).await;
         pending.answered = true;

@@ -33,14 +33,8 @@ pub struct Pool {
     pub upstream: Arc<Upstream>,
     balancer: Balancer,
     health: Health,
-    /// Per server: the TLS name (SNI and certificate check), when TLS is on.
-    tls_names: Vec<Option<ServerName<'static>>>,
-    /// Per server: the TLS client settings, each with its own session cache.
-    /// rustls keys resumable sessions by server name, and the servers of an
-    /// upstream often share one (`tls_server_name`, or the same IP address):
-    /// one cache offered each server the other's sessions, so about half the
-    /// new connections made a full handshake. nginx keeps a session per server too.
-    tls_configs: Vec<Option<Arc<rustls::ClientConfig>>>,
+    /// Per server, when TLS is on: how to open a TLS connection to it.
+    tls: Vec<Option<PeerTls>>,
     /// Per server: idle connections, most recently used last.
     idle: Vec<Mutex<Vec<Idle>>>,
     /// Idle connections over all servers, and how many may be kept:
@@ -58,6 +52,19 @@ pub struct Pool {
     pub store: Option<Arc<StickyStore>>,
     /// Per server: its `/metrics` counters, shared across reloads.
     metrics: Vec<Arc<PeerMetrics>>,
+}
+
+/// How to open a TLS connection to one server.
+#[derive(Debug)]
+struct PeerTls {
+    /// The name for SNI and the certificate check (`None`: not a valid name).
+    name: Option<ServerName<'static>>,
+    /// The upstream's client settings with a session cache of this server's
+    /// own: rustls keys resumable sessions by server name, and the servers of
+    /// an upstream often share one (`tls_server_name`, or one IP address), so
+    /// one cache offered each server the other's sessions and about half the
+    /// new connections made a full handshake. nginx keeps a session per server too.
+    config: Arc<rustls::ClientConfig>,
 }
 
 #[derive(Debug)]
@@ -115,30 +122,21 @@ impl Pool {
                 }
             }
         });
-        let tls_configs = upstream
-            .peers
-            .iter()
-            .map(|_| {
-                let tls = upstream.tls.as_ref()?;
-                let mut config = (*tls.client_config).clone();
-                config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_SERVER);
-                Some(Arc::new(config))
-            })
-            .collect();
-        let tls_names = upstream
+        let tls = upstream
             .peers
             .iter()
             .map(|peer| {
                 let tls = upstream.tls.as_ref()?;
                 let name = tls.server_name.as_deref().unwrap_or(&peer.host);
-                ServerName::try_from(name.to_owned()).ok()
+                let mut config = (*tls.client_config).clone();
+                config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_SERVER);
+                Some(PeerTls { name: ServerName::try_from(name.to_owned()).ok(), config: Arc::new(config) })
             })
             .collect();
         Pool {
             balancer: Balancer::new(&upstream),
             health: Health::new(&upstream),
-            tls_names,
-            tls_configs,
+            tls,
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             idle_count: AtomicUsize::new(0),
             idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
@@ -266,14 +264,12 @@ impl Pool {
             .map_err(ConnectError::Io)?;
         // Small proxied messages must not wait for Nagle's delayed ACK.
         tcp.set_nodelay(true).map_err(ConnectError::Io)?;
-        match &self.upstream.tls {
+        match &self.tls[peer] {
             None => handshake(TokioIo::new(tcp)).await,
             Some(tls) => {
-                let name = self.tls_names[peer]
-                    .clone()
-                    .ok_or_else(|| ConnectError::ServerName(self.upstream.peers[peer].host.clone()))?;
-                let config = self.tls_configs[peer].clone().unwrap_or_else(|| tls.client_config.clone());
-                let connector = tokio_rustls::TlsConnector::from(config);
+                let name =
+                    tls.name.clone().ok_or_else(|| ConnectError::ServerName(self.upstream.peers[peer].host.clone()))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
                 let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
                     .await
                     .map_err(|_| ConnectError::Timeout(timeout))?
