@@ -224,6 +224,69 @@ proxy_pass = "secure"
     assert!(backend.connections() <= CLIENTS as u64, "{} upstream connections", backend.connections());
 }
 
+/// Concurrent load over two servers, in rounds: every client sends at once,
+/// and all are answered before the next round, so each round ends with every
+/// connection idle and more of them (6) than `keepalive` × servers (4). The pool keeps
+/// that surplus while it is in use instead of closing a few connections at the
+/// end of each round and opening as many (a TLS handshake each) in the next:
+/// under real load those moments come hundreds of times a second.
+#[tokio::test]
+async fn a_surplus_of_idle_connections_in_use_is_kept() {
+    const CLIENTS: usize = 6;
+    const ROUNDS: usize = 50;
+    let cert = TestCert::new(&["backend.internal"]);
+    let one = TestBackend::spawn_tls("secure", &cert).await;
+    let two = TestBackend::spawn_tls("secure", &cert).await;
+    let portico = start_portico(&format!(
+        r#"
+[upstream.secure]
+servers = ["{}", "{}"]
+tls = true
+tls_verify = false
+keepalive = 2
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "secure"
+"#,
+        one.addr(),
+        two.addr()
+    ))
+    .await;
+
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(Client::http1(portico.addr(0)).await.unwrap());
+    }
+    for _ in 0..ROUNDS {
+        clients = every_client_gets_once(clients).await;
+    }
+    assert_eq!(one.count() + two.count(), CLIENTS * ROUNDS);
+    // One connection per request of a round (3 to each server), none replaced.
+    assert_eq!((one.connections(), two.connections()), (3, 3));
+
+    // Unused for over a second (SURPLUS_GRACE), the surplus is closed at the
+    // next release, down to the budget of 4; the next round opens 2 again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(clients[0].get("app.test", "/").await.unwrap().text(), "secure");
+    every_client_gets_once(clients).await;
+    assert_eq!(one.connections() + two.connections(), 8);
+}
+
+/// Every client sends one request at once; all are answered before it returns.
+async fn every_client_gets_once(clients: Vec<Client>) -> Vec<Client> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        tasks.spawn(async move {
+            assert_eq!(client.get("app.test", "/").await.unwrap().text(), "secure");
+            client
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), tasks.join_all()).await;
+    all.expect("every client answered within 30 s")
+}
+
 /// Each server of an HTTPS upstream resumes its own TLS sessions. Both here
 /// answer to one name (`tls_server_name`), which a single session cache keyed
 /// by name would offer each the other's sessions, making a full handshake of
