@@ -170,7 +170,12 @@ impl ResponseBody {
 pub struct UpstreamBody {
     inner: Incoming,
     idle_timeout: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first wait only: a small body is usually read whole at
+    /// once, and a timer per response (allocated, registered, cancelled) was
+    /// a measurable part of a request's cost.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether `timer` counts from the latest frame (else it is reset before use).
+    timer_armed: bool,
     sent: u64,
     /// The pool and connection to give back once the body has been read whole.
     pool: Arc<Pool>,
@@ -192,7 +197,8 @@ impl UpstreamBody {
         UpstreamBody {
             inner,
             idle_timeout,
-            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            timer: None,
+            timer_armed: false,
             sent: 0,
             pool,
             connection: Some(connection),
@@ -247,8 +253,7 @@ impl Body for ResponseBody {
                         if let Some(data) = frame.data_ref() {
                             body.sent += data.len() as u64;
                         }
-                        let deadline = tokio::time::Instant::now() + body.idle_timeout;
-                        body.timer.as_mut().reset(deadline);
+                        body.timer_armed = false;
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Poll::Ready(Some(Err(e))) => {
@@ -263,7 +268,15 @@ impl Body for ResponseBody {
                         Poll::Ready(None)
                     }
                     Poll::Pending => {
-                        if body.timer.as_mut().poll(cx).is_ready() {
+                        // The wait counts from now: the frame before it was
+                        // passed on just now, or the response head was.
+                        let deadline = tokio::time::Instant::now() + body.idle_timeout;
+                        let timer = body.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        if !body.timer_armed {
+                            timer.as_mut().reset(deadline);
+                            body.timer_armed = true;
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
                             let error = IdleTimeout(body.idle_timeout);
                             if let Some(exchange) = &body.exchange {
                                 exchange.upstream_error(format_args!("{error}"));
