@@ -8,6 +8,7 @@ use crate::config::runtime::HeaderRule;
 use crate::template::{RequestContext, Template};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+/// Connection comes first: `remove_hop_by_hop` reads its bit.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -37,26 +38,38 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// `keep_upgrade` is set, `Upgrade` and `Connection: upgrade` are kept so the
 /// switch can pass through.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names is cheaper
-    // than seven hashed removals.
-    if !keep_upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names finds which are present (most messages carry
+    // none, or `Connection: keep-alive`): cheaper than seven hashed removals.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
     let upgrade = if keep_upgrade { headers.remove(header::UPGRADE) } else { None };
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
+        // The names it lists beyond the hop-by-hop ones, which go below anyway
+        // (and are not worth a HeaderName each: "keep-alive", "close").
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !HOP_BY_HOP.iter().any(|hop| hop.as_str().eq_ignore_ascii_case(t)))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(upgrade) = upgrade {
         headers.insert(header::UPGRADE, upgrade);
@@ -175,16 +188,21 @@ impl HeaderPlan {
     /// `ctx.http_host` was read from); `conn` caches per-connection values.
     pub fn render(&self, ctx: &RequestContext<'_>, host_header: Option<&HeaderValue>, conn: &ConnValues) -> Rendered {
         let mut out = Rendered { inline: Default::default(), spill: Vec::new() };
+        // `$host` made once: the defaults use it twice (X-Forwarded-Host and
+        // -Server), and a Host header with a port needs a value of its own.
+        let mut host: Option<Option<HeaderValue>> = None;
         for (i, (rule, planned)) in self.rules.iter().enumerate() {
             let value = match planned {
                 Planned::Remove => None,
                 Planned::Static(value) => Some(value.clone()),
-                Planned::Host => match host_header {
-                    Some(value) if !ctx.host.is_empty() && ctx.host.as_bytes() == value.as_bytes() => {
-                        Some(value.clone())
-                    }
-                    _ => render_one(rule, ctx),
-                },
+                Planned::Host => host
+                    .get_or_insert_with(|| match host_header {
+                        Some(value) if !ctx.host.is_empty() && ctx.host.as_bytes() == value.as_bytes() => {
+                            Some(value.clone())
+                        }
+                        _ => render_one(rule, ctx),
+                    })
+                    .clone(),
                 Planned::HttpHost => match host_header {
                     Some(value) if !value.is_empty() && ctx.http_host.as_bytes() == value.as_bytes() => {
                         Some(value.clone())
@@ -281,6 +299,25 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_of_any_case_remove_only_what_they_name() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive, ,close"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("128"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key(header::CONTENT_LENGTH) && h.contains_key("x-kept"));
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
