@@ -355,24 +355,34 @@ $(proxy_location http://be_plain)
 EOF
 } >"$WORK/proxy.conf"
 
-# start_proxy TARGET: sets PROXY_PID, TLS_PORT, PLAIN_PORT, RSA_PORT, PROXY_LOG.
+# Both proxies run through a round; PID_OF holds each one's main process.
+declare -A PID_OF=()
+
+# use_target TARGET: point PROXY_PID, TLS_PORT, PLAIN_PORT, RSA_PORT and
+# PROXY_LOG at that proxy.
+use_target() {
+    case $1 in
+    portico) PROXY_LOG=$WORK/portico.stderr TLS_PORT=$P_TLS PLAIN_PORT=$P_PLAIN RSA_PORT=$P_RSA ;;
+    nginx) PROXY_LOG=$WORK/proxy.err TLS_PORT=$N_TLS PLAIN_PORT=$N_PLAIN RSA_PORT=$N_RSA ;;
+    esac
+    PROXY_PID=${PID_OF[$1]:-}
+}
+
+# start_proxy TARGET: start it, and use_target it.
 start_proxy() {
     case $1 in
     portico)
-        PROXY_LOG=$WORK/portico.stderr
-        echo "--- start $(date +%T)" >>"$PROXY_LOG"
-        NO_COLOR=1 taskset -c "$PROXY_CPU" "$PORTICO" run -c "$WORK/portico.toml" >>"$PROXY_LOG" 2>&1 &
-        PROXY_PID=$!
-        track "$PROXY_PID"
-        TLS_PORT=$P_TLS PLAIN_PORT=$P_PLAIN RSA_PORT=$P_RSA
+        echo "--- start $(date +%T)" >>"$WORK/portico.stderr"
+        NO_COLOR=1 taskset -c "$PROXY_CPU" "$PORTICO" run -c "$WORK/portico.toml" >>"$WORK/portico.stderr" 2>&1 &
+        PID_OF[portico]=$!
+        track "$!"
         ;;
     nginx)
-        PROXY_LOG=$WORK/proxy.err
         start_nginx proxy "$PROXY_CPU"
-        PROXY_PID=$NGINX_PID
-        TLS_PORT=$N_TLS PLAIN_PORT=$N_PLAIN RSA_PORT=$N_RSA
+        PID_OF[nginx]=$NGINX_PID
         ;;
     esac
+    use_target "$1"
     wait_port "$TLS_PORT" "$PROXY_PID" "$PROXY_LOG"
     wait_port "$PLAIN_PORT" "$PROXY_PID" "$PROXY_LOG"
     wait_port "$RSA_PORT" "$PROXY_PID" "$PROXY_LOG"
@@ -471,13 +481,12 @@ run_idle() {
     alive "$target" "$rnd" s6
 }
 
-measure_proxy() {
-    local rnd=$1 target=$2 pids
-    log "round $rnd: $target"
+# start_measured ROUND TARGET: start the proxy, check it answers, warm it up.
+start_measured() {
+    local rnd=$1 target=$2 pids body url
     start_proxy "$target"
     read -ra pids <<<"$(pids_of "$PROXY_PID")"
     put "$rnd" "$target" start rss_bench_mib "$(awk -v k="$(mem_kb VmRSS status "${pids[@]}")" 'BEGIN{print k/1024}')"
-    local body
     for url in "https://127.0.0.1:$TLS_PORT/small" "http://127.0.0.1:$PLAIN_PORT/small" "https://127.0.0.1:$RSA_PORT/small"; do
         body=$(curl -sk --max-time 5 "$url" || true)
         [[ $body == $(cat "$WORK/www/small") ]] \
@@ -486,29 +495,51 @@ measure_proxy() {
     # warm-up, not recorded: connections, pools, caches
     DURATION=1 run_wrk 0 "$target" warmup "https://127.0.0.1:$TLS_PORT/small"
     sed -i '/\twarmup\t/d' "$RESULTS"
-
-    run_wrk "$rnd" "$target" s1 "https://127.0.0.1:$TLS_PORT/small"
-    read -ra pids <<<"$(pids_of "$PROXY_PID")"
-    put "$rnd" "$target" s1 hwm_mib "$(awk -v k="$(mem_kb VmHWM status "${pids[@]}")" 'BEGIN{print k/1024}')"
-    put "$rnd" "$target" s1 pss_mib "$(awk -v k="$(mem_kb Pss smaps_rollup "${pids[@]}")" 'BEGIN{print k/1024}')"
-    run_wrk "$rnd" "$target" s2 "http://127.0.0.1:$PLAIN_PORT/small"
-    run_wrk "$rnd" "$target" s3 "https://127.0.0.1:$TLS_PORT/1m"
-    run_stime "$rnd" "$target" full_ecdsa "$TLS_PORT" -new
-    run_stime "$rnd" "$target" full_rsa "$RSA_PORT" -new
-    run_stime "$rnd" "$target" resumed_ecdsa "$TLS_PORT" -reuse
-    run_wrk "$rnd" "$target" s4 "https://127.0.0.1:$TLS_PORT/small" -H "Connection: close"
-    run_idle "$rnd" "$target"
-    stop_pid "$PROXY_PID"
 }
 
-measure_direct() {
-    local rnd=$1
-    log "round $rnd: direct to backend node 1"
-    run_wrk "$rnd" direct s1 "https://127.0.0.1:$BE1_HTTPS/small"
-    run_wrk "$rnd" direct s2 "http://127.0.0.1:$BE1_HTTP/small"
-    run_wrk "$rnd" direct s3 "https://127.0.0.1:$BE1_HTTPS/1m"
-    run_stime "$rnd" direct full_ecdsa "$BE1_HTTPS" -new
-    run_stime "$rnd" direct full_rsa "$BE1_RSA" -new
+# One scenario for one proxy (use_target first): ROUND TARGET.
+scenario1() {
+    local pids
+    run_wrk "$1" "$2" s1 "https://127.0.0.1:$TLS_PORT/small"
+    read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    put "$1" "$2" s1 hwm_mib "$(awk -v k="$(mem_kb VmHWM status "${pids[@]}")" 'BEGIN{print k/1024}')"
+    put "$1" "$2" s1 pss_mib "$(awk -v k="$(mem_kb Pss smaps_rollup "${pids[@]}")" 'BEGIN{print k/1024}')"
+}
+scenario2() { run_wrk "$1" "$2" s2 "http://127.0.0.1:$PLAIN_PORT/small"; }
+scenario3() { run_wrk "$1" "$2" s3 "https://127.0.0.1:$TLS_PORT/1m"; }
+full_ecdsa() { run_stime "$1" "$2" full_ecdsa "$TLS_PORT" -new; }
+full_rsa() { run_stime "$1" "$2" full_rsa "$RSA_PORT" -new; }
+resumed_ecdsa() { run_stime "$1" "$2" resumed_ecdsa "$TLS_PORT" -reuse; }
+scenario4_wrk() { run_wrk "$1" "$2" s4 "https://127.0.0.1:$TLS_PORT/small" -H "Connection: close"; }
+
+# measure_round ROUND: both proxies run through the round and take each
+# scenario back to back, seconds apart, in an order that alternates by round,
+# then the direct ceiling. The machine is shared and its speed drifts over
+# minutes: measuring one proxy's whole set and then the other's put them in
+# different spells, and one round's portico/nginx ratio moved by 1.5x.
+measure_round() {
+    local rnd=$1 order target step
+    if ((rnd % 2)); then order=(portico nginx); else order=(nginx portico); fi
+    log "round $rnd: ${order[*]}, then direct"
+    for target in "${order[@]}"; do start_measured "$rnd" "$target"; done
+    for step in scenario1 scenario2 scenario3 full_ecdsa full_rsa resumed_ecdsa scenario4_wrk; do
+        for target in "${order[@]}"; do
+            use_target "$target"
+            "$step" "$rnd" "$target"
+        done
+        case $step in
+        scenario1) run_wrk "$rnd" direct s1 "https://127.0.0.1:$BE1_HTTPS/small" ;;
+        scenario2) run_wrk "$rnd" direct s2 "http://127.0.0.1:$BE1_HTTP/small" ;;
+        scenario3) run_wrk "$rnd" direct s3 "https://127.0.0.1:$BE1_HTTPS/1m" ;;
+        full_ecdsa) run_stime "$rnd" direct full_ecdsa "$BE1_HTTPS" -new ;;
+        full_rsa) run_stime "$rnd" direct full_rsa "$BE1_RSA" -new ;;
+        esac
+    done
+    for target in "${order[@]}"; do
+        use_target "$target"
+        run_idle "$rnd" "$target"
+        stop_pid "$PROXY_PID"
+    done
 }
 
 # RSS of portico at start with the quickstart config (listen ports moved to free ones).
@@ -574,9 +605,7 @@ measure_reload() {
 
 for ((r = 1; r <= ROUNDS; r++)); do
     measure_quickstart "$r"
-    measure_proxy "$r" portico
-    measure_proxy "$r" nginx
-    measure_direct "$r"
+    measure_round "$r"
 done
 measure_reload
 

@@ -214,6 +214,14 @@ def cmd_report(args):
     def ratio(a, b):
         return None if a is None or b in (None, 0) else a / b
 
+    def paired(scen, metric):
+        """The median over rounds of each round's portico / nginx ratio: the two
+        were measured seconds apart, so the machine's drift cancels in it."""
+        p = dict(data.get(("portico", scen, metric), []))
+        n = dict(data.get(("nginx", scen, metric), []))
+        rs = [p[r] / n[r] for r in p if n.get(r)]
+        return statistics.median(rs) if rs else ratio(med("portico", scen, metric), med("nginx", scen, metric))
+
     L = []
     w = L.append
     w("# Performance: portico vs nginx, side by side")
@@ -232,8 +240,9 @@ def cmd_report(args):
     w(f"- CPU: {meta['cpu']} ({meta['ncpu']} CPUs), kernel {meta['kernel']}")
     if meta.get("loadavg"):
         w(f"- Load average (other work on the machine): {meta['loadavg']}")
-    w(f"- Rounds: {meta['rounds']} (portico, nginx, direct in that order each round, "
-      f"each proxy started fresh per round); wrk runs {meta['duration']} s, handshake runs "
+    w(f"- Rounds: {meta['rounds']}. Both proxies start fresh each round and run side by side; "
+      "each scenario is measured on both back to back (portico first in odd rounds, nginx first "
+      f"in even ones), then direct. wrk runs {meta['duration']} s, handshake runs "
       f"{meta['hs_duration']} s")
     w("")
     w("## Setup")
@@ -275,7 +284,7 @@ def cmd_report(args):
             if direct:
                 d = agg("direct", scen, metric)
                 cells.append(fmt(d, digits) if d is not None else "n/a")
-            r = ratio(p, n)
+            r = ratio(p, n) if agg is tot else paired(scen, metric)
             cells.append(f"{r:.2f}x" if r is not None else "-")
             w(f"| {label} | " + " | ".join(cells) + " |")
         w("")
@@ -320,7 +329,7 @@ def cmd_report(args):
             p = p * 100 if p is not None else None
             n = n * 100 if n is not None else None
             digits = 1
-        r = ratio(p, n)
+        r = paired("s1", metric)
         w(f"| {label} | {fmt(p, digits)} | {fmt(n, digits)} | "
           + (f"{r:.2f}x" if r is not None else "-") + " |")
     w("")
@@ -390,7 +399,7 @@ def cmd_report(args):
             shown = f"{value:.1f} {unit}"
         w(f"| {label} | {shown} | {'met' if ok else 'missed'} ({gap}) |")
 
-    r = lambda scen, metric: ratio(med("portico", scen, metric), med("nginx", scen, metric))
+    r = paired
     target("Scenario 1 requests/s >= 1.25x nginx", r("s1", "rps"), 1.25)
     target("Scenario 1 p99 <= 1.0x", r("s1", "p99_ms"), 1.0, higher=False)
     target("Scenario 1 CPU per request <= 0.7x", r("s1", "cpu_s_per_10k"), 0.7, higher=False)
@@ -408,7 +417,9 @@ def cmd_report(args):
     w(f"| Reload with 0 failed requests | {fmt(rel_err, 0) if rel_err is not None else 'not measured'} failed | "
       + ("not measured" if rel_err is None else ("met" if rel_err == 0 else "missed")) + " |")
     w("")
-    w("Ratios are portico / nginx medians. Where the load generator is the limit (compare "
+    w("Ratios are the median over rounds of each round's portico / nginx ratio (the two measured "
+      "seconds apart), so they can differ a little from the quotient of the medians shown. "
+      "Where the load generator is the limit (compare "
       "with the direct ceiling), the CPU-per-request row is the figure that shows the "
       "difference between the proxies.")
     w("")
