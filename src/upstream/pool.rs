@@ -2,8 +2,8 @@
 //! failing (`health`), and the idle kept-alive connections to each.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
@@ -52,6 +52,8 @@ pub struct Pool {
     /// under load took long enough to show in the p99 latency.
     idle_count: AtomicUsize,
     idle_budget: usize,
+    /// Whether a task will close the surplus once unused (at most one per pool).
+    sweep_scheduled: AtomicBool,
     /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
     pub sticky: Option<Arc<StickyTable>>,
     /// The table shared with other nodes (`sticky.store`), kept across reloads
@@ -147,6 +149,7 @@ impl Pool {
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             idle_count: AtomicUsize::new(0),
             idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
+            sweep_scheduled: AtomicBool::new(false),
             sticky,
             store,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
@@ -213,7 +216,7 @@ impl Pool {
     /// Keeps `conn` for reuse when it is still usable. Past the upstream's
     /// idle budget, connections idle the longest (on any server) are closed once
     /// unused for `SURPLUS_GRACE`, and at once past twice the budget.
-    pub fn release(&self, conn: Connection) {
+    pub fn release(self: &Arc<Self>, conn: Connection) {
         if conn.sender.is_closed() || !conn.sender.is_ready() || self.upstream.keepalive == 0 {
             return;
         }
@@ -227,7 +230,23 @@ impl Pool {
         };
         if count > self.idle_budget {
             self.close_surplus(now);
+            self.schedule_sweep();
         }
+    }
+
+    /// Makes sure a surplus still young now is closed once unused, also when
+    /// no further request comes to release a connection and trim it then.
+    fn schedule_sweep(self: &Arc<Self>) {
+        if self.idle_count.load(Ordering::Relaxed) <= self.idle_budget
+            || self.sweep_scheduled.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweep_scheduled.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(sweep(Arc::downgrade(self)));
     }
 
     /// Idle connections to `peer` kept for reuse now.
@@ -292,6 +311,27 @@ impl Pool {
                     .map_err(ConnectError::Tls)?;
                 handshake(TokioIo::new(stream)).await
             }
+        }
+    }
+}
+
+/// Closes the pool's surplus of idle connections as it comes of age, until
+/// none is left; ends early when the pool is gone (a reload replaced it).
+async fn sweep(pool: Weak<Pool>) {
+    loop {
+        tokio::time::sleep(SURPLUS_GRACE).await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.close_surplus(Instant::now());
+        if pool.idle_count.load(Ordering::Relaxed) > pool.idle_budget {
+            continue;
+        }
+        pool.sweep_scheduled.store(false, Ordering::Release);
+        // A release that went over the budget just now saw the flag still set
+        // and left the sweep to this task: look again.
+        if pool.idle_count.load(Ordering::Relaxed) <= pool.idle_budget
+            || pool.sweep_scheduled.swap(true, Ordering::AcqRel)
+        {
+            return;
         }
     }
 }

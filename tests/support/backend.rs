@@ -53,6 +53,8 @@ struct Shared {
     name: String,
     seen: Mutex<Vec<Seen>>,
     connections: AtomicU64,
+    /// Connections that have closed (or whose TLS handshake failed).
+    closed: AtomicU64,
     /// TLS connections whose handshake resumed an earlier session.
     resumed: AtomicU64,
     tunnels: AtomicUsize,
@@ -112,6 +114,7 @@ impl TestBackend {
             name: name.to_owned(),
             seen: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
             resumed: AtomicU64::new(0),
             tunnels: AtomicUsize::new(0),
         });
@@ -138,6 +141,11 @@ impl TestBackend {
     /// How many connections it has accepted.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> u64 {
+        self.connections() - self.shared.closed.load(Ordering::SeqCst)
     }
 
     /// How many TLS connections resumed an earlier session.
@@ -204,6 +212,13 @@ struct ConnCtx {
 }
 
 async fn serve_tcp(stream: TcpStream, ctx: Arc<ConnCtx>, tls: Option<TlsAcceptor>) {
+    struct CountClosed(Arc<Shared>);
+    impl Drop for CountClosed {
+        fn drop(&mut self) {
+            self.0.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let _closed = CountClosed(ctx.shared.clone());
     let _ = stream.set_nodelay(true);
     match tls {
         None => serve(TokioIo::new(stream), ctx).await,
