@@ -264,11 +264,23 @@ async fn wait_for_text(path: &Path, needle: &str, within: Duration) -> String {
 
 #[tokio::test]
 async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
+    serves_and_drains_on_sigterm("").await;
+}
+
+/// `worker_threads = 1` runs tokio's current-thread scheduler: the same
+/// serving, draining and reloading on one thread.
+#[tokio::test]
+async fn one_worker_thread_serves_reloads_and_drains() {
+    serves_and_drains_on_sigterm("worker_threads = 1").await;
+    switches_on_sighup_and_ignores_a_broken_file("worker_threads = 1").await;
+}
+
+async fn serves_and_drains_on_sigterm(runtime: &str) {
     let dir = TempDir::new("cli-run");
     let app = TestBackend::spawn("app").await;
     let port = free_port();
     let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &app, "", ""));
+    write(&config, &run_config(port, &app, runtime, ""));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut process = Process::start(&config, addr, &dir).await;
 
@@ -297,12 +309,16 @@ async fn run_serves_and_exits_zero_on_sigterm_after_finishing_requests() {
 
 #[tokio::test]
 async fn sighup_switches_to_a_good_file_and_ignores_a_broken_one() {
+    switches_on_sighup_and_ignores_a_broken_file("").await;
+}
+
+async fn switches_on_sighup_and_ignores_a_broken_file(runtime: &str) {
     let dir = TempDir::new("cli-hup");
     let a = TestBackend::spawn("A").await;
     let b = TestBackend::spawn("B").await;
     let port = free_port();
     let error_log = dir.join("error.log");
-    let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
+    let runtime = format!("{runtime}\nerror_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
     let config = dir.join("portico.toml");
     write(&config, &run_config(port, &a, &runtime, ""));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -38,10 +38,19 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let snapshot = config::load(&args.config)?;
     let logs = Logs::new();
     init_tracing(&logs, snapshot.runtime.error_log.as_deref(), snapshot.runtime.error_log_level)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = snapshot.runtime.worker_threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    let mut runtime = match snapshot.runtime.worker_threads {
+        // One thread: tokio's current-thread scheduler, which skips the
+        // multi-thread one's work-stealing queues and cross-thread wake-ups
+        // (less CPU per request in 11 of 14 paired runs, docs/performance-log.md §10).
+        // Blocking work (reading a reloaded file) still goes to spawn_blocking.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.worker_threads(threads);
+            runtime
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime.enable_all().build().map_err(RunError::Runtime)?;
     if let Some(path) = &snapshot.runtime.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
