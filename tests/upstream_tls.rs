@@ -10,11 +10,17 @@ use std::time::Duration;
 use http::StatusCode;
 use support::*;
 
+/// The HTTPS upstream "secure" of `backend` with the `upstream` settings, behind app.test.
 fn config(backend: &TestBackend, upstream: &str) -> String {
+    config_for(&format!("\"{}\"", backend.addr()), upstream)
+}
+
+/// The same with `servers` as the entries of its `servers` array.
+fn config_for(servers: &str, upstream: &str) -> String {
     format!(
         r#"
 [upstream.secure]
-servers = ["{}"]
+servers = [{servers}]
 tls = true
 {upstream}
 
@@ -22,8 +28,7 @@ tls = true
 listen = ["127.0.0.1:0"]
 server_name = ["app.test"]
 proxy_pass = "secure"
-"#,
-        backend.addr()
+"#
     )
 }
 
@@ -199,24 +204,9 @@ async fn idle_connections_follow_the_traffic_between_servers() {
     let cert = TestCert::new(&["backend.internal"]);
     let backend = TestBackend::spawn_tls("secure", &cert).await;
     let partner = TestBackend::spawn_tls("partner", &cert).await;
-    let portico = start_portico(&format!(
-        r#"
-[upstream.secure]
-servers = ["{}", {{ address = "{}", down = true }}]
-tls = true
-tls_verify = false
-keepalive = {}
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "secure"
-"#,
-        backend.addr(),
-        partner.addr(),
-        CLIENTS / 2
-    ))
-    .await;
+    let servers = format!("\"{}\", {{ address = \"{}\", down = true }}", backend.addr(), partner.addr());
+    let portico =
+        start_portico(&config_for(&servers, &format!("tls_verify = false\nkeepalive = {}", CLIENTS / 2))).await;
 
     concurrent_gets(&portico, CLIENTS, 25).await;
 
@@ -238,23 +228,8 @@ async fn a_surplus_of_idle_connections_in_use_is_kept() {
     let cert = TestCert::new(&["backend.internal"]);
     let one = TestBackend::spawn_tls("secure", &cert).await;
     let two = TestBackend::spawn_tls("secure", &cert).await;
-    let portico = start_portico(&format!(
-        r#"
-[upstream.secure]
-servers = ["{}", "{}"]
-tls = true
-tls_verify = false
-keepalive = 2
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "secure"
-"#,
-        one.addr(),
-        two.addr()
-    ))
-    .await;
+    let servers = format!("\"{}\", \"{}\"", one.addr(), two.addr());
+    let portico = start_portico(&config_for(&servers, "tls_verify = false\nkeepalive = 2")).await;
 
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
@@ -300,25 +275,10 @@ async fn each_upstream_server_resumes_its_own_tls_sessions() {
     let cert = TestCert::new(&["backend.internal"]);
     let one = TestBackend::spawn_tls("one", &cert).await;
     let two = TestBackend::spawn_tls("two", &cert).await;
-    let portico = start_portico(&format!(
-        r#"
-[upstream.secure]
-servers = ["{}", "{}"]
-tls = true
-ca_file = {}
-tls_server_name = "backend.internal"
-keepalive = 0
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "secure"
-"#,
-        one.addr(),
-        two.addr(),
-        toml_path(&cert.ca_path())
-    ))
-    .await;
+    let servers = format!("\"{}\", \"{}\"", one.addr(), two.addr());
+    let upstream =
+        format!("ca_file = {}\ntls_server_name = \"backend.internal\"\nkeepalive = 0", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config_for(&servers, &upstream)).await;
 
     // keepalive = 0: every request is a new TLS connection, alternating servers.
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
