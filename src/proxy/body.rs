@@ -170,9 +170,9 @@ impl ResponseBody {
 pub struct UpstreamBody {
     inner: Incoming,
     idle_timeout: Duration,
-    /// Made on the first wait only: a small body is usually read whole at
-    /// once, and a timer per response (allocated, registered, cancelled) was
-    /// a measurable part of a request's cost.
+    /// Made on the first wait (none when the body is there at once) and reset
+    /// once per wait rather than once per frame: the timer's upkeep was a
+    /// measurable part of a small request's cost.
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether `timer` counts from the latest frame (else it is reset before use).
     timer_armed: bool,

@@ -317,10 +317,10 @@ impl Pool {
 
 /// Closes the pool's surplus of idle connections as it comes of age, until
 /// none is left; ends early when the pool is gone (a reload replaced it).
-async fn sweep(pool: Weak<Pool>) {
+async fn sweep(weak: Weak<Pool>) {
     loop {
         tokio::time::sleep(SURPLUS_GRACE).await;
-        let Some(pool) = pool.upgrade() else { return };
+        let Some(pool) = weak.upgrade() else { return };
         pool.close_surplus(Instant::now());
         if pool.idle_count.load(Ordering::Relaxed) > pool.idle_budget {
             continue;
