@@ -180,10 +180,20 @@ fn free_port() -> u16 {
 struct Process {
     child: Child,
     addr: SocketAddr,
+    config: PathBuf,
     stderr: PathBuf,
 }
 
 impl Process {
+    /// Writes `run_config` (on a free port) to `dir/portico.toml` and starts it.
+    async fn run(dir: &TempDir, backend: &TestBackend, runtime: &str, server: &str) -> Process {
+        let port = free_port();
+        let config = dir.join("portico.toml");
+        write(&config, &run_config(port, backend, runtime, server));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Process::start(&config, addr, dir).await
+    }
+
     /// Starts it and waits until `addr` accepts connections.
     async fn start(config: &Path, addr: SocketAddr, dir: &TempDir) -> Process {
         let stderr = dir.join("stderr.txt");
@@ -194,7 +204,7 @@ impl Process {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let mut process = Process { child, addr, stderr };
+        let mut process = Process { child, addr, config: config.to_path_buf(), stderr };
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             if let Some(status) = process.child.try_wait().unwrap() {
@@ -278,11 +288,8 @@ async fn one_worker_thread_serves_reloads_and_drains() {
 async fn serves_and_drains_on_sigterm(runtime: &str) {
     let dir = TempDir::new("cli-run");
     let app = TestBackend::spawn("app").await;
-    let port = free_port();
-    let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &app, runtime, ""));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut process = Process::start(&config, addr, &dir).await;
+    let mut process = Process::run(&dir, &app, runtime, "").await;
+    let addr = process.addr;
 
     let reply = process.get("/hello").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -316,13 +323,10 @@ async fn switches_on_sighup_and_ignores_a_broken_file(runtime: &str) {
     let dir = TempDir::new("cli-hup");
     let a = TestBackend::spawn("A").await;
     let b = TestBackend::spawn("B").await;
-    let port = free_port();
     let error_log = dir.join("error.log");
     let runtime = format!("{runtime}\nerror_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
-    let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &a, &runtime, ""));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut process = Process::start(&config, addr, &dir).await;
+    let mut process = Process::run(&dir, &a, &runtime, "").await;
+    let (port, config) = (process.addr.port(), process.config.clone());
     assert_eq!(process.get("/").await.text(), "A");
 
     write(&config, &run_config(port, &b, &runtime, ""));
@@ -359,13 +363,9 @@ async fn switches_on_sighup_and_ignores_a_broken_file(runtime: &str) {
 async fn sigusr1_reopens_the_access_log() {
     let dir = TempDir::new("cli-usr1");
     let app = TestBackend::spawn("app").await;
-    let port = free_port();
     let log = dir.join("logs/access.log");
     let rotated = dir.join("logs/access.log.1");
-    let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &app, "", &format!("access_log = {}", toml_path(&log))));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut process = Process::start(&config, addr, &dir).await;
+    let mut process = Process::run(&dir, &app, "", &format!("access_log = {}", toml_path(&log))).await;
 
     assert_eq!(process.get("/before").await.status, StatusCode::OK);
     wait_for_text(&log, "/before", Duration::from_secs(2)).await;
@@ -396,14 +396,11 @@ async fn a_flood_of_failed_tls_handshakes_logs_a_line_and_a_count() {
     let dir = TempDir::new("cli-flood");
     let app = TestBackend::spawn("app").await;
     let cert = TestCert::new(&["cli.test"]);
-    let port = free_port();
     let error_log = dir.join("error.log");
     let runtime = format!("error_log = {}", toml_path(&error_log));
-    let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &app, &runtime, &format!("tls = {}", cert.toml_tls())));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Its readiness probe is one more failed handshake (a connection closed at once).
-    let mut process = Process::start(&config, addr, &dir).await;
+    let mut process = Process::run(&dir, &app, &runtime, &format!("tls = {}", cert.toml_tls())).await;
+    let addr = process.addr;
 
     const GARBAGE: usize = 500;
     for _ in 0..GARBAGE {
@@ -441,13 +438,10 @@ async fn a_flood_of_failed_tls_handshakes_logs_a_line_and_a_count() {
 async fn a_flood_of_malformed_requests_logs_a_line_and_a_count() {
     let dir = TempDir::new("cli-flood-h1");
     let app = TestBackend::spawn("app").await;
-    let port = free_port();
     let error_log = dir.join("error.log");
     let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
-    let config = dir.join("portico.toml");
-    write(&config, &run_config(port, &app, &runtime, ""));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut process = Process::start(&config, addr, &dir).await;
+    let mut process = Process::run(&dir, &app, &runtime, "").await;
+    let addr = process.addr;
 
     const MALFORMED: usize = 200;
     for _ in 0..MALFORMED {
