@@ -171,11 +171,6 @@ fn cert_writes_a_usable_certificate_and_a_private_key() {
 // ---------------------------------------------------------------------------
 // run and signals
 
-/// A port that was free a moment ago (a small race, accepted in these tests).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `portico run -c FILE` as a child process, killed if the test ends early.
 struct Process {
     child: Child,
@@ -187,7 +182,7 @@ struct Process {
 impl Process {
     /// Writes `run_config` (on a free port) to `dir/portico.toml` and starts it.
     async fn run(dir: &TempDir, backend: &TestBackend, runtime: &str, server: &str) -> Process {
-        let port = free_port();
+        let port = child_port();
         let config = dir.join("portico.toml");
         write(&config, &run_config(port, backend, runtime, server));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

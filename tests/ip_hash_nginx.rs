@@ -14,7 +14,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,12 +155,6 @@ fn running_as_root() -> bool {
     })
 }
 
-/// A free port on 127.0.0.1: bind port 0, read it, drop the socket.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
-}
-
 /// A real nginx child process (single process, foreground), killed on drop so
 /// that a failing assertion still stops it.
 struct Nginx {
@@ -175,7 +169,7 @@ impl Nginx {
     fn start(servers: &[Server<'_>]) -> Nginx {
         let binary = nginx_binary();
         let dir = TempDir::new("nginx-iphash");
-        let port = free_port();
+        let port = child_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = nginx_conf(dir.path(), addr, servers);
         let conf_path = dir.join("nginx.conf");
@@ -325,9 +319,10 @@ async fn compare_with_nginx(servers: &[Server<'_>]) -> BTreeMap<String, usize> {
     }
     assert!(
         differ.is_empty(),
-        "portico and nginx disagree for {} of {n} client /24s:\n{}",
+        "portico and nginx disagree for {} of {n} client /24s:\n{}\n{}",
         differ.len(),
-        differ.join("\n")
+        differ.join("\n"),
+        nginx.logs()
     );
     assert!(split_by_nginx.is_empty(), "nginx split a /24 (test assumption broken):\n{}", split_by_nginx.join("\n"));
     assert!(split_by_portico.is_empty(), "portico split a /24:\n{}", split_by_portico.join("\n"));

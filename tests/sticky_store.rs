@@ -40,10 +40,10 @@ struct Redis {
 impl Redis {
     /// Starts a server on a free port and returns once it answers PING.
     fn start() -> Redis {
-        // The port is free when chosen; if another test takes it before redis
-        // binds it, redis exits and another port is tried.
+        // If the port is taken anyway (a leftover process), redis exits and
+        // another port is tried.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = child_port();
             let mut redis = Redis { port, child: None, dir: TempDir::new("redis") };
             if redis.spawn() {
                 return redis;
@@ -423,10 +423,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `rediss://`: the portico binary (so that `SSL_CERT_FILE` can name the
 /// trust roots, as it does for any rustls-native-certs user) reaches a
 /// TLS-only redis-server whose self-signed certificate it trusts that way.
@@ -438,7 +434,7 @@ async fn rediss_store_connects_over_tls() {
     assert!(made.status.success(), "portico cert: {}", String::from_utf8_lossy(&made.stderr));
     let (cert, key) = (dir.join("localhost.crt"), dir.join("localhost.key"));
 
-    let port = free_port();
+    let port = child_port();
     let redis = Command::new("redis-server")
         .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--tls-auth-clients", "no"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
@@ -460,7 +456,7 @@ async fn rediss_store_connects_over_tls() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let admin = free_port();
+    let admin = child_port();
     let config = dir.join("portico.toml");
     std::fs::write(
         &config,

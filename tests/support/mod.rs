@@ -190,6 +190,37 @@ pub fn raw_status(response: &[u8]) -> Option<u16> {
     words.next()?.parse().ok()
 }
 
+/// A port on 127.0.0.1 for a child process (nginx, redis-server, the portico
+/// binary) to bind itself.
+///
+/// Binding port 0, reading the port and closing the socket is racy: until the
+/// child binds, the kernel may hand the same port to any socket of the tests
+/// running in parallel (CI once saw nginx's port taken by a test backend, so
+/// every "nginx" answer came from that backend). These ports come from below
+/// the ephemeral range, which neither `bind(port 0)` nor `connect` allocates,
+/// differ for every call in this process, and are checked free.
+pub fn child_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const FIRST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(FIRST);
+    assert!(span >= 1_000, "the ephemeral port range starts at {ephemeral_low}: no room below it for child ports");
+    // Start each test process elsewhere so that a leftover child of an earlier
+    // run is unlikely to hold the first ports.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::SeqCst) as u32) % span;
+        let port = u16::try_from(FIRST + offset).expect("below the ephemeral range, so below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{ephemeral_low} on 127.0.0.1");
+}
+
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir {
     path: PathBuf,
