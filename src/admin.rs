@@ -342,6 +342,12 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
 
     text.family("portico_connections_active", Kind::Gauge, "Client connections open now.");
     text.sample("portico_connections_active", &[], instance.active_connections());
+    text.family(
+        "portico_connections_parked",
+        Kind::Gauge,
+        "Idle HTTP/1 client connections holding no request buffers until the client sends again.",
+    );
+    text.sample("portico_connections_parked", &[], instance.parked_connections());
     let (ok, error) = instance.reloads();
     text.family("portico_reloads_total", Kind::Counter, "Reloads, by result (error: refused or failed).");
     text.sample("portico_reloads_total", &[("result", "ok")], ok);

@@ -123,6 +123,12 @@ impl Tracker {
         self.state == State::Inert
     }
 
+    /// Whether every byte so far belongs to a whole request: no head or body
+    /// is half read (false once inert or after an Upgrade request).
+    pub fn between_requests(&self) -> bool {
+        self.state == State::Idle
+    }
+
     /// Request heads completed so far.
     pub fn heads(&self) -> u64 {
         self.heads

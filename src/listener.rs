@@ -8,12 +8,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
@@ -37,6 +38,8 @@ pub struct Shared {
     /// connection's read buffer from 8 to 16 KiB.
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// How long a kept-alive connection may wait for its next request.
+    idle_limit: Duration,
 }
 
 impl Shared {
@@ -64,6 +67,7 @@ impl Shared {
             http,
             http1,
             http2,
+            idle_limit: header_timeout,
             instance: crate::metrics::Instance::default(),
             site: ArcSwap::new(site),
         }
@@ -106,6 +110,100 @@ where
     conn.await
 }
 
+/// Serves an HTTP/1 connection, parked whenever it goes idle for
+/// [`PARK_AFTER`]: hyper's connection is ended without closing the client's,
+/// dropped, and made again from the same I/O once the client sends more.
+async fn serve_http1<T, S>(
+    shared: &Shared,
+    mut io: Box<Guarded<T>>,
+    mut service: S,
+    mut drain: watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = ServedBody> + Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = io.conn.clone();
+    let activity = &conn.activity;
+    loop {
+        let mut http = Box::pin(shared.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
+        let (mut parking, mut draining) = (false, false);
+        let result = {
+            let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
+            let mut check = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
+            // Whether `check` is registered with the timer since it was last
+            // reset: then, until it fires, a wake-up need not poll it.
+            let mut check_armed = false;
+            std::future::poll_fn(|cx| {
+                loop {
+                    if let Poll::Ready(result) = http.as_mut().poll(cx) {
+                        return Poll::Ready(result);
+                    }
+                    if !draining && drained.as_mut().poll(cx).is_ready() {
+                        draining = true;
+                        activity.parking.store(false, Ordering::Relaxed);
+                        http.as_mut().graceful_shutdown();
+                        continue;
+                    }
+                    if parking || (check_armed && !check.is_elapsed()) {
+                        return Poll::Pending;
+                    }
+                    while check.as_mut().poll(cx).is_ready() {
+                        if activity.idle_since_last_check() {
+                            // Idle, so hyper closes at once, with no response to
+                            // mark `Connection: close`.
+                            parking = true;
+                            activity.parking.store(true, Ordering::Relaxed);
+                            http.as_mut().graceful_shutdown();
+                            break;
+                        }
+                        check.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+                    }
+                    check_armed = !parking;
+                    if !parking {
+                        return Poll::Pending;
+                    }
+                }
+            })
+            .await
+        };
+        if !parking || draining {
+            return result;
+        }
+        result?;
+        activity.parking.store(false, Ordering::Relaxed);
+        // None: the connection was upgraded and belongs to its tunnel now.
+        let Some(parts) = Pin::into_inner(http).into_parts() else { return Ok(()) };
+        (io, service) = take_back(parts);
+        if !io.carry.is_empty() {
+            continue;
+        }
+        // hyper's wait for the next request had begun before the checks that
+        // found the connection idle: that much of the limit is used.
+        let wait = shared.idle_limit.saturating_sub(PARK_AFTER);
+        let _parked = shared.instance.parked();
+        let resumed = tokio::select! {
+            readable = io.io.tcp().readable() => readable.is_ok(),
+            () = tokio::time::sleep(wait) => false,
+            _ = drain.wait_for(|draining| *draining) => false,
+        };
+        if !resumed {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
+            return Ok(());
+        }
+    }
+}
+
+/// The I/O and service of a hyper connection that has ended for parking; the
+/// rest of it, hyper's buffers, is freed on return.
+fn take_back<T, S>(parts: http1::Parts<TokioIo<Box<Guarded<T>>>, S>) -> (Box<Guarded<T>>, S) {
+    let mut io = parts.io.into_inner();
+    // A copy: `read_buf` holds on to hyper's whole read buffer, even when empty.
+    io.carry = Bytes::copy_from_slice(&parts.read_buf);
+    (io, parts.service)
+}
+
 /// One client connection's view of the configuration. Each request uses the
 /// site current when it arrives, so a reload reaches kept-alive clients too
 /// (a request already in flight finishes on the site it started with).
@@ -124,6 +222,8 @@ struct Connection {
     framing: framing::Verdict,
     /// The listener's rate-limited error lines.
     errors: Arc<ListenerErrors>,
+    /// What tells an idle HTTP/1 connection, to park it.
+    activity: Activity,
 }
 
 /// Abandoned requests a connection may pile up beyond those it let finish.
@@ -140,6 +240,7 @@ impl Connection {
             condemned: AtomicBool::new(false),
             framing: framing::Verdict::default(),
             errors: errors.clone(),
+            activity: Activity::default(),
         }
     }
 
@@ -148,22 +249,25 @@ impl Connection {
     async fn serve(
         self: Arc<Self>,
         mut request: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<proxy::body::ResponseBody>, hyper::Error> {
-        let (number, ambiguous) = self.framing.next_request();
+    ) -> Result<hyper::Response<ServedBody>, hyper::Error> {
+        let open = OpenResponse::new(self);
+        let this = &*open.0;
+        let (number, ambiguous) = this.framing.next_request();
         if ambiguous {
             request.extensions_mut().insert(framing::Ambiguous);
         }
         // What the framing tracker waits on after a head (HTTP/1 only).
         let upgrade = request.version() < hyper::Version::HTTP_2
             && (request.method() == hyper::Method::CONNECT || request.headers().contains_key(hyper::header::UPGRADE));
-        let mut pending = Pending { conn: &self, answered: false };
-        let response = proxy::handle(self.current(), request).await;
+        let mut pending = Pending { conn: this, answered: false };
+        let response = proxy::handle(this.current(), request).await;
         pending.answered = true;
         if upgrade && response.as_ref().is_ok_and(|r| r.status() != hyper::StatusCode::SWITCHING_PROTOCOLS) {
             // The connection stays HTTP/1: its tracker follows the next request.
-            self.framing.upgrade_declined(number);
+            this.framing.upgrade_declined(number);
         }
-        response
+        drop(pending);
+        Ok(response?.map(|body| ServedBody { body, _open: open }))
     }
 
     /// The context for the next request: rebuilt once after a reload.
@@ -205,12 +309,136 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// How long an HTTP/1 connection goes without a byte read or written before it
+/// is parked (it parks within twice this): hyper's state for it, two 8 KiB
+/// buffers and the service future's box, is dropped, and made again when the
+/// client sends its next request. nginx frees its buffers on idle keep-alive
+/// connections too; waiting a moment keeps busy connections from paying for
+/// it on every request.
+const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// How long closing a parked connection may take (its TLS close_notify).
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+/// What the I/O wrapper and the service record for the connection's task to
+/// tell when hyper is idle, between requests with nothing left to send. The
+/// I/O belongs to hyper while it serves, hence atomics (relaxed: one task
+/// writes and reads them).
+#[derive(Debug)]
+struct Activity {
+    /// Set by every read and write; cleared by each idle check.
+    io: AtomicBool,
+    /// No write since the last completed flush.
+    flushed: AtomicBool,
+    /// The framing tracker is between requests: no head or body half read.
+    between_requests: AtomicBool,
+    /// Requests being served plus responses hyper has not dropped yet.
+    open: AtomicU64,
+    /// While hyper is being parked its shutdown of the I/O is skipped.
+    parking: AtomicBool,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            io: AtomicBool::new(false),
+            flushed: AtomicBool::new(true),
+            between_requests: AtomicBool::new(true),
+            open: AtomicU64::new(0),
+            parking: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Activity {
+    /// Whether hyper has been idle since the last check: no I/O, every
+    /// response sent and flushed, no request begun. Starts the next period.
+    fn idle_since_last_check(&self) -> bool {
+        let busy = self.io.swap(false, Ordering::Relaxed);
+        !busy
+            && self.flushed.load(Ordering::Relaxed)
+            && self.between_requests.load(Ordering::Relaxed)
+            && self.open.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// A request counted in [`Activity::open`] from the moment it is served until
+/// hyper drops its response body (or the request ends without a response).
+struct OpenResponse(Arc<Connection>);
+
+impl OpenResponse {
+    fn new(conn: Arc<Connection>) -> OpenResponse {
+        conn.activity.open.fetch_add(1, Ordering::Relaxed);
+        OpenResponse(conn)
+    }
+}
+
+impl Drop for OpenResponse {
+    fn drop(&mut self) {
+        self.0.activity.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body handed to hyper: portico's, plus the count of open
+/// responses it keeps until hyper is done with it.
+struct ServedBody {
+    body: proxy::body::ResponseBody,
+    _open: OpenResponse,
+}
+
+impl hyper::body::Body for ServedBody {
+    type Data = <proxy::body::ResponseBody as hyper::body::Body>::Data;
+    type Error = <proxy::body::ResponseBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The TCP socket under a client connection's I/O, waited on while parked.
+trait Socket {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Client I/O that fails once its connection is condemned, so that hyper ends
-/// it, and that shows every byte read to the framing tracker before hyper.
+/// it, shows every byte read to the framing tracker before hyper, and records
+/// the connection's [`Activity`].
 struct Guarded<T> {
     io: T,
     conn: Arc<Connection>,
     framing: framing::Tracker,
+    /// Bytes hyper had read and not used when it was parked (tracked already),
+    /// read again first.
+    carry: Bytes,
+}
+
+impl<T> Guarded<T> {
+    fn new(io: T, conn: Arc<Connection>, framing: framing::Tracker) -> Guarded<T> {
+        Guarded { io, conn, framing, carry: Bytes::new() }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
@@ -221,27 +449,44 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 "too many abandoned requests",
             )));
         }
-        let start = buf.filled().len();
-        std::task::ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
         let this = &mut *self;
+        if !this.carry.is_empty() {
+            let n = this.carry.len().min(buf.remaining());
+            buf.put_slice(&this.carry.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        let start = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         this.framing.answered(&this.conn.framing);
         if let Some(request) = this.framing.feed(&buf.filled()[start..]) {
             this.conn.framing.flag(request);
         }
+        let activity = &this.conn.activity;
+        activity.io.store(true, Ordering::Relaxed);
+        activity.between_requests.store(this.framing.between_requests(), Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.wrote();
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            self.conn.activity.flushed.store(true, Ordering::Relaxed);
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // Parking ends hyper's connection, not the client's.
+        if self.conn.activity.parking.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
@@ -254,7 +499,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        self.wrote();
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl<T> Guarded<T> {
+    /// Any write attempt, even one that takes nothing, means bytes wait to be
+    /// sent until the next completed flush.
+    fn wrote(&self) {
+        let activity = &self.conn.activity;
+        activity.io.store(true, Ordering::Relaxed);
+        activity.flushed.store(false, Ordering::Relaxed);
     }
 }
 
@@ -297,7 +553,7 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let Some(drain) =
+        let Some(mut drain) =
             shared.graceful.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.0.subscribe())
         else {
             return;
@@ -335,14 +591,15 @@ pub async fn accept_loop(
                     // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
-                    let io = TokioIo::new(Guarded { io: tls, conn: conn.clone(), framing });
+                    let io = Guarded::new(tls, conn.clone(), framing);
                     let service = service_fn(move |request| conn.clone().serve(request));
                     let served = if h2 {
-                        let conn = Box::pin(shared.http2.serve_connection(io, service));
+                        let conn = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
                         serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
                     } else {
-                        let conn = Box::pin(shared.http1.serve_connection(io, service).with_upgrades());
-                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                        // Boxed: the task keeps only a pointer to the TLS
+                        // state, whether hyper holds it or the connection is parked.
+                        serve_http1(&shared, Box::new(io), service, drain).await
                     };
                     if let Err(e) = served {
                         errors.connection_failed(remote, &e);
@@ -355,11 +612,25 @@ pub async fn accept_loop(
                         ConnInfo::new(site, index, remote, local, false),
                         &errors,
                     ));
-                    let io = TokioIo::new(Guarded { io: stream, conn: conn.clone(), framing: framing::Tracker::new() });
+                    // h2 with prior knowledge opens with its preface ("PRI * HTTP/2.0"):
+                    // hyper-util's auto builder serves it. Anything else is HTTP/1,
+                    // served so that it can park. A peek leaves the bytes to hyper.
+                    let mut first = [0u8; 4];
+                    let peeked = tokio::select! {
+                        peeked = tokio::time::timeout(shared.idle_limit, stream.peek(&mut first)) => peeked,
+                        _ = drain.wait_for(|draining| *draining) => return,
+                    };
+                    // Closed, failed, or silent for as long as an idle connection may be.
+                    let Ok(Ok(peeked @ 1..)) = peeked else { return };
+                    let io = Guarded::new(stream, conn.clone(), framing::Tracker::new());
                     let service = service_fn(move |request| conn.clone().serve(request));
-                    let conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
-                    if let Err(e) = serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
-                    {
+                    let served = if b"PRI ".starts_with(&first[..peeked]) {
+                        let conn = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
+                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                    } else {
+                        serve_http1(&shared, Box::new(io), service, drain).await.map_err(Into::into)
+                    };
+                    if let Err(e) = served {
                         errors.connection_failed(remote, &e);
                     }
                 }

@@ -155,6 +155,7 @@ pub struct Instance {
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
     active_connections: AtomicU64,
+    parked_connections: AtomicU64,
     draining: AtomicBool,
 }
 
@@ -167,6 +168,7 @@ impl Default for Instance {
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
             active_connections: AtomicU64::new(0),
+            parked_connections: AtomicU64::new(0),
             draining: AtomicBool::new(false),
         }
     }
@@ -207,6 +209,18 @@ impl Instance {
     /// Client connections open now (TLS handshakes included).
     pub fn active_connections(&self) -> u64 {
         self.active_connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a client connection as parked (idle, without hyper's buffers)
+    /// until the returned guard is dropped.
+    pub fn parked(&self) -> ConnectionGuard<'_> {
+        self.parked_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(&self.parked_connections)
+    }
+
+    /// Client connections parked now.
+    pub fn parked_connections(&self) -> u64 {
+        self.parked_connections.load(Ordering::Relaxed)
     }
 
     /// Marks the start of the shutdown drain (`/healthz` answers 503 from now on).
