@@ -199,8 +199,12 @@ where
 /// rest of it, hyper's buffers, is freed on return.
 fn take_back<T, S>(parts: http1::Parts<TokioIo<Box<Guarded<T>>>, S>) -> (Box<Guarded<T>>, S) {
     let mut io = parts.io.into_inner();
+    // Empty lines before a request line are skipped by the parser anyway
+    // (RFC 9112 section 2.2); kept, a client's stray CRLF after a request would
+    // come back with every new hyper connection and the connection never park.
+    let start = parts.read_buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(parts.read_buf.len());
     // A copy: `read_buf` holds on to hyper's whole read buffer, even when empty.
-    io.carry = Bytes::copy_from_slice(&parts.read_buf);
+    io.carry = Bytes::copy_from_slice(&parts.read_buf[start..]);
     (io, parts.service)
 }
 

@@ -377,3 +377,27 @@ async fn a_plain_connection_that_sends_nothing_closes_at_the_keepalive_timeout()
     assert!(open >= Duration::from_millis(400) && open < Duration::from_secs(3), "closed after {open:?}");
     portico.shutdown().await;
 }
+
+#[tokio::test]
+async fn blank_lines_between_requests_do_not_stop_parking_or_the_next_request() {
+    let backend = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["app.test"]);
+    let portico = start_portico(&config(&backend, &cert, "")).await;
+    let admin = portico.admin_addr();
+    let mut stream = raw_tls(&portico, &cert).await;
+    // Some clients send a CRLF after a request; a parser skips empty lines
+    // before a request line (RFC 9112 section 2.2). hyper may hold them unread
+    // when the connection parks: they are handed to the next hyper connection.
+    stream.write_all(b"GET /one HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    stream.write_all(b"\r\n").await.unwrap();
+    until_parked(admin, 1).await;
+    stream.write_all(b"GET /two HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"app");
+    let paths: Vec<String> = backend.requests().iter().map(|r| r.uri.path().to_owned()).collect();
+    assert_eq!(paths, ["/one", "/two"]);
+    portico.shutdown().await;
+}
