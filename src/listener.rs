@@ -146,7 +146,8 @@ where
                         http.as_mut().graceful_shutdown();
                         continue;
                     }
-                    if parking || (check_armed && !check.is_elapsed()) {
+                    // Draining: hyper is closing the connection for good.
+                    if parking || draining || (check_armed && !check.is_elapsed()) {
                         return Poll::Pending;
                     }
                     while check.as_mut().poll(cx).is_ready() {
