@@ -115,7 +115,7 @@ where
 /// dropped, and made again from the same I/O once the client sends more.
 async fn serve_http1<T, S>(
     shared: &Shared,
-    mut io: Box<Guarded<T>>,
+    mut io: Guarded<T>,
     mut service: S,
     mut drain: watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
@@ -198,7 +198,7 @@ where
 
 /// The I/O and service of a hyper connection that has ended for parking; the
 /// rest of it, hyper's buffers, is freed on return.
-fn take_back<T, S>(parts: http1::Parts<TokioIo<Box<Guarded<T>>>, S>) -> (Box<Guarded<T>>, S) {
+fn take_back<T, S>(parts: http1::Parts<TokioIo<Guarded<T>>, S>) -> (Guarded<T>, S) {
     let mut io = parts.io.into_inner();
     // Empty lines before a request line are skipped by the parser anyway
     // (RFC 9112 section 2.2); kept, a client's stray CRLF after a request would
@@ -422,7 +422,7 @@ impl Socket for TcpStream {
     }
 }
 
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+impl Socket for Box<tokio_rustls::server::TlsStream<TcpStream>> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
     }
@@ -583,7 +583,9 @@ pub async fn accept_loop(
                     // needed only until it completes, not for the connection's life.
                     let handshake = Box::pin(acceptor.accept(stream));
                     let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
-                        Ok(Ok(tls)) => tls,
+                        // Boxed: the TLS state is 1.2 KiB, and the task would
+                        // keep room for it beside hyper's copy or the parked one.
+                        Ok(Ok(tls)) => Box::new(tls),
                         Ok(Err(e)) => return errors.handshake_failed(remote, &e),
                         Err(_) => return errors.handshake_timed_out(remote),
                     };
@@ -602,9 +604,7 @@ pub async fn accept_loop(
                         let conn = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
                         serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
                     } else {
-                        // Boxed: the task keeps only a pointer to the TLS
-                        // state, whether hyper holds it or the connection is parked.
-                        serve_http1(&shared, Box::new(io), service, drain).await
+                        serve_http1(&shared, io, service, drain).await
                     };
                     if let Err(e) = served {
                         errors.connection_failed(remote, &e);
@@ -633,7 +633,7 @@ pub async fn accept_loop(
                         let conn = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
                         serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
                     } else {
-                        serve_http1(&shared, Box::new(io), service, drain).await.map_err(Into::into)
+                        serve_http1(&shared, io, service, drain).await.map_err(Into::into)
                     };
                     if let Err(e) = served {
                         errors.connection_failed(remote, &e);
