@@ -52,6 +52,22 @@ tls = {}
     )
 }
 
+/// Backend "app" behind a TLS listener for app.test, with `runtime` settings.
+struct Setup {
+    backend: TestBackend,
+    cert: TestCert,
+    portico: Portico,
+    admin: SocketAddr,
+}
+
+async fn setup(runtime: &str) -> Setup {
+    let backend = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["app.test"]);
+    let portico = start_portico(&config(&backend, &cert, runtime)).await;
+    let admin = portico.admin_addr();
+    Setup { backend, cert, portico, admin }
+}
+
 async fn parked(admin: SocketAddr) -> u64 {
     let mut client = Client::http1(admin).await.unwrap();
     let text = client.get("admin", "/metrics").await.unwrap().text();
@@ -118,10 +134,7 @@ async fn read_response(stream: &mut TlsStream<tokio::net::TcpStream>) -> (String
 
 #[tokio::test]
 async fn an_idle_connection_is_parked_and_serves_its_next_requests() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend, cert, portico, admin } = setup("").await;
     let mut client = https(&portico, &cert).await;
 
     for round in 0..3 {
@@ -157,10 +170,7 @@ async fn a_parked_connection_serves_the_site_of_a_later_reload() {
 
 #[tokio::test]
 async fn a_parked_connection_closes_at_the_keepalive_timeout() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "keepalive_timeout = \"1500ms\"")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend: _backend, cert, portico, admin } = setup("keepalive_timeout = \"1500ms\"").await;
     let mut client = https(&portico, &cert).await;
     assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
     let answered = Instant::now();
@@ -175,10 +185,7 @@ async fn a_parked_connection_closes_at_the_keepalive_timeout() {
 
 #[tokio::test]
 async fn shutdown_closes_parked_connections_at_once() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "shutdown_timeout = \"20s\"")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend: _backend, cert, portico, admin } = setup("shutdown_timeout = \"20s\"").await;
     let mut stream = raw_tls(&portico, &cert).await;
     stream.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
     let (head, body) = read_response(&mut stream).await;
@@ -199,10 +206,7 @@ async fn shutdown_closes_parked_connections_at_once() {
 
 #[tokio::test]
 async fn a_request_head_that_pauses_is_not_parked() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend, cert, portico, admin } = setup("").await;
     let mut stream = raw_tls(&portico, &cert).await;
 
     // The first request and one on a kept-alive connection: hyper handles
@@ -227,10 +231,7 @@ async fn a_request_head_that_pauses_is_not_parked() {
 
 #[tokio::test]
 async fn an_upload_that_pauses_arrives_whole() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend, cert, portico, admin } = setup("").await;
     let mut client = https(&portico, &cert).await;
 
     let (chunks, receiver) = tokio::sync::mpsc::channel(4);
@@ -252,10 +253,7 @@ async fn an_upload_that_pauses_arrives_whole() {
 
 #[tokio::test]
 async fn a_response_that_pauses_arrives_whole() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend: _backend, cert, portico, admin } = setup("").await;
     let mut client = https(&portico, &cert).await;
 
     let request = client.request(Method::GET, "app.test", "/trickle?chunks=3&ms=700").body(body::empty()).unwrap();
@@ -278,10 +276,7 @@ async fn a_response_that_pauses_arrives_whole() {
 
 #[tokio::test]
 async fn a_client_slow_to_read_gets_the_whole_response() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend: _backend, cert, portico, admin } = setup("").await;
     let mut client = https(&portico, &cert).await;
 
     // Far more than the socket buffers hold: portico waits on the client.
@@ -298,9 +293,7 @@ async fn a_client_slow_to_read_gets_the_whole_response() {
 
 #[tokio::test]
 async fn the_end_of_a_response_waiting_for_the_client_arrives_whole() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
+    let Setup { backend: _backend, cert, portico, .. } = setup("").await;
     // A small receive window, and a pause near the end: the upstream body
     // has been passed on whole while its end still waits in portico's
     // buffers (hyper's, rustls's, the socket's) for the client.
@@ -380,10 +373,7 @@ async fn a_plain_connection_that_sends_nothing_closes_at_the_keepalive_timeout()
 
 #[tokio::test]
 async fn blank_lines_between_requests_do_not_stop_parking_or_the_next_request() {
-    let backend = TestBackend::spawn("app").await;
-    let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, "")).await;
-    let admin = portico.admin_addr();
+    let Setup { backend, cert, portico, admin } = setup("").await;
     let mut stream = raw_tls(&portico, &cert).await;
     // Some clients send a CRLF after a request; a parser skips empty lines
     // before a request line (RFC 9112 section 2.2). hyper may hold them unread
