@@ -643,3 +643,74 @@ pub async fn accept_loop(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A connection of a one-listener site, as the accept loop makes it.
+    fn connection() -> Arc<Connection> {
+        let toml = "[upstream.app]\nservers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"app\"\n";
+        let snapshot = crate::config::parse_str(toml, Path::new("test.toml")).unwrap();
+        let site = Arc::new(Site::build(Arc::new(snapshot), &crate::log::Logs::new(), None).unwrap());
+        let shared = Arc::new(Shared::new(site.clone()));
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let errors = Arc::new(ListenerErrors::new(addr));
+        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false), &errors))
+    }
+
+    #[tokio::test]
+    async fn a_response_waiting_on_the_client_keeps_the_connection_busy_until_flushed() {
+        let conn = connection();
+        let activity = &conn.activity;
+        let (ours, mut client) = tokio::io::duplex(64);
+        let mut io = Guarded::new(ours, conn.clone(), framing::Tracker::new());
+        assert!(activity.idle_since_last_check(), "a fresh connection is idle");
+
+        // The client reads nothing: the pipe fills and the rest of the write waits.
+        let written = io.write(&[b'x'; 100]).await.unwrap();
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, &[b'y'; 36]))).await;
+        assert!(waiting.is_pending(), "the pipe took more than it holds ({written} bytes first)");
+        assert!(!activity.idle_since_last_check(), "busy: it wrote");
+        assert!(!activity.idle_since_last_check(), "no I/O since, but the write has not been flushed");
+
+        let mut read = vec![0u8; written];
+        client.read_exact(&mut read).await.unwrap();
+        io.write_all(&[b'y'; 36]).await.unwrap();
+        io.flush().await.unwrap();
+        assert!(!activity.idle_since_last_check(), "busy: it wrote");
+        assert!(activity.idle_since_last_check(), "flushed and quiet since");
+    }
+
+    #[tokio::test]
+    async fn a_request_read_in_part_keeps_the_connection_busy() {
+        let conn = connection();
+        let activity = &conn.activity;
+        let (ours, mut client) = tokio::io::duplex(1024);
+        let mut io = Guarded::new(ours, conn.clone(), framing::Tracker::new());
+        let mut buf = [0u8; 1024];
+
+        client.write_all(b"GET / HTTP/1.1\r\nHost: a").await.unwrap();
+        let _ = io.read(&mut buf).await.unwrap();
+        assert!(!activity.idle_since_last_check(), "busy: it read");
+        assert!(!activity.idle_since_last_check(), "half a head read");
+
+        client.write_all(b".test\r\n\r\n").await.unwrap();
+        let _ = io.read(&mut buf).await.unwrap();
+        assert!(!activity.idle_since_last_check(), "busy: it read");
+        assert!(activity.idle_since_last_check(), "a whole head, and no request served: idle");
+
+        // A request being served (its response not yet dropped by hyper).
+        let open = OpenResponse::new(conn.clone());
+        assert!(!activity.idle_since_last_check(), "a response is open");
+        drop(open);
+        assert!(activity.idle_since_last_check());
+    }
+}
