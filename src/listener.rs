@@ -30,13 +30,15 @@ pub struct Shared {
     connections: Arc<Semaphore>,
     /// Taken at shutdown; `None` afterwards so late connections are not tracked.
     graceful: Mutex<Option<Drain>>,
-    /// Plain listeners: HTTP/1.1, or h2 with prior knowledge, told apart by
-    /// the first bytes.
+    /// Plain connections whose first bytes may be h2's preface: HTTP/1.1 or
+    /// h2 with prior knowledge, told apart by those bytes.
     http: auto::Builder<TokioExecutor>,
-    /// TLS listeners, where ALPN has chosen already. Skipping the sniffing
-    /// matters for memory: its short first read made hyper grow each idle
-    /// connection's read buffer from 8 to 16 KiB.
+    /// HTTP/1: TLS connections where ALPN chose it, and plain ones that do not
+    /// start like h2's preface. Besides parking, skipping the sniffing matters
+    /// for memory: its short first read made hyper grow each connection's read
+    /// buffer from 8 to 16 KiB.
     http1: http1::Builder,
+    /// TLS connections where ALPN chose h2.
     http2: http2::Builder<TokioExecutor>,
     /// How long a kept-alive connection may wait for its next request.
     idle_limit: Duration,
@@ -128,13 +130,10 @@ where
     let activity = &conn.activity;
     loop {
         let mut http = Box::pin(shared.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
-        let (mut parking, mut draining) = (false, false);
         let result = {
             let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
-            let mut check = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
-            // Whether `check` is registered with the timer since it was last
-            // reset: then, until it fires, a wake-up need not poll it.
-            let mut check_armed = false;
+            let mut draining = false;
+            let mut check = ParkCheck { timer: std::pin::pin!(tokio::time::sleep(PARK_AFTER)), armed: false };
             std::future::poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(result) = http.as_mut().poll(cx) {
@@ -143,37 +142,26 @@ where
                     if !draining && drained.as_mut().poll(cx).is_ready() {
                         draining = true;
                         activity.parking.store(false, Ordering::Relaxed);
-                        http.as_mut().graceful_shutdown();
-                        continue;
-                    }
-                    // Draining: hyper is closing the connection for good.
-                    if parking || draining || (check_armed && !check.is_elapsed()) {
+                    } else if draining
+                        || activity.parking.load(Ordering::Relaxed)
+                        || check.poll_idle(cx, activity).is_pending()
+                    {
                         return Poll::Pending;
+                    } else {
+                        // Idle, so hyper closes at once, with no response to
+                        // mark `Connection: close`.
+                        activity.parking.store(true, Ordering::Relaxed);
                     }
-                    while check.as_mut().poll(cx).is_ready() {
-                        if activity.idle_since_last_check() {
-                            // Idle, so hyper closes at once, with no response to
-                            // mark `Connection: close`.
-                            parking = true;
-                            activity.parking.store(true, Ordering::Relaxed);
-                            http.as_mut().graceful_shutdown();
-                            break;
-                        }
-                        check.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
-                    }
-                    check_armed = !parking;
-                    if !parking {
-                        return Poll::Pending;
-                    }
+                    http.as_mut().graceful_shutdown();
                 }
             })
             .await
         };
-        if !parking || draining {
+        // Not parking: the client or the drain ended it (the drain clears the flag).
+        if !activity.parking.swap(false, Ordering::Relaxed) {
             return result;
         }
         result?;
-        activity.parking.store(false, Ordering::Relaxed);
         // None: the connection was upgraded and belongs to its tunnel now.
         let Some(parts) = Pin::into_inner(http).into_parts() else { return Ok(()) };
         (io, service) = take_back(parts);
@@ -193,6 +181,31 @@ where
             let _ = tokio::time::timeout(CLOSE_WITHIN, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
             return Ok(());
         }
+    }
+}
+
+/// The timer of the idle checks while hyper serves a connection.
+struct ParkCheck<'t> {
+    timer: Pin<&'t mut tokio::time::Sleep>,
+    /// Registered with the timer since it was last reset: until it fires, a
+    /// wake-up of the task need not poll it.
+    armed: bool,
+}
+
+impl ParkCheck<'_> {
+    /// Ready once a check, every [`PARK_AFTER`], finds the connection idle.
+    fn poll_idle(&mut self, cx: &mut Context<'_>, activity: &Activity) -> Poll<()> {
+        if self.armed && !self.timer.is_elapsed() {
+            return Poll::Pending;
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if activity.idle_since_last_check() {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+        }
+        self.armed = true;
+        Poll::Pending
     }
 }
 
@@ -327,8 +340,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
 /// What the I/O wrapper and the service record for the connection's task to
 /// tell when hyper is idle, between requests with nothing left to send. The
-/// I/O belongs to hyper while it serves, hence atomics (relaxed: one task
-/// writes and reads them).
+/// I/O belongs to hyper while it serves, hence atomics; relaxed, as no other
+/// memory is published through them (h2 streams touch only `open`, and h2
+/// connections are never parked).
 #[derive(Debug)]
 struct Activity {
     /// Set by every read and write; cleared by each idle check.
@@ -444,6 +458,14 @@ impl<T> Guarded<T> {
     fn new(io: T, conn: Arc<Connection>, framing: framing::Tracker) -> Guarded<T> {
         Guarded { io, conn, framing, carry: Bytes::new() }
     }
+
+    /// Any write attempt, even one that takes nothing, means bytes wait to be
+    /// sent until the next completed flush.
+    fn wrote(&self) {
+        let activity = &self.conn.activity;
+        activity.io.store(true, Ordering::Relaxed);
+        activity.flushed.store(false, Ordering::Relaxed);
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
@@ -506,16 +528,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     ) -> Poll<std::io::Result<usize>> {
         self.wrote();
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
-
-impl<T> Guarded<T> {
-    /// Any write attempt, even one that takes nothing, means bytes wait to be
-    /// sent until the next completed flush.
-    fn wrote(&self) {
-        let activity = &self.conn.activity;
-        activity.io.store(true, Ordering::Relaxed);
-        activity.flushed.store(false, Ordering::Relaxed);
     }
 }
 
@@ -654,8 +666,9 @@ mod tests {
 
     use super::*;
 
-    /// A connection of a one-listener site, as the accept loop makes it.
-    fn connection() -> Arc<Connection> {
+    /// A connection of a one-listener site, as the accept loop makes it, its
+    /// I/O wrapper over a pipe of `capacity` bytes, and the pipe's client end.
+    fn wrapped(capacity: usize) -> (Arc<Connection>, Guarded<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let toml = "[upstream.app]\nservers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"app\"\n";
         let snapshot = crate::config::parse_str(toml, Path::new("test.toml")).unwrap();
         let site = Arc::new(Site::build(Arc::new(snapshot), &crate::log::Logs::new(), None).unwrap());
@@ -663,15 +676,15 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let errors = Arc::new(ListenerErrors::new(addr));
-        Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false), &errors))
+        let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false), &errors));
+        let (ours, client) = tokio::io::duplex(capacity);
+        (conn.clone(), Guarded::new(ours, conn, framing::Tracker::new()), client)
     }
 
     #[tokio::test]
     async fn a_response_waiting_on_the_client_keeps_the_connection_busy_until_flushed() {
-        let conn = connection();
+        let (conn, mut io, mut client) = wrapped(64);
         let activity = &conn.activity;
-        let (ours, mut client) = tokio::io::duplex(64);
-        let mut io = Guarded::new(ours, conn.clone(), framing::Tracker::new());
         assert!(activity.idle_since_last_check(), "a fresh connection is idle");
 
         // The client reads nothing: the pipe fills and the rest of the write waits.
@@ -691,10 +704,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_read_in_part_keeps_the_connection_busy() {
-        let conn = connection();
+        let (conn, mut io, mut client) = wrapped(1024);
         let activity = &conn.activity;
-        let (ours, mut client) = tokio::io::duplex(1024);
-        let mut io = Guarded::new(ours, conn.clone(), framing::Tracker::new());
         let mut buf = [0u8; 1024];
 
         client.write_all(b"GET / HTTP/1.1\r\nHost: a").await.unwrap();
