@@ -363,14 +363,7 @@ async fn an_ambiguous_request_over_tls_split_across_records_is_refused() {
     let toml = config(backend.addr())
         .replace("proxy_pass = \"app\"", &format!("proxy_pass = \"app\"\ntls = {}", cert.toml_tls()));
     let portico = start_portico(&toml).await;
-    let client = rustls::ClientConfig::builder_with_provider(support::cert::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(cert.roots())
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(name, tcp).await.unwrap();
+    let mut tls = Connect::to(portico.addr(0)).tls("a.test", cert.roots()).alpn(&[]).tls_stream().await.unwrap();
     let started = Instant::now();
     // Mid-way through the name "Transfer-Encoding" of the ambiguous request.
     let cut = PIPELINE.windows(8).position(|w| w == b"Transfer").unwrap() + 4;

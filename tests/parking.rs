@@ -14,7 +14,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,14 +21,15 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// Longer than twice the park delay: a connection idle this long would be
 /// parked if portico thought it idle.
 const PAUSE: Duration = Duration::from_millis(800);
 
-fn config(backend: &TestBackend, cert: &TestCert, runtime: &str) -> String {
+/// One listener for app.test, TLS with `cert`, plain without; `[admin]` for the gauge.
+fn config(backend: &TestBackend, cert: Option<&TestCert>, runtime: &str) -> String {
+    let tls = cert.map(|c| format!("tls = {}", c.toml_tls())).unwrap_or_default();
     format!(
         r#"
 [runtime]
@@ -45,10 +45,9 @@ servers = ["{}"]
 listen = ["127.0.0.1:0"]
 server_name = ["app.test"]
 proxy_pass = "app"
-tls = {}
+{tls}
 "#,
-        backend.addr(),
-        cert.toml_tls()
+        backend.addr()
     )
 }
 
@@ -63,7 +62,7 @@ struct Setup {
 async fn setup(runtime: &str) -> Setup {
     let backend = TestBackend::spawn("app").await;
     let cert = TestCert::new(&["app.test"]);
-    let portico = start_portico(&config(&backend, &cert, runtime)).await;
+    let portico = start_portico(&config(&backend, Some(&cert), runtime)).await;
     let admin = portico.admin_addr();
     Setup { backend, cert, portico, admin }
 }
@@ -94,19 +93,7 @@ async fn https(portico: &Portico, cert: &TestCert) -> Client {
 
 /// A raw TLS connection (ALPN http/1.1) for byte-level requests.
 async fn raw_tls(portico: &Portico, cert: &TestCert) -> TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
-    tls_over(tcp, cert).await
-}
-
-async fn tls_over(tcp: tokio::net::TcpStream, cert: &TestCert) -> TlsStream<tokio::net::TcpStream> {
-    let mut config = rustls::ClientConfig::builder_with_provider(support::cert::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(cert.roots())
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
+    Connect::to(portico.addr(0)).tls("app.test", cert.roots()).tls_stream().await.unwrap()
 }
 
 /// Reads one response with a Content-Length body from `stream`; returns its head and body.
@@ -155,13 +142,13 @@ async fn a_parked_connection_serves_the_site_of_a_later_reload() {
     let first = TestBackend::spawn("first").await;
     let second = TestBackend::spawn("second").await;
     let cert = TestCert::new(&["app.test"]);
-    let mut portico = start_portico(&config(&first, &cert, "")).await;
+    let mut portico = start_portico(&config(&first, Some(&cert), "")).await;
     let admin = portico.admin_addr();
     let mut client = https(&portico, &cert).await;
     assert_eq!(client.get("app.test", "/").await.unwrap().text(), "first");
     until_parked(admin, 1).await;
 
-    portico.reload(&config(&second, &cert, "")).unwrap();
+    portico.reload(&config(&second, Some(&cert), "")).unwrap();
     let admin = portico.admin_addr();
     assert_eq!(parked(admin).await, 1, "the reload closed the parked connection");
     assert_eq!(client.get("app.test", "/").await.unwrap().text(), "second");
@@ -300,7 +287,7 @@ async fn the_end_of_a_response_waiting_for_the_client_arrives_whole() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(portico.addr(0)).await.unwrap();
-    let mut stream = tls_over(tcp, &cert).await;
+    let mut stream = Connect::to(portico.addr(0)).tls("app.test", cert.roots()).tls_over(tcp).await.unwrap();
     let len = 4 * 1024 * 1024;
     let pause_at = len - 256 * 1024;
     stream.write_all(format!("GET /big?bytes={len} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes()).await.unwrap();
@@ -333,18 +320,10 @@ async fn the_end_of_a_response_waiting_for_the_client_arrives_whole() {
     portico.shutdown().await;
 }
 
-fn plain_config(backend: &TestBackend, runtime: &str) -> String {
-    format!(
-        "[runtime]\n{runtime}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[upstream.app]\nservers = [\"{}\"]\n\n\
-         [[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"app\"\n",
-        backend.addr()
-    )
-}
-
 #[tokio::test]
 async fn an_idle_plain_connection_is_parked_too() {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&plain_config(&backend, "")).await;
+    let portico = start_portico(&config(&backend, None, "")).await;
     let admin = portico.admin_addr();
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     for round in 0..2 {
@@ -360,7 +339,7 @@ async fn an_idle_plain_connection_is_parked_too() {
 #[tokio::test]
 async fn a_plain_connection_that_sends_nothing_closes_at_the_keepalive_timeout() {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&plain_config(&backend, "keepalive_timeout = \"500ms\"")).await;
+    let portico = start_portico(&config(&backend, None, "keepalive_timeout = \"500ms\"")).await;
     let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];

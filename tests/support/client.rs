@@ -121,12 +121,10 @@ impl Connect {
     pub async fn connect(self) -> Result<Client, Error> {
         let tcp = self.tcp().await?;
         let local_addr = tcp.local_addr()?;
-        let Some(options) = self.tls else {
+        if self.tls.is_none() {
             return Client::over(tcp, local_addr, None, false).await;
-        };
-        let connector = TlsConnector::from(Arc::new(options.client_config()?));
-        let name = ServerName::try_from(options.sni.clone())?;
-        let stream = connector.connect(name, tcp).await?;
+        }
+        let stream = self.tls_over(tcp).await?;
         let session = stream.get_ref().1;
         let info = TlsInfo {
             peer_certificates: session
@@ -138,6 +136,22 @@ impl Connect {
         };
         let h2 = info.alpn.as_deref() == Some(b"h2");
         Client::over(stream, local_addr, Some(info), h2).await
+    }
+}
+
+impl Connect {
+    /// Connects and completes the TLS handshake (after `tls`), for tests that
+    /// write and read raw bytes.
+    pub async fn tls_stream(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+        self.tls_over(self.tcp().await?).await
+    }
+
+    /// The TLS handshake (after `tls`) over a socket the test connected itself.
+    pub async fn tls_over(&self, tcp: TcpStream) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+        let options = self.tls.as_ref().expect("Connect::tls_over needs tls first");
+        let connector = TlsConnector::from(Arc::new(options.client_config()?));
+        let name = ServerName::try_from(options.sni.clone())?;
+        Ok(connector.connect(name, tcp).await?)
     }
 }
 
