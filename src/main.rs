@@ -50,8 +50,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("portico: {e:#}");
+            eprintln!("portico: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and the causes its message does not already name. portico's
+/// errors mostly spell out their cause (`cannot write the pid file P: No such
+/// file or directory`), so printing the whole chain would say it twice.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

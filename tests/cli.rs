@@ -98,6 +98,47 @@ fn check_of_a_missing_file_fails() {
     assert!(!stdout(&output).contains("ok"), "{}", show(&output));
 }
 
+/// `portico run` stops at start with one line per cause: each error's text
+/// already names what it wraps, so the cause must not be printed twice.
+fn assert_fails_to_start(config: &str, dir: &TempDir, expected: &[&str]) {
+    let file = dir.join("portico.toml");
+    write(&file, config);
+    let output = portico(&["run", "-c", path_str(&file)]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("portico: "), "{}", show(&output));
+    for part in expected {
+        assert_eq!(stderr.matches(part).count(), 1, "{part:?} once: {}", show(&output));
+    }
+}
+
+#[test]
+fn run_with_a_key_that_is_not_the_certificates_says_so_once() {
+    let dir = TempDir::new("cli-run-keypair");
+    let (a, b) = (TestCert::new(&["a.test"]), TestCert::new(&["b.test"]));
+    let config = format!(
+        "[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"u\"\n\
+         tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        a.cert_path().display(),
+        b.key_path().display()
+    );
+    let at = format!("{}:7:7: cannot load the certificate and key", dir.join("portico.toml").display());
+    assert_fails_to_start(&config, &dir, &[&at, "key does not match certificate"]);
+}
+
+#[test]
+fn run_with_an_unwritable_pid_file_names_the_file_and_the_cause_once() {
+    let dir = TempDir::new("cli-run-pid");
+    let pid = dir.join("absent/portico.pid");
+    let config = format!(
+        "[runtime]\npid_file = \"{}\"\n\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"u\"\n",
+        pid.display()
+    );
+    let what = format!("cannot write the pid file {}", pid.display());
+    assert_fails_to_start(&config, &dir, &[&what, "No such file or directory"]);
+}
+
 #[test]
 fn version() {
     let output = portico(&["--version"]);
