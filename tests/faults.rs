@@ -391,23 +391,10 @@ async fn client_disconnecting_mid_download_is_logged() {
 }
 
 fn tls_config(backend: SocketAddr, cert: &TestCert) -> String {
-    format!(
-        r#"
-[runtime]
-client_header_timeout = "500ms"
-shutdown_timeout = "1s"
-
-[upstream.app]
-servers = ["{backend}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-tls = {}
-proxy_pass = "app"
-"#,
-        cert.toml_tls()
-    )
+    AppConfig::new(backend)
+        .runtime("client_header_timeout = \"500ms\"\nshutdown_timeout = \"1s\"")
+        .tls(Some(cert))
+        .build()
 }
 
 #[tokio::test]

@@ -13,22 +13,7 @@ use support::*;
 /// One plain server on `127.0.0.1:0` proxying to `backend`; `extra` goes into
 /// the `[[server]]` table, `runtime` into `[runtime]`.
 fn config(backend: &TestBackend, runtime: &str, extra: &str) -> String {
-    format!(
-        r#"
-[runtime]
-{runtime}
-
-[upstream.app]
-servers = ["{}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "app"
-{extra}
-"#,
-        backend.addr()
-    )
+    AppConfig::new(backend.addr()).runtime(runtime).server(extra).build()
 }
 
 fn header_names(seen: &Seen) -> BTreeSet<String> {

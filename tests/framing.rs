@@ -51,23 +51,11 @@ enum Expect {
 /// How long a row may take before the connection counts as left open.
 const WITHIN: Duration = Duration::from_secs(3);
 
-fn config(backend: SocketAddr) -> String {
-    format!(
-        r#"
-[runtime]
-client_max_body_size = "1k"
-
-[upstream.app]
-servers = ["{backend}"]
-read_timeout = "2s"
-send_timeout = "2s"
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["a.test"]
-proxy_pass = "app"
-"#
-    )
+fn config(backend: SocketAddr) -> AppConfig {
+    AppConfig::new(backend)
+        .server_name("a.test")
+        .runtime("client_max_body_size = \"1k\"")
+        .upstream("read_timeout = \"2s\"\nsend_timeout = \"2s\"")
 }
 
 /// Sends `bytes` on a fresh connection; returns what came back and whether
@@ -83,7 +71,7 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, bool) {
 
 async fn check(name: &str, bytes: &[u8], expect: Expect) {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr())).await;
+    let portico = start_portico(&config(backend.addr()).build()).await;
     let (response, closed) = exchange(portico.addr(0), bytes).await;
     let text = String::from_utf8_lossy(&response);
     let shown = &text[..text.len().min(300)];
@@ -273,23 +261,10 @@ fn limit_rows_are_just_over_the_limits() {
 #[tokio::test]
 async fn request_uri_in_a_header_template_cannot_inject_crlf() {
     let backend = TestBackend::spawn("app").await;
-    let toml = format!(
-        r#"
-[upstream.app]
-servers = ["{}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["a.test"]
-proxy_pass = "app"
-
-[server.headers]
-X-Uri = "$request_uri"
-X-Evil = "$http_x_evil"
-Host = "$http_host"
-"#,
-        backend.addr()
-    );
+    let toml = AppConfig::new(backend.addr())
+        .server_name("a.test")
+        .server("[server.headers]\nX-Uri = \"$request_uri\"\nX-Evil = \"$http_x_evil\"\nHost = \"$http_host\"")
+        .build();
     let portico = start_portico(&toml).await;
     let bytes = b"GET /a%0d%0aX-Injected:%20yes%0d%0a?q=%0D%0AX-Also:%201 HTTP/1.1\r\nHost: a.test\r\n\
                   X-Evil: v%0d%0aX-Injected2: 1\r\nConnection: close\r\n\r\n";
@@ -312,7 +287,7 @@ Host = "$http_host"
 #[tokio::test]
 async fn a_rejected_request_does_not_disturb_other_clients() {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr())).await;
+    let portico = start_portico(&config(backend.addr()).build()).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     assert_eq!(client.get("a.test", "/").await.unwrap().status, 200);
     for (_, bytes, expect) in table() {
@@ -349,7 +324,7 @@ fn assert_pipeline_outcome(response: &[u8], closed: bool, backend: &TestBackend)
 #[tokio::test]
 async fn requests_pipelined_before_an_ambiguous_one_are_served() {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr())).await;
+    let portico = start_portico(&config(backend.addr()).build()).await;
     let (response, closed) = exchange(portico.addr(0), PIPELINE).await;
     assert_pipeline_outcome(&response, closed, &backend);
     portico.shutdown().await;
@@ -360,8 +335,7 @@ async fn requests_pipelined_before_an_ambiguous_one_are_served() {
 async fn an_ambiguous_request_over_tls_split_across_records_is_refused() {
     let backend = TestBackend::spawn("app").await;
     let cert = TestCert::new(&["a.test"]);
-    let toml = config(backend.addr())
-        .replace("proxy_pass = \"app\"", &format!("proxy_pass = \"app\"\ntls = {}", cert.toml_tls()));
+    let toml = config(backend.addr()).tls(Some(&cert)).build();
     let portico = start_portico(&toml).await;
     let mut tls = Connect::to(portico.addr(0)).tls("a.test", cert.roots()).alpn(&[]).tls_stream().await.unwrap();
     let started = Instant::now();
@@ -383,7 +357,7 @@ async fn an_ambiguous_request_over_tls_split_across_records_is_refused() {
 #[tokio::test]
 async fn an_ambiguous_request_after_a_declined_upgrade_is_refused() {
     let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr())).await;
+    let portico = start_portico(&config(backend.addr()).build()).await;
     let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
     let upgrade = b"GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     stream.write_all(upgrade).await.unwrap();

@@ -25,20 +25,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(backend: SocketAddr, runtime: &str) -> String {
-    format!(
-        r#"
-[runtime]
-{runtime}
-
-[upstream.app]
-servers = ["{backend}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["a.test"]
-proxy_pass = "app"
-"#
-    )
+    AppConfig::new(backend).server_name("a.test").runtime(runtime).build()
 }
 
 /// Waits until the peer closes `stream` (EOF or reset); `None` if it is still

@@ -29,26 +29,7 @@ const PAUSE: Duration = Duration::from_millis(800);
 
 /// One listener for app.test, TLS with `cert`, plain without; `[admin]` for the gauge.
 fn config(backend: &TestBackend, cert: Option<&TestCert>, runtime: &str) -> String {
-    let tls = cert.map(|c| format!("tls = {}", c.toml_tls())).unwrap_or_default();
-    format!(
-        r#"
-[runtime]
-{runtime}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstream.app]
-servers = ["{}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "app"
-{tls}
-"#,
-        backend.addr()
-    )
+    AppConfig::new(backend.addr()).runtime(runtime).admin().tls(cert).build()
 }
 
 /// Backend "app" behind a TLS listener for app.test, with `runtime` settings.

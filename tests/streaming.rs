@@ -72,20 +72,7 @@ impl RssWatch {
 }
 
 fn config(backend: &TestBackend, tls: Option<&TestCert>) -> String {
-    let tls = tls.map(|c| format!("tls = {}", c.toml_tls())).unwrap_or_default();
-    format!(
-        r#"
-[upstream.app]
-servers = ["{}"]
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "app"
-{tls}
-"#,
-        backend.addr()
-    )
+    AppConfig::new(backend.addr()).tls(tls).build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,19 +15,7 @@ use support::*;
 /// One plain server proxying to `server` (a single-server pool); `upstream`
 /// and `server_extra` go into the `[upstream.app]` and `[[server]]` tables.
 fn config(server: SocketAddr, upstream: &str, server_extra: &str) -> String {
-    format!(
-        r#"
-[upstream.app]
-servers = ["{server}"]
-{upstream}
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "app"
-{server_extra}
-"#
-    )
+    AppConfig::new(server).upstream(upstream).server(server_extra).build()
 }
 
 /// `GET path` on a fresh connection: the reply and how long it took.

@@ -13,21 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One server proxying to `backend`; TLS with `cert` when given.
 fn config(backend: &TestBackend, cert: Option<&TestCert>, upstream_extra: &str) -> String {
-    let tls = cert.map(|c| format!("tls = {}", c.toml_tls())).unwrap_or_default();
-    format!(
-        r#"
-[upstream.app]
-servers = ["{}"]
-{upstream_extra}
-
-[[server]]
-listen = ["127.0.0.1:0"]
-server_name = ["app.test"]
-proxy_pass = "app"
-{tls}
-"#,
-        backend.addr()
-    )
+    AppConfig::new(backend.addr()).upstream(upstream_extra).tls(cert).build()
 }
 
 /// Waits (bounded) until `condition` holds.

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod body;
 pub mod cert;
 pub mod client;
+pub mod config;
 pub mod sessions;
 pub mod websocket;
 
@@ -33,6 +34,7 @@ pub use backend::{Seen, SilentBackend, TestBackend};
 pub use body::{Body, pattern, verify_pattern};
 pub use cert::{TestCert, toml_path};
 pub use client::{Client, Connect, Reply, TlsInfo, WebSocket};
+pub use config::AppConfig;
 
 /// The error type helpers return; any error converts into it with `?`.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
