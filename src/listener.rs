@@ -94,10 +94,20 @@ impl Drain {
     }
 }
 
-/// Drives `conn` to its end; once the drain starts, `graceful_shutdown` lets
-/// its requests in flight finish and then closes it.
-async fn serve_until_drained<C, E>(
+/// How many idle checks the keep-alive limit of an h2 connection is cut into:
+/// it closes between the limit and a quarter more after its last stream.
+const STREAM_CHECKS: u32 = 4;
+
+/// Drives an h2 connection (or one hyper-util's auto builder sniffs) to its
+/// end. Once the drain starts, or once no stream has been open for the
+/// keep-alive limit, `graceful_shutdown` sends GOAWAY, lets the streams in
+/// flight finish and closes it. hyper's h2 server has no idle timeout of its
+/// own, so without this an idle h2 connection stayed open for good. Only
+/// streams count: PINGs and SETTINGS do not keep an idle connection open.
+async fn serve_streams<C, E>(
     conn: C,
+    activity: &Activity,
+    idle_limit: Duration,
     mut drain: watch::Receiver<bool>,
     graceful_shutdown: fn(Pin<&mut C>),
 ) -> Result<(), E>
@@ -105,11 +115,49 @@ where
     C: Future<Output = Result<(), E>>,
 {
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => return result,
-        _ = drain.wait_for(|draining| *draining) => graceful_shutdown(conn.as_mut()),
+    let period = (idle_limit / STREAM_CHECKS).max(Duration::from_millis(1));
+    let ended = {
+        let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
+        let timer = std::pin::pin!(tokio::time::sleep(period));
+        let mut check = IdleCheck::new(timer, period);
+        let mut quiet = 0;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Ended::Served(result));
+            }
+            if drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ended::Draining);
+            }
+            let idle = check.poll_idle(cx, || {
+                quiet = if activity.no_streams_since_last_check() { quiet + 1 } else { 0 };
+                quiet >= STREAM_CHECKS
+            });
+            idle.map(|()| Ended::Idle)
+        })
+        .await
+    };
+    match ended {
+        Ended::Served(result) => result,
+        // Streams in flight may take as long as they take; the shutdown
+        // timeout bounds the drain as a whole.
+        Ended::Draining => {
+            graceful_shutdown(conn.as_mut());
+            conn.await
+        }
+        // Nothing in flight: hyper's GOAWAY, then a PING the client should
+        // answer before the connection closes. A client that does not is cut off.
+        Ended::Idle => {
+            graceful_shutdown(conn.as_mut());
+            tokio::time::timeout(CLOSE_WITHIN, conn).await.unwrap_or(Ok(()))
+        }
     }
-    conn.await
+}
+
+/// Why [`serve_streams`] stopped waiting on hyper alone.
+enum Ended<T> {
+    Served(T),
+    Draining,
+    Idle,
 }
 
 /// Serves an HTTP/1 connection, parked whenever it goes idle for
@@ -133,7 +181,8 @@ where
         let result = {
             let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
             let mut draining = false;
-            let mut check = ParkCheck { timer: std::pin::pin!(tokio::time::sleep(PARK_AFTER)), armed: false };
+            let timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
+            let mut check = IdleCheck::new(timer, PARK_AFTER);
             std::future::poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(result) = http.as_mut().poll(cx) {
@@ -144,7 +193,7 @@ where
                         activity.parking.store(false, Ordering::Relaxed);
                     } else if draining
                         || activity.parking.load(Ordering::Relaxed)
-                        || check.poll_idle(cx, activity).is_pending()
+                        || check.poll_idle(cx, || activity.idle_since_last_check()).is_pending()
                     {
                         return Poll::Pending;
                     } else {
@@ -185,24 +234,30 @@ where
 }
 
 /// The timer of the idle checks while hyper serves a connection.
-struct ParkCheck<'t> {
+struct IdleCheck<'t> {
     timer: Pin<&'t mut tokio::time::Sleep>,
+    period: Duration,
     /// Registered with the timer since it was last reset: until it fires, a
     /// wake-up of the task need not poll it.
     armed: bool,
 }
 
-impl ParkCheck<'_> {
-    /// Ready once a check, every [`PARK_AFTER`], finds the connection idle.
-    fn poll_idle(&mut self, cx: &mut Context<'_>, activity: &Activity) -> Poll<()> {
+impl<'t> IdleCheck<'t> {
+    /// Checks every `period`, the first time when `timer` fires.
+    fn new(timer: Pin<&'t mut tokio::time::Sleep>, period: Duration) -> IdleCheck<'t> {
+        IdleCheck { timer, period, armed: false }
+    }
+
+    /// Ready once a check, every `period`, finds `idle()` true.
+    fn poll_idle(&mut self, cx: &mut Context<'_>, mut idle: impl FnMut() -> bool) -> Poll<()> {
         if self.armed && !self.timer.is_elapsed() {
             return Poll::Pending;
         }
         while self.timer.as_mut().poll(cx).is_ready() {
-            if activity.idle_since_last_check() {
+            if idle() {
                 return Poll::Ready(());
             }
-            self.timer.as_mut().reset(tokio::time::Instant::now() + PARK_AFTER);
+            self.timer.as_mut().reset(tokio::time::Instant::now() + self.period);
         }
         self.armed = true;
         Poll::Pending
@@ -335,7 +390,8 @@ impl Drop for Pending<'_> {
 /// it on every request.
 const PARK_AFTER: Duration = Duration::from_millis(250);
 
-/// How long closing a parked connection may take (its TLS close_notify).
+/// How long closing an idle connection may take: a parked one's TLS
+/// close_notify, an h2 one's GOAWAY and the client's answer to its PING.
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
 /// What the I/O wrapper and the service record for the connection's task to
@@ -353,6 +409,8 @@ struct Activity {
     between_requests: AtomicBool,
     /// Requests being served plus responses hyper has not dropped yet.
     open: AtomicU64,
+    /// Set when a request begins; cleared by each idle check of an h2 connection.
+    started: AtomicBool,
     /// While hyper is being parked its shutdown of the I/O is skipped.
     parking: AtomicBool,
 }
@@ -364,6 +422,7 @@ impl Default for Activity {
             flushed: AtomicBool::new(true),
             between_requests: AtomicBool::new(true),
             open: AtomicU64::new(0),
+            started: AtomicBool::new(false),
             parking: AtomicBool::new(false),
         }
     }
@@ -379,6 +438,13 @@ impl Activity {
             && self.between_requests.load(Ordering::Relaxed)
             && self.open.load(Ordering::Relaxed) == 0
     }
+
+    /// Whether no stream has been open since the last check (h2, where the
+    /// I/O also carries PINGs and the like). Starts the next period.
+    fn no_streams_since_last_check(&self) -> bool {
+        let begun = self.started.swap(false, Ordering::Relaxed);
+        !begun && self.open.load(Ordering::Relaxed) == 0
+    }
 }
 
 /// A request counted in [`Activity::open`] from the moment it is served until
@@ -388,6 +454,7 @@ struct OpenResponse(Arc<Connection>);
 impl OpenResponse {
     fn new(conn: Arc<Connection>) -> OpenResponse {
         conn.activity.open.fetch_add(1, Ordering::Relaxed);
+        conn.activity.started.store(true, Ordering::Relaxed);
         OpenResponse(conn)
     }
 }
@@ -611,10 +678,13 @@ pub async fn accept_loop(
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
                     let io = Guarded::new(tls, conn.clone(), framing);
-                    let service = service_fn(move |request| conn.clone().serve(request));
+                    let service = service_fn(|request| conn.clone().serve(request));
                     let served = if h2 {
-                        let conn = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
-                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                        let http = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
+                        serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
+                            c.get_mut().as_mut().graceful_shutdown();
+                        })
+                        .await
                     } else {
                         serve_http1(&shared, io, service, drain).await
                     };
@@ -640,10 +710,13 @@ pub async fn accept_loop(
                     // Closed, failed, or silent for as long as an idle connection may be.
                     let Ok(Ok(peeked @ 1..)) = peeked else { return };
                     let io = Guarded::new(stream, conn.clone(), framing::Tracker::new());
-                    let service = service_fn(move |request| conn.clone().serve(request));
+                    let service = service_fn(|request| conn.clone().serve(request));
                     let served = if b"PRI ".starts_with(&first[..peeked]) {
-                        let conn = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
-                        serve_until_drained(conn, drain, |c| c.get_mut().as_mut().graceful_shutdown()).await
+                        let http = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
+                        serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
+                            c.get_mut().as_mut().graceful_shutdown();
+                        })
+                        .await
                     } else {
                         serve_http1(&shared, io, service, drain).await.map_err(Into::into)
                     };

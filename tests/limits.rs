@@ -8,7 +8,9 @@
 //! `max_request_header_size`, h2 `max_header_list_size`; `max_connections` is a
 //! semaphore taken before `accept`. h2 streams and resets are hyper's defaults:
 //! 200 concurrent streams, h2's 20 pending-accept resets per connection.
-//! `keepalive_timeout` is parsed but read nowhere in `src/`.
+//! `keepalive_timeout` is the shorter limit for idle HTTP/1 connections
+//! (with `client_header_timeout`) and the idle limit of h2 connections, which
+//! portico closes with GOAWAY once no stream has been open that long.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,6 +163,114 @@ async fn connections_over_max_connections_wait_in_the_backlog() {
     for client in &mut held {
         assert_eq!(client.get("a.test", "/").await.unwrap().status, StatusCode::OK);
     }
+    portico.shutdown().await;
+}
+
+/// What the h2 idle tests configure: a short keep-alive limit, and a
+/// client_header_timeout that would not end anything by itself.
+const H2_IDLE: &str = "client_header_timeout = \"10s\"\nkeepalive_timeout = \"300ms\"";
+
+/// How long after `since` the client's connection task ended (the server
+/// closed), or `None` if it is still running after 3 s.
+async fn ended_after(
+    conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    since: Instant,
+) -> Option<(Duration, Result<(), hyper::Error>)> {
+    let result = tokio::time::timeout(Duration::from_secs(3), conn).await.ok()?;
+    Some((since.elapsed(), result.unwrap()))
+}
+
+#[tokio::test]
+async fn idle_h2c_connection_is_closed_after_keepalive_timeout() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
+    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let response = sender.send_request(h2_get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    let answered = Instant::now();
+    let (after, result) = ended_after(conn, answered).await.expect("idle h2 connection left open");
+    // GOAWAY, then a clean close: not an error for the client.
+    assert!(result.is_ok(), "{result:?}");
+    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_h2_connection_over_tls_is_closed_after_keepalive_timeout() {
+    let backend = TestBackend::spawn("app").await;
+    let cert = TestCert::new(&["a.test"]);
+    let toml = AppConfig::new(backend.addr()).server_name("a.test").runtime(H2_IDLE).tls(Some(&cert)).build();
+    let portico = start_portico(&toml).await;
+    let mut client = Client::https(portico.addr(0), "a.test", &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(client.version(), http::Version::HTTP_2);
+    assert_eq!(client.get("a.test", "/").await.unwrap().status, StatusCode::OK);
+    let answered = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), client.closed()).await.expect("idle h2 connection left open");
+    let after = answered.elapsed();
+    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    portico.shutdown().await;
+}
+
+/// PINGs are not requests: a client that keeps pinging an idle connection
+/// does not keep it open.
+#[tokio::test]
+async fn h2_pings_do_not_keep_an_idle_connection_open() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
+    let tcp = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let response = sender.send_request(h2_get("/")).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let answered = Instant::now();
+    let (after, _) = ended_after(conn, answered).await.expect("pings kept an idle h2 connection open");
+    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    portico.shutdown().await;
+}
+
+/// Idle means no stream: a response that streams for longer than the limit,
+/// and one that takes longer than the limit to begin, both finish.
+#[tokio::test]
+async fn h2_connection_with_a_stream_in_flight_is_not_idle() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
+    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let response = sender.send_request(h2_get("/trickle?chunks=6&ms=150")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nchunk 5\n");
+    let response = sender.send_request(h2_get("/slow?ms=900")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    // And once idle, it closes.
+    let answered = Instant::now();
+    let (after, _) = ended_after(conn, answered).await.expect("idle h2 connection left open");
+    assert!(after < Duration::from_secs(2), "closed after {after:?}");
+    portico.shutdown().await;
+}
+
+/// Short requests that come more often than the limit keep the connection,
+/// even though none is open at the moment of most checks.
+#[tokio::test]
+async fn h2_connection_with_requests_more_often_than_the_limit_stays_open() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
+    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    for i in 0..8 {
+        let response = sender.send_request(h2_get(&format!("/?i={i}"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(!conn.is_finished(), "closed while requests kept coming");
+    assert_eq!(backend.count(), 8);
     portico.shutdown().await;
 }
 
