@@ -127,6 +127,17 @@ cpu_ticks() {
     echo "$t"
 }
 
+# sys_ticks PIDS...: stime alone, the kernel's part of cpu_ticks (on loopback
+# that includes the TCP receive path of the peer the proxy writes to).
+sys_ticks() {
+    local t=0 p v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $13}') || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
 # mem_kb FIELD FILE PIDS...: sum of a kB field over processes.
 mem_kb() {
     local field=$1 file=$2 t=0 p v
@@ -409,16 +420,18 @@ alive() {
 
 # run_wrk ROUND TARGET SCEN URL [wrk args]: one wrk run, CPU of the proxy around it.
 run_wrk() {
-    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 pids=()
+    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 s0 s1 pids=()
     shift 4
     out=$WORK/wrk-$target-$scen-r$rnd.out
     [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
     t0=$(cpu_ticks "${pids[@]}")
+    s0=$(sys_ticks "${pids[@]}")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/summary.lua" "$@" "$url" \
         >"$out" 2>&1 || true
     t1=$(cpu_ticks "${pids[@]}")
-    ((${#pids[@]})) || { t0=0; t1=-1; }
-    py wrk "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" || true
+    s1=$(sys_ticks "${pids[@]}")
+    ((${#pids[@]})) || { t0=0; t1=-1; s0=0; s1=-1; }
+    py wrk "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
     alive "$target" "$rnd" "$scen"
 }
 
