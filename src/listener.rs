@@ -295,7 +295,7 @@ struct Connection {
     framing: framing::Verdict,
     /// The listener's rate-limited error lines.
     errors: Arc<ListenerErrors>,
-    /// What tells an idle HTTP/1 connection, to park it.
+    /// What tells an idle connection: to park it (HTTP/1) or close it (h2).
     activity: Activity,
 }
 
@@ -397,8 +397,8 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 /// What the I/O wrapper and the service record for the connection's task to
 /// tell when hyper is idle, between requests with nothing left to send. The
 /// I/O belongs to hyper while it serves, hence atomics; relaxed, as no other
-/// memory is published through them (h2 streams touch only `open`, and h2
-/// connections are never parked).
+/// memory is published through them. h2 connections are never parked; their
+/// idle checks read only `open` and `started`.
 #[derive(Debug)]
 struct Activity {
     /// Set by every read and write; cleared by each idle check.
