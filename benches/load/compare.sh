@@ -16,11 +16,15 @@ HS_DURATION=${HS_DURATION:-4}
 CONNS=${CONNS:-64}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 STIME_PROCS=${STIME_PROCS:-2}
+# Scenario 1 again at an equal, lower load: each connection waits this long
+# after every response (wrk is closed-loop, so at full speed the faster proxy
+# also loads the backends and wrk harder, and latencies compare two loads).
+PACE_MS=${PACE_MS:-5}
 OUT=${OUT:-$ROOT/docs/performance.md}
 LOAD_CPU=0
 PROXY_CPU=1
 SMALL_BYTES=128
-COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS benches/load/compare.sh"
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS PACE_MS=$PACE_MS benches/load/compare.sh"
 STARTED=$(date +%s)
 LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
 
@@ -184,6 +188,7 @@ done = function(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout))
 end
 EOF
+{ cat "$WORK/summary.lua"; echo "delay = function() return $PACE_MS end"; } >"$WORK/paced.lua"
 
 NGINX_USER=""
 [[ $EUID -eq 0 ]] && NGINX_USER="user root;"
@@ -426,7 +431,7 @@ run_wrk() {
     [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
     t0=$(cpu_ticks "${pids[@]}")
     s0=$(sys_ticks "${pids[@]}")
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/summary.lua" "$@" "$url" \
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "${WRK_SCRIPT:-$WORK/summary.lua}" "$@" "$url" \
         >"$out" 2>&1 || true
     t1=$(cpu_ticks "${pids[@]}")
     s1=$(sys_ticks "${pids[@]}")
@@ -518,6 +523,7 @@ scenario1() {
     put "$1" "$2" s1 hwm_mib "$(awk -v k="$(mem_kb VmHWM status "${pids[@]}")" 'BEGIN{print k/1024}')"
     put "$1" "$2" s1 pss_mib "$(awk -v k="$(mem_kb Pss smaps_rollup "${pids[@]}")" 'BEGIN{print k/1024}')"
 }
+scenario1_paced() { WRK_SCRIPT=$WORK/paced.lua run_wrk "$1" "$2" s1p "https://127.0.0.1:$TLS_PORT/small"; }
 scenario2() { run_wrk "$1" "$2" s2 "http://127.0.0.1:$PLAIN_PORT/small"; }
 scenario3() { run_wrk "$1" "$2" s3 "https://127.0.0.1:$TLS_PORT/1m"; }
 full_ecdsa() { run_stime "$1" "$2" full_ecdsa "$TLS_PORT" -new; }
@@ -535,13 +541,14 @@ measure_round() {
     if ((rnd % 2)); then order=(portico nginx); else order=(nginx portico); fi
     log "round $rnd: ${order[*]}, then direct"
     for target in "${order[@]}"; do start_measured "$rnd" "$target"; done
-    for step in scenario1 scenario2 scenario3 full_ecdsa full_rsa resumed_ecdsa scenario4_wrk; do
+    for step in scenario1 scenario1_paced scenario2 scenario3 full_ecdsa full_rsa resumed_ecdsa scenario4_wrk; do
         for target in "${order[@]}"; do
             use_target "$target"
             "$step" "$rnd" "$target"
         done
         case $step in
         scenario1) run_wrk "$rnd" direct s1 "https://127.0.0.1:$BE1_HTTPS/small" ;;
+        scenario1_paced) WRK_SCRIPT=$WORK/paced.lua run_wrk "$rnd" direct s1p "https://127.0.0.1:$BE1_HTTPS/small" ;;
         scenario2) run_wrk "$rnd" direct s2 "http://127.0.0.1:$BE1_HTTP/small" ;;
         scenario3) run_wrk "$rnd" direct s3 "https://127.0.0.1:$BE1_HTTPS/1m" ;;
         full_ecdsa) run_stime "$rnd" direct full_ecdsa "$BE1_HTTPS" -new ;;
@@ -632,7 +639,7 @@ fi
 
 export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
     META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
-    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_LOADAVG
+    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_PACE_MS META_LOADAVG
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
 META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
@@ -646,7 +653,7 @@ META_NCPU=$(nproc)
 META_KERNEL=$(uname -r)
 META_ROUNDS=$ROUNDS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
 META_LOAD_CPU=$LOAD_CPU META_SMALL_BYTES=$SMALL_BYTES META_CONNS=$CONNS META_IDLE_CONNS=$IDLE_CONNS
-META_STIME_PROCS=$STIME_PROCS
+META_STIME_PROCS=$STIME_PROCS META_PACE_MS=$PACE_MS
 META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
 python3 -c 'import json, os, sys; json.dump({k[5:].lower(): v for k, v in os.environ.items() if k.startswith("META_")}, open(sys.argv[1], "w"), indent=1)' "$WORK/meta.json"
 mkdir -p "$(dirname "$OUT")"
