@@ -170,6 +170,19 @@ async fn connections_over_max_connections_wait_in_the_backlog() {
 /// client_header_timeout that would not end anything by itself.
 const H2_IDLE: &str = "client_header_timeout = \"10s\"\nkeepalive_timeout = \"300ms\"";
 
+/// `GET path` on an h2 connection: 200, and the whole body.
+async fn h2_ok(sender: &mut http2::SendRequest<Body>, path: &str) -> bytes::Bytes {
+    let response = sender.send_request(h2_get(path)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// Closed at the 300 ms limit of `H2_IDLE`: not before it (less the timer's
+/// slack), and well before 2 s.
+fn assert_closed_at_the_limit(after: Duration) {
+    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+}
+
 /// How long after `since` the client's connection task ended (the server
 /// closed), or `None` if it is still running after 3 s.
 async fn ended_after(
@@ -185,14 +198,12 @@ async fn idle_h2c_connection_is_closed_after_keepalive_timeout() {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
     let (mut sender, conn) = h2c(portico.addr(0)).await;
-    let response = sender.send_request(h2_get("/")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.into_body().collect().await.unwrap();
+    h2_ok(&mut sender, "/").await;
     let answered = Instant::now();
     let (after, result) = ended_after(conn, answered).await.expect("idle h2 connection left open");
     // GOAWAY, then a clean close: not an error for the client.
     assert!(result.is_ok(), "{result:?}");
-    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    assert_closed_at_the_limit(after);
     portico.shutdown().await;
 }
 
@@ -207,8 +218,7 @@ async fn idle_h2_connection_over_tls_is_closed_after_keepalive_timeout() {
     assert_eq!(client.get("a.test", "/").await.unwrap().status, StatusCode::OK);
     let answered = Instant::now();
     tokio::time::timeout(Duration::from_secs(3), client.closed()).await.expect("idle h2 connection left open");
-    let after = answered.elapsed();
-    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    assert_closed_at_the_limit(answered.elapsed());
     portico.shutdown().await;
 }
 
@@ -227,11 +237,10 @@ async fn h2_pings_do_not_keep_an_idle_connection_open() {
         .await
         .unwrap();
     let conn = tokio::spawn(conn);
-    let response = sender.send_request(h2_get("/")).await.unwrap();
-    response.into_body().collect().await.unwrap();
+    h2_ok(&mut sender, "/").await;
     let answered = Instant::now();
     let (after, _) = ended_after(conn, answered).await.expect("pings kept an idle h2 connection open");
-    assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
+    assert_closed_at_the_limit(after);
     portico.shutdown().await;
 }
 
@@ -242,13 +251,9 @@ async fn h2_connection_with_a_stream_in_flight_is_not_idle() {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
     let (mut sender, conn) = h2c(portico.addr(0)).await;
-    let response = sender.send_request(h2_get("/trickle?chunks=6&ms=150")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = h2_ok(&mut sender, "/trickle?chunks=6&ms=150").await;
     assert_eq!(body.as_ref(), b"chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nchunk 5\n");
-    let response = sender.send_request(h2_get("/slow?ms=900")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.into_body().collect().await.unwrap();
+    h2_ok(&mut sender, "/slow?ms=900").await;
     // And once idle, it closes.
     let answered = Instant::now();
     let (after, _) = ended_after(conn, answered).await.expect("idle h2 connection left open");
@@ -264,9 +269,7 @@ async fn h2_connection_with_requests_more_often_than_the_limit_stays_open() {
     let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
     let (mut sender, conn) = h2c(portico.addr(0)).await;
     for i in 0..8 {
-        let response = sender.send_request(h2_get(&format!("/?i={i}"))).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.into_body().collect().await.unwrap();
+        h2_ok(&mut sender, &format!("/?i={i}")).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert!(!conn.is_finished(), "closed while requests kept coming");

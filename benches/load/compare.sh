@@ -122,25 +122,22 @@ wait_port() {
 # pids_of MAIN: MAIN and its children (nginx master + worker; portico alone).
 pids_of() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
 
-cpu_ticks() {
-    local t=0 p v
+# ticks AWK-EXPR PIDS...: the expression over the fields of /proc/PID/stat after
+# the command name ($12 utime, $13 stime), summed over the processes.
+ticks() {
+    local expr=$1 t=0 p v
+    shift
     for p in "$@"; do
-        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || v=0
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk "{print $expr}") || v=0
         t=$((t + ${v:-0}))
     done
     echo "$t"
 }
-
+cpu_ticks() { ticks '$12 + $13' "$@"; }
 # sys_ticks PIDS...: stime alone, the kernel's part of cpu_ticks (on loopback
 # that includes the TCP receive path of the peer the proxy writes to).
-sys_ticks() {
-    local t=0 p v
-    for p in "$@"; do
-        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $13}') || v=0
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
+sys_ticks() { ticks '$13' "$@"; }
+
 
 # mem_kb FIELD FILE PIDS...: sum of a kB field over processes.
 mem_kb() {
