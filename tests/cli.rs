@@ -118,9 +118,9 @@ fn run_with_a_key_that_is_not_the_certificates_says_so_once() {
     let (a, b) = (TestCert::new(&["a.test"]), TestCert::new(&["b.test"]));
     let config = format!(
         "[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"u\"\n\
-         tls = {{ cert = \"{}\", key = \"{}\" }}\n",
-        a.cert_path().display(),
-        b.key_path().display()
+         tls = {{ cert = {}, key = {} }}\n",
+        toml_path(&a.cert_path()),
+        toml_path(&b.key_path())
     );
     let at = format!("{}:7:7: cannot load the certificate and key", dir.join("portico.toml").display());
     assert_fails_to_start(&config, &dir, &[&at, "key does not match certificate"]);
@@ -131,9 +131,9 @@ fn run_with_an_unwritable_pid_file_names_the_file_and_the_cause_once() {
     let dir = TempDir::new("cli-run-pid");
     let pid = dir.join("absent/portico.pid");
     let config = format!(
-        "[runtime]\npid_file = \"{}\"\n\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n\
+        "[runtime]\npid_file = {}\n\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n\
          [[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"u\"\n",
-        pid.display()
+        toml_path(&pid)
     );
     let what = format!("cannot write the pid file {}", pid.display());
     assert_fails_to_start(&config, &dir, &[&what, "No such file or directory"]);
