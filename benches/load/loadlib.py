@@ -302,8 +302,8 @@ def cmd_report(args):
           base + cpu_rows,
           lead=f"`GET /small` over {meta['conns']} keep-alive TLS connections; the proxy "
                "speaks HTTPS with keep-alive to the two backend nodes (the seed's deployment).")
-    table("1b. Scenario 1 at an equal, lower load", "s1p", base + cpu_rows,
-          lead=f"As scenario 1, but each connection waits {meta.get('pace_ms', '?')} ms after every "
+    table("1b. Scenario 1 at an equal, lower load", "s1p", base + cpu_rows, direct=False,
+          lead=f"As scenario 1 (3 s runs), but each connection waits {meta.get('pace_ms', '?')} ms after every "
                "response (a wrk `delay()`), so both proxies see about the same request rate, below "
                "either one's limit. wrk is closed-loop: at full speed (scenario 1) the proxy that "
                "answers faster is also sent more, which loads the backends and wrk on the other CPU "
