@@ -37,15 +37,16 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts counting now.
-    pub fn new(done: bool) -> Arc<Progress> {
-        Arc::new(Progress {
+    /// Starts counting now. Shared (in an `Arc`) only with a body to send:
+    /// an empty one never moves, and most requests have none.
+    pub fn new(done: bool) -> Progress {
+        Progress {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
             done: AtomicBool::new(done),
             too_large: AtomicBool::new(false),
             client_failed: AtomicBool::new(false),
-        })
+        }
     }
 
     fn touch(&self) {

@@ -373,9 +373,15 @@ fn forward(
             exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
             return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
         }
-        let progress = Progress::new(body_empty);
-        let mut body =
-            Some(if body_empty { RequestBody::empty() } else { RequestBody::new(incoming, progress.clone(), limit) });
+        // The body's task stamps its progress; with no body there is nothing to
+        // share, and no allocation for it.
+        let shared = (!body_empty).then(|| Arc::new(Progress::new(false)));
+        let unshared = Progress::new(true);
+        let progress: &Progress = shared.as_deref().unwrap_or(&unshared);
+        let mut body = Some(match &shared {
+            Some(shared) => RequestBody::new(incoming, shared.clone(), limit),
+            None => RequestBody::empty(),
+        });
         // A request may be sent again only when nothing of it is lost by doing so.
         let repeatable = body_empty && is_idempotent(&head.method);
         let client_ip: IpAddr = conn.remote.ip();
@@ -427,7 +433,7 @@ fn forward(
             *request.version_mut() = Version::HTTP_11;
             *request.headers_mut() = headers;
 
-            let sent = send(&mut connection, request, &progress, read_timeout, send_timeout).await;
+            let sent = send(&mut connection, request, progress, read_timeout, send_timeout).await;
             let mut response = match sent {
                 Ok(response) => response,
                 Err((error, unsent)) => {
