@@ -373,15 +373,17 @@ fn forward(
             exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
             return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
         }
-        // The body's task stamps its progress; with no body there is nothing to
-        // share, and no allocation for it.
-        let shared = (!body_empty).then(|| Arc::new(Progress::new(false)));
-        let unshared = Progress::new(true);
-        let progress: &Progress = shared.as_deref().unwrap_or(&unshared);
-        let mut body = Some(match &shared {
-            Some(shared) => RequestBody::new(incoming, shared.clone(), limit),
-            None => RequestBody::empty(),
-        });
+        // The body's task stamps its progress; with no body (most requests)
+        // there is nothing to share, and no allocation for it.
+        let (unshared, shared);
+        let (progress, request_body): (&Progress, _) = if body_empty {
+            unshared = Progress::new(true);
+            (&unshared, RequestBody::empty())
+        } else {
+            shared = Arc::new(Progress::new(false));
+            (&*shared, RequestBody::new(incoming, shared.clone(), limit))
+        };
+        let mut body = Some(request_body);
         // A request may be sent again only when nothing of it is lost by doing so.
         let repeatable = body_empty && is_idempotent(&head.method);
         let client_ip: IpAddr = conn.remote.ip();
