@@ -171,7 +171,7 @@ async fn connections_over_max_connections_wait_in_the_backlog() {
 const H2_IDLE: &str = "client_header_timeout = \"10s\"\nkeepalive_timeout = \"300ms\"";
 
 /// `GET path` on an h2 connection: 200, and the whole body.
-async fn h2_ok(sender: &mut http2::SendRequest<Body>, path: &str) -> bytes::Bytes {
+async fn h2_ok(sender: &mut H2Sender, path: &str) -> bytes::Bytes {
     let response = sender.send_request(h2_get(path)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.into_body().collect().await.unwrap().to_bytes()
@@ -183,24 +183,27 @@ fn assert_closed_at_the_limit(after: Duration) {
     assert!(after >= Duration::from_millis(250) && after < Duration::from_secs(2), "closed after {after:?}");
 }
 
-/// How long after `since` the client's connection task ended (the server
+/// How long from now until the client's connection task ends (the server
 /// closed), or `None` if it is still running after 3 s.
-async fn ended_after(
-    conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
-    since: Instant,
-) -> Option<(Duration, Result<(), hyper::Error>)> {
+async fn ended_after(conn: H2Task) -> Option<(Duration, Result<(), hyper::Error>)> {
+    let since = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(3), conn).await.ok()?;
     Some((since.elapsed(), result.unwrap()))
 }
 
-#[tokio::test]
-async fn idle_h2c_connection_is_closed_after_keepalive_timeout() {
+/// A backend, portico with `H2_IDLE`, and an h2c connection to it.
+async fn h2_idle_setup() -> (TestBackend, Portico, H2Sender, H2Task) {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
-    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let (sender, conn) = h2c(portico.addr(0)).await;
+    (backend, portico, sender, conn)
+}
+
+#[tokio::test]
+async fn idle_h2c_connection_is_closed_after_keepalive_timeout() {
+    let (_backend, portico, mut sender, conn) = h2_idle_setup().await;
     h2_ok(&mut sender, "/").await;
-    let answered = Instant::now();
-    let (after, result) = ended_after(conn, answered).await.expect("idle h2 connection left open");
+    let (after, result) = ended_after(conn).await.expect("idle h2 connection left open");
     // GOAWAY, then a clean close: not an error for the client.
     assert!(result.is_ok(), "{result:?}");
     assert_closed_at_the_limit(after);
@@ -238,8 +241,7 @@ async fn h2_pings_do_not_keep_an_idle_connection_open() {
         .unwrap();
     let conn = tokio::spawn(conn);
     h2_ok(&mut sender, "/").await;
-    let answered = Instant::now();
-    let (after, _) = ended_after(conn, answered).await.expect("pings kept an idle h2 connection open");
+    let (after, _) = ended_after(conn).await.expect("pings kept an idle h2 connection open");
     assert_closed_at_the_limit(after);
     portico.shutdown().await;
 }
@@ -248,15 +250,12 @@ async fn h2_pings_do_not_keep_an_idle_connection_open() {
 /// and one that takes longer than the limit to begin, both finish.
 #[tokio::test]
 async fn h2_connection_with_a_stream_in_flight_is_not_idle() {
-    let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
-    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let (_backend, portico, mut sender, conn) = h2_idle_setup().await;
     let body = h2_ok(&mut sender, "/trickle?chunks=6&ms=150").await;
     assert_eq!(body.as_ref(), b"chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\nchunk 5\n");
     h2_ok(&mut sender, "/slow?ms=900").await;
     // And once idle, it closes.
-    let answered = Instant::now();
-    let (after, _) = ended_after(conn, answered).await.expect("idle h2 connection left open");
+    let (after, _) = ended_after(conn).await.expect("idle h2 connection left open");
     assert!(after < Duration::from_secs(2), "closed after {after:?}");
     portico.shutdown().await;
 }
@@ -265,9 +264,7 @@ async fn h2_connection_with_a_stream_in_flight_is_not_idle() {
 /// even though none is open at the moment of most checks.
 #[tokio::test]
 async fn h2_connection_with_requests_more_often_than_the_limit_stays_open() {
-    let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&config(backend.addr(), H2_IDLE)).await;
-    let (mut sender, conn) = h2c(portico.addr(0)).await;
+    let (backend, portico, mut sender, conn) = h2_idle_setup().await;
     for i in 0..8 {
         h2_ok(&mut sender, &format!("/?i={i}")).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -277,8 +274,11 @@ async fn h2_connection_with_requests_more_often_than_the_limit_stays_open() {
     portico.shutdown().await;
 }
 
+type H2Sender = http2::SendRequest<Body>;
+type H2Task = tokio::task::JoinHandle<Result<(), hyper::Error>>;
+
 /// h2 with prior knowledge over plain TCP (hyper-util's auto server speaks both).
-async fn h2c(addr: SocketAddr) -> (http2::SendRequest<Body>, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+async fn h2c(addr: SocketAddr) -> (H2Sender, H2Task) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
     (sender, tokio::spawn(conn))
