@@ -333,6 +333,10 @@ http {
 $(nginx_http_common)
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
+    # nginx 1.22's default stops at TLS 1.2 toward upstreams, while portico (and
+    # nginx from 1.23.4) speaks TLS 1.3 to them; the same protocol on both sides
+    # keeps the backends' share of the load the same for both proxies.
+    proxy_ssl_protocols TLSv1.2 TLSv1.3;
     upstream be_tls {
         server 127.0.0.1:$BE1_HTTPS;
         server 127.0.0.1:$BE2_HTTPS;

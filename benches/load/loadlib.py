@@ -258,7 +258,9 @@ def cmd_report(args):
       f"{meta['small_bytes']}-byte body) and `/1m` (1 MiB).")
     w("- Upstream keep-alive sized alike: nginx `keepalive 64` for the group of 2 servers "
       "(per worker), portico `keepalive = 32` per server. Both proxies: access log off, "
-      "upstream TLS without verification, TLS 1.2/1.3, nginx `keepalive_requests` raised to "
+      "upstream TLS without verification, TLS 1.2/1.3 toward clients and backends alike "
+      "(nginx `proxy_ssl_protocols` included: 1.22's default stops at TLS 1.2), "
+      "so TLS 1.3 is spoken on both sides, nginx `keepalive_requests` raised to "
       "1000000 on both sides so neither proxy reconnects to clients or backends mid-run, "
       "nginx `ssl_session_cache shared:SSL:10m` with tickets (its defaults otherwise, "
       "including `proxy_buffering on`).")
