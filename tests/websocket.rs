@@ -16,15 +16,6 @@ fn config(backend: &TestBackend, cert: Option<&TestCert>, upstream_extra: &str) 
     AppConfig::new(backend.addr()).upstream(upstream_extra).tls(cert).build()
 }
 
-/// Waits (bounded) until `condition` holds.
-async fn eventually(what: &str, within: Duration, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Round trips of several sizes, then a large transfer written and read at once.
 async fn echo_both_ways(ws: &mut WebSocket) {
     for (i, size) in [1usize, 5, 100, 1000, 16 * 1024, 70_000].into_iter().enumerate() {

@@ -150,6 +150,15 @@ impl Portico {
     }
 }
 
+/// Waits (bounded) until `condition` holds; panics naming `what` after `within`.
+pub async fn eventually(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Writes `bytes` on a fresh connection to `addr` and returns everything the
 /// server sends until it closes the connection (or 5 s pass). Write errors are
 /// ignored (the server may answer and close early). Send `Connection: close`
