@@ -28,7 +28,12 @@ pub struct Exchange {
     host: String,
     status: u16,
     upstream: Option<(Arc<Pool>, usize)>,
+    /// Whether the request was counted and logged (`finish`).
+    finished: bool,
 }
+
+/// nginx's status for a request the client gave up on before its answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Exchange {
     /// Records the request's line and headers (cheap clones of shared bytes).
@@ -46,6 +51,7 @@ impl Exchange {
             host: if logs { host.to_owned() } else { String::new() },
             status: 0,
             upstream: None,
+            finished: false,
             server,
         }
     }
@@ -108,8 +114,13 @@ impl Exchange {
     /// Counts the request in the server's metrics and writes the access log
     /// line: `body_bytes` were sent; `complete` is false when the exchange
     /// ended early (client gone or upstream failed).
-    pub fn finish(self, body_bytes: u64, complete: bool) {
+    pub fn finish(mut self, body_bytes: u64, complete: bool) {
         let _ = complete;
+        self.record(body_bytes);
+    }
+
+    fn record(&mut self, body_bytes: u64) {
+        self.finished = true;
         let duration = self.start.elapsed();
         self.server.metrics.record(self.status, duration, body_bytes);
         let Some(log) = &self.server.access_log else { return };
@@ -129,5 +140,22 @@ impl Exchange {
             upstream_addr,
             duration,
         });
+    }
+}
+
+impl Drop for Exchange {
+    /// A request dropped before it was finished is one whose answer never
+    /// came: hyper drops the request's future when the client closes the
+    /// connection or resets the h2 stream, which also cancels the upstream
+    /// request. It is logged and counted as nginx does, with 499.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.status == 0 {
+            self.status = CLIENT_CLOSED_REQUEST;
+        }
+        self.error(LogLevel::Info, format_args!("client closed the connection before the response was sent"));
+        self.record(0);
     }
 }
