@@ -20,11 +20,14 @@ STIME_PROCS=${STIME_PROCS:-2}
 # after every response (wrk is closed-loop, so at full speed the faster proxy
 # also loads the backends and wrk harder, and latencies compare two loads).
 PACE_MS=${PACE_MS:-5}
+# Scenario 1 over h2 (h2load): connections, and streams in flight on each.
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-10}
 OUT=${OUT:-$ROOT/docs/performance.md}
 LOAD_CPU=0
 PROXY_CPU=1
 SMALL_BYTES=128
-COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS PACE_MS=$PACE_MS benches/load/compare.sh"
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS PACE_MS=$PACE_MS H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS benches/load/compare.sh"
 STARTED=$(date +%s)
 LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
 
@@ -273,7 +276,7 @@ log "backends up: node 1 http $BE1_HTTP https $BE1_HTTPS, node 2 http $BE2_HTTP 
 # --- the proxies under test -------------------------------------------------------------
 
 alloc_port P_TLS; alloc_port P_PLAIN; alloc_port P_RSA
-alloc_port N_TLS; alloc_port N_PLAIN; alloc_port N_RSA
+alloc_port N_TLS; alloc_port N_PLAIN; alloc_port N_RSA; alloc_port N_H2
 
 cat >"$WORK/portico.toml" <<EOF
 [runtime]
@@ -356,6 +359,15 @@ $(nginx_http_common)
         ssl_certificate_key $EC_KEY;
 $(proxy_location https://be_tls)
     }
+    # Scenario 1 over h2: the same server with http2 on (nginx 1.22 enables it
+    # per listen address; portico's TLS listeners offer h2 by ALPN already).
+    server {
+        listen 127.0.0.1:$N_H2 ssl http2;
+        server_name localhost;
+        ssl_certificate $EC_CRT;
+        ssl_certificate_key $EC_KEY;
+$(proxy_location https://be_tls)
+    }
     server {
         listen 127.0.0.1:$N_RSA ssl;
         server_name localhost;
@@ -379,8 +391,8 @@ declare -A PID_OF=()
 # PROXY_LOG at that proxy.
 use_target() {
     case $1 in
-    portico) PROXY_LOG=$WORK/portico.stderr TLS_PORT=$P_TLS PLAIN_PORT=$P_PLAIN RSA_PORT=$P_RSA ;;
-    nginx) PROXY_LOG=$WORK/proxy.err TLS_PORT=$N_TLS PLAIN_PORT=$N_PLAIN RSA_PORT=$N_RSA ;;
+    portico) PROXY_LOG=$WORK/portico.stderr TLS_PORT=$P_TLS PLAIN_PORT=$P_PLAIN RSA_PORT=$P_RSA H2_PORT=$P_TLS ;;
+    nginx) PROXY_LOG=$WORK/proxy.err TLS_PORT=$N_TLS PLAIN_PORT=$N_PLAIN RSA_PORT=$N_RSA H2_PORT=$N_H2 ;;
     esac
     PROXY_PID=${PID_OF[$1]:-}
 }
@@ -403,6 +415,7 @@ start_proxy() {
     wait_port "$TLS_PORT" "$PROXY_PID" "$PROXY_LOG"
     wait_port "$PLAIN_PORT" "$PROXY_PID" "$PROXY_LOG"
     wait_port "$RSA_PORT" "$PROXY_PID" "$PROXY_LOG"
+    wait_port "$H2_PORT" "$PROXY_PID" "$PROXY_LOG"
     if [[ $1 == nginx ]]; then # the worker, forked after the master listens
         for _ in $(seq 200); do [[ -n $(pgrep -P "$PROXY_PID" || true) ]] && break; sleep 0.025; done
         [[ -n $(pgrep -P "$PROXY_PID" || true) ]] || die "nginx under test started no worker"
@@ -438,6 +451,20 @@ run_wrk() {
     s1=$(sys_ticks "${pids[@]}")
     ((${#pids[@]})) || { t0=0; t1=-1; s0=0; s1=-1; }
     py wrk "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
+    alive "$target" "$rnd" "$scen"
+}
+
+# run_h2load ROUND TARGET SCEN URL: one h2load run (h2 over TLS), CPU of the proxy around it.
+run_h2load() {
+    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 s0 s1 pids=()
+    out=$WORK/h2load-$target-$scen-r$rnd.out
+    read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    t0=$(cpu_ticks "${pids[@]}")
+    s0=$(sys_ticks "${pids[@]}")
+    taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "$url" >"$out" 2>&1 || true
+    t1=$(cpu_ticks "${pids[@]}")
+    s1=$(sys_ticks "${pids[@]}")
+    py h2load "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
     alive "$target" "$rnd" "$scen"
 }
 
@@ -526,6 +553,7 @@ scenario1() {
 }
 # 3 s is enough samples at this rate, and keeps the whole run within the issue's 10 minutes.
 scenario1_paced() { DURATION=3 WRK_SCRIPT=$WORK/paced.lua run_wrk "$1" "$2" s1p "https://127.0.0.1:$TLS_PORT/small"; }
+scenario1_h2() { DURATION=3 run_h2load "$1" "$2" s1h2 "https://127.0.0.1:$H2_PORT/small"; }
 scenario2() { run_wrk "$1" "$2" s2 "http://127.0.0.1:$PLAIN_PORT/small"; }
 scenario3() { run_wrk "$1" "$2" s3 "https://127.0.0.1:$TLS_PORT/1m"; }
 full_ecdsa() { run_stime "$1" "$2" full_ecdsa "$TLS_PORT" -new; }
@@ -543,7 +571,7 @@ measure_round() {
     if ((rnd % 2)); then order=(portico nginx); else order=(nginx portico); fi
     log "round $rnd: ${order[*]}, then direct"
     for target in "${order[@]}"; do start_measured "$rnd" "$target"; done
-    for step in scenario1 scenario1_paced scenario2 scenario3 full_ecdsa full_rsa resumed_ecdsa scenario4_wrk; do
+    for step in scenario1 scenario1_paced scenario1_h2 scenario2 scenario3 full_ecdsa full_rsa resumed_ecdsa scenario4_wrk; do
         for target in "${order[@]}"; do
             use_target "$target"
             "$step" "$rnd" "$target"
@@ -640,7 +668,8 @@ fi
 
 export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
     META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
-    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_PACE_MS META_LOADAVG
+    META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_PACE_MS META_LOADAVG \
+    META_H2_CONNS META_H2_STREAMS
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
 META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
@@ -654,7 +683,7 @@ META_NCPU=$(nproc)
 META_KERNEL=$(uname -r)
 META_ROUNDS=$ROUNDS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
 META_LOAD_CPU=$LOAD_CPU META_SMALL_BYTES=$SMALL_BYTES META_CONNS=$CONNS META_IDLE_CONNS=$IDLE_CONNS
-META_STIME_PROCS=$STIME_PROCS META_PACE_MS=$PACE_MS
+META_STIME_PROCS=$STIME_PROCS META_PACE_MS=$PACE_MS META_H2_CONNS=$H2_CONNS META_H2_STREAMS=$H2_STREAMS
 META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
 python3 -c 'import json, os, sys; json.dump({k[5:].lower(): v for k, v in os.environ.items() if k.startswith("META_")}, open(sys.argv[1], "w"), indent=1)' "$WORK/meta.json"
 mkdir -p "$(dirname "$OUT")"

@@ -68,6 +68,36 @@ def cmd_wrk(args):
     return 0
 
 
+def cmd_h2load(args):
+    """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS: one timed h2load run."""
+    rnd, target, scen, path, ticks, hz, sys_ticks = args
+    text = open(path).read()
+    done = re.search(r"^finished in ([\d.]+)s, ", text, re.M)
+    reqs = re.search(r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored, (\d+) timeout", text, re.M)
+    codes = re.search(r"^status codes: (\d+) 2xx", text, re.M)
+    mean = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", text, re.M)
+    if not (done and reqs and codes and mean):
+        note(f"**{target}, scenario {scen}, round {rnd}: h2load gave no result.** It printed:\n\n```\n{text[-2000:]}\n```")
+        put(rnd, target, scen, "failed", 1)
+        return 1
+    secs = float(done.group(1))
+    ok = int(codes.group(1))
+    # Streams still open when the timed run ends are neither failed nor done.
+    errors = int(reqs.group(3)) + int(reqs.group(4)) + int(reqs.group(5)) + (int(reqs.group(2)) - ok)
+    put(rnd, target, scen, "rps", ok / secs)
+    put(rnd, target, scen, "mean_ms", float(mean.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[mean.group(2)])
+    put(rnd, target, scen, "requests", ok)
+    put(rnd, target, scen, "errors", errors)
+    if ok > 0:
+        put(rnd, target, scen, "cpu_s_per_10k", int(ticks) / float(hz) / ok * 10000)
+        put(rnd, target, scen, "sys_s_per_10k", int(sys_ticks) / float(hz) / ok * 10000)
+    if errors:
+        note(f"**{target}, scenario {scen}, round {rnd}: {errors} failed requests** of {reqs.group(1)}. "
+             f"h2load printed:\n\n```\n{text[-1500:]}\n```")
+    return 0
+
+
 def cmd_stime(args):
     """stime ROUND TARGET SCEN METRIC CPU_TICKS HZ WALL0 WALL1 FILE...: parallel s_time
     runs; the rate is all their connections over the wall time from the start of the
@@ -310,6 +340,15 @@ def cmd_report(args):
                "either one's limit. wrk is closed-loop: at full speed (scenario 1) the proxy that "
                "answers faster is also sent more, which loads the backends and wrk on the other CPU "
                "harder, and its latencies are taken under a heavier load than the other's.")
+    table("1c. Scenario 1 over h2", "s1h2",
+          [("requests/s", "rps", 0), ("mean latency (ms)", "mean_ms", 3),
+           ("errors, all rounds (h2load: failed + errored + timeout + non-2xx)", "errors", 0)] + cpu_rows,
+          direct=False,
+          lead=f"As scenario 1, with h2 clients: h2load, {meta.get('h2_conns', '?')} TLS connections "
+               f"with {meta.get('h2_streams', '?')} streams in flight on each, 3 s runs; "
+               "HTTPS/1.1 with keep-alive to the backends as before. h2load reports no percentiles, "
+               "so the mean. nginx serves it on a second listener with `http2` on, the same server "
+               "otherwise. No direct run: the backends speak HTTP/1.1 only.")
     table("2. Plain HTTP on both sides, small responses", "s2", base + cpu_rows)
     table("3. 1 MiB response through TLS", "s3",
           [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
@@ -472,7 +511,7 @@ KEPT_MARKER = "<!-- Not written by compare.sh: kept across its runs. -->"
 
 
 def main():
-    cmds = {"wrk": cmd_wrk, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
+    cmds = {"wrk": cmd_wrk, "h2load": cmd_h2load, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
             "reload-ms": cmd_reload_ms, "report": cmd_report}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write("usage: loadlib.py " + "|".join(cmds) + " ARGS...\n")
