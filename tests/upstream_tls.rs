@@ -245,11 +245,9 @@ async fn a_surplus_of_idle_connections_in_use_is_kept() {
 
     // Unused for a second (SURPLUS_GRACE), the surplus is closed, down to the
     // budget of 4, with no further request needed; the next round opens 8 again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while one.open_connections() + two.open_connections() > 4 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(one.open_connections() + two.open_connections(), 4);
+    let open = || one.open_connections() + two.open_connections();
+    eventually("the surplus closed", Duration::from_secs(5), || open() <= 4).await;
+    assert_eq!(open(), 4);
     every_client_gets_once(clients).await;
     assert_eq!(one.connections() + two.connections(), 20);
 }

@@ -154,8 +154,8 @@ impl Drop for Exchange {
         }
         if self.status == 0 {
             self.status = CLIENT_CLOSED_REQUEST;
+            self.error(LogLevel::Info, format_args!("client closed the connection before the response was sent"));
         }
-        self.error(LogLevel::Info, format_args!("client closed the connection before the response was sent"));
         self.record(0);
     }
 }
