@@ -220,13 +220,21 @@ fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box
     let conf = tmp.0.join("site.conf");
     std::fs::write(
         &conf,
-        "server {\n    listen 80 default_server;\n    gzip on;\n    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:9000;\n    }\n    location / {\n        proxy_pass https://10.0.0.9;\n        proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate /etc/ssl/ca.pem;\n        rewrite ^/old/(.*)$ /new/$1 last;\n    }\n}\n",
+        "server {\n    listen 80 default_server;\n    gzip on;\n    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:9000;\n    }\n    location / {\n        proxy_pass https://10.0.0.9;\n        proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate /etc/ssl/ca.pem;\n        rewrite ^/old/(.*)$ /new/$1 last;\n        proxy_ssl_protocols TLSv1.2 TLSv1.3;\n        proxy_ignore_client_abort on;\n    }\n}\n",
     )?;
     let (toml, notes) = import(&conf)?;
     let at = |line: usize, name: &str| format!("{}:{line}: directive \"{name}\" not translated: ", conf.display());
     assert!(notes.contains(&format!("{}portico does not compress responses", at(3, "gzip"))), "{notes}");
     assert!(notes.contains(&at(4, "location")), "{notes}");
     assert!(notes.contains(&at(11, "rewrite")), "{notes}");
+    assert!(
+        notes.contains(&format!("{}portico speaks TLS 1.2 and 1.3 to HTTPS upstreams", at(12, "proxy_ssl_protocols"))),
+        "{notes}"
+    );
+    assert!(
+        notes.contains(&format!("{}portico cancels the upstream request", at(13, "proxy_ignore_client_abort"))),
+        "{notes}"
+    );
     // proxy_ssl_verify on: verified, with the given roots.
     assert!(toml.contains("[upstream.\"10.0.0.9:443\"]"), "{toml}");
     assert!(toml.contains("tls = true") && !toml.contains("tls_verify"), "{toml}");

@@ -196,6 +196,12 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico retries errors and timeouts on the next server for requests safe to repeat, as nginx's default"
         }
         n if n.starts_with("proxy_cache") => "portico does not cache responses",
+        "proxy_ssl_protocols" | "proxy_ssl_ciphers" | "proxy_ssl_session_reuse" | "proxy_ssl_conf_command" => {
+            "portico speaks TLS 1.2 and 1.3 to HTTPS upstreams with rustls's own ciphers, and resumes sessions per server"
+        }
+        "proxy_ignore_client_abort" => {
+            "portico cancels the upstream request when the client goes and logs it as 499, as nginx does by default (off)"
+        }
         "proxy_redirect" => "portico does not rewrite the upstream's Location headers",
         "add_header" | "more_set_headers" => "portico does not add response headers",
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
