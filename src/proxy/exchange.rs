@@ -85,13 +85,9 @@ impl Exchange {
 
     /// Writes one line at `level` to the server's error log, or the process's.
     pub fn error(&self, level: LogLevel, what: std::fmt::Arguments<'_>) {
-        let upstream = match &self.upstream {
-            Some((pool, peer)) => {
-                let address = pool.upstream.peers.get(*peer).map_or("?", |p| p.address.as_str());
-                format!(", upstream: \"{}\" {}", pool.upstream.name, address)
-            }
-            None => String::new(),
-        };
+        // Formatted only by a log that keeps the line: a filtered level
+        // (client aborts are `info`) costs no allocation.
+        let upstream = UpstreamPart(self.upstream.as_ref());
         let line = format_args!(
             "{what}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}",
             crate::template::canonical_ip(self.remote.ip()),
@@ -140,6 +136,17 @@ impl Exchange {
             upstream_addr,
             duration,
         });
+    }
+}
+
+/// `, upstream: "NAME" ADDRESS` when a server was picked, else nothing.
+struct UpstreamPart<'a>(Option<&'a (Arc<Pool>, usize)>);
+
+impl std::fmt::Display for UpstreamPart<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some((pool, peer)) = self.0 else { return Ok(()) };
+        let address = pool.upstream.peers.get(*peer).map_or("?", |p| p.address.as_str());
+        write!(f, ", upstream: \"{}\" {}", pool.upstream.name, address)
     }
 }
 
