@@ -330,13 +330,17 @@ async fn h2_requests_log_http_2() {
 async fn slow_upstream_setup(label: &str, cert: Option<&TestCert>) -> (TempDir, TestBackend, Portico) {
     let dir = TempDir::new(label);
     let app = TestBackend::spawn("app").await;
-    let tls = cert.map_or(String::new(), |cert| format!("tls = {}\n", cert.toml_tls()));
-    let toml = format!(
-        "[runtime]\nerror_log_level = \"info\"\n{}\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"log.test\"]\n{tls}proxy_pass = \"pool\"\naccess_log = {}\nerror_log = {}\n",
-        upstream(&[&app]),
+    let logs = format!(
+        "access_log = {}\nerror_log = {}",
         toml_path(&dir.join("access.log")),
         toml_path(&dir.join("error.log"))
     );
+    let toml = AppConfig::new(app.addr())
+        .server_name("log.test")
+        .runtime("error_log_level = \"info\"")
+        .tls(cert)
+        .server(&logs)
+        .build();
     let portico = start_portico(&toml).await;
     (dir, app, portico)
 }
