@@ -441,35 +441,34 @@ alive() {
 
 # --- measurements ----------------------------------------------------------------------
 
-# run_wrk ROUND TARGET SCEN URL [wrk args]: one wrk run, CPU of the proxy around it.
-run_wrk() {
-    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 s0 s1 pids=()
-    shift 4
-    out=$WORK/wrk-$target-$scen-r$rnd.out
+# run_load PARSER ROUND TARGET SCEN OUT CMD...: runs CMD (its output in OUT)
+# with the proxy's CPU read around it, then has loadlib's PARSER record OUT.
+run_load() {
+    local parser=$1 rnd=$2 target=$3 scen=$4 out=$5 t0 t1 s0 s1 pids=()
+    shift 5
     [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
     t0=$(cpu_ticks "${pids[@]}")
     s0=$(sys_ticks "${pids[@]}")
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "${WRK_SCRIPT:-$WORK/summary.lua}" "$@" "$url" \
-        >"$out" 2>&1 || true
+    "$@" >"$out" 2>&1 || true
     t1=$(cpu_ticks "${pids[@]}")
     s1=$(sys_ticks "${pids[@]}")
     ((${#pids[@]})) || { t0=0; t1=-1; s0=0; s1=-1; }
-    py wrk "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
+    py "$parser" "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
     alive "$target" "$rnd" "$scen"
 }
 
-# run_h2load ROUND TARGET SCEN URL: one h2load run (h2 over TLS), CPU of the proxy around it.
+# run_wrk ROUND TARGET SCEN URL [wrk args]: one wrk run.
+run_wrk() {
+    local rnd=$1 target=$2 scen=$3 url=$4
+    shift 4
+    run_load wrk "$rnd" "$target" "$scen" "$WORK/wrk-$target-$scen-r$rnd.out" \
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "${WRK_SCRIPT:-$WORK/summary.lua}" "$@" "$url"
+}
+
+# run_h2load ROUND TARGET SCEN URL: one h2load run (h2 over TLS).
 run_h2load() {
-    local rnd=$1 target=$2 scen=$3 url=$4 out t0 t1 s0 s1 pids=()
-    out=$WORK/h2load-$target-$scen-r$rnd.out
-    read -ra pids <<<"$(pids_of "$PROXY_PID")"
-    t0=$(cpu_ticks "${pids[@]}")
-    s0=$(sys_ticks "${pids[@]}")
-    taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "$url" >"$out" 2>&1 || true
-    t1=$(cpu_ticks "${pids[@]}")
-    s1=$(sys_ticks "${pids[@]}")
-    py h2load "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
-    alive "$target" "$rnd" "$scen"
+    run_load h2load "$1" "$2" "$3" "$WORK/h2load-$2-$3-r$1.out" \
+        taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "$4"
 }
 
 # run_stime ROUND TARGET METRIC PORT MODE: parallel `openssl s_time` (MODE -new or -reuse).

@@ -36,6 +36,16 @@ def note(text):
 # --- parsers -----------------------------------------------------------------
 
 
+def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests):
+    """The proxy's CPU (and its kernel part) per 10k requests; a negative tick
+    count means there was no proxy to read (the direct runs)."""
+    if requests <= 0:
+        return
+    for metric, t in (("cpu_s_per_10k", int(ticks)), ("sys_s_per_10k", int(sys_ticks))):
+        if t >= 0:
+            put(rnd, target, scen, metric, t / float(hz) / requests * 10000)
+
+
 def cmd_wrk(args):
     """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ [SYS_TICKS]: the WRKJSON line of our Lua done()."""
     rnd, target, scen, path, ticks, hz = args[:6]
@@ -55,11 +65,7 @@ def cmd_wrk(args):
     put(rnd, target, scen, "p99_ms", s["p99_us"] / 1000)
     put(rnd, target, scen, "requests", s["requests"])
     put(rnd, target, scen, "errors", errors)
-    if int(ticks) >= 0 and s["requests"] > 0:
-        cpu = int(ticks) / float(hz)
-        put(rnd, target, scen, "cpu_s_per_10k", cpu / s["requests"] * 10000)
-    if sys_ticks >= 0 and s["requests"] > 0:
-        put(rnd, target, scen, "sys_s_per_10k", sys_ticks / float(hz) / s["requests"] * 10000)
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, s["requests"])
     if errors:
         printed = re.sub(r"^WRKJSON .*$", "", text, flags=re.M).strip()
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} errors** of {s['requests']} requests "
@@ -89,9 +95,7 @@ def cmd_h2load(args):
     put(rnd, target, scen, "mean_ms", float(mean.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[mean.group(2)])
     put(rnd, target, scen, "requests", ok)
     put(rnd, target, scen, "errors", errors)
-    if ok > 0:
-        put(rnd, target, scen, "cpu_s_per_10k", int(ticks) / float(hz) / ok * 10000)
-        put(rnd, target, scen, "sys_s_per_10k", int(sys_ticks) / float(hz) / ok * 10000)
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, ok)
     if errors:
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} failed requests** of {reqs.group(1)}. "
              f"h2load printed:\n\n```\n{text[-1500:]}\n```")
