@@ -1,6 +1,7 @@
 //! Full-handshake load for scenario 4 of `benches/load/compare.sh`: CONNS
 //! connections at a time, each a new TCP connection, a full TLS handshake (the
-//! client keeps no sessions), `GET PATH HTTP/1.0` and the answer read to the end.
+//! client offers resumption and takes the server's tickets, but keeps none),
+//! `GET PATH HTTP/1.0` and the answer read to the end.
 //!
 //! ```text
 //! cargo bench --bench handshake_load --no-run   # prints the binary's path
@@ -8,20 +9,21 @@
 //! HSLOAD {"connections":1234,"errors":0,"resumed":0,"wall_s":3.001,"first_error":""}
 //! ```
 //!
-//! Why not `openssl s_time -new`: OpenSSL 3's client spends about 1.5 ms of CPU
-//! per connection here, so two s_time processes beside the backends ran out of
-//! CPU before the proxy did, and the rate measured the clients (see step 21 of
-//! `docs/performance-log.md`). rustls's client does the same handshake (TLS 1.3,
-//! X25519, the server's signature checked) for a fraction of that, which leaves
-//! the proxy as the limit. The certificate chain is not checked (the benchmark's
-//! certificates are self-signed), as with `s_time`.
+//! Why not `openssl s_time -new`: OpenSSL 3's client spends about 1.4 ms of CPU
+//! per connection here, so `s_time` processes beside the backends run out of
+//! CPU before the proxy does, and the rate measures the clients (steps 20 and
+//! 21 of `docs/performance-log.md`). rustls's client does the same handshake
+//! (TLS 1.3, X25519, the server's signature checked) for much less, which
+//! leaves an RSA proxy as the limit; against ECDSA portico still outruns it. The
+//! certificate chain is not checked (the certificates are self-signed), as
+//! with `s_time`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::client::Resumption;
-use rustls::{ClientConfig, HandshakeKind};
+use rustls::client::{ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue};
+use rustls::{ClientConfig, HandshakeKind, NamedGroup};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,7 +62,10 @@ async fn run(addr: String, duration: Duration, conns: usize, request: String) ->
         .dangerous()
         .with_custom_certificate_verifier(portico::tls::accept_any_server_cert())
         .with_no_client_auth();
-    config.resumption = Resumption::disabled();
+    // Resumption stays on, so the ClientHello offers it as browsers and
+    // `s_time` do and the server issues its session tickets (part of the cost
+    // of a new connection), but the store forgets them: every handshake is full.
+    config.resumption = Resumption::store(Arc::new(ForgetSessions));
     let connector = TlsConnector::from(Arc::new(config));
     let counts = Arc::new(Counts::default());
     let first_error = Arc::new(std::sync::Mutex::new(String::new()));
@@ -104,6 +109,26 @@ async fn run(addr: String, duration: Duration, conns: usize, request: String) ->
         start.elapsed().as_secs_f64(),
     );
     Ok(())
+}
+
+/// A session store that keeps nothing.
+#[derive(Debug)]
+struct ForgetSessions;
+
+impl ClientSessionStore for ForgetSessions {
+    fn set_kx_hint(&self, _: ServerName<'static>, _: NamedGroup) {}
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<NamedGroup> {
+        None
+    }
+    fn set_tls12_session(&self, _: ServerName<'static>, _: Tls12ClientSessionValue) {}
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        None
+    }
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+    fn insert_tls13_ticket(&self, _: ServerName<'static>, _: Tls13ClientSessionValue) {}
+    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        None
+    }
 }
 
 /// One connection: handshake, request, the whole answer, which must be a 200.
