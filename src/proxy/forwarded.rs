@@ -139,6 +139,10 @@ pub struct Rendered {
 pub struct ConnValues {
     server_port: std::sync::OnceLock<(u16, HeaderValue)>,
     remote_ip: std::sync::OnceLock<(std::net::IpAddr, HeaderValue)>,
+    /// `$host` made from a Host header it is not a copy of (one with a port,
+    /// upper case or a trailing dot), keyed by that header's bytes: a copy of
+    /// them, as a share of the request's buffer would keep all of it alive.
+    host: std::sync::OnceLock<(Box<[u8]>, HeaderValue)>,
 }
 
 impl ConnValues {
@@ -153,6 +157,18 @@ impl ConnValues {
             (ip, HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(HeaderValue::from_static("")))
         });
         (*cached == ip && !value.is_empty()).then(|| value.clone())
+    }
+
+    /// `$host` for `host_header`: the value `make` gave for the connection's
+    /// first such header, or `make`'s again for a different one (an h2
+    /// connection may carry several names).
+    fn host(&self, host_header: &HeaderValue, make: impl FnOnce() -> Option<HeaderValue>) -> Option<HeaderValue> {
+        if let Some((sent, value)) = self.host.get() {
+            return if **sent == *host_header.as_bytes() { Some(value.clone()) } else { make() };
+        }
+        let value = make()?;
+        let _ = self.host.set((host_header.as_bytes().into(), value.clone()));
+        Some(value)
     }
 }
 
@@ -200,7 +216,10 @@ impl HeaderPlan {
                         Some(value) if !ctx.host.is_empty() && ctx.host.as_bytes() == value.as_bytes() => {
                             Some(value.clone())
                         }
-                        _ => render_one(rule, ctx),
+                        // Rendered (a new buffer, and a second allocation when
+                        // the value is shared below) once per connection.
+                        Some(value) => conn.host(value, || render_one(rule, ctx)),
+                        None => render_one(rule, ctx),
                     })
                     .clone(),
                 Planned::HttpHost => match host_header {
@@ -391,10 +410,12 @@ mod tests {
             rule("x-mixed", Some("$scheme://$host$request_uri")),
         ];
         let plan = HeaderPlan::new(&rules);
+        let shared = ConnValues::default();
         for (host_header, host, xff, trusted) in [
             (Some("api.example.com"), "api.example.com", None, true),
             (Some("API.example.com:8443"), "api.example.com", Some("10.0.0.1"), true),
             (Some("api.example.com"), "api.example.com", Some("10.0.0.1"), false),
+            (Some("Other.example.com:8443"), "other.example.com", None, true),
             (None, "fallback", Some(" "), true),
         ] {
             let mut h = HeaderMap::new();
@@ -423,6 +444,11 @@ mod tests {
                 let mut got = h.clone();
                 plan.apply(plan.render(&ctx, host_value.as_ref(), &conn), &mut got);
                 assert_eq!(got, expected, "{host_header:?} {remote}");
+                // One connection that sees every case in turn (h2 can carry
+                // several hosts): what it cached for one must not leak into another.
+                let mut got = h.clone();
+                plan.apply(plan.render(&ctx, host_value.as_ref(), &shared), &mut got);
+                assert_eq!(got, expected, "{host_header:?} {remote}, shared connection");
             }
         }
     }
