@@ -179,11 +179,21 @@ async fn a_sent_post_is_not_retried_but_a_get_is() {
         let live = TestBackend::spawn("live").await;
         let portico = start_portico(&portico_toml(&[server(broken.addr, ""), server(live.addr(), "")], "")).await;
         let mut client = Client::http1(portico.addr(0)).await.unwrap();
-        let reply = client.get("health.test", "/read").await.unwrap();
+        // A repeated header and a custom one: the retry sends the head the
+        // first attempt sent, kept aside because the first attempt consumed it.
+        let sent = [("x-trace", "t-1"), ("accept", "text/plain"), ("accept", "application/json")];
+        let reply = client.get_with("health.test", "/read", &sent).await.unwrap();
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}: GET answered {}", reply.text());
         assert_eq!(reply.text(), "live");
         assert_eq!(broken.heads(), 1, "{mode:?}: the GET did not try the first server first");
         assert_eq!(live.count(), 1);
+        let seen = live.last();
+        assert_eq!(seen.header("x-trace"), Some("t-1"), "{mode:?}: {:?}", seen.headers);
+        let accept: Vec<_> = seen.headers.get_all("accept").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(accept, ["text/plain", "application/json"], "{mode:?}");
+        assert_eq!(seen.header("host"), Some("health.test"), "{mode:?}");
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "{mode:?}");
+        assert_eq!(seen.headers.len(), 9, "{mode:?}: {:?}", seen.headers);
         portico.shutdown().await;
     }
 }

