@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, Uri, Version};
 
 use super::ServerState;
 use crate::config::runtime::LogLevel;
-use crate::log::AccessRecord;
+use crate::log::{AccessLog, AccessRecord};
 use crate::upstream::Pool;
 
 /// What the access log and error lines need to know about one request.
@@ -24,7 +24,7 @@ pub struct Exchange {
     version: Version,
     referer: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
-    /// `$host`; only kept when an access log will print it.
+    /// `$host`; only kept when the access log's format prints it.
     host: String,
     status: u16,
     upstream: Option<(Arc<Pool>, usize)>,
@@ -48,7 +48,11 @@ impl Exchange {
             version: request.version,
             referer: logs.then(|| request.headers.get(http::header::REFERER).cloned()).flatten(),
             user_agent: logs.then(|| request.headers.get(http::header::USER_AGENT).cloned()).flatten(),
-            host: if logs { host.to_owned() } else { String::new() },
+            host: if server.access_log.as_ref().is_some_and(AccessLog::prints_host) {
+                host.to_owned()
+            } else {
+                String::new()
+            },
             status: 0,
             upstream: None,
             finished: false,
