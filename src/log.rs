@@ -534,13 +534,13 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     push_json_string(out, Some(record.method));
     out.extend_from_slice(b",\"uri\":");
     push_json_string(out, Some(record.uri));
-    let _ = write!(
-        out,
-        ",\"protocol\":\"{}\",\"status\":{},\"body_bytes_sent\":{},\"referer\":",
-        protocol(record.version),
-        record.status,
-        record.body_bytes
-    );
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(protocol(record.version).as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    push_num(out, record.status, 1);
+    out.extend_from_slice(b",\"body_bytes_sent\":");
+    push_num(out, record.body_bytes, 1);
+    out.extend_from_slice(b",\"referer\":");
     push_json_string(out, record.referer);
     out.extend_from_slice(b",\"user_agent\":");
     push_json_string(out, record.user_agent);
@@ -548,8 +548,13 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     push_json_string(out, Some(record.host));
     out.extend_from_slice(b",\"upstream_addr\":");
     push_json_string(out, record.upstream_addr);
-    let millis = record.duration.as_millis();
-    let _ = writeln!(out, ",\"request_time\":{}.{:03}}}", millis / 1000, millis % 1000);
+    // Seconds with milliseconds, as nginx's $request_time.
+    let millis = u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX);
+    out.extend_from_slice(b",\"request_time\":");
+    push_num(out, millis / 1000, 1);
+    out.push(b'.');
+    push_num(out, millis % 1000, 3);
+    out.extend_from_slice(b"}\n");
 }
 
 /// Appends one nginx-like error log line: `2026/11/26 10:19:45 [error] message`.
@@ -842,6 +847,16 @@ mod tests {
              \"user_agent\":\"a\\\"b\\\\c\\nd\\u0001é\",\"host\":\"am.example.com\",\
              \"upstream_addr\":null,\"request_time\":1.234}\n"
         );
+    }
+
+    #[test]
+    fn json_request_time_is_seconds_with_milliseconds() {
+        for (millis, text) in [(0, "0.000"), (5, "0.005"), (999, "0.999"), (61_500, "61.500")] {
+            let mut out = Vec::new();
+            format_json(&AccessRecord { duration: Duration::from_millis(millis), ..record() }, &mut out);
+            let line = String::from_utf8(out).unwrap();
+            assert!(line.ends_with(&format!(",\"request_time\":{text}}}\n")), "{line}");
+        }
     }
 
     #[test]
