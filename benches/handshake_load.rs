@@ -1,6 +1,7 @@
 //! Full-handshake load for scenario 4 of `benches/load/compare.sh`: CONNS
 //! connections at a time, each a new TCP connection, a full TLS handshake (the
-//! client offers resumption and takes the server's tickets, but keeps none),
+//! client keeps no session; in TLS 1.3 rustls still offers resumption, so the
+//! server issues its tickets as it would to a browser's first visit),
 //! `GET PATH HTTP/1.0` and the answer read to the end.
 //!
 //! ```text
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::client::{ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue};
-use rustls::{ClientConfig, HandshakeKind, NamedGroup};
+use rustls::client::Resumption;
+use rustls::{ClientConfig, HandshakeKind};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -62,10 +63,9 @@ async fn run(addr: String, duration: Duration, conns: usize, request: String) ->
         .dangerous()
         .with_custom_certificate_verifier(portico::tls::accept_any_server_cert())
         .with_no_client_auth();
-    // Resumption stays on, so the ClientHello offers it as browsers and
-    // `s_time` do and the server issues its session tickets (part of the cost
-    // of a new connection), but the store forgets them: every handshake is full.
-    config.resumption = Resumption::store(Arc::new(ForgetSessions));
+    // Stores nothing: every handshake is full. rustls's TLS 1.3 ClientHello
+    // offers resumption (psk_dhe_ke) all the same, so servers issue tickets.
+    config.resumption = Resumption::disabled();
     let connector = TlsConnector::from(Arc::new(config));
     let counts = Arc::new(Counts::default());
     let first_error = Arc::new(std::sync::Mutex::new(String::new()));
@@ -109,26 +109,6 @@ async fn run(addr: String, duration: Duration, conns: usize, request: String) ->
         start.elapsed().as_secs_f64(),
     );
     Ok(())
-}
-
-/// A session store that keeps nothing.
-#[derive(Debug)]
-struct ForgetSessions;
-
-impl ClientSessionStore for ForgetSessions {
-    fn set_kx_hint(&self, _: ServerName<'static>, _: NamedGroup) {}
-    fn kx_hint(&self, _: &ServerName<'_>) -> Option<NamedGroup> {
-        None
-    }
-    fn set_tls12_session(&self, _: ServerName<'static>, _: Tls12ClientSessionValue) {}
-    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        None
-    }
-    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
-    fn insert_tls13_ticket(&self, _: ServerName<'static>, _: Tls13ClientSessionValue) {}
-    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        None
-    }
 }
 
 /// One connection: handshake, request, the whole answer, which must be a 200.
