@@ -377,13 +377,14 @@ impl WriterState {
             if busy {
                 self.rounds.fetch_add(1, Ordering::Relaxed);
             }
-            let mut next = Some(next);
-            while let Some(message) = next.take() {
+            let mut message = next;
+            loop {
                 if !self.handle(message, &mut current) {
                     return self.close_all();
                 }
-                if let Ok(message) = receiver.try_recv() {
-                    next = Some(Ok(message));
+                match receiver.try_recv() {
+                    Ok(queued) => message = Ok(queued),
+                    Err(_) => break,
                 }
             }
             if Instant::now() >= next_flush {
@@ -401,28 +402,16 @@ impl WriterState {
         match message {
             Ok(Message::Line { file, generation, bytes }) => {
                 let mut files = self.files();
-                if generation > *current {
-                    *current = generation;
-                    reopen_all(&mut files);
-                }
+                catch_up(&mut files, generation, current);
                 if let Some(open) = files.get_mut(file) {
                     open.write(&bytes);
                 }
             }
-            Ok(Message::Reopen { generation }) => {
-                if generation > *current {
-                    *current = generation;
-                    reopen_all(&mut self.files());
-                }
-            }
+            Ok(Message::Reopen { generation }) => catch_up(&mut self.files(), generation, current),
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => return false,
+            // The queue is empty, so no line from before a reopen is still waiting.
             Err(RecvTimeoutError::Timeout) => {
-                // The queue is empty, so no line from before a reopen is still waiting.
-                let generation = self.generation.load(Ordering::Acquire);
-                if generation > *current {
-                    *current = generation;
-                    reopen_all(&mut self.files());
-                }
+                catch_up(&mut self.files(), self.generation.load(Ordering::Acquire), current);
             }
         }
         true
@@ -439,6 +428,15 @@ impl WriterState {
         }
         // Dropping closes them.
         files.clear();
+    }
+}
+
+/// Reopens every file when `generation` is newer than the one they were
+/// opened for (`current`, then brought up to it).
+fn catch_up(files: &mut [OpenFile], generation: u64, current: &mut u64) {
+    if generation > *current {
+        *current = generation;
+        reopen_all(files);
     }
 }
 
