@@ -110,7 +110,11 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, pool: Rc<RefCell<Pool>>)
                         push_header(&mut out, name.as_bytes(), header.value);
                     }
                 }
-                let host_name = host.split(|&b| b == b':').next().unwrap_or_default();
+                // `$host`: the Host header without its port (`[::1]:8080` -> `[::1]`).
+                let host_name = match host.iter().rposition(|&b| b == b':') {
+                    Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
+                    _ => host,
+                };
                 push_header(&mut out, b"Host", host);
                 push_header(&mut out, b"X-Forwarded-Host", host_name);
                 push_header(&mut out, b"X-Forwarded-Server", host_name);
@@ -155,7 +159,9 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, pool: Rc<RefCell<Pool>>)
             let mut head = httparse::Response::new(&mut headers);
             if let httparse::Status::Complete(len) = head.parse(&answer[..got])? {
                 out.extend_from_slice(b"HTTP/1.1 ");
-                out.extend_from_slice(head.code.unwrap_or(502).to_string().as_bytes());
+                // httparse takes exactly three digits.
+                let code = head.code.unwrap_or(502);
+                out.extend_from_slice(&[code / 100, code / 10 % 10, code % 10].map(|d| b'0' + d as u8));
                 out.push(b' ');
                 out.extend_from_slice(head.reason.unwrap_or_default().as_bytes());
                 out.extend_from_slice(b"\r\n");
