@@ -18,6 +18,7 @@ mod test_support;
 pub mod tls;
 pub mod upstream;
 pub mod vhost;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -197,6 +198,17 @@ pub async fn start(snapshot: config::Snapshot) -> Result<Running, StartError> {
 
 /// As [`start`], writing through `logs` (which may already hold the runtime error log).
 pub async fn start_with_logs(snapshot: config::Snapshot, logs: Logs) -> Result<Running, StartError> {
+    start_with_workers(snapshot, logs, None).await
+}
+
+/// As [`start_with_logs`], handing accepted connections in turn to the
+/// current runtime and to each of `workers`' (`portico run` with
+/// `worker_threads` above 1).
+pub async fn start_with_workers(
+    snapshot: config::Snapshot,
+    logs: Logs,
+    workers: Option<workers::Spread>,
+) -> Result<Running, StartError> {
     let snapshot = Arc::new(snapshot);
     let mut bound = Vec::with_capacity(snapshot.listeners.len());
     for listener in &snapshot.listeners {
@@ -207,7 +219,7 @@ pub async fn start_with_logs(snapshot: config::Snapshot, logs: Logs) -> Result<R
         None => None,
     };
     let site = Arc::new(Site::build(snapshot, &logs, None)?);
-    let shared = Arc::new(Shared::new(site));
+    let shared = Arc::new(Shared::new(site, workers));
     let mut accept_loops = Vec::with_capacity(bound.len());
     for (addr, listener) in bound {
         accept_loops.push(spawn_accept_loop(addr, listener, &shared)?);

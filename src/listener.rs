@@ -42,11 +42,14 @@ pub struct Shared {
     http2: http2::Builder<TokioExecutor>,
     /// How long a kept-alive connection may wait for its next request.
     idle_limit: Duration,
+    /// With `worker_threads` above 1: the runtimes connections are spread over.
+    workers: Option<crate::workers::Spread>,
 }
 
 impl Shared {
-    /// Shares `site`; at most `max_connections` client connections at once.
-    pub fn new(site: Arc<Site>) -> Shared {
+    /// Shares `site`; at most `max_connections` client connections at once,
+    /// spread over `workers` when given.
+    pub fn new(site: Arc<Site>, workers: Option<crate::workers::Spread>) -> Shared {
         let runtime = &site.snapshot.runtime;
         // hyper's header timer also runs while a kept-alive connection waits for
         // its next request, so it serves as the idle timeout too: the shorter
@@ -70,6 +73,7 @@ impl Shared {
             http1,
             http2,
             idle_limit: header_timeout,
+            workers,
             instance: crate::metrics::Instance::default(),
             site: ArcSwap::new(site),
         }
@@ -637,95 +641,125 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let Some(mut drain) =
+        let Some(drain) =
             shared.graceful.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.0.subscribe())
         else {
             return;
         };
-        let site = shared.site.load_full();
-        let shared = shared.clone();
-        let errors = errors.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _active = shared.instance.connection();
-            let _ = stream.set_nodelay(true);
-            let Ok(local) = stream.local_addr() else { return };
-            // A reload that removes this address closes the loop right after
-            // the switch; a connection accepted in between is dropped.
-            let Some(index) = site.listener_index(addr) else { return };
-            let state = &site.listeners[index];
-            let handshake_timeout = site.snapshot.runtime.client_header_timeout;
-            let tls = state.tls.clone();
-            match tls {
-                Some(acceptor) => {
-                    // Boxed, like the connection below: the handshake's state is
-                    // needed only until it completes, not for the connection's life.
-                    let handshake = Box::pin(acceptor.accept(stream));
-                    let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
-                        // Boxed: the TLS state is 1.2 KiB, and the task would
-                        // keep room for it beside hyper's copy or the parked one.
-                        Ok(Ok(tls)) => Box::new(tls),
-                        Ok(Err(e)) => return errors.handshake_failed(remote, &e),
-                        Err(_) => return errors.handshake_timed_out(remote),
-                    };
-                    let conn = Arc::new(Connection::new(
-                        &shared,
-                        addr,
-                        ConnInfo::new(site, index, remote, local, true),
-                        &errors,
-                    ));
-                    // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
-                    let io = Guarded::new(tls, conn.clone(), framing);
-                    let service = service_fn(|request| conn.clone().serve(request));
-                    let served = if h2 {
-                        let http = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
-                        serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
-                            c.get_mut().as_mut().graceful_shutdown();
-                        })
-                        .await
-                    } else {
-                        serve_http1(&shared, io, service, drain).await
-                    };
-                    if let Err(e) = served {
-                        errors.connection_failed(remote, &e);
-                    }
+        let accepted = Accepted { stream, remote, addr, permit, drain, site: shared.site.load_full() };
+        match shared.workers.as_ref().and_then(crate::workers::Spread::next) {
+            None => {
+                tokio::spawn(serve_accepted(accepted, shared.clone(), errors.clone()));
+            }
+            Some(worker) => accepted.hand_over(worker, shared.clone(), errors.clone()),
+        }
+    }
+}
+
+/// A connection just accepted, with what its serving needs from the loop.
+struct Accepted {
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// The listen address as configured.
+    addr: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    drain: watch::Receiver<bool>,
+    site: Arc<Site>,
+}
+
+impl Accepted {
+    /// Serves it on `worker`'s runtime rather than this one: its socket leaves
+    /// this runtime's reactor and joins that one's, there.
+    fn hand_over(self, worker: &tokio::runtime::Handle, shared: Arc<Shared>, errors: Arc<ListenerErrors>) {
+        let Accepted { stream, remote, addr, permit, drain, site } = self;
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => return errors.accept_failed(&e),
+        };
+        worker.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    serve_accepted(Accepted { stream, remote, addr, permit, drain, site }, shared, errors).await
                 }
-                None => {
-                    let conn = Arc::new(Connection::new(
-                        &shared,
-                        addr,
-                        ConnInfo::new(site, index, remote, local, false),
-                        &errors,
-                    ));
-                    // h2 with prior knowledge opens with its preface ("PRI * HTTP/2.0"):
-                    // hyper-util's auto builder serves it. Anything else is HTTP/1,
-                    // served so that it can park. A peek leaves the bytes to hyper.
-                    let mut first = [0u8; 4];
-                    let peeked = tokio::select! {
-                        peeked = tokio::time::timeout(shared.idle_limit, stream.peek(&mut first)) => peeked,
-                        _ = drain.wait_for(|draining| *draining) => return,
-                    };
-                    // Closed, failed, or silent for as long as an idle connection may be.
-                    let Ok(Ok(peeked @ 1..)) = peeked else { return };
-                    let io = Guarded::new(stream, conn.clone(), framing::Tracker::new());
-                    let service = service_fn(|request| conn.clone().serve(request));
-                    let served = if b"PRI ".starts_with(&first[..peeked]) {
-                        let http = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
-                        serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
-                            c.get_mut().as_mut().graceful_shutdown();
-                        })
-                        .await
-                    } else {
-                        serve_http1(&shared, io, service, drain).await.map_err(Into::into)
-                    };
-                    if let Err(e) = served {
-                        errors.connection_failed(remote, &e);
-                    }
-                }
+                Err(e) => errors.accept_failed(&e),
             }
         });
+    }
+}
+
+/// Serves one accepted connection to its end: TLS handshake, then HTTP/1 or h2.
+async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<ListenerErrors>) {
+    let Accepted { stream, remote, addr, permit, mut drain, site } = accepted;
+    let _permit = permit;
+    let _active = shared.instance.connection();
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else { return };
+    // A reload that removes this address closes the loop right after
+    // the switch; a connection accepted in between is dropped.
+    let Some(index) = site.listener_index(addr) else { return };
+    let state = &site.listeners[index];
+    let handshake_timeout = site.snapshot.runtime.client_header_timeout;
+    let tls = state.tls.clone();
+    match tls {
+        Some(acceptor) => {
+            // Boxed, like the connection below: the handshake's state is
+            // needed only until it completes, not for the connection's life.
+            let handshake = Box::pin(acceptor.accept(stream));
+            let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
+                // Boxed: the TLS state is 1.2 KiB, and the task would
+                // keep room for it beside hyper's copy or the parked one.
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => return errors.handshake_failed(remote, &e),
+                Err(_) => return errors.handshake_timed_out(remote),
+            };
+            let conn =
+                Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true), &errors));
+            // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
+            let io = Guarded::new(tls, conn.clone(), framing);
+            let service = service_fn(|request| conn.clone().serve(request));
+            let served = if h2 {
+                let http = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
+                serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
+                    c.get_mut().as_mut().graceful_shutdown();
+                })
+                .await
+            } else {
+                serve_http1(&shared, io, service, drain).await
+            };
+            if let Err(e) = served {
+                errors.connection_failed(remote, &e);
+            }
+        }
+        None => {
+            let conn =
+                Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false), &errors));
+            // h2 with prior knowledge opens with its preface ("PRI * HTTP/2.0"):
+            // hyper-util's auto builder serves it. Anything else is HTTP/1,
+            // served so that it can park. A peek leaves the bytes to hyper.
+            let mut first = [0u8; 4];
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout(shared.idle_limit, stream.peek(&mut first)) => peeked,
+                _ = drain.wait_for(|draining| *draining) => return,
+            };
+            // Closed, failed, or silent for as long as an idle connection may be.
+            let Ok(Ok(peeked @ 1..)) = peeked else { return };
+            let io = Guarded::new(stream, conn.clone(), framing::Tracker::new());
+            let service = service_fn(|request| conn.clone().serve(request));
+            let served = if b"PRI ".starts_with(&first[..peeked]) {
+                let http = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
+                serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
+                    c.get_mut().as_mut().graceful_shutdown();
+                })
+                .await
+            } else {
+                serve_http1(&shared, io, service, drain).await.map_err(Into::into)
+            };
+            if let Err(e) = served {
+                errors.connection_failed(remote, &e);
+            }
+        }
     }
 }
 
@@ -745,7 +779,7 @@ mod tests {
         let toml = "[upstream.app]\nservers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = [\"127.0.0.1:0\"]\nproxy_pass = \"app\"\n";
         let snapshot = crate::config::parse_str(toml, Path::new("test.toml")).unwrap();
         let site = Arc::new(Site::build(Arc::new(snapshot), &crate::log::Logs::new(), None).unwrap());
-        let shared = Arc::new(Shared::new(site.clone()));
+        let shared = Arc::new(Shared::new(site.clone(), None));
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let errors = Arc::new(ListenerErrors::new(addr));

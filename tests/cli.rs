@@ -321,6 +321,82 @@ async fn one_worker_thread_serves_reloads_and_drains() {
     switches_on_sighup_and_ignores_a_broken_file("worker_threads = 1").await;
 }
 
+/// `worker_threads = 3` runs three current-thread runtimes, one per thread:
+/// the main one and two workers take the accepted connections in turn, and
+/// serving, reloading and draining work as with one.
+#[tokio::test]
+async fn three_worker_threads_take_connections_in_turn_serve_reload_and_drain() {
+    connections_go_to_every_worker_thread().await;
+    requests_reuse_upstream_connections_of_their_own_thread().await;
+    serves_and_drains_on_sigterm("worker_threads = 3").await;
+    switches_on_sighup_and_ignores_a_broken_file("worker_threads = 3").await;
+}
+
+async fn connections_go_to_every_worker_thread() {
+    let dir = TempDir::new("cli-workers");
+    let app = TestBackend::spawn("app").await;
+    let process = Process::run(&dir, &app, "worker_threads = 3", "").await;
+    let pid = process.child.id();
+    let workers = worker_threads(pid);
+    assert_eq!(workers.len(), 2, "threads named portico-w*: {workers:?}");
+    let before: Vec<u64> = workers.iter().map(|&tid| cpu_ns(pid, tid)).collect();
+    // Three connections in a row, one request each: one per runtime. A worker
+    // that is handed none stays asleep, its CPU time unchanged.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::http1(process.addr).await.unwrap();
+        assert_eq!(client.get("cli.test", "/").await.unwrap().text(), "app");
+        clients.push(client);
+    }
+    for (&tid, before) in workers.iter().zip(before) {
+        assert!(cpu_ns(pid, tid) > before, "worker thread {tid} ran none of three new connections");
+    }
+}
+
+/// Two client connections in a row are served on two runtimes. Each opens
+/// an upstream connection (two requests at once); afterwards each client's
+/// next request goes out on the upstream connection its own thread opened,
+/// not on the one released last (which the other thread opened): a request
+/// on one thread using another's connection would wake that connection's
+/// task across threads.
+async fn requests_reuse_upstream_connections_of_their_own_thread() {
+    let dir = TempDir::new("cli-workers-pool");
+    let app = TestBackend::spawn("app").await;
+    let process = Process::run(&dir, &app, "worker_threads = 2", "").await;
+    let mut first = Client::http1(process.addr).await.unwrap();
+    let mut second = Client::http1(process.addr).await.unwrap();
+    // The first answers last, so its upstream connection is the one released last.
+    let (slow, quick) = tokio::join!(first.get("cli.test", "/slow?ms=300"), second.get("cli.test", "/slow?ms=50"));
+    assert_eq!((slow.unwrap().status, quick.unwrap().status), (StatusCode::OK, StatusCode::OK));
+    let upstream_of =
+        |path: &str| app.requests().iter().rev().find(|seen| seen.uri.path_and_query().unwrap() == path).unwrap().conn;
+    let (of_first, of_second) = (upstream_of("/slow?ms=300"), upstream_of("/slow?ms=50"));
+    assert_ne!(of_first, of_second, "two requests at once shared one upstream connection");
+
+    assert_eq!(second.get("cli.test", "/second").await.unwrap().status, StatusCode::OK);
+    assert_eq!(upstream_of("/second"), of_second, "the second client's request went out on the first's connection");
+    assert_eq!(first.get("cli.test", "/first").await.unwrap().status, StatusCode::OK);
+    assert_eq!(upstream_of("/first"), of_first, "the first client's request went out on the second's connection");
+    assert_eq!(app.connections(), 2);
+}
+
+/// The ids of `pid`'s threads named `portico-w<N>` (the worker runtimes).
+fn worker_threads(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).is_ok_and(|c| c.starts_with("portico-w"))
+        })
+        .collect()
+}
+
+/// Nanoseconds thread `tid` of `pid` has run (the first field of its schedstat).
+fn cpu_ns(pid: u32, tid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).unwrap();
+    stat.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 async fn serves_and_drains_on_sigterm(runtime: &str) {
     let dir = TempDir::new("cli-run");
     let app = TestBackend::spawn("app").await;

@@ -38,39 +38,50 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let snapshot = config::load(&args.config)?;
     let logs = Logs::new();
     init_tracing(&logs, snapshot.runtime.error_log.as_deref(), snapshot.runtime.error_log_level)?;
-    let mut runtime = match snapshot.runtime.worker_threads {
-        // One thread: tokio's current-thread scheduler, which skips the
-        // multi-thread one's work-stealing queues and cross-thread wake-ups
-        // (less CPU per request in 11 of 14 paired runs, docs/performance-log.md §10).
-        // Blocking work (reading a reloaded file) still goes to spawn_blocking.
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.worker_threads(threads);
-            runtime
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    // One current-thread runtime per thread: tokio's multi-thread scheduler,
+    // with its work stealing and cross-thread wake-ups, cost more CPU per
+    // request with one thread (docs/performance-log.md §10) and with two (§28).
+    // The main runtime accepts, and serves its turn of the connections beside
+    // signals, reloads and the admin endpoint; `workers` serve the others.
+    // Blocking work (reading a reloaded file) still goes to spawn_blocking.
+    let threads = snapshot
+        .runtime
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let workers = match threads {
+        0 | 1 => None,
+        threads => Some(crate::workers::Workers::start(threads - 1).map_err(RunError::Runtime)?),
     };
-    let runtime = runtime.enable_all().build().map_err(RunError::Runtime)?;
     if let Some(path) = &snapshot.runtime.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|source| RunError::PidFile { path: path.clone(), source })?;
     }
     let pid_file = snapshot.runtime.pid_file.clone();
-    let result = runtime.block_on(serve(args.config.clone(), snapshot, logs));
+    let spread = workers.as_ref().map(crate::workers::Workers::spread);
+    let result = runtime.block_on(serve(args.config.clone(), snapshot, logs, spread));
+    // Drained: what the workers still run is idle (upstream connections).
+    if let Some(workers) = workers {
+        workers.stop();
+    }
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-async fn serve(path: PathBuf, snapshot: config::Snapshot, logs: Logs) -> Result<(), RunError> {
+async fn serve(
+    path: PathBuf,
+    snapshot: config::Snapshot,
+    logs: Logs,
+    workers: Option<crate::workers::Spread>,
+) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
     for warning in &snapshot.warnings {
         tracing::warn!("{warning}");
     }
     let listens: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
-    let mut running = crate::start_with_logs(snapshot, logs).await?;
+    let mut running = crate::start_with_workers(snapshot, logs, workers).await?;
     tracing::info!("portico {} serving on {}", env!("CARGO_PKG_VERSION"), listens.join(", "));
     crate::systemd::notify("READY=1");
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;

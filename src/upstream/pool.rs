@@ -80,6 +80,8 @@ struct PeerTls {
 struct Idle {
     sender: SendRequest<RequestBody>,
     since: Instant,
+    /// The runtime its connection task runs on (`workers::current`).
+    home: usize,
 }
 
 /// A connection to one server, ready for one request.
@@ -91,6 +93,8 @@ pub struct Connection {
     /// Whether it came from the idle pool (a failure on it may be the server
     /// having closed it meanwhile, not the server being down).
     pub reused: bool,
+    /// The runtime its connection task runs on (`workers::current`).
+    home: usize,
 }
 
 /// Why no connection to a server could be made.
@@ -200,8 +204,8 @@ impl Pool {
 
     /// An idle connection to `peer` if one is still open, else a new one.
     pub async fn connect(&self, peer: usize) -> Result<Connection, ConnectError> {
-        if let Some(sender) = self.take_idle(peer) {
-            return Ok(Connection { sender, peer, reused: true });
+        if let Some((sender, home)) = self.take_idle(peer) {
+            return Ok(Connection { sender, peer, reused: true, home });
         }
         // Boxed: opening (TCP, TLS, HTTP handshakes) needs a few KiB of state
         // that, kept inline, would make every request's future that much bigger
@@ -210,7 +214,7 @@ impl Pool {
         if let Some(metrics) = self.metrics.get(peer) {
             metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(Connection { sender, peer, reused: false })
+        Ok(Connection { sender, peer, reused: false, home: crate::workers::current() })
     }
 
     /// Keeps `conn` for reuse when it is still usable. Past the upstream's
@@ -224,7 +228,7 @@ impl Pool {
         let now = Instant::now();
         let count = {
             let mut idle = lock(slot);
-            idle.push(Idle { sender: conn.sender, since: now });
+            idle.push(Idle { sender: conn.sender, since: now, home: conn.home });
             // Counted under the lock, so that no pop can count it first.
             self.idle_count.fetch_add(1, Ordering::Relaxed) + 1
         };
@@ -285,15 +289,21 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, peer: usize) -> Option<SendRequest<RequestBody>> {
+    /// The most recently used idle connection to `peer` whose task runs on
+    /// the caller's runtime, else the most recently used one: with a runtime
+    /// per core, a request on another thread than its connection's task would
+    /// wake that task across threads, which is what runtimes per core avoid.
+    fn take_idle(&self, peer: usize) -> Option<(SendRequest<RequestBody>, usize)> {
         let mut idle = lock(self.idle.get(peer)?);
-        while let Some(entry) = idle.pop() {
+        let here = crate::workers::current();
+        loop {
+            let at = idle.iter().rposition(|entry| entry.home == here).or(idle.len().checked_sub(1))?;
+            let entry = idle.remove(at);
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
             if !entry.sender.is_closed() && entry.sender.is_ready() && entry.since.elapsed() < IDLE_TIMEOUT {
-                return Some(entry.sender);
+                return Some((entry.sender, entry.home));
             }
         }
-        None
     }
 
     async fn open(&self, peer: usize) -> Result<SendRequest<RequestBody>, ConnectError> {
