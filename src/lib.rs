@@ -89,6 +89,11 @@ impl Running {
         self.shared.instance.reloaded(false);
     }
 
+    /// The `[runtime]` settings being served.
+    pub fn settings(&self) -> config::runtime::RuntimeSettings {
+        self.shared.site.load().snapshot.runtime.clone()
+    }
+
     /// The process's log files (for SIGUSR1 reopen and the runtime error log).
     pub fn logs(&self) -> &Logs {
         &self.logs

@@ -1,6 +1,10 @@
-//! SIGHUP: which listen sockets a new snapshot keeps, binds and closes.
+//! SIGHUP: which listen sockets a new snapshot keeps, binds and closes, and
+//! which `[runtime]` settings wait for a restart.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::runtime::{LogLevel, RuntimeSettings};
 
 /// How the listen addresses change from one snapshot to the next.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,9 +32,74 @@ pub fn diff(old: &[SocketAddr], new: &[SocketAddr]) -> ListenerDiff {
     result
 }
 
+/// The `[runtime]` settings that changed but that a reload does not apply,
+/// one line each: they shape the process (its threads, its own error log, its
+/// pid file) or what is built once at start for every connection (the
+/// connection limit, hyper's header timer and read buffer). Everything else in
+/// the new file applies; these wait for a restart, and the operator is told so
+/// rather than left to find them ignored.
+pub fn restart_only(old: &RuntimeSettings, new: &RuntimeSettings) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut compare = |name: &str, before: String, after: String, what: &str| {
+        if before != after {
+            lines.push(format!("runtime.{name} changed from {before} to {after}: {what} until portico is restarted"));
+        }
+    };
+    let count = |n: Option<usize>| n.map_or_else(|| "unset (one per CPU)".to_string(), |n| n.to_string());
+    let path = |p: &Option<PathBuf>| p.as_ref().map_or_else(|| "unset".to_string(), |p| p.display().to_string());
+    let level = |l: LogLevel| format!("{l:?}").to_lowercase();
+    compare("worker_threads", count(old.worker_threads), count(new.worker_threads), "the threads started with it stay");
+    compare("error_log", path(&old.error_log), path(&new.error_log), "portico's own error log stays where it is");
+    compare(
+        "error_log_level",
+        level(old.error_log_level),
+        level(new.error_log_level),
+        "portico's own error log keeps its level (the servers' error_log files use the new one)",
+    );
+    compare("pid_file", path(&old.pid_file), path(&new.pid_file), "the pid file stays where it was written");
+    compare("max_connections", old.max_connections.to_string(), new.max_connections.to_string(), "the old limit holds");
+    compare(
+        "client_header_timeout",
+        format!("{:?}", old.client_header_timeout),
+        format!("{:?}", new.client_header_timeout),
+        "the HTTP header timer keeps the old value (TLS handshakes use the new one)",
+    );
+    compare(
+        "keepalive_timeout",
+        format!("{:?}", old.keepalive_timeout),
+        format!("{:?}", new.keepalive_timeout),
+        "kept-alive connections keep the old idle limit",
+    );
+    compare(
+        "max_request_header_size",
+        old.max_request_header_size.to_string(),
+        new.max_request_header_size.to_string(),
+        "the read buffer and h2 header list keep the old size (the 431 check uses the new one)",
+    );
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_only_names_each_changed_setting_and_nothing_else() {
+        let old = RuntimeSettings::default();
+        assert!(restart_only(&old, &old.clone()).is_empty());
+        let new = RuntimeSettings {
+            worker_threads: Some(4),
+            keepalive_timeout: std::time::Duration::from_secs(5),
+            // Applied by a reload: not reported.
+            shutdown_timeout: std::time::Duration::from_secs(1),
+            client_max_body_size: Some(1),
+            ..old.clone()
+        };
+        let lines = restart_only(&old, &new);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("runtime.worker_threads changed from unset (one per CPU) to 4: "), "{}", lines[0]);
+        assert!(lines[1].starts_with("runtime.keepalive_timeout changed from 75s to 5s: "), "{}", lines[1]);
+    }
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter().filter_map(|a| a.parse().ok()).collect()

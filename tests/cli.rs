@@ -431,6 +431,27 @@ async fn sighup_switches_to_a_good_file_and_ignores_a_broken_one() {
     switches_on_sighup_and_ignores_a_broken_file("").await;
 }
 
+/// A reload applies the new file, and says which `[runtime]` settings in it
+/// wait for a restart instead of leaving them silently ignored.
+#[tokio::test]
+async fn sighup_names_the_runtime_settings_that_wait_for_a_restart() {
+    let dir = TempDir::new("cli-hup-runtime");
+    let (a, b) = (TestBackend::spawn("A").await, TestBackend::spawn("B").await);
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}\nerror_log_level = \"info\"", toml_path(&error_log));
+    let process = Process::run(&dir, &a, &format!("{runtime}\nkeepalive_timeout = \"75s\""), "").await;
+    let (port, config) = (process.addr.port(), process.config.clone());
+
+    let changed = format!("{runtime}\nkeepalive_timeout = \"5s\"\nclient_max_body_size = \"1m\"");
+    write(&config, &run_config(port, &b, &changed, ""));
+    process.signal("HUP");
+    let log = wait_for_text(&error_log, "reloaded", Duration::from_secs(5)).await;
+    assert_eq!(process.get("/").await.text(), "B", "the rest of the file was not applied");
+    let waiting: Vec<&str> = log.lines().filter(|line| line.contains("until portico is restarted")).collect();
+    assert_eq!(waiting.len(), 1, "{log}");
+    assert!(waiting[0].contains("runtime.keepalive_timeout changed from 75s to 5s"), "{log}");
+}
+
 async fn switches_on_sighup_and_ignores_a_broken_file(runtime: &str) {
     let dir = TempDir::new("cli-hup");
     let a = TestBackend::spawn("A").await;

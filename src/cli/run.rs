@@ -117,8 +117,14 @@ async fn reload(path: &std::path::Path, running: &mut crate::Running) {
             for warning in &snapshot.warnings {
                 tracing::warn!("{warning}");
             }
+            let waiting = crate::reload::restart_only(&running.settings(), &snapshot.runtime);
             match running.reload(snapshot) {
-                Ok(()) => tracing::info!("reloaded {}", path.display()),
+                Ok(()) => {
+                    for line in &waiting {
+                        tracing::warn!("{line}");
+                    }
+                    tracing::info!("reloaded {}", path.display());
+                }
                 Err(e) => tracing::error!(
                     "reload of {} failed, still serving the previous configuration: {e}",
                     path.display()
