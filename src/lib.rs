@@ -57,6 +57,7 @@ pub struct Running {
     accept_loops: Vec<AcceptLoop>,
     /// `[admin]`, when configured.
     admin: Option<AdminServer>,
+    started_with: config::runtime::RuntimeSettings,
 }
 
 /// Why a reload was refused; the old configuration keeps serving.
@@ -89,9 +90,10 @@ impl Running {
         self.shared.instance.reloaded(false);
     }
 
-    /// The `[runtime]` settings being served.
-    pub fn settings(&self) -> config::runtime::RuntimeSettings {
-        self.shared.site.load().snapshot.runtime.clone()
+    /// The `[runtime]` settings portico started with: those a reload cannot
+    /// change are still these, whatever the files loaded since said.
+    pub fn started_with(&self) -> &config::runtime::RuntimeSettings {
+        &self.started_with
     }
 
     /// The process's log files (for SIGUSR1 reopen and the runtime error log).
@@ -223,13 +225,14 @@ pub async fn start_with_workers(
         Some(admin) => Some((admin.listen, bind(admin.listen)?)),
         None => None,
     };
+    let started_with = snapshot.runtime.clone();
     let site = Arc::new(Site::build(snapshot, &logs, None)?);
     let shared = Arc::new(Shared::new(site, workers));
     let mut accept_loops = Vec::with_capacity(bound.len());
     for (addr, listener) in bound {
         accept_loops.push(spawn_accept_loop(addr, listener, &shared)?);
     }
-    let mut running = Running { shared, logs, accept_loops, admin: None };
+    let mut running = Running { shared, logs, accept_loops, admin: None, started_with };
     if let Some((addr, listener)) = admin_listener {
         running.admin = Some(running.spawn_admin(addr, listener)?);
     }

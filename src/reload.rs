@@ -32,8 +32,8 @@ pub fn diff(old: &[SocketAddr], new: &[SocketAddr]) -> ListenerDiff {
     result
 }
 
-/// The `[runtime]` settings that changed but that a reload does not apply,
-/// one line each: they shape the process (its threads, its own error log, its
+/// The `[runtime]` settings of `new` that differ from those portico started
+/// with (`old`) and that a reload does not apply, one line each: they shape the process (its threads, its own error log, its
 /// pid file) or what is built once at start for every connection (the
 /// connection limit, hyper's header timer and read buffer). Everything else in
 /// the new file applies; these wait for a restart, and the operator is told so

@@ -450,6 +450,20 @@ async fn sighup_names_the_runtime_settings_that_wait_for_a_restart() {
     let waiting: Vec<&str> = log.lines().filter(|line| line.contains("until portico is restarted")).collect();
     assert_eq!(waiting.len(), 1, "{log}");
     assert!(waiting[0].contains("runtime.keepalive_timeout changed from 75s to 5s"), "{log}");
+
+    // The same file again: the setting still waits, so it is named again
+    // (against the value portico started with, not the file loaded last).
+    process.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(&error_log).unwrap_or_default();
+        if log.matches("reloaded").count() >= 2 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the second SIGHUP never reloaded:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(log.matches("runtime.keepalive_timeout changed from 75s to 5s").count(), 2, "{log}");
 }
 
 async fn switches_on_sighup_and_ignores_a_broken_file(runtime: &str) {

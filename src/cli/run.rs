@@ -117,7 +117,7 @@ async fn reload(path: &std::path::Path, running: &mut crate::Running) {
             for warning in &snapshot.warnings {
                 tracing::warn!("{warning}");
             }
-            let waiting = crate::reload::restart_only(&running.settings(), &snapshot.runtime);
+            let waiting = crate::reload::restart_only(running.started_with(), &snapshot.runtime);
             match running.reload(snapshot) {
                 Ok(()) => {
                     for line in &waiting {
