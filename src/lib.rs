@@ -200,17 +200,12 @@ fn spawn_accept_loop(
 /// Binds the snapshot's listeners and starts serving on the current tokio
 /// runtime, with logs of its own.
 pub async fn start(snapshot: config::Snapshot) -> Result<Running, StartError> {
-    start_with_logs(snapshot, Logs::new()).await
+    start_with_workers(snapshot, Logs::new(), None).await
 }
 
-/// As [`start`], writing through `logs` (which may already hold the runtime error log).
-pub async fn start_with_logs(snapshot: config::Snapshot, logs: Logs) -> Result<Running, StartError> {
-    start_with_workers(snapshot, logs, None).await
-}
-
-/// As [`start_with_logs`], handing accepted connections in turn to the
-/// current runtime and to each of `workers`' (`portico run` with
-/// `worker_threads` above 1).
+/// As [`start`], writing through `logs` (which may already hold the runtime
+/// error log) and handing accepted connections in turn to the current runtime
+/// and to each of `workers`' (`portico run` with `worker_threads` above 1).
 pub async fn start_with_workers(
     snapshot: config::Snapshot,
     logs: Logs,
