@@ -27,11 +27,11 @@ pub fn current() -> usize {
     CURRENT.with(Cell::get)
 }
 
-/// The worker threads and their runtimes, owned by `portico run`, which stops
-/// them once the main runtime has drained.
+/// The worker threads and their runtimes, owned by `portico run`. Dropping
+/// it, once the main runtime has drained, stops the runtimes (closing what
+/// they still run: idle upstream connections) and waits for their threads.
 #[derive(Debug)]
 pub struct Workers {
-    handles: Vec<Handle>,
     /// Dropping one ends its worker's `block_on`.
     stops: Vec<oneshot::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -55,46 +55,33 @@ impl Spread {
 }
 
 impl Workers {
-    /// Starts `count` worker threads, each with a current-thread runtime.
-    pub fn start(count: usize) -> std::io::Result<Workers> {
-        let mut workers = Workers { handles: Vec::new(), stops: Vec::new(), threads: Vec::new() };
+    /// Starts `count` worker threads, each with a current-thread runtime, and
+    /// the turns for accepted connections over the main runtime and these.
+    pub fn start(count: usize) -> std::io::Result<(Workers, Spread)> {
+        let mut workers = Workers { stops: Vec::new(), threads: Vec::new() };
+        let mut handles = Vec::with_capacity(count);
         for index in 1..=count {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (stop, stopped) = oneshot::channel::<()>();
-            workers.handles.push(runtime.handle().clone());
+            handles.push(runtime.handle().clone());
             let thread = std::thread::Builder::new().name(format!("portico-w{index}")).spawn(move || {
                 CURRENT.with(|current| current.set(index));
                 // Serves what is spawned onto it until told to stop; dropping
-                // the runtime then ends the tasks left (idle upstream connections).
+                // the runtime then ends the tasks left.
                 let _ = runtime.block_on(stopped);
             })?;
             workers.stops.push(stop);
             workers.threads.push(thread);
         }
-        Ok(workers)
-    }
-
-    /// The turns for accepted connections over the main runtime and these.
-    pub fn spread(&self) -> Spread {
-        Spread { handles: self.handles.clone(), next: AtomicUsize::new(0) }
-    }
-
-    /// Stops the worker runtimes, closing whatever they still run, and waits
-    /// for their threads.
-    pub fn stop(mut self) {
-        self.stop_threads();
-    }
-
-    fn stop_threads(&mut self) {
-        self.stops.clear();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+        Ok((workers, Spread { handles, next: AtomicUsize::new(0) }))
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.stop_threads();
+        self.stops.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }

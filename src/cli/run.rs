@@ -49,21 +49,16 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)?;
-    let workers = match threads {
-        0 | 1 => None,
-        threads => Some(crate::workers::Workers::start(threads - 1).map_err(RunError::Runtime)?),
-    };
+    // With one thread, no workers: every connection stays on the main runtime.
+    let (workers, spread) = crate::workers::Workers::start(threads.saturating_sub(1)).map_err(RunError::Runtime)?;
     if let Some(path) = &snapshot.runtime.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|source| RunError::PidFile { path: path.clone(), source })?;
     }
     let pid_file = snapshot.runtime.pid_file.clone();
-    let spread = workers.as_ref().map(crate::workers::Workers::spread);
     let result = runtime.block_on(serve(args.config.clone(), snapshot, logs, spread));
     // Drained: what the workers still run is idle (upstream connections).
-    if let Some(workers) = workers {
-        workers.stop();
-    }
+    drop(workers);
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -74,14 +69,14 @@ async fn serve(
     path: PathBuf,
     snapshot: config::Snapshot,
     logs: Logs,
-    workers: Option<crate::workers::Spread>,
+    workers: crate::workers::Spread,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
     for warning in &snapshot.warnings {
         tracing::warn!("{warning}");
     }
     let listens: Vec<String> = snapshot.listeners.iter().map(|l| l.addr.to_string()).collect();
-    let mut running = crate::start_with_workers(snapshot, logs, workers).await?;
+    let mut running = crate::start_with_workers(snapshot, logs, Some(workers)).await?;
     tracing::info!("portico {} serving on {}", env!("CARGO_PKG_VERSION"), listens.join(", "));
     crate::systemd::notify("READY=1");
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
