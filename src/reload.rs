@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::runtime::{LogLevel, RuntimeSettings};
+use crate::config::runtime::RuntimeSettings;
 
 /// How the listen addresses change from one snapshot to the next.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -33,50 +33,55 @@ pub fn diff(old: &[SocketAddr], new: &[SocketAddr]) -> ListenerDiff {
 }
 
 /// The `[runtime]` settings of `new` that differ from those portico started
-/// with (`old`) and that a reload does not apply, one line each: they shape the process (its threads, its own error log, its
-/// pid file) or what is built once at start for every connection (the
-/// connection limit, hyper's header timer and read buffer). Everything else in
-/// the new file applies; these wait for a restart, and the operator is told so
-/// rather than left to find them ignored.
+/// with (`old`) and that a reload does not apply, one line each: they shape
+/// the process (its threads, its own error log, its pid file) or what is built
+/// once at start for every connection (the connection limit, hyper's header
+/// timer and read buffer). Everything else in the new file applies; these wait
+/// for a restart, and the operator is told so rather than left to find them
+/// ignored.
 pub fn restart_only(old: &RuntimeSettings, new: &RuntimeSettings) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut compare = |name: &str, before: String, after: String, what: &str| {
-        if before != after {
-            lines.push(format!("runtime.{name} changed from {before} to {after}: {what} until portico is restarted"));
-        }
-    };
-    let count = |n: Option<usize>| n.map_or_else(|| "unset (one per CPU)".to_string(), |n| n.to_string());
-    let path = |p: &Option<PathBuf>| p.as_ref().map_or_else(|| "unset".to_string(), |p| p.display().to_string());
-    let level = |l: LogLevel| format!("{l:?}").to_lowercase();
-    compare("worker_threads", count(old.worker_threads), count(new.worker_threads), "the threads started with it stay");
-    compare("error_log", path(&old.error_log), path(&new.error_log), "portico's own error log stays where it is");
-    compare(
-        "error_log_level",
-        level(old.error_log_level),
-        level(new.error_log_level),
-        "portico's own error log keeps its level (the servers' error_log files use the new one)",
-    );
-    compare("pid_file", path(&old.pid_file), path(&new.pid_file), "the pid file stays where it was written");
-    compare("max_connections", old.max_connections.to_string(), new.max_connections.to_string(), "the old limit holds");
-    compare(
-        "client_header_timeout",
-        format!("{:?}", old.client_header_timeout),
-        format!("{:?}", new.client_header_timeout),
-        "the HTTP header timer keeps the old value (TLS handshakes use the new one)",
-    );
-    compare(
-        "keepalive_timeout",
-        format!("{:?}", old.keepalive_timeout),
-        format!("{:?}", new.keepalive_timeout),
-        "kept-alive connections keep the old idle limit",
-    );
-    compare(
-        "max_request_header_size",
-        old.max_request_header_size.to_string(),
-        new.max_request_header_size.to_string(),
-        "the read buffer and h2 header list keep the old size (the 431 check uses the new one)",
-    );
-    lines
+    fn count(n: Option<usize>) -> String {
+        n.map_or_else(|| "unset (one per CPU)".to_string(), |n| n.to_string())
+    }
+    fn path(p: &Option<PathBuf>) -> String {
+        p.as_ref().map_or_else(|| "unset".to_string(), |p| p.display().to_string())
+    }
+    /// A setting's name, how it reads, and what keeps its old value.
+    type Setting = (&'static str, fn(&RuntimeSettings) -> String, &'static str);
+    let settings: [Setting; 8] = [
+        ("worker_threads", |r| count(r.worker_threads), "the threads started with it stay"),
+        ("error_log", |r| path(&r.error_log), "portico's own error log stays where it is"),
+        (
+            "error_log_level",
+            |r| format!("{:?}", r.error_log_level).to_lowercase(),
+            "portico's own error log keeps its level (the servers' error_log files use the new one)",
+        ),
+        ("pid_file", |r| path(&r.pid_file), "the pid file stays where it was written"),
+        ("max_connections", |r| r.max_connections.to_string(), "the old limit holds"),
+        (
+            "client_header_timeout",
+            |r| format!("{:?}", r.client_header_timeout),
+            "the HTTP header timer keeps the old value (TLS handshakes use the new one)",
+        ),
+        (
+            "keepalive_timeout",
+            |r| format!("{:?}", r.keepalive_timeout),
+            "kept-alive connections keep the old idle limit",
+        ),
+        (
+            "max_request_header_size",
+            |r| r.max_request_header_size.to_string(),
+            "the read buffer and h2 header list keep the old size (the 431 check uses the new one)",
+        ),
+    ];
+    settings
+        .into_iter()
+        .filter_map(|(name, show, what)| {
+            let (before, after) = (show(old), show(new));
+            (before != after)
+                .then(|| format!("runtime.{name} changed from {before} to {after}: {what} until portico is restarted"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
