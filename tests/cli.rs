@@ -297,13 +297,18 @@ fn run_config(port: u16, backend: &TestBackend, extra_runtime: &str, extra_serve
 
 /// Polls `path` until it contains `needle`.
 async fn wait_for_text(path: &Path, needle: &str, within: Duration) -> String {
+    wait_for_matches(path, needle, 1, within).await
+}
+
+/// Polls `path` until it contains `needle` at least `times` times.
+async fn wait_for_matches(path: &Path, needle: &str, times: usize, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
+        if text.matches(needle).count() >= times {
             return text;
         }
-        assert!(Instant::now() < deadline, "{} never contained {needle:?}:\n{text}", path.display());
+        assert!(Instant::now() < deadline, "{} never contained {needle:?} {times} times:\n{text}", path.display());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -454,15 +459,7 @@ async fn sighup_names_the_runtime_settings_that_wait_for_a_restart() {
     // The same file again: the setting still waits, so it is named again
     // (against the value portico started with, not the file loaded last).
     process.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let log = loop {
-        let log = std::fs::read_to_string(&error_log).unwrap_or_default();
-        if log.matches("reloaded").count() >= 2 {
-            break log;
-        }
-        assert!(Instant::now() < deadline, "the second SIGHUP never reloaded:\n{log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let log = wait_for_matches(&error_log, "reloaded", 2, Duration::from_secs(5)).await;
     assert_eq!(log.matches("runtime.keepalive_timeout changed from 75s to 5s").count(), 2, "{log}");
 }
 
