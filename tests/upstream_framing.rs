@@ -1,0 +1,995 @@
+//! How portico's upstream HTTP/1 client reads and writes the wire: response
+//! framing (chunked with extensions and trailers, close-delimited, HTTP/1.0,
+//! `Connection: close`, HEAD, 204/304, interim 1xx), malformed or truncated
+//! responses, stale kept-alive connections, how request bodies are framed
+//! toward the backend, large response heads and an answer that comes while
+//! the request body is still uploading; chunked framing and reuse over an
+//! HTTPS upstream too.
+//!
+//! The backend is a raw TCP server written here (`RawBackend`): it reads each
+//! request head (and, by default, its body), records it, and writes exactly
+//! the bytes the test chose, so every response framing is under the test's
+//! control. Each test asserts what the client receives and, where it matters,
+//! how many upstream connections carried the requests (keep-alive reuse).
+//!
+//! Where the behaviour is portico's own choice rather than a requirement, the
+//! assertion is marked "current behaviour" in a comment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, Version};
+use http_body_util::BodyExt;
+use support::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+/// Bound on every wait here: a hang fails the test instead of blocking it.
+const WITHIN: Duration = Duration::from_secs(10);
+
+// --- the raw backend ---------------------------------------------------------
+
+/// How a request's body was framed on the wire, from its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Neither Content-Length nor Transfer-Encoding.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// One request as the raw backend read it off the wire.
+#[derive(Debug, Clone)]
+struct Wire {
+    /// Which accepted connection (0, 1, ...) carried it.
+    conn: u64,
+    /// The request line, e.g. `GET /a HTTP/1.1`.
+    line: String,
+    /// Header fields in order, names lower-cased, values trimmed.
+    headers: Vec<(String, String)>,
+    framing: Framing,
+    /// The body, de-chunked; empty when the answer said not to read it.
+    body: Vec<u8>,
+}
+
+impl Wire {
+    fn method(&self) -> &str {
+        self.line.split(' ').next().unwrap_or("")
+    }
+
+    fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("")
+    }
+
+    /// The first value of header `name` (lower-case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+/// What the backend does after writing an answer.
+enum Then {
+    /// Reads the next request on the same connection.
+    KeepAlive,
+    /// Closes the connection (FIN, or close_notify then FIN over TLS).
+    Close,
+    /// Waits (not reading) until the test notifies, then closes.
+    CloseWhen(Arc<Notify>),
+}
+
+/// The backend's answer to one request: these exact bytes, then `then`.
+struct Answer {
+    bytes: Vec<u8>,
+    then: Then,
+    /// Whether the request body is read before answering (default yes).
+    read_body: bool,
+}
+
+/// Writes `bytes` and keeps the connection for the next request.
+fn keep(bytes: impl AsRef<[u8]>) -> Answer {
+    Answer { bytes: bytes.as_ref().to_vec(), then: Then::KeepAlive, read_body: true }
+}
+
+/// Writes `bytes` and closes the connection.
+fn close(bytes: impl AsRef<[u8]>) -> Answer {
+    Answer { bytes: bytes.as_ref().to_vec(), then: Then::Close, read_body: true }
+}
+
+/// `200 OK` with `body` and its Content-Length, connection kept.
+fn ok(body: &str) -> Answer {
+    keep(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
+}
+
+type Script = dyn Fn(&Wire) -> Answer + Send + Sync;
+
+struct Shared {
+    /// Picks the answer from the request head (`Wire::body` still empty).
+    script: Box<Script>,
+    seen: Mutex<Vec<Wire>>,
+    accepted: AtomicU64,
+    /// Connections that have ended, for `wait_closed`.
+    closed: watch::Sender<u64>,
+}
+
+/// A backend on `127.0.0.1:<ephemeral>` speaking raw bytes, listening when
+/// `spawn` returns; stopped with its connections when dropped.
+struct RawBackend {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawBackend {
+    async fn spawn(script: impl Fn(&Wire) -> Answer + Send + Sync + 'static) -> RawBackend {
+        RawBackend::start(Box::new(script), None).await
+    }
+
+    /// The same behind TLS with `cert` (ALPN http/1.1).
+    async fn spawn_tls(cert: &TestCert, script: impl Fn(&Wire) -> Answer + Send + Sync + 'static) -> RawBackend {
+        let acceptor = TlsAcceptor::from(Arc::new(cert.server_config(&["http/1.1"])));
+        RawBackend::start(Box::new(script), Some(acceptor)).await
+    }
+
+    async fn start(script: Box<Script>, tls: Option<TlsAcceptor>) -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            script,
+            seen: Mutex::new(Vec::new()),
+            accepted: AtomicU64::new(0),
+            closed: watch::Sender::new(0),
+        });
+        let state = shared.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: aborts every connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let conn = state.accepted.fetch_add(1, Ordering::SeqCst);
+                let (state, tls) = (state.clone(), tls.clone());
+                connections.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tls {
+                        None => serve(tcp, conn, &state).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve(stream, conn, &state).await;
+                            }
+                        }
+                    }
+                    state.closed.send_modify(|n| *n += 1);
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        RawBackend { addr, shared, task }
+    }
+
+    /// Every request so far, in arrival order.
+    fn requests(&self) -> Vec<Wire> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// The connection number of each request so far.
+    fn conns(&self) -> Vec<u64> {
+        self.requests().iter().map(|w| w.conn).collect()
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` connections have ended on the backend's side.
+    async fn wait_closed(&self, n: u64) {
+        let mut closed = self.shared.closed.subscribe();
+        tokio::time::timeout(WITHIN, closed.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} backend connections not closed within {WITHIN:?}"))
+            .unwrap();
+    }
+}
+
+/// Answers the requests of one connection by the script until it ends.
+async fn serve<S>(mut stream: S, conn: u64, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        let Some(head) = read_head(&mut stream, &mut buf).await else { break };
+        let mut wire = parse_head(conn, &head);
+        let answer = (shared.script)(&wire);
+        if answer.read_body {
+            let Some(body) = read_body(&mut stream, &mut buf, wire.framing).await else { break };
+            wire.body = body;
+        }
+        shared.seen.lock().unwrap().push(wire);
+        if stream.write_all(&answer.bytes).await.is_err() || stream.flush().await.is_err() {
+            break;
+        }
+        match answer.then {
+            Then::KeepAlive => {}
+            Then::Close => break,
+            Then::CloseWhen(signal) => {
+                signal.notified().await;
+                break;
+            }
+        }
+    }
+    // A FIN (after close_notify over TLS), so that a close-delimited body ends cleanly.
+    let _ = stream.shutdown().await;
+}
+
+/// Reads more into `buf`; false at EOF or on an error.
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk).await {
+        Ok(n) if n > 0 => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The next request head (through `\r\n\r\n`), taken from the front of `buf`.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(buf.drain(..at + 4).collect());
+        }
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+/// One line (without its CRLF) from the front of `buf`.
+async fn read_line<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf.drain(..at + 2).take(at).collect();
+            return Some(line);
+        }
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Exactly `n` bytes from the front of `buf`.
+async fn read_n<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, n: usize) -> Option<Vec<u8>> {
+    while buf.len() < n {
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+    Some(buf.drain(..n).collect())
+}
+
+/// The body as framed; `None` if the connection ended first or the chunked
+/// framing is broken.
+async fn read_body<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, framing: Framing) -> Option<Vec<u8>> {
+    match framing {
+        Framing::None => Some(Vec::new()),
+        Framing::Length(n) => read_n(stream, buf, usize::try_from(n).ok()?).await,
+        Framing::Chunked => {
+            let mut body = Vec::new();
+            loop {
+                let line = read_line(stream, buf).await?;
+                let text = String::from_utf8(line).ok()?;
+                let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !read_line(stream, buf).await?.is_empty() {}
+                    return Some(body);
+                }
+                body.extend(read_n(stream, buf, size).await?);
+                if !read_n(stream, buf, 2).await?.eq(b"\r\n") {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn parse_head(conn: u64, head: &[u8]) -> Wire {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or("").to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let value = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let framing = if value("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        Framing::Chunked
+    } else if let Some(length) = value("content-length") {
+        Framing::Length(length.parse().unwrap_or_else(|_| panic!("portico sent Content-Length {length:?}")))
+    } else {
+        Framing::None
+    };
+    Wire { conn, line, headers, framing, body: Vec::new() }
+}
+
+// --- portico and the client side -----------------------------------------------
+
+/// `app.test` in front of the backend, with bounded upstream timeouts.
+fn config(backend: &RawBackend) -> String {
+    AppConfig::new(backend.addr).upstream("read_timeout = \"5s\"\nsend_timeout = \"5s\"").build()
+}
+
+/// The same with the backend as an HTTPS upstream for `backend.internal`.
+fn tls_config(backend: &RawBackend, cert: &TestCert) -> String {
+    AppConfig::new(backend.addr)
+        .upstream(&format!(
+            "read_timeout = \"5s\"\ntls = true\nca_file = {}\ntls_server_name = \"backend.internal\"",
+            toml_path(&cert.ca_path())
+        ))
+        .build()
+}
+
+async fn client(portico: &Portico) -> Client {
+    Client::http1(portico.addr(0)).await.unwrap()
+}
+
+/// `method path` on app.test, the whole answer, bounded by `WITHIN`.
+async fn call(client: &mut Client, method: Method, path: &str) -> Reply {
+    let request = client.request(method.clone(), "app.test", path).body(body::empty()).unwrap();
+    tokio::time::timeout(WITHIN, client.reply(request))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {WITHIN:?}"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+async fn get(client: &mut Client, path: &str) -> Reply {
+    call(client, Method::GET, path).await
+}
+
+/// `GET path` on a fresh client connection.
+async fn get_fresh(portico: &Portico, path: &str) -> Reply {
+    get(&mut client(portico).await, path).await
+}
+
+/// `GET path`: the head's status (or the error before a head), then the body
+/// (or the error that cut it short).
+async fn get_outcome(portico: &Portico, path: &str) -> Result<(StatusCode, Result<Bytes, String>), String> {
+    let mut client = client(portico).await;
+    let request = client.request(Method::GET, "app.test", path).body(body::empty()).unwrap();
+    let response = tokio::time::timeout(WITHIN, client.send(request))
+        .await
+        .expect("a head or an error")
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = tokio::time::timeout(WITHIN, response.into_body().collect())
+        .await
+        .expect("the body ends or fails")
+        .map(|b| b.to_bytes())
+        .map_err(|e| e.to_string());
+    Ok((status, body))
+}
+
+/// The exchange on one raw connection to portico: `bytes` out, everything
+/// back until portico closes (send `Connection: close`).
+async fn raw(portico: &Portico, bytes: &[u8]) -> Vec<u8> {
+    raw_request_within(portico.addr(0), bytes, WITHIN).await
+}
+
+/// The statuses of every response head in `response` (1xx ones included).
+fn statuses(response: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(response);
+    text.split("\r\n").filter(|l| l.starts_with("HTTP/1.")).filter_map(|l| l.split(' ').nth(1)?.parse().ok()).collect()
+}
+
+/// What follows the last response head in `response`.
+fn last_body(response: &[u8]) -> &[u8] {
+    let mut rest = response;
+    let mut body = response;
+    while let Some(at) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        body = &rest[at + 4..];
+        if !body.starts_with(b"HTTP/1.") {
+            break;
+        }
+        rest = body;
+    }
+    body
+}
+
+/// A chunked response: chunk extensions (one with a quoted value), a
+/// one-byte chunk, no trailers.
+const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+    5;foo=bar\r\nhello\r\n1\r\n \r\nb\r\nchunked wor\r\n2;a=1;b=\"q\"\r\nld\r\n0\r\n\r\n";
+/// The same with trailer fields after the last chunk.
+const CHUNKED_TRAILERS: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
+    5;foo=bar\r\nhello\r\n1\r\n \r\nb\r\nchunked wor\r\n2;a=1;b=\"q\"\r\nld\r\n0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n";
+const CHUNKED_BODY: &str = "hello chunked world";
+
+/// Backend: `/chunked` and `/trailers` as above, anything else 200 "next".
+fn chunked_script(w: &Wire) -> Answer {
+    match w.path() {
+        "/chunked" => keep(CHUNKED),
+        "/trailers" => keep(CHUNKED_TRAILERS),
+        _ => ok("next"),
+    }
+}
+
+// --- response framing and reuse ------------------------------------------------
+
+/// 1: a chunked response with chunk extensions arrives as its concatenated
+/// data, and its connection carries the next request.
+#[tokio::test]
+async fn chunked_response_with_extensions_is_reused() {
+    let backend = RawBackend::spawn(chunked_script).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/chunked").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), CHUNKED_BODY);
+    // Current behaviour: chunked toward the client too (no Content-Length invented).
+    assert_eq!(reply.header("transfer-encoding"), Some("chunked"), "{:?}", reply.headers);
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 0], "both requests on one upstream connection");
+    assert_eq!(backend.connections(), 1);
+}
+
+/// 1: with trailer fields after the last chunk, the body still arrives whole
+/// and the next request on the client connection is answered.
+#[tokio::test]
+async fn chunked_response_with_trailers_arrives_whole() {
+    let backend = RawBackend::spawn(chunked_script).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/trailers").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), CHUNKED_BODY);
+    assert_eq!(reply.header("trailer"), None, "hop-by-hop, not passed on");
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+    assert_eq!(backend.requests().len(), 2);
+}
+
+/// 1: ... and the upstream connection is reused after the trailers.
+#[tokio::test]
+#[ignore = "current code does not reuse the upstream connection after a response with trailers: hyper's \
+            server drops the body after its trailers frame, and UpstreamBody's Drop sees \
+            Incoming::is_end_stream() false (it stays false after trailers), so the connection is not \
+            released (and an info line says the client closed the connection)"]
+async fn chunked_response_with_trailers_is_reused() {
+    let backend = RawBackend::spawn(chunked_script).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    assert_eq!(get(&mut client, "/trailers").await.text(), CHUNKED_BODY);
+    assert_eq!(get(&mut client, "/next").await.text(), "next");
+    assert_eq!(backend.conns(), [0, 0], "both requests on one upstream connection");
+}
+
+/// 1 over TLS: the chunked response from an HTTPS upstream, then reuse.
+#[tokio::test]
+async fn chunked_response_over_upstream_tls_is_reused() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let backend = RawBackend::spawn_tls(&cert, chunked_script).await;
+    let portico = start_portico(&tls_config(&backend, &cert)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/chunked").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), CHUNKED_BODY);
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+    let reply = get(&mut client, "/chunked").await;
+    assert_eq!(reply.text(), CHUNKED_BODY);
+
+    assert_eq!(backend.conns(), [0, 0, 0], "every request on one upstream TLS connection");
+    assert_eq!(backend.connections(), 1);
+}
+
+/// 2: a body framed by the connection's close (HTTP/1.1, neither
+/// Content-Length nor Transfer-Encoding) arrives whole; the next request
+/// needs a new upstream connection.
+#[tokio::test]
+async fn close_delimited_response_is_read_to_the_end_and_not_reused() {
+    let body = "framed by close, ".repeat(1000);
+    let answer = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n{body}");
+    let backend = RawBackend::spawn(move |w| if w.path() == "/eof" { close(&answer) } else { ok("next") }).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/eof").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), body);
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 1]);
+}
+
+/// 3: an HTTP/1.0 response without `Connection: keep-alive` ends its
+/// connection (portico does not reuse it even though the backend would read on).
+#[tokio::test]
+async fn http10_response_without_keep_alive_is_not_reused() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/old" => keep("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nold ok"),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let reply = get_fresh(&portico, "/old").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "old ok"));
+    // Current behaviour: the upstream's HTTP/1.0 goes on in portico's status line.
+    assert_eq!(reply.version, Version::HTTP_10);
+    let reply = get_fresh(&portico, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 1], "an HTTP/1.0 answer without keep-alive ends the connection");
+}
+
+/// 3: an HTTP/1.0 response with `Connection: keep-alive` and a Content-Length
+/// keeps its connection for the next request.
+#[tokio::test]
+async fn http10_response_with_keep_alive_is_reused() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/old" => keep("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 6\r\n\r\nold ok"),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let reply = get_fresh(&portico, "/old").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "old ok"));
+    // Current behaviour: HTTP/1.0 in portico's status line, and the upstream's
+    // keep-alive (hop-by-hop) not passed on, so an HTTP/1.1 client such as
+    // hyper's closes its connection after this answer.
+    assert_eq!(reply.version, Version::HTTP_10);
+    assert_eq!(reply.header("connection"), None);
+    let reply = get_fresh(&portico, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 0]);
+    assert_eq!(backend.connections(), 1);
+}
+
+/// 4: `Connection: close` with a Content-Length: the body arrives, the
+/// connection is not reused (the backend would have read on).
+#[tokio::test]
+async fn connection_close_response_is_not_reused() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/bye" => keep("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye"),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/bye").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "bye"));
+    assert_eq!(reply.header("connection"), None, "the upstream's close is not the client's");
+    assert!(!client.is_closed(), "the client connection stays open");
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 1]);
+}
+
+/// 5: a HEAD answer's Content-Length announces a body that is not sent; it
+/// is passed to the client, nothing is read as body, and the connection
+/// carries the next GET.
+#[tokio::test]
+async fn head_response_content_length_passes_and_connection_is_reused() {
+    let backend = RawBackend::spawn(|w| match w.method() {
+        "HEAD" => keep("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        _ => ok("after head"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = call(&mut client, Method::HEAD, "/file").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Current behaviour: the upstream's Content-Length of a HEAD answer is passed through.
+    assert_eq!(reply.header("content-length"), Some("1234"), "{:?}", reply.headers);
+    assert!(reply.body.is_empty());
+    let reply = get(&mut client, "/file").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "after head"));
+
+    let seen = backend.requests();
+    assert_eq!(seen.iter().map(Wire::method).collect::<Vec<_>>(), ["HEAD", "GET"]);
+    assert_eq!(backend.conns(), [0, 0]);
+}
+
+/// 6: 204 and 304 have no body whatever their headers say; the connection
+/// carries the next request each time.
+#[tokio::test]
+async fn no_body_statuses_keep_the_connection() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/204" => keep("HTTP/1.1 204 No Content\r\nX-Done: yes\r\n\r\n"),
+        "/304" => keep("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 42\r\n\r\n"),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/204").await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(reply.header("x-done"), Some("yes"));
+    assert!(reply.body.is_empty());
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    let reply = get(&mut client, "/304").await;
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(reply.header("etag"), Some("\"v1\""));
+    assert!(reply.body.is_empty());
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    assert_eq!(backend.conns(), [0, 0, 0, 0], "one upstream connection for all four");
+}
+
+/// 7: interim responses (an unasked-for 100 Continue, 103 Early Hints)
+/// before the final one: the client gets the final 200 and its body.
+#[tokio::test]
+async fn interim_responses_before_the_final_one() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/hints" => keep(
+            "HTTP/1.1 100 Continue\r\n\r\n\
+             HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n\
+             HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: 1\r\n\r\nfinal",
+        ),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    // hyper's client, which skips any 1xx itself.
+    let mut client = client(&portico).await;
+    let reply = get(&mut client, "/hints").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "final"));
+    assert_eq!(reply.header("x-final"), Some("1"));
+    let reply = get(&mut client, "/next").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "next"));
+
+    // Raw bytes: whatever 1xx came first, the last response is the 200 and its body.
+    let response = raw(&portico, b"GET /hints HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await;
+    let all = statuses(&response);
+    assert_eq!(all.last(), Some(&200), "{}", String::from_utf8_lossy(&response));
+    assert!(all[..all.len() - 1].iter().all(|s| (100..200).contains(s)), "{all:?}");
+    assert_eq!(last_body(&response), b"final", "{}", String::from_utf8_lossy(&response));
+
+    assert_eq!(backend.conns(), [0, 0, 0], "the interim answers do not end the connection");
+}
+
+// --- malformed and truncated responses ---------------------------------------
+
+/// A backend that answers `/bad` with `bad` (closing the connection after it
+/// when `close_after`, else reading on), anything else 200 "fine": the GET of
+/// `/bad` must be a 502, and the next request go on a fresh upstream connection.
+async fn assert_bad_gateway(bad: &'static [u8], close_after: bool) {
+    let backend = RawBackend::spawn(move |w| match w.path() {
+        "/bad" if close_after => close(bad),
+        "/bad" => keep(bad),
+        _ => ok("fine"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let shown = String::from_utf8_lossy(bad);
+
+    let reply = get_fresh(&portico, "/bad").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "upstream answered {shown:?}");
+    let reply = get_fresh(&portico, "/ok").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "fine"), "after {shown:?}");
+
+    let seen = backend.requests();
+    // Current behaviour: with one server, a GET that got a bad answer is not sent again.
+    assert_eq!(seen.iter().map(Wire::path).collect::<Vec<_>>(), ["/bad", "/ok"], "after {shown:?}");
+    assert_ne!(seen[0].conn, seen[1].conn, "a connection that answered {shown:?} was reused");
+}
+
+/// 8: bytes that are not HTTP instead of a status line.
+#[tokio::test]
+async fn garbage_instead_of_a_status_line_is_502() {
+    assert_bad_gateway(b"\x00\x01garbage, not HTTP\r\n\r\n", false).await;
+}
+
+/// 8: a status line, then the connection closes before the head ends.
+#[tokio::test]
+async fn connection_closed_inside_the_head_is_502() {
+    assert_bad_gateway(b"HTTP/1.1 200 OK\r\nContent-Len", true).await;
+}
+
+/// 8: a Content-Length that is not a number.
+#[tokio::test]
+async fn non_numeric_content_length_is_502() {
+    assert_bad_gateway(b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n0123456789", false).await;
+}
+
+/// 8: two different Content-Length values.
+#[tokio::test]
+async fn conflicting_content_lengths_are_502() {
+    assert_bad_gateway(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", false).await;
+}
+
+/// 8: Content-Length together with Transfer-Encoding: chunked (the
+/// response-splitting shape) is refused as a bad answer.
+#[tokio::test]
+#[ignore = "current behaviour is unsafe: the body is decoded as chunked but the upstream's Content-Length \
+            is passed to the client, so `Content-Length: 5` with an 11-byte chunked body reaches the \
+            client as a complete 200 of 5 bytes (`hello`), and with `Content-Length: 100` and a 5-byte \
+            body the client gets a short body while the upstream connection is reused"]
+async fn content_length_with_chunked_is_502() {
+    assert_bad_gateway(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+}
+
+/// 9: the backend closes after 10 of 100 declared body bytes: the client
+/// must not see a complete success.
+#[tokio::test]
+async fn backend_closing_mid_body_is_not_a_complete_response() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/short" => close("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+        _ => ok("fine"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let outcome = get_outcome(&portico, "/short").await;
+    // Current behaviour: the 200 head is passed on at once; the body then fails.
+    let (status, body) = outcome.expect("the head arrived");
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_err(), "a truncated body must not look complete: {body:?}");
+
+    // Raw: the client sees the declared length and fewer bytes, then the close.
+    let response = raw(&portico, b"GET /short HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(last_body(&response).len() < 100, "{text}");
+
+    assert_eq!(get_fresh(&portico, "/ok").await.text(), "fine");
+    assert_eq!(backend.conns(), [0, 1, 2]);
+}
+
+/// 9: a chunk size line that is not hex: the client must not see a
+/// complete success.
+#[tokio::test]
+async fn bad_chunk_size_is_not_a_complete_response() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/zz" => keep("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n"),
+        _ => ok("fine"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let outcome = get_outcome(&portico, "/zz").await;
+    // Current behaviour: the 200 head is passed on at once; the body then fails.
+    let (status, body) = outcome.expect("the head arrived");
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_err(), "a body with broken chunking must not look complete: {body:?}");
+
+    assert_eq!(get_fresh(&portico, "/ok").await.text(), "fine");
+    assert_eq!(backend.conns(), [0, 1], "the connection with broken chunking was reused");
+}
+
+// --- stale kept-alive connections ----------------------------------------------
+
+/// 10: the backend closes a kept-alive connection while it is idle in
+/// portico's pool: the next GET, and then a POST with a body, are still
+/// answered (on a fresh connection).
+#[tokio::test]
+async fn stale_idle_connection_is_not_used() {
+    let idle_close = Arc::new(Notify::new());
+    let signal = idle_close.clone();
+    let backend = RawBackend::spawn(move |w| {
+        let body = format!("{} {}", w.method(), w.path());
+        let bytes = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        Answer { bytes: bytes.into_bytes(), then: Then::CloseWhen(signal.clone()), read_body: true }
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    assert_eq!(get(&mut client, "/one").await.text(), "GET /one");
+    idle_close.notify_one();
+    backend.wait_closed(1).await;
+
+    let reply = get(&mut client, "/two").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "GET /two"));
+    idle_close.notify_one();
+    backend.wait_closed(2).await;
+
+    let request = client.request(Method::POST, "app.test", "/three").body(body::full("small")).unwrap();
+    let reply = tokio::time::timeout(WITHIN, client.reply(request)).await.unwrap().unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "POST /three"));
+
+    let seen = backend.requests();
+    assert_eq!(seen.iter().map(|w| (w.path(), w.conn)).collect::<Vec<_>>(), [("/one", 0), ("/two", 1), ("/three", 2)]);
+    assert_eq!(seen[2].body, b"small");
+}
+
+/// 10, the race the test above waits out: the backend closes a kept-alive
+/// connection just as the next GET arrives on it (reads it, answers nothing).
+/// An idempotent request that got no byte back on a reused connection can go
+/// again on a fresh one, as nginx does for a cached connection.
+#[tokio::test]
+#[ignore = "current code answers 502: a request written to a reused connection that then closes without \
+            a response byte is retried only when the upstream has another untried server (one server \
+            here), unlike nginx, which gives a cached connection's failure an extra try"]
+async fn keep_alive_race_retries_a_get_on_a_fresh_connection() {
+    let backend =
+        RawBackend::spawn(|w| if w.conn == 0 && w.path() == "/two" { close(b"") } else { ok(w.path()) }).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    assert_eq!(get(&mut client, "/one").await.text(), "/one");
+    let reply = get(&mut client, "/two").await;
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "/two"));
+    let seen = backend.requests();
+    assert_eq!(seen.iter().map(|w| (w.path(), w.conn)).collect::<Vec<_>>(), [("/one", 0), ("/two", 0), ("/two", 1)]);
+}
+
+// --- request framing toward the backend ----------------------------------------
+
+/// 11: how request bodies are framed toward the backend.
+#[tokio::test]
+async fn request_body_framing_toward_the_backend() {
+    let backend = RawBackend::spawn(|_| ok("seen")).await;
+    let portico = start_portico(&config(&backend)).await;
+
+    // Content-Length from the client: the same length upstream.
+    let mut client = client(&portico).await;
+    let request = client.request(Method::POST, "app.test", "/length").body(body::full("hello")).unwrap();
+    let reply = tokio::time::timeout(WITHIN, client.reply(request)).await.unwrap().unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // Chunked from the client.
+    let response = raw(
+        &portico,
+        b"POST /chunked HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&response), Some(200), "{}", String::from_utf8_lossy(&response));
+
+    // No body.
+    assert_eq!(get(&mut client, "/nobody").await.status, StatusCode::OK);
+
+    // An explicit Content-Length: 0.
+    let response =
+        raw(&portico, b"POST /zero HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(raw_status(&response), Some(200), "{}", String::from_utf8_lossy(&response));
+
+    let seen = backend.requests();
+    let by_path = |path: &str| seen.iter().find(|w| w.path() == path).unwrap_or_else(|| panic!("{path}: {seen:?}"));
+
+    let length = by_path("/length");
+    assert_eq!(length.header("content-length"), Some("5"), "{length:?}");
+    assert!(!length.has("transfer-encoding"), "{length:?}");
+    assert_eq!(length.body, b"hello");
+
+    let chunked = by_path("/chunked");
+    // Current behaviour: a chunked upload goes on chunked (not buffered into a Content-Length).
+    assert_eq!(chunked.framing, Framing::Chunked, "{chunked:?}");
+    assert_eq!(chunked.header("transfer-encoding"), Some("chunked"), "{chunked:?}");
+    assert!(!chunked.has("content-length"), "{chunked:?}");
+    assert_eq!(chunked.body, b"hello world");
+
+    let nobody = by_path("/nobody");
+    assert_eq!(nobody.framing, Framing::None, "{nobody:?}");
+    assert!(!nobody.has("content-length") && !nobody.has("transfer-encoding"), "{nobody:?}");
+
+    let zero = by_path("/zero");
+    // Current behaviour: the client's Content-Length: 0 is passed on as is.
+    assert_eq!(zero.framing, Framing::Length(0), "{zero:?}");
+    assert_eq!(zero.header("content-length"), Some("0"), "{zero:?}");
+    assert!(!zero.has("transfer-encoding"), "{zero:?}");
+    assert!(zero.body.is_empty());
+
+    assert!(seen.iter().all(|w| w.line.ends_with(" HTTP/1.1")), "{seen:?}");
+}
+
+// --- large heads and early answers ---------------------------------------------
+
+/// 12: a response head with one 20 KiB header field.
+#[tokio::test]
+async fn large_response_header_passes_through() {
+    let big = "h".repeat(20 * 1024);
+    let answer = format!("HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 4\r\n\r\nbody");
+    let backend = RawBackend::spawn(move |w| if w.path() == "/big" { keep(&answer) } else { ok("next") }).await;
+    let portico = start_portico(&config(&backend)).await;
+    let mut client = client(&portico).await;
+
+    let reply = get(&mut client, "/big").await;
+    // Current behaviour: passed through whole (nginx's default proxy_buffer_size would make it a 502).
+    assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "body"));
+    assert_eq!(reply.header("x-big").map(str::len), Some(big.len()));
+    assert_eq!(reply.header("x-big"), Some(big.as_str()));
+    let reply = get(&mut client, "/next").await;
+    assert_eq!(reply.text(), "next");
+    assert_eq!(backend.conns(), [0, 0]);
+}
+
+/// 12: a response head larger than the client's read buffer (one 512 KiB
+/// header field).
+#[tokio::test]
+async fn oversized_response_head_is_502() {
+    let answer = format!("HTTP/1.1 200 OK\r\nX-Huge: {}\r\nContent-Length: 4\r\n\r\nbody", "h".repeat(512 * 1024));
+    let backend = RawBackend::spawn(move |w| if w.path() == "/huge" { keep(&answer) } else { ok("next") }).await;
+    let portico = start_portico(&config(&backend)).await;
+
+    // Current behaviour: hyper's limit (its ~400 KiB read buffer) makes it a 502.
+    assert_eq!(get_fresh(&portico, "/huge").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(get_fresh(&portico, "/next").await.text(), "next");
+    assert_eq!(backend.conns(), [0, 1]);
+}
+
+/// 13: the backend answers 413 and closes as soon as it has the head,
+/// without reading the 1 MiB body the client is still sending: the client
+/// gets an answer (today a 502, see below) and portico keeps serving.
+#[tokio::test]
+async fn backend_answering_413_and_closing_mid_upload() {
+    const LEN: usize = 1 << 20;
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/upload" => Answer {
+            bytes: b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            then: Then::Close,
+            read_body: false,
+        },
+        _ => ok("fine"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let uploader = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {LEN}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'u'; 16 * 1024];
+        for _ in 0..LEN / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    let response = read_until_close(&mut read, WITHIN).await;
+    // Current behaviour: a 502, not the 413: the upstream client fails writing
+    // the body to the closed connection before it reports the answer it got.
+    assert_eq!(raw_status(&response), Some(502), "{}", String::from_utf8_lossy(&response));
+    drop(uploader.await.unwrap());
+
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].framing, Framing::Length(LEN as u64));
+    // portico keeps serving, on a new upstream connection.
+    assert_eq!(get_fresh(&portico, "/ok").await.text(), "fine");
+    assert_eq!(backend.conns(), [0, 1]);
+}
