@@ -16,6 +16,7 @@ use tokio::time::Sleep;
 
 use super::exchange::Exchange;
 use crate::upstream::Pool;
+use crate::upstream::http1::{BodyReader, Upload};
 use crate::upstream::pool::Connection;
 
 /// Boxed error type of bodies that can fail for more than one reason.
@@ -167,9 +168,11 @@ impl ResponseBody {
     }
 }
 
-/// An upstream response body on its way to the client.
+/// An upstream response body on its way to the client (and the request body
+/// still on its way up, if the server answered before it was all sent).
 pub struct UpstreamBody {
-    inner: Incoming,
+    reader: BodyReader,
+    upload: Option<Upload>,
     idle_timeout: Duration,
     /// Made on the first wait (none when the body is there at once) and reset
     /// once per wait rather than once per frame: the timer's upkeep was a
@@ -185,10 +188,12 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    /// Streams `inner`, failing after `idle_timeout` without a frame; then
-    /// returns `connection` to `pool` and logs `exchange`.
+    /// Streams the body `reader` reads from `connection`, failing after
+    /// `idle_timeout` without a frame; then returns `connection` to `pool`
+    /// and logs `exchange`.
     pub fn new(
-        inner: Incoming,
+        reader: BodyReader,
+        upload: Option<Upload>,
         idle_timeout: Duration,
         pool: Arc<Pool>,
         connection: Connection,
@@ -196,7 +201,8 @@ impl UpstreamBody {
     ) -> UpstreamBody {
         exchange.upstream_answered();
         UpstreamBody {
-            inner,
+            reader,
+            upload,
             idle_timeout,
             timer: None,
             timer_armed: false,
@@ -208,8 +214,12 @@ impl UpstreamBody {
     }
 
     fn finish(&mut self, complete: bool) {
+        // Reused only when both messages went whole: the server may have
+        // answered before the request body was all sent.
         if let Some(connection) = self.connection.take()
             && complete
+            && self.reader.is_reusable()
+            && self.upload.is_none()
         {
             self.pool.release(connection);
         }
@@ -224,7 +234,7 @@ impl Drop for UpstreamBody {
         // hyper may drop a body as soon as it reports its end, without polling
         // for the final `None`: that is still a whole body. Otherwise the client
         // went away first: the connection closes with it, the line is logged.
-        let complete = self.inner.is_end_stream();
+        let complete = self.reader.is_end();
         if !complete && let Some(exchange) = &self.exchange {
             exchange.error(
                 crate::config::runtime::LogLevel::Info,
@@ -249,13 +259,17 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
                 let body = &mut **body;
-                match Pin::new(&mut body.inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            body.sent += data.len() as u64;
-                        }
+                let Some(connection) = body.connection.as_mut() else { return Poll::Ready(None) };
+                match connection.conn.poll_body(cx, &mut body.reader, &mut body.upload) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        body.sent += data.len() as u64;
                         body.timer_armed = false;
-                        Poll::Ready(Some(Ok(frame)))
+                        if body.reader.is_end() && body.upload.is_none() {
+                            // Given back now, not when hyper next asks: the
+                            // next request on this connection may want it.
+                            body.finish(true);
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
                     }
                     Poll::Ready(Some(Err(e))) => {
                         if let Some(exchange) = &body.exchange {
@@ -295,14 +309,17 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Upstream(body) => body.reader.is_end(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Upstream(body) => body.inner.size_hint(),
+            ResponseBody::Upstream(body) => match body.reader.remaining() {
+                Some(remaining) => SizeHint::with_exact(remaining),
+                None => SizeHint::default(),
+            },
         }
     }
 }

@@ -21,6 +21,7 @@ use self::exchange::Exchange;
 use crate::config::runtime::{Action, LogLevel, Snapshot, VirtualServer};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
+use crate::upstream::http1::{self, Upload};
 use crate::upstream::pool::ConnectError;
 use crate::upstream::{self, Pool};
 use crate::vhost::{self, Router};
@@ -327,12 +328,6 @@ struct UpstreamHead {
     headers: http::HeaderMap,
 }
 
-/// Every header line of `headers`, in order, for a `HeaderMap` to be rebuilt
-/// from (`collect` appends, so repeated names keep all their values).
-fn flat_copy(headers: &http::HeaderMap) -> Vec<(header::HeaderName, HeaderValue)> {
-    headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
-}
-
 /// Why one attempt at an upstream failed.
 #[derive(Debug, Error)]
 enum AttemptError {
@@ -340,11 +335,16 @@ enum AttemptError {
     Connect(#[from] ConnectError),
     #[error("upstream timed out ({0:?} without a response)")]
     Timeout(Duration),
-    #[error("upstream failed: {0}")]
-    Upstream(#[source] hyper::Error),
+    #[error(transparent)]
+    Upstream(http1::Error),
 }
 
 impl AttemptError {
+    /// Whether the server closed the connection without a byte of answer.
+    fn closed_before_answer(&self) -> bool {
+        matches!(self, AttemptError::Upstream(http1::Error::ClosedBeforeAnswer))
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             AttemptError::Connect(ConnectError::Timeout(_)) | AttemptError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -362,7 +362,7 @@ fn forward(
     conn: &ConnInfo,
     server: &VirtualServer,
     pool: Arc<Pool>,
-    mut head: UpstreamHead,
+    head: UpstreamHead,
     incoming: Incoming,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     mut exchange: Exchange,
@@ -432,20 +432,9 @@ fn forward(
             let Some(request_body) = body.take() else {
                 return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
             };
-            // Keep a copy of the headers only when a retry after sending may
-            // need them, and as a flat list: one allocation where a `HeaderMap`
-            // clone takes three (5% of a small request's instructions).
-            let kept = (repeatable && tried.len() < upstream.peers.len()).then(|| flat_copy(&head.headers));
-            let headers = std::mem::take(&mut head.headers);
-            let mut request = Request::new(request_body);
-            *request.method_mut() = head.method.clone();
-            *request.uri_mut() = head.uri.clone();
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = headers;
-
-            let sent = send(&mut connection, request, progress, read_timeout, send_timeout).await;
-            let mut response = match sent {
-                Ok(response) => response,
+            let sent = send(&mut connection, &head, request_body, progress, read_timeout, send_timeout).await;
+            let (response, upload) = match sent {
+                Ok(answered) => answered,
                 Err((error, unsent)) => {
                     if progress.is_too_large() {
                         // The client's fault, not the server's: no failure counted.
@@ -460,27 +449,27 @@ fn forward(
                         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         return response;
                     }
+                    // A kept-alive connection the server closed meanwhile (the
+                    // pool checks, but a close can cross the request on the
+                    // wire) is not a failure of the server: the request goes
+                    // again when nothing of it reached the server, or when
+                    // repeating it loses nothing.
+                    let retry_free =
+                        connection.reused && (unsent.is_some() || (repeatable && error.closed_before_answer()));
                     if let Some(unsent) = unsent {
-                        // The connection closed before the request was written: take
-                        // it back. On a kept-alive connection that is the server
-                        // having closed it meanwhile, not a failure of the server.
-                        let (parts, request_body) = unsent.into_parts();
-                        head.headers = parts.headers;
-                        body = Some(request_body);
-                        if connection.reused {
-                            tried.remove(peer);
-                            continue;
-                        }
-                    } else if let Some(kept) = kept {
-                        head.headers = kept.into_iter().collect();
+                        body = Some(unsent);
+                    } else if repeatable {
                         body = Some(RequestBody::empty());
-                    } else {
-                        exchange.upstream_error(format_args!("{error}"));
-                        pool.report_failure(peer);
-                        return answer(exchange, error.status());
+                    }
+                    if retry_free {
+                        tried.remove(peer);
+                        continue;
                     }
                     exchange.upstream_error(format_args!("{error}"));
                     pool.report_failure(peer);
+                    if body.is_none() {
+                        return answer(exchange, error.status());
+                    }
                     last_error = Some(error.status());
                     continue;
                 }
@@ -488,26 +477,30 @@ fn forward(
             pool.report_success(peer);
             if let Some((table, config)) = sticky {
                 let learner = Learner { table, store: pool.store.as_deref(), name: &config.learn };
-                learner.learn(response.headers(), session.as_deref(), session_peer, &pool, peer);
+                learner.learn(&response.headers, session.as_deref(), session_peer, &pool, peer);
             }
-            let status = response.status();
+            let status = response.status;
             exchange.set_status(status);
 
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client_upgrade) = client_upgrade {
-                    let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    let (parts, _) = response.into_parts();
-                    tokio::spawn(websocket::tunnel(client_upgrade, upstream_upgrade, read_timeout, exchange));
-                    return Response::from_parts(parts, ResponseBody::empty());
+                    let mut answer = Response::new(ResponseBody::empty());
+                    *answer.status_mut() = status;
+                    *answer.headers_mut() = response.headers;
+                    tokio::spawn(websocket::tunnel(client_upgrade, connection.conn, read_timeout, exchange));
+                    return answer;
                 }
                 exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
                 return answer(exchange, StatusCode::BAD_GATEWAY);
             }
 
-            let (mut parts, incoming) = response.into_parts();
-            forwarded::remove_hop_by_hop(&mut parts.headers, false);
-            let body = UpstreamBody::new(incoming, read_timeout, pool.clone(), connection, exchange);
-            return Response::from_parts(parts, ResponseBody::Upstream(Box::new(body)));
+            let mut headers = response.headers;
+            forwarded::remove_hop_by_hop(&mut headers, false);
+            let body = UpstreamBody::new(response.body, upload, read_timeout, pool.clone(), connection, exchange);
+            let mut answer = Response::new(ResponseBody::Upstream(Box::new(body)));
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            return answer;
         }
     }
 }
@@ -583,38 +576,51 @@ impl Learner<'_> {
     }
 }
 
-type SendError = (AttemptError, Option<Request<RequestBody>>);
-
-/// Sends `request` and waits for the response head. The wait times out only
-/// after `read_timeout` (`send_timeout` while the body is still uploading)
-/// without the request body moving, so a long upload is not cut short.
+/// Sends the request and waits for the response head. The wait times out
+/// only after `read_timeout` (`send_timeout` while the body is still
+/// uploading) without the request body moving, so a long upload is not cut
+/// short. What is left of the upload comes back with the head; the body
+/// comes back with the error when the request head could not be written.
 async fn send(
     connection: &mut crate::upstream::pool::Connection,
-    request: Request<RequestBody>,
+    head: &UpstreamHead,
+    body: RequestBody,
     progress: &Progress,
     read_timeout: Duration,
     send_timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
-    let response = connection.sender.try_send_request(request);
-    tokio::pin!(response);
-    loop {
-        let limit = if progress.is_done() { read_timeout } else { send_timeout };
-        let deadline = progress.last() + limit;
-        tokio::select! {
-            result = &mut response => {
-                return result.map_err(|mut e| {
-                    let unsent = e.take_message();
-                    (AttemptError::Upstream(e.into_error()), unsent)
-                });
-            }
-            () = tokio::time::sleep_until(deadline.into()) => {
-                let limit = if progress.is_done() { read_timeout } else { send_timeout };
-                if progress.last() + limit <= std::time::Instant::now() {
-                    return Err((AttemptError::Timeout(limit), None));
+) -> Result<(http1::ResponseHead, Option<Upload>), (AttemptError, Option<RequestBody>)> {
+    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let head_request = head.method == Method::HEAD;
+    let mut upload = None;
+    let answered = {
+        let conn = &mut connection.conn;
+        let upload = &mut upload;
+        let response = async move {
+            let framing = match conn.send_head(&head.method, target, &head.headers, &body).await {
+                Ok(framing) => framing,
+                Err(e) => return Err((AttemptError::Upstream(e), Some(body))),
+            };
+            *upload = Upload::new(body, framing);
+            std::future::poll_fn(|cx| conn.poll_head(cx, upload, head_request))
+                .await
+                .map_err(|e| (AttemptError::Upstream(e), None))
+        };
+        tokio::pin!(response);
+        loop {
+            let limit = if progress.is_done() { read_timeout } else { send_timeout };
+            let deadline = progress.last() + limit;
+            tokio::select! {
+                result = &mut response => break result,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let limit = if progress.is_done() { read_timeout } else { send_timeout };
+                    if progress.last() + limit <= std::time::Instant::now() {
+                        break Err((AttemptError::Timeout(limit), None));
+                    }
                 }
             }
         }
-    }
+    };
+    answered.map(|head| (head, upload))
 }
 
 /// The servers one request has tried: a bit per server up to 64, without
@@ -646,10 +652,6 @@ impl Tried {
             Some(bit) => self.bits &= !bit,
             None => self.more.retain(|p| *p != peer),
         }
-    }
-
-    fn len(&self) -> usize {
-        self.bits.count_ones() as usize + self.more.len()
     }
 }
 

@@ -8,13 +8,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::exchange::Exchange;
+use crate::upstream::http1::Conn;
 
-/// Copies bytes between the client and the upstream after both upgrades
-/// complete; closes the tunnel after `idle_timeout` without traffic either way.
-pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Duration, exchange: Exchange) {
+/// Copies bytes between the client and the upstream once the client's side
+/// has switched too (the upstream's 101 is in); closes the tunnel after
+/// `idle_timeout` without traffic either way.
+pub async fn tunnel(client: OnUpgrade, upstream: Conn, idle_timeout: Duration, exchange: Exchange) {
     exchange.upstream_answered();
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             exchange.upstream_error(format_args!("protocol switch failed: {e}"));
             exchange.finish(0, false);
@@ -22,12 +24,17 @@ pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Durati
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let (mut upstream, early) = upstream.into_parts();
+    let mut sent = early.len() as u64;
+    // What the server sent right behind its 101 came in with the head.
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        exchange.finish(0, false);
+        return;
+    }
     let (mut client_read, mut client_write) = tokio::io::split(&mut client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(&mut upstream);
     let mut to_upstream = vec![0u8; 16 * 1024];
     let mut to_client = vec![0u8; 16 * 1024];
-    let mut sent: u64 = 0;
     let (mut client_open, mut upstream_open) = (true, true);
     while client_open || upstream_open {
         let step = tokio::time::timeout(idle_timeout, async {

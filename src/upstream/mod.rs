@@ -1,9 +1,11 @@
-//! Upstream pools: which server gets a request (`balance`, `health`) and the
-//! kept-alive connections to each (`pool`); learned sessions (`sticky`),
-//! optionally shared with other nodes through Redis (`sticky_store`).
+//! Upstream pools: which server gets a request (`balance`, `health`), the
+//! kept-alive connections to each (`pool`) and the HTTP/1.1 spoken on them
+//! (`http1`); learned sessions (`sticky`), optionally shared with other nodes
+//! through Redis (`sticky_store`).
 
 pub mod balance;
 pub mod health;
+pub mod http1;
 pub mod pool;
 pub mod sticky;
 pub mod sticky_store;

@@ -6,19 +6,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
 use super::balance::Balancer;
 use super::health::Health;
+use super::http1::{Conn, Stream};
 use super::sticky::StickyTable;
 use super::sticky_store::StickyStore;
 use crate::config::runtime::Upstream;
 use crate::metrics::PeerMetrics;
-use crate::proxy::body::RequestBody;
 
 /// An idle connection is closed after this long unused (nginx's upstream
 /// `keepalive_timeout` default), before the server is likely to close it.
@@ -78,22 +76,22 @@ struct PeerTls {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
-    /// The runtime its connection task runs on (`workers::current`).
+    /// The runtime whose reactor its socket is registered with (`workers::current`).
     home: usize,
 }
 
 /// A connection to one server, ready for one request.
 #[derive(Debug)]
 pub struct Connection {
-    pub sender: SendRequest<RequestBody>,
+    pub conn: Conn,
     /// Index of the server in `upstream.peers`.
     pub peer: usize,
     /// Whether it came from the idle pool (a failure on it may be the server
     /// having closed it meanwhile, not the server being down).
     pub reused: bool,
-    /// The runtime its connection task runs on (`workers::current`).
+    /// The runtime whose reactor its socket is registered with (`workers::current`).
     home: usize,
 }
 
@@ -106,8 +104,6 @@ pub enum ConnectError {
     Io(#[source] std::io::Error),
     #[error("TLS handshake failed: {0}")]
     Tls(#[source] std::io::Error),
-    #[error("HTTP handshake failed: {0}")]
-    Http(#[source] hyper::Error),
     #[error("invalid TLS server name {0:?}")]
     ServerName(String),
 }
@@ -204,31 +200,31 @@ impl Pool {
 
     /// An idle connection to `peer` if one is still open, else a new one.
     pub async fn connect(&self, peer: usize) -> Result<Connection, ConnectError> {
-        if let Some((sender, home)) = self.take_idle(peer) {
-            return Ok(Connection { sender, peer, reused: true, home });
+        if let Some((conn, home)) = self.take_idle(peer) {
+            return Ok(Connection { conn, peer, reused: true, home });
         }
-        // Boxed: opening (TCP, TLS, HTTP handshakes) needs a few KiB of state
+        // Boxed: opening (TCP and TLS handshakes) needs a few KiB of state
         // that, kept inline, would make every request's future that much bigger
         // (more memory per connection, more to move) for a rare path.
-        let sender = Box::pin(self.open(peer)).await?;
+        let conn = Box::pin(self.open(peer)).await?;
         if let Some(metrics) = self.metrics.get(peer) {
             metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(Connection { sender, peer, reused: false, home: crate::workers::current() })
+        Ok(Connection { conn, peer, reused: false, home: crate::workers::current() })
     }
 
-    /// Keeps `conn` for reuse when it is still usable. Past the upstream's
-    /// idle budget, connections idle the longest (on any server) are closed once
-    /// unused for `SURPLUS_GRACE`.
+    /// Keeps `conn`, whose last response was read whole and allows another
+    /// request, for reuse. Past the upstream's idle budget, connections idle
+    /// the longest (on any server) are closed once unused for `SURPLUS_GRACE`.
     pub fn release(self: &Arc<Self>, conn: Connection) {
-        if conn.sender.is_closed() || !conn.sender.is_ready() || self.upstream.keepalive == 0 {
+        if !conn.conn.is_clean() || self.upstream.keepalive == 0 {
             return;
         }
         let Some(slot) = self.idle.get(conn.peer) else { return };
         let now = Instant::now();
         let count = {
             let mut idle = lock(slot);
-            idle.push(Idle { sender: conn.sender, since: now, home: conn.home });
+            idle.push(Idle { conn: conn.conn, since: now, home: conn.home });
             // Counted under the lock, so that no pop can count it first.
             self.idle_count.fetch_add(1, Ordering::Relaxed) + 1
         };
@@ -289,24 +285,25 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to `peer` whose task runs on
-    /// the caller's runtime, else the most recently used one: with a runtime
-    /// per core, a request on another thread than its connection's task would
-    /// wake that task across threads, which is what runtimes per core avoid.
-    fn take_idle(&self, peer: usize) -> Option<(SendRequest<RequestBody>, usize)> {
+    /// The most recently used idle connection to `peer` registered with the
+    /// caller's runtime, else the most recently used one: with a runtime per
+    /// core, a socket of another runtime's reactor wakes its request across
+    /// threads, which is what runtimes per core avoid. Connections the server
+    /// has closed meanwhile are dropped on the way.
+    fn take_idle(&self, peer: usize) -> Option<(Conn, usize)> {
         let mut idle = lock(self.idle.get(peer)?);
         let here = crate::workers::current();
         loop {
             let at = idle.iter().rposition(|entry| entry.home == here).or(idle.len().checked_sub(1))?;
-            let entry = idle.remove(at);
+            let mut entry = idle.remove(at);
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
-            if !entry.sender.is_closed() && entry.sender.is_ready() && entry.since.elapsed() < IDLE_TIMEOUT {
-                return Some((entry.sender, entry.home));
+            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_idle_and_open() {
+                return Some((entry.conn, entry.home));
             }
         }
     }
 
-    async fn open(&self, peer: usize) -> Result<SendRequest<RequestBody>, ConnectError> {
+    async fn open(&self, peer: usize) -> Result<Conn, ConnectError> {
         let timeout = self.upstream.connect_timeout;
         let addr = self.upstream.peers[peer].socket_addr;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
@@ -316,7 +313,7 @@ impl Pool {
         // Small proxied messages must not wait for Nagle's delayed ACK.
         tcp.set_nodelay(true).map_err(ConnectError::Io)?;
         match &self.tls[peer] {
-            None => handshake(TokioIo::new(tcp)).await,
+            None => Ok(Conn::new(Stream::Plain(tcp))),
             Some(tls) => {
                 let name =
                     tls.name.clone().ok_or_else(|| ConnectError::ServerName(self.upstream.peers[peer].host.clone()))?;
@@ -325,7 +322,7 @@ impl Pool {
                     .await
                     .map_err(|_| ConnectError::Timeout(timeout))?
                     .map_err(ConnectError::Tls)?;
-                handshake(TokioIo::new(stream)).await
+                Ok(Conn::new(Stream::Tls(Box::new(stream))))
             }
         }
     }
@@ -350,18 +347,6 @@ async fn sweep(weak: Weak<Pool>) {
             return;
         }
     }
-}
-
-async fn handshake<T>(io: T) -> Result<SendRequest<RequestBody>, ConnectError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(ConnectError::Http)?;
-    tokio::spawn(async move {
-        // Errors here surface on the request that was using the connection.
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(sender)
 }
 
 /// A server's idle list; one poisoned by a panic elsewhere is still consistent.
