@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -25,7 +26,7 @@ use crate::proxy::body::{BoxError, RequestBody};
 /// The most a response head may take (status line, headers, interim
 /// responses before it). nginx's `proxy_buffer_size` is 4 or 8 KiB; Java
 /// servers with many cookies go past that, hyper allowed about 400 KiB.
-pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024 - 1;
 
 /// Response header lines accepted (hyper's limit).
 const MAX_HEADERS: usize = 100;
@@ -609,9 +610,14 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 /// `None` until the head is whole. Interim responses are taken out and skipped.
 fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, Error> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(read) {
+        if read.is_empty() {
+            return Ok(None);
+        }
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed =
+            httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, read, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("too many headers")),
@@ -624,25 +630,30 @@ fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Response
             continue;
         }
         let http10 = response.version == Some(0);
-        let count = response.headers.len();
-        // Where each value sits in `read`, so that it can be a slice of the
-        // head's bytes rather than a copy.
+        // Where each name and value sit in the head (`u16`: a head is at most
+        // `MAX_HEAD`), so that the values can be slices of its bytes rather
+        // than copies.
         let base = read.as_ptr() as usize;
-        let mut names = Vec::with_capacity(count);
-        for h in response.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Invalid("bad header name"))?;
-            let start = (h.value.as_ptr() as usize).checked_sub(base).filter(|start| start + h.value.len() <= len);
-            match start {
-                Some(start) => names.push((name, start, h.value.len())),
-                None if h.value.is_empty() => names.push((name, 0, 0)),
-                None => return Err(Error::Invalid("malformed response head")),
+        let at = |part: &[u8]| -> Result<[u16; 2], Error> {
+            let start = (part.as_ptr() as usize).checked_sub(base).filter(|start| start + part.len() <= len);
+            match start.and_then(|start| Some([u16::try_from(start).ok()?, u16::try_from(part.len()).ok()?])) {
+                Some(span) => Ok(span),
+                None if part.is_empty() => Ok([0, 0]),
+                None => Err(Error::HeadTooLarge),
             }
+        };
+        let count = response.headers.len();
+        let mut spans = [[[0u16; 2]; 2]; MAX_HEADERS];
+        for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
+            *span = [at(h.name.as_bytes())?, at(h.value)?];
         }
         let bytes = read.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
         let mut framing = Framed::default();
-        for (name, start, value_len) in names {
-            let value = HeaderValue::from_maybe_shared(bytes.slice(start..start + value_len))
+        let range = |[start, len]: [u16; 2]| usize::from(start)..usize::from(start) + usize::from(len);
+        for &[name, value] in &spans[..count] {
+            let name = HeaderName::from_bytes(&bytes[range(name)]).map_err(|_| Error::Invalid("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(range(value)))
                 .map_err(|_| Error::Invalid("bad header value"))?;
             framing.note(&name, &value)?;
             headers.append(name, value);
@@ -819,6 +830,18 @@ mod tests {
         assert_eq!(head.status, 200);
         assert!(head.headers.get("link").is_none());
         assert_eq!(head.body.take(&mut read).unwrap().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_head_past_max_head_is_refused_even_when_whole() {
+        let mut wire = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        wire.resize(wire.len() + MAX_HEAD, b'a');
+        wire.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(parse(&wire), Err(Error::HeadTooLarge)));
+        let mut fits = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        fits.resize(MAX_HEAD - 100, b'a');
+        fits.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parse(&fits).unwrap().unwrap().headers["x-big"].len(), MAX_HEAD - 100 - 24);
     }
 
     #[test]
