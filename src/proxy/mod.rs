@@ -484,11 +484,11 @@ fn forward(
 
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client_upgrade) = client_upgrade {
-                    let mut answer = Response::new(ResponseBody::empty());
-                    *answer.status_mut() = status;
-                    *answer.headers_mut() = response.headers;
+                    let mut switched = Response::new(ResponseBody::empty());
+                    *switched.status_mut() = status;
+                    *switched.headers_mut() = response.headers;
                     tokio::spawn(websocket::tunnel(client_upgrade, connection.conn, read_timeout, exchange));
-                    return answer;
+                    return switched;
                 }
                 exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
                 return answer(exchange, StatusCode::BAD_GATEWAY);
@@ -497,10 +497,10 @@ fn forward(
             let mut headers = response.headers;
             forwarded::remove_hop_by_hop(&mut headers, false);
             let body = UpstreamBody::new(response.body, upload, read_timeout, pool.clone(), connection, exchange);
-            let mut answer = Response::new(ResponseBody::Upstream(Box::new(body)));
-            *answer.status_mut() = status;
-            *answer.headers_mut() = headers;
-            return answer;
+            let mut streamed = Response::new(ResponseBody::Upstream(Box::new(body)));
+            *streamed.status_mut() = status;
+            *streamed.headers_mut() = headers;
+            return streamed;
         }
     }
 }

@@ -381,19 +381,26 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &Heade
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let n: u64 = part.parse().ok()?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
+        add_content_length(&mut length, value).ok()?;
     }
     length
+}
+
+/// Adds one Content-Length field (a comma list: some servers repeat the
+/// value) to `length`; `Err` when it is not a number or disagrees.
+fn add_content_length(length: &mut Option<u64>, value: &HeaderValue) -> Result<(), ()> {
+    for part in value.to_str().map_err(|_| ())?.split(',') {
+        let part = part.trim();
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n: u64 = part.parse().map_err(|_| ())?;
+        if length.is_some_and(|l| l != n) {
+            return Err(());
+        }
+        *length = Some(n);
+    }
+    Ok(())
 }
 
 /// `n` in decimal, written into `buf`.
@@ -695,18 +702,8 @@ struct Framed {
 impl Framed {
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), Error> {
         if name == header::CONTENT_LENGTH {
-            let bad = Error::Invalid("bad Content-Length");
-            for part in value.to_str().map_err(|_| Error::Invalid("bad Content-Length"))?.split(',') {
-                let part = part.trim();
-                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad);
-                }
-                let n: u64 = part.parse().map_err(|_| Error::Invalid("bad Content-Length"))?;
-                if self.content_length.is_some_and(|l| l != n) {
-                    return Err(Error::Invalid("conflicting Content-Length values"));
-                }
-                self.content_length = Some(n);
-            }
+            add_content_length(&mut self.content_length, value)
+                .map_err(|()| Error::Invalid("bad or conflicting Content-Length"))?;
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
