@@ -662,8 +662,11 @@ fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Response
             let name = HeaderName::from_bytes(&bytes[range(name)]).map_err(|_| Error::Invalid("bad header name"))?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(range(value)))
                 .map_err(|_| Error::Invalid("bad header value"))?;
-            framing.note(&name, &value)?;
-            headers.append(name, value);
+            // What only framed this message on this connection is not kept:
+            // the hop-by-hop rule would drop it anyway, after a lookup.
+            if !framing.note(&name, &value)? || code == 101 {
+                headers.append(name, value);
+            }
         }
         let reusable = if http10 { framing.keep_alive } else { !framing.close };
         let body = if code == 101 {
@@ -700,27 +703,41 @@ struct Framed {
 }
 
 impl Framed {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), Error> {
+    /// Takes in one header; true when it says nothing beyond this message's
+    /// framing and this connection's keep-alive (Transfer-Encoding,
+    /// Keep-Alive, a Connection of `close` / `keep-alive`), all of it taken in here.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, Error> {
         if name == header::CONTENT_LENGTH {
             add_content_length(&mut self.content_length, value)
                 .map_err(|()| Error::Invalid("bad or conflicting Content-Length"))?;
+            Ok(false)
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             let last = value.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            Ok(true)
         } else if name == header::CONNECTION {
+            let mut only_these = true;
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
+                } else if !token.is_empty() {
+                    // It names other headers, which must go too: left to
+                    // the hop-by-hop rule.
+                    only_these = false;
                 }
             }
+            Ok(only_these)
+        } else {
+            Ok(name == KEEP_ALIVE)
         }
-        Ok(())
     }
 }
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 #[cfg(test)]
 mod tests {
@@ -839,6 +856,21 @@ mod tests {
         fits.resize(MAX_HEAD - 100, b'a');
         fits.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(parse(&fits).unwrap().unwrap().headers["x-big"].len(), MAX_HEAD - 100 - 24);
+    }
+
+    #[test]
+    fn framing_only_headers_are_taken_in_not_kept() {
+        let head = parse(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n");
+        let head = head.unwrap().unwrap();
+        assert_eq!(head.headers.len(), 1, "{:?}", head.headers);
+        assert!(matches!(head.body, BodyReader::Chunked { reusable: true, .. }));
+        // A Connection naming other headers stays for the hop-by-hop rule to act on.
+        let named = parse(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n");
+        let named = named.unwrap().unwrap();
+        assert_eq!(named.headers["connection"], "close, x-a");
+        assert!(!named.body.is_reusable());
+        let switched = parse(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(switched.unwrap().unwrap().headers.len(), 2);
     }
 
     #[test]
