@@ -3,8 +3,9 @@
 //! may carry another request.
 //!
 //! Driven from the request's own task: no connection task and no channels
-//! between it and the socket, which is what hyper's client costs per request
-//! (a third of a plain request's instructions, performance-log step 29). The
+//! between it and the socket, which is what hyper's client cost per request
+//! (a third of a plain request's instructions, performance-log steps 22 and
+//! 29). The
 //! rules follow RFC 9112 section 6 and, where it leaves room, nginx.
 
 use std::future::Future;
@@ -31,7 +32,7 @@ pub const MAX_HEAD: usize = 64 * 1024 - 1;
 /// Response header lines accepted (hyper's limit).
 const MAX_HEADERS: usize = 100;
 
-/// The most a chunk-size line (with extensions) or the trailer block may take.
+/// The most a chunk-size line (with extensions) or one trailer line may take.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 
 /// Room made in the read buffer before each read.
