@@ -423,14 +423,14 @@ impl Verdict {
 pub struct Ambiguous;
 
 /// `bytes` without leading and trailing spaces and tabs.
-fn trim(bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
     bytes.get(start..end).unwrap_or_default()
 }
 
 /// A decimal Content-Length as hyper reads it: digits only, no sign, no overflow.
-fn digits(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn digits(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() {
         return None;
     }

@@ -9,7 +9,7 @@
 //! rules follow RFC 9112 section 6 and, where it leaves room, nginx.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -346,7 +346,8 @@ pub enum Framing {
 /// Writes the request line and headers. The body's framing follows hyper's
 /// client, which portico used before: an empty body is sent as none (with
 /// the client's own `Content-Length: 0` kept); otherwise the client's
-/// Content-Length, else the body's known length, else chunked.
+/// Content-Length, else chunked. (A client body's length is known only from
+/// its Content-Length, on HTTP/1 and h2 alike.)
 fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, body: &RequestBody) -> Framing {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -355,11 +356,6 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &Heade
     let framing = if body.is_end_stream() {
         Framing::Empty
     } else if let Some(length) = content_length(headers) {
-        Framing::Length(length)
-    } else if let Some(length) = body.size_hint().exact() {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa(length, &mut [0; 20]));
-        out.extend_from_slice(b"\r\n");
         Framing::Length(length)
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -390,31 +386,15 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Adds one Content-Length field (a comma list: some servers repeat the
 /// value) to `length`; `Err` when it is not a number or disagrees.
 fn add_content_length(length: &mut Option<u64>, value: &HeaderValue) -> Result<(), ()> {
-    for part in value.to_str().map_err(|_| ())?.split(',') {
-        let part = part.trim();
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        let n: u64 = part.parse().map_err(|_| ())?;
+    for part in value.as_bytes().split(|&b| b == b',') {
+        // Read as the client side's framing tracker reads a request's.
+        let n = crate::framing::digits(crate::framing::trim(part)).ok_or(())?;
         if length.is_some_and(|l| l != n) {
             return Err(());
         }
         *length = Some(n);
     }
     Ok(())
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 /// A request body on its way up, sent while the response is awaited and
@@ -443,19 +423,10 @@ impl Upload {
 
 /// The size line of a chunk of `len` bytes.
 fn chunk_line(len: usize) -> Bytes {
-    let mut line = [0u8; 18];
-    let mut at = 16;
-    let mut n = len;
-    loop {
-        at -= 1;
-        line[at] = b"0123456789abcdef"[n % 16];
-        n /= 16;
-        if n == 0 {
-            break;
-        }
-    }
-    line[16..].copy_from_slice(b"\r\n");
-    Bytes::copy_from_slice(&line[at..])
+    let mut line = Vec::with_capacity(18);
+    // Writing to a Vec cannot fail.
+    let _ = write!(line, "{len:x}\r\n");
+    Bytes::from(line)
 }
 
 /// A response head, and how its body is read.
@@ -887,12 +858,5 @@ mod tests {
         let framing = encode_head(&mut out, &Method::GET, "/x?y", &headers, &RequestBody::empty());
         assert_eq!(framing, Framing::Empty);
         assert_eq!(out, b"GET /x?y HTTP/1.1\r\nhost: a.test\r\n\r\n");
-    }
-
-    #[test]
-    fn numbers_print() {
-        assert_eq!(itoa(0, &mut [0; 20]), b"0");
-        assert_eq!(itoa(1234567890, &mut [0; 20]), b"1234567890");
-        assert_eq!(itoa(u64::MAX, &mut [0; 20]), u64::MAX.to_string().as_bytes());
     }
 }
