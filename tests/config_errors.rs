@@ -219,6 +219,21 @@ fn unknown_template_variable_in_a_header() {
 }
 
 #[test]
+fn header_rules_may_not_set_the_body_framing() {
+    let toml = format!(
+        "{UPSTREAMS}[[server]]\nlisten = [\"80\"]\nproxy_pass = \"am\"\n[server.headers]\nContent-Length = \"5\"\ntransfer-encoding = \"\"\n"
+    );
+    let why = "portico frames the request body itself and sends this header as the body needs it; remove this line";
+    assert_eq!(
+        errors(&toml),
+        [
+            format!(r#"portico.toml:9:1: header "Content-Length": {why}"#),
+            format!(r#"portico.toml:10:1: header "transfer-encoding": {why}"#),
+        ]
+    );
+}
+
+#[test]
 fn upstream_with_no_servers() {
     assert_eq!(
         errors("[upstream.empty]\nservers = []\n"),

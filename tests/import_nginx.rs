@@ -246,6 +246,30 @@ fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box
 }
 
 #[test]
+fn import_leaves_out_headers_portico_sets_itself() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("own-headers");
+    let conf = tmp.0.join("site.conf");
+    std::fs::write(
+        &conf,
+        "server {\n    listen 80;\n    location / {\n        proxy_pass http://127.0.0.1:9000;\n        proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection \"upgrade\";\n        proxy_set_header Content-Length \"\";\n        proxy_set_header Transfer-Encoding chunked;\n        proxy_set_header X-Real-Host $host;\n    }\n}\n",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    let at = |line: usize| format!("{}:{line}: note: ", conf.display());
+    for (line, name, why) in [
+        (5, "Upgrade", "portico tunnels WebSocket upgrades without it"),
+        (6, "Connection", "portico tunnels WebSocket upgrades without it"),
+        (7, "Content-Length", "portico frames the request body itself"),
+        (8, "Transfer-Encoding", "portico frames the request body itself"),
+    ] {
+        assert!(notes.contains(&format!("{}proxy_set_header {name} is left out: {why}", at(line))), "{notes}");
+        assert!(!toml.to_ascii_lowercase().contains(&name.to_ascii_lowercase()), "{toml}");
+    }
+    assert!(toml.contains("X-Real-Host = \"$host\""), "{toml}");
+    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n---\n{toml}"))?;
+    Ok(())
+}
+
+#[test]
 fn import_parse_error_names_file_and_line() -> Result<(), Box<dyn Error>> {
     let tmp = TempDir::new("syntax");
     let conf = tmp.0.join("broken.conf");

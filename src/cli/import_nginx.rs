@@ -461,6 +461,10 @@ impl Translator<'_> {
             );
             return;
         }
+        if matches!(lower.as_str(), "content-length" | "transfer-encoding") {
+            self.note(&d.place, format!("proxy_set_header {name} is left out: portico frames the request body itself"));
+            return;
+        }
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return self.untranslated(d, "not a valid header name");
         }

@@ -883,6 +883,16 @@ impl Checker<'_> {
                     continue;
                 }
             };
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                // A value of the rule's own would contradict the body portico
+                // sends: the server would read the next request from it.
+                let message = format!(
+                    "header {:?}: portico frames the request body itself and sends this header as the body needs it; remove this line",
+                    key.get_ref()
+                );
+                self.error(key.span(), message);
+                continue;
+            }
             if value.get_ref().is_empty() {
                 rules.push(HeaderRule { name, value: None });
                 continue;
