@@ -67,13 +67,22 @@ fn request_path(c: &mut Criterion) {
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();
     let host_value = headers.get("host").cloned();
-    c.bench_function("forwarded headers: prepared plan, render and apply the default six", |b| {
+    // As the upstream head is written: the request's fields less those the
+    // rules replace, then the rules' values, as `name: value` lines.
+    let mut head = Vec::with_capacity(1024);
+    c.bench_function("forwarded headers: prepared plan, render the default six and write the fields", |b| {
         b.iter(|| {
             let mut out = headers.clone();
             let rendered = plan.render(black_box(&ctx), host_value.as_ref(), &conn);
             forwarded::remove_hop_by_hop(&mut out, false);
-            plan.apply(rendered, &mut out);
-            out
+            head.clear();
+            for (name, value) in plan.fields(&out, &rendered) {
+                head.extend_from_slice(name.as_str().as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            head.len()
         })
     });
 }

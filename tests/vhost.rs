@@ -192,6 +192,8 @@ proxy_pass = "b"
     let response = raw_request(addr, b"GET / HTTP/1.0\r\n\r\n").await;
     assert_eq!(raw_status(&response), Some(200), "{}", String::from_utf8_lossy(&response));
     assert!(response.ends_with(b"alpha"), "{}", String::from_utf8_lossy(&response));
+    // The HTTP/1.1 upstream still gets a Host: the server's name.
+    assert_eq!(a.last().header("host"), Some("a.test"));
 }
 
 #[tokio::test]

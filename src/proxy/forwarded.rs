@@ -1,5 +1,6 @@
 //! The headers the upstream sees: hop-by-hop headers dropped, the server's
-//! header rules (X-Forwarded-*, Host) rendered and applied.
+//! header rules (X-Forwarded-*, Host) rendered and sent in place of the
+//! request's own headers of those names.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -117,8 +118,10 @@ enum Planned {
 /// A server's header rules, prepared once (in `Site::build`): literals are
 /// validated up front and the default rules reuse values the request or the
 /// connection already holds. A rule's value is `None` or renders empty: the
-/// header is removed. Values are rendered before any header changes, because
-/// rules read the headers they replace (X-Forwarded-For appends to itself).
+/// header is removed. Rules read the request as the client sent it
+/// (X-Forwarded-For appends to itself), and their values are never put into
+/// the request's map: they are written into the upstream head after the
+/// request's own headers, less those of the rules' names ([`HeaderPlan::fields`]).
 #[derive(Debug)]
 pub struct HeaderPlan {
     rules: Vec<(HeaderRule, Planned)>,
@@ -175,9 +178,14 @@ impl ConnValues {
 impl HeaderPlan {
     pub fn new(rules: &[HeaderRule]) -> HeaderPlan {
         let exactly = |template: &Template, text: &str| Template::parse(text).is_ok_and(|t| t == *template);
+        // Of two rules for one name (`Host` and `host` in the file) the later
+        // wins, as if each were applied in turn.
+        let shadowed = |i: usize, rule: &HeaderRule| rules[i + 1..].iter().any(|later| later.name == rule.name);
         let rules = rules
             .iter()
-            .map(|rule| {
+            .enumerate()
+            .filter(|&(i, rule)| !shadowed(i, rule))
+            .map(|(_, rule)| {
                 let planned = match &rule.value {
                     None => Planned::Remove,
                     Some(value) => match value.as_literal() {
@@ -197,6 +205,47 @@ impl HeaderPlan {
             })
             .collect();
         HeaderPlan { rules }
+    }
+
+    /// Whether a rule sets or removes `name`: the request's own is not sent.
+    pub fn replaces(&self, name: &HeaderName) -> bool {
+        self.rules.iter().any(|(rule, _)| rule.name == *name)
+    }
+
+    /// The headers the request goes upstream with: its own `headers` less
+    /// those the rules replace, then each rule's rendered value.
+    pub fn fields<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        rendered: &'a Rendered,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
+        let own = headers.iter().filter(|(name, _)| !self.replaces(name));
+        let set = self.rules.iter().zip(rendered.values()).filter_map(|((rule, _), v)| Some((&rule.name, v.as_ref()?)));
+        own.chain(set)
+    }
+
+    /// Sends `name` with the value `make` gives when neither the request nor
+    /// the rules give it one (an h2 or HTTP/1.0 request without a Host, say).
+    pub fn default_to(
+        &self,
+        rendered: &mut Rendered,
+        headers: &mut HeaderMap,
+        name: HeaderName,
+        make: impl FnOnce() -> Option<HeaderValue>,
+    ) {
+        let slot = match self.rules.iter().position(|(rule, _)| rule.name == name) {
+            Some(i) => rendered.slot_mut(i),
+            None if headers.contains_key(&name) => None,
+            None => {
+                if let Some(value) = make() {
+                    headers.insert(name, value);
+                }
+                return;
+            }
+        };
+        if let Some(slot @ None) = slot {
+            *slot = make();
+        }
     }
 
     /// Renders each rule against `ctx` (the request as the client sent it).
@@ -250,19 +299,17 @@ impl HeaderPlan {
         }
         out
     }
+}
 
-    /// Sets (or removes) each rule's header to its rendered value.
-    pub fn apply(&self, rendered: Rendered, headers: &mut HeaderMap) {
-        let Rendered { inline, spill } = rendered;
-        for ((rule, _), value) in self.rules.iter().zip(inline.into_iter().chain(spill)) {
-            match value {
-                Some(value) => {
-                    headers.insert(rule.name.clone(), value);
-                }
-                None => {
-                    headers.remove(&rule.name);
-                }
-            }
+impl Rendered {
+    fn values(&self) -> impl Iterator<Item = &Option<HeaderValue>> {
+        self.inline.iter().chain(&self.spill)
+    }
+
+    fn slot_mut(&mut self, i: usize) -> Option<&mut Option<HeaderValue>> {
+        match i.checked_sub(INLINE_RULES) {
+            None => self.inline.get_mut(i),
+            Some(j) => self.spill.get_mut(j),
         }
     }
 }
@@ -304,6 +351,90 @@ mod tests {
                     headers.remove(&rule.name);
                 }
             }
+        }
+    }
+
+    /// What `plan.fields` sends, as a map (values of one name in order).
+    fn sent(plan: &HeaderPlan, headers: &HeaderMap, rendered: &Rendered) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for (name, value) in plan.fields(headers, rendered) {
+            out.append(name.clone(), value.clone());
+        }
+        out
+    }
+
+    fn context(headers: &HeaderMap) -> RequestContext<'_> {
+        RequestContext {
+            host: "h",
+            http_host: "h",
+            remote: "127.0.0.1:5".parse().unwrap(),
+            scheme: "https",
+            server_port: 443,
+            server_name: "h",
+            request_uri: "/",
+            headers,
+            peer_trusted: true,
+        }
+    }
+
+    #[test]
+    fn fields_replace_every_value_of_a_rule_name_and_keep_the_rest_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.8"));
+        h.append("accept", HeaderValue::from_static("a"));
+        h.append("accept", HeaderValue::from_static("b"));
+        h.append("x-gone", HeaderValue::from_static("1"));
+        let rules = vec![
+            HeaderRule { name: HeaderName::from_static("x-forwarded-for"), value: Some(Template::literal("1.2.3.4")) },
+            HeaderRule { name: HeaderName::from_static("x-gone"), value: None },
+        ];
+        let plan = HeaderPlan::new(&rules);
+        let rendered = plan.render(&context(&h), None, &ConnValues::default());
+        let fields: Vec<(&str, &[u8])> = plan.fields(&h, &rendered).map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(fields, [("accept", &b"a"[..]), ("accept", b"b"), ("x-forwarded-for", b"1.2.3.4")]);
+    }
+
+    #[test]
+    fn the_later_of_two_rules_for_one_name_wins() {
+        let h = HeaderMap::new();
+        let name = HeaderName::from_static("x-twice");
+        for (first, second, expected) in
+            [(Some("one"), Some("two"), Some("two")), (Some("one"), None, None), (None, Some("two"), Some("two"))]
+        {
+            let rules = vec![
+                HeaderRule { name: name.clone(), value: first.map(Template::literal) },
+                HeaderRule { name: name.clone(), value: second.map(Template::literal) },
+            ];
+            let plan = HeaderPlan::new(&rules);
+            let rendered = plan.render(&context(&h), None, &ConnValues::default());
+            let got = sent(&plan, &h, &rendered);
+            assert_eq!(got.get_all(&name).iter().count(), usize::from(expected.is_some()), "{first:?} {second:?}");
+            assert_eq!(got.get(&name).map(|v| v.to_str().unwrap()), expected);
+        }
+    }
+
+    #[test]
+    fn default_to_fills_only_a_header_nothing_else_sends() {
+        let host = HeaderValue::from_static("fallback");
+        let rule = |value: Option<&str>| HeaderRule { name: header::HOST, value: value.map(Template::literal) };
+        // (the request's Host, the rules' Host) -> what goes up
+        for (own, rules, expected) in [
+            (None, vec![], "fallback"),
+            (Some("a.test"), vec![], "a.test"),
+            (None, vec![rule(Some("ruled"))], "ruled"),
+            (Some("a.test"), vec![rule(Some("ruled"))], "ruled"),
+            (Some("a.test"), vec![rule(None)], "fallback"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(own) = own {
+                h.insert(header::HOST, HeaderValue::from_static(own));
+            }
+            let plan = HeaderPlan::new(&rules);
+            let mut rendered = plan.render(&context(&h), None, &ConnValues::default());
+            plan.default_to(&mut rendered, &mut h, header::HOST, || Some(host.clone()));
+            let got = sent(&plan, &h, &rendered);
+            assert_eq!(got.get_all(header::HOST).iter().collect::<Vec<_>>(), [expected], "{own:?} {rules:?}");
         }
     }
 
@@ -361,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn applies_rules_against_the_original_headers() {
+    fn rules_read_the_headers_they_replace() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
         h.insert("x-remove-me", HeaderValue::from_static("1"));
@@ -373,19 +504,9 @@ mod tests {
             HeaderRule { name: HeaderName::from_static("x-remove-me"), value: None },
             HeaderRule { name: HeaderName::from_static("x-forwarded-port"), value: Some(Template::literal("443")) },
         ];
-        let ctx = RequestContext {
-            host: "h",
-            http_host: "h",
-            remote: "127.0.0.1:5".parse().unwrap(),
-            scheme: "https",
-            server_port: 443,
-            server_name: "h",
-            request_uri: "/",
-            headers: &h,
-            peer_trusted: true,
-        };
-        let rendered = render_rules(&rules, &ctx);
-        apply_rules(&rules, rendered, &mut h);
+        let plan = HeaderPlan::new(&rules);
+        let rendered = plan.render(&context(&h), None, &ConnValues::default());
+        let h = sent(&plan, &h, &rendered);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.9, 127.0.0.1");
         assert!(!h.contains_key("x-remove-me"));
         assert_eq!(h.get("x-forwarded-port").unwrap(), "443");
@@ -441,14 +562,12 @@ mod tests {
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);
-                let mut got = h.clone();
-                plan.apply(plan.render(&ctx, host_value.as_ref(), &conn), &mut got);
-                assert_eq!(got, expected, "{host_header:?} {remote}");
+                let rendered = plan.render(&ctx, host_value.as_ref(), &conn);
+                assert_eq!(sent(&plan, &h, &rendered), expected, "{host_header:?} {remote}");
                 // One connection that sees every case in turn (h2 can carry
                 // several hosts): what it cached for one must not leak into another.
-                let mut got = h.clone();
-                plan.apply(plan.render(&ctx, host_value.as_ref(), &shared), &mut got);
-                assert_eq!(got, expected, "{host_header:?} {remote}, shared connection");
+                let rendered = plan.render(&ctx, host_value.as_ref(), &shared);
+                assert_eq!(sent(&plan, &h, &rendered), expected, "{host_header:?} {remote}, shared connection");
             }
         }
     }

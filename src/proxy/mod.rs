@@ -248,24 +248,26 @@ pub fn handle(
                 Ok(response)
             }
             Action::Proxy { upstream } => {
-                let rendered = server.headers.render(&ctx, host_header, &conn.values);
+                let mut rendered = server.headers.render(&ctx, host_header, &conn.values);
                 forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
                 if parts.version == Version::HTTP_2 {
                     forwarded::join_cookies(&mut parts.headers);
                 }
-                server.headers.apply(rendered, &mut parts.headers);
-                if !parts.headers.contains_key(header::HOST) {
-                    // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
-                    // an HTTP/1.1 upstream needs a Host either way.
-                    let value = if http_host.is_empty() { host } else { http_host };
-                    if let Ok(value) = HeaderValue::from_str(value) {
-                        parts.headers.insert(header::HOST, value);
-                    }
-                }
+                // h2 clients send `:authority`, HTTP/1.0 ones may send nothing:
+                // an HTTP/1.1 upstream needs a Host either way.
+                server.headers.default_to(&mut rendered, &mut parts.headers, header::HOST, || {
+                    HeaderValue::from_str(if http_host.is_empty() { host } else { http_host }).ok()
+                });
                 let Some(pool) = conn.site.pools.get(*upstream).cloned() else {
                     return Ok(answer(exchange, StatusCode::BAD_GATEWAY));
                 };
-                let head = UpstreamHead { method: parts.method, uri: origin_form(&parts.uri), headers: parts.headers };
+                let head = UpstreamHead {
+                    method: parts.method,
+                    uri: origin_form(&parts.uri),
+                    headers: parts.headers,
+                    plan: &server.headers,
+                    rendered,
+                };
                 Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
             }
         }
@@ -321,11 +323,14 @@ fn ambiguous(parts: &http::request::Parts, max_header_block: usize) -> Option<St
     (block > max_header_block).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
 }
 
-/// The request line and headers as they go upstream.
-struct UpstreamHead {
+/// The request line and headers as they go upstream: the request's own
+/// `headers` (hop-by-hop ones gone), overridden by the header rules' values.
+struct UpstreamHead<'s> {
     method: Method,
     uri: Uri,
     headers: http::HeaderMap,
+    plan: &'s forwarded::HeaderPlan,
+    rendered: forwarded::Rendered,
 }
 
 /// Why one attempt at an upstream failed.
@@ -362,7 +367,7 @@ fn forward(
     conn: &ConnInfo,
     server: &VirtualServer,
     pool: Arc<Pool>,
-    head: UpstreamHead,
+    head: UpstreamHead<'_>,
     incoming: Incoming,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     mut exchange: Exchange,
@@ -583,7 +588,7 @@ impl Learner<'_> {
 /// comes back with the error when the request head could not be written.
 async fn send(
     connection: &mut crate::upstream::pool::Connection,
-    head: &UpstreamHead,
+    head: &UpstreamHead<'_>,
     body: RequestBody,
     progress: &Progress,
     read_timeout: Duration,
@@ -596,10 +601,11 @@ async fn send(
         let conn = &mut connection.conn;
         let upload = &mut upload;
         let response = async move {
-            let framing = match conn.send_head(&head.method, target, &head.headers, &body).await {
-                Ok(framing) => framing,
-                Err(e) => return Err((AttemptError::Upstream(e), Some(body))),
-            };
+            let framing = http1::framing(&head.headers, &body);
+            let fields = head.plan.fields(&head.headers, &head.rendered);
+            if let Err(e) = conn.send_head(&head.method, target, fields, framing).await {
+                return Err((AttemptError::Upstream(e), Some(body)));
+            }
             *upload = Upload::new(body, framing);
             std::future::poll_fn(|cx| conn.poll_head(cx, upload, head_request))
                 .await

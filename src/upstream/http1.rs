@@ -158,22 +158,23 @@ impl Conn {
         std::pin::pin!(self.stream.read_buf(&mut self.read)).poll(cx)
     }
 
-    /// Writes the request head for `method` `target` with `headers` and
-    /// returns how its body goes. Nothing of the body is sent yet.
-    pub async fn send_head(
+    /// Writes the request head for `method` `target` with the header
+    /// `fields`, its body sent as `framing` says (see [`framing`]). Nothing of
+    /// the body is sent yet.
+    pub async fn send_head<'h>(
         &mut self,
         method: &Method,
         target: &str,
-        headers: &HeaderMap,
-        body: &RequestBody,
-    ) -> Result<Framing, Error> {
+        fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+        framing: Framing,
+    ) -> Result<(), Error> {
         let mut out = std::mem::take(&mut self.write);
         out.clear();
-        let framing = encode_head(&mut out, method, target, headers, body);
+        encode_head(&mut out, method, target, fields, framing);
         let written = write_all(&mut self.stream, &out).await;
         self.write = out;
         match written {
-            Ok(()) => Ok(framing),
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.broken = true;
                 // A kept-alive connection the server had closed.
@@ -343,25 +344,38 @@ pub enum Framing {
     Chunked,
 }
 
-/// Writes the request line and headers. The body's framing follows hyper's
-/// client, which portico used before: an empty body is sent as none (with
-/// the client's own `Content-Length: 0` kept); otherwise the client's
-/// Content-Length, else chunked. (A client body's length is known only from
-/// its Content-Length, on HTTP/1 and h2 alike.)
-fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, body: &RequestBody) -> Framing {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let framing = if body.is_end_stream() {
+/// How a request body with `headers` goes up. As hyper's client did, which
+/// portico used before: an empty body is sent as none (with the client's
+/// own `Content-Length: 0` kept); otherwise by the client's Content-Length,
+/// else chunked. (A client body's length is known only from its
+/// Content-Length, on HTTP/1 and h2 alike; header rules may not set one.)
+pub fn framing(headers: &HeaderMap, body: &RequestBody) -> Framing {
+    if body.is_end_stream() {
         Framing::Empty
     } else if let Some(length) = content_length(headers) {
         Framing::Length(length)
     } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         Framing::Chunked
-    };
-    for (name, value) in headers {
+    }
+}
+
+/// Writes the request line and header `fields`, with the framing header a
+/// chunked body needs (and without a Content-Length it would contradict).
+fn encode_head<'h>(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+    framing: Framing,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    for (name, value) in fields {
         if framing == Framing::Chunked && name == header::CONTENT_LENGTH {
             continue;
         }
@@ -371,7 +385,6 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &Heade
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    framing
 }
 
 /// The one Content-Length `headers` give (repeats must agree), if valid.
@@ -854,9 +867,10 @@ mod tests {
     fn request_heads_carry_the_framing_hyper_gave_them() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("a.test"));
-        let mut out = Vec::new();
-        let framing = encode_head(&mut out, &Method::GET, "/x?y", &headers, &RequestBody::empty());
+        let framing = framing(&headers, &RequestBody::empty());
         assert_eq!(framing, Framing::Empty);
+        let mut out = Vec::new();
+        encode_head(&mut out, &Method::GET, "/x?y", headers.iter(), framing);
         assert_eq!(out, b"GET /x?y HTTP/1.1\r\nhost: a.test\r\n\r\n");
     }
 }
