@@ -51,9 +51,10 @@ impl Shared {
     /// spread over `workers` when given.
     pub fn new(site: Arc<Site>, workers: Option<crate::workers::Spread>) -> Shared {
         let runtime = &site.snapshot.runtime;
-        // hyper's header timer also runs while a kept-alive connection waits for
-        // its next request, so it serves as the idle timeout too: the shorter
-        // of the two limits applies to both.
+        // The head timer (hyper's for h2c's builder, `serve_http1`'s checks for
+        // HTTP/1) also runs while a kept-alive connection waits for its next
+        // request, so it serves as the idle timeout too: the shorter of the
+        // two limits applies to both.
         let header_timeout = runtime.client_header_timeout.min(runtime.keepalive_timeout);
         // The read buffer leaves room past the header limit so that portico, not
         // hyper's buffer, decides: 414 for a long target, 431 for a big block.
@@ -62,8 +63,10 @@ impl Shared {
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(read_buffer);
         http.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
+        // No header timer of hyper's here: it boxes and registers a timer for
+        // every request. `serve_http1`'s periodic checks time the head instead.
         let mut http1 = http1::Builder::new();
-        http1.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(read_buffer);
+        http1.timer(TokioTimer::new()).header_read_timeout(None).max_buf_size(read_buffer);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).max_header_list_size(header_list);
         Shared {
@@ -134,7 +137,7 @@ where
             }
             let idle = check.poll_idle(cx, || {
                 quiet = if activity.no_streams_since_last_check() { quiet + 1 } else { 0 };
-                quiet >= STREAM_CHECKS
+                (quiet >= STREAM_CHECKS).then_some(())
             });
             idle.map(|()| Ended::Idle)
         })
@@ -172,7 +175,7 @@ async fn serve_http1<T, S>(
     mut io: Guarded<T>,
     mut service: S,
     mut drain: watch::Receiver<bool>,
-) -> Result<(), hyper::Error>
+) -> Result<(), ServeError>
 where
     T: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = ServedBody> + Unpin,
@@ -187,20 +190,30 @@ where
             let mut draining = false;
             let timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
             let mut check = IdleCheck::new(timer, PARK_AFTER);
+            let mut head = HeadClock::new(shared.idle_limit);
             std::future::poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(result) = http.as_mut().poll(cx) {
-                        return Poll::Ready(result);
+                        return Poll::Ready(result.map_err(ServeError::from));
                     }
                     if !draining && drained.as_mut().poll(cx).is_ready() {
                         draining = true;
                         activity.parking.store(false, Ordering::Relaxed);
-                    } else if draining
-                        || activity.parking.load(Ordering::Relaxed)
-                        || check.poll_idle(cx, || activity.idle_since_last_check()).is_pending()
-                    {
+                    } else if draining || activity.parking.load(Ordering::Relaxed) {
                         return Poll::Pending;
                     } else {
+                        let found = std::task::ready!(check.poll_idle(cx, || {
+                            if activity.idle_since_last_check() {
+                                Some(Found::Idle)
+                            } else {
+                                head.overdue(activity).then_some(Found::SlowHead)
+                            }
+                        }));
+                        if found == Found::SlowHead {
+                            // As hyper's own header timer did: the connection
+                            // ends, with no answer to a head never complete.
+                            return Poll::Ready(Err(ServeError::HeadTimeout(shared.idle_limit)));
+                        }
                         // Idle, so hyper closes at once, with no response to
                         // mark `Connection: close`.
                         activity.parking.store(true, Ordering::Relaxed);
@@ -237,6 +250,60 @@ where
     }
 }
 
+/// Why [`serve_http1`]'s connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error("no complete request head within {0:?} (client_header_timeout)")]
+    HeadTimeout(Duration),
+}
+
+/// What a periodic check of an HTTP/1 connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Nothing happened since the last check: park.
+    Idle,
+    /// A request head has been arriving for longer than allowed: close.
+    SlowHead,
+}
+
+/// Times a request head by the periodic checks rather than a timer of its
+/// own per request: a head is overdue when the checks have seen the same
+/// one in progress, with no request in flight (hyper reads the next head
+/// only then), for longer than `limit`. Cut between `limit` and `limit` plus
+/// two check periods after it began.
+struct HeadClock {
+    /// Checks that must see one head in progress.
+    checks_allowed: u32,
+    /// Completed heads before the one in progress, and how many checks saw it.
+    seen: Option<(u64, u32)>,
+}
+
+impl HeadClock {
+    fn new(limit: Duration) -> HeadClock {
+        // The head began at most one period before the first check saw it.
+        let periods = limit.as_nanos().div_ceil(PARK_AFTER.as_nanos().max(1));
+        HeadClock { checks_allowed: u32::try_from(periods).unwrap_or(u32::MAX).saturating_add(1), seen: None }
+    }
+
+    /// Called at each check: whether the head in progress, if any, is overdue.
+    fn overdue(&mut self, activity: &Activity) -> bool {
+        let in_head = !activity.between_requests.load(Ordering::Relaxed) && activity.open.load(Ordering::Relaxed) == 0;
+        if !in_head {
+            self.seen = None;
+            return false;
+        }
+        let heads = activity.heads.load(Ordering::Relaxed);
+        let checks = match self.seen {
+            Some((seen, checks)) if seen == heads => checks + 1,
+            _ => 1,
+        };
+        self.seen = Some((heads, checks));
+        checks > self.checks_allowed
+    }
+}
+
 /// The timer of the idle checks while hyper serves a connection.
 struct IdleCheck<'t> {
     timer: Pin<&'t mut tokio::time::Sleep>,
@@ -252,14 +319,14 @@ impl<'t> IdleCheck<'t> {
         IdleCheck { timer, period, armed: false }
     }
 
-    /// Ready once a check, every `period`, finds `idle()` true.
-    fn poll_idle(&mut self, cx: &mut Context<'_>, mut idle: impl FnMut() -> bool) -> Poll<()> {
+    /// Ready with what a check, every `period`, finds.
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>, mut check: impl FnMut() -> Option<T>) -> Poll<T> {
         if self.armed && !self.timer.is_elapsed() {
             return Poll::Pending;
         }
         while self.timer.as_mut().poll(cx).is_ready() {
-            if idle() {
-                return Poll::Ready(());
+            if let Some(found) = check() {
+                return Poll::Ready(found);
             }
             self.timer.as_mut().reset(tokio::time::Instant::now() + self.period);
         }
@@ -411,6 +478,8 @@ struct Activity {
     flushed: AtomicBool,
     /// The framing tracker is between requests: no head or body half read.
     between_requests: AtomicBool,
+    /// Request heads the framing tracker has seen complete.
+    heads: AtomicU64,
     /// Requests being served plus responses hyper has not dropped yet.
     open: AtomicU64,
     /// Set when a request begins; cleared by each idle check of an h2 connection.
@@ -425,6 +494,7 @@ impl Default for Activity {
             io: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
             between_requests: AtomicBool::new(true),
+            heads: AtomicU64::new(0),
             open: AtomicU64::new(0),
             started: AtomicBool::new(false),
             parking: AtomicBool::new(false),
@@ -562,6 +632,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let activity = &this.conn.activity;
         activity.io.store(true, Ordering::Relaxed);
         activity.between_requests.store(this.framing.between_requests(), Ordering::Relaxed);
+        activity.heads.store(this.framing.heads(), Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }
@@ -725,6 +796,7 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
                     c.get_mut().as_mut().graceful_shutdown();
                 })
                 .await
+                .map_err(ServeError::from)
             } else {
                 serve_http1(&shared, io, service, drain).await
             };

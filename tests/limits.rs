@@ -2,9 +2,10 @@
 //! keep-alive timeout, request body size, concurrent connections, h2 streams
 //! per connection and the h2 rapid-reset guard.
 //!
-//! What `src/listener.rs` configures: hyper's `header_read_timeout` =
-//! `client_header_timeout` (hyper starts that timer whenever it waits for a
-//! request head, so it also ends idle keep-alive connections), `max_buf_size` =
+//! What `src/listener.rs` configures: a head timer of `client_header_timeout`
+//! (checked every 250 ms while a head is arriving and no request is being
+//! answered; waiting for the next request, the connection parks and is ended
+//! at the same limit), `max_buf_size` =
 //! `max_request_header_size`, h2 `max_header_list_size`; `max_connections` is a
 //! semaphore taken before `accept`. h2 streams and resets are hyper's defaults:
 //! 200 concurrent streams, h2's 20 pending-accept resets per connection.
@@ -71,6 +72,50 @@ async fn slowloris_is_cut_at_client_header_timeout() {
     assert_eq!(backend.count(), 0);
     // Others are served meanwhile and after.
     assert_eq!(Client::http1(portico.addr(0)).await.unwrap().get("a.test", "/").await.unwrap().status, StatusCode::OK);
+    portico.shutdown().await;
+}
+
+/// The head timer stops when the head is complete: a body may take longer.
+#[tokio::test]
+async fn slow_request_body_is_not_cut_at_client_header_timeout() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), r#"client_header_timeout = "300ms""#)).await;
+    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    stream.write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 12\r\n\r\n").await.unwrap();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(raw_status(&buf[..n]), Some(200), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert_eq!(backend.last().body_len, Some(12));
+    portico.shutdown().await;
+}
+
+/// A pipelined head behind a request in flight is not timed until hyper
+/// reads it, after the answer before it, as with hyper's own header timer.
+#[tokio::test]
+async fn pipelined_head_is_not_timed_while_the_request_before_it_is_served() {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), r#"client_header_timeout = "300ms""#)).await;
+    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    stream
+        .write_all(b"GET /slow?ms=1200 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /second HTTP/1.1\r\nHost: a.te")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"app") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the first answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(raw_status(&got), Some(200), "{}", String::from_utf8_lossy(&got));
+    stream.write_all(b"st\r\n\r\n").await.unwrap();
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(raw_status(&buf[..n]), Some(200), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert_eq!(backend.last().uri, "/second");
     portico.shutdown().await;
 }
 
