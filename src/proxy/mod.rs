@@ -268,7 +268,9 @@ pub fn handle(
                     plan: &server.headers,
                     rendered,
                 };
-                Ok(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange).await)
+                // Awaited through a pin: `.await` on the future itself would
+                // keep room for it twice in this future (rust-lang/rust#62958).
+                Ok(std::pin::pin!(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange)).await)
             }
         }
     }
