@@ -271,8 +271,8 @@ enum Found {
 /// Times a request head by the periodic checks rather than a timer of its
 /// own per request: a head is overdue when the checks have seen the same
 /// one in progress, with no request in flight (hyper reads the next head
-/// only then), for longer than `limit`. Cut between `limit` and `limit` plus
-/// two check periods after it began.
+/// only then), for longer than `limit`: cut between `limit` and `limit`
+/// plus two check periods after it began.
 struct HeadClock {
     /// Checks that must see one head in progress.
     checks_allowed: u32,
@@ -282,9 +282,11 @@ struct HeadClock {
 
 impl HeadClock {
     fn new(limit: Duration) -> HeadClock {
-        // The head began at most one period before the first check saw it.
+        // The check after `periods` more has come at least `limit` after the
+        // head began (it began before the first check that saw it), and less
+        // than two periods after that.
         let periods = limit.as_nanos().div_ceil(PARK_AFTER.as_nanos().max(1));
-        HeadClock { checks_allowed: u32::try_from(periods).unwrap_or(u32::MAX).saturating_add(1), seen: None }
+        HeadClock { checks_allowed: u32::try_from(periods).unwrap_or(u32::MAX), seen: None }
     }
 
     /// Called at each check: whether the head in progress, if any, is overdue.
@@ -861,6 +863,35 @@ mod tests {
         let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false), &errors));
         let (ours, client) = tokio::io::duplex(capacity);
         (conn.clone(), Guarded::new(ours, conn, framing::Tracker::new()), client)
+    }
+
+    #[test]
+    fn head_clock_cuts_a_head_seen_for_longer_than_the_limit() {
+        // 500 ms at a check every 250 ms: the third check that sees one head
+        // comes at least 500 ms after it began.
+        let mut clock = HeadClock::new(Duration::from_millis(500));
+        let activity = Activity::default();
+        assert!(!clock.overdue(&activity), "between requests: nothing to time");
+        activity.between_requests.store(false, Ordering::Relaxed);
+        assert_eq!(
+            [clock.overdue(&activity), clock.overdue(&activity), clock.overdue(&activity)],
+            [false, false, true]
+        );
+
+        // A request being answered stops the clock; a new head starts it afresh.
+        let mut clock = HeadClock::new(Duration::from_millis(500));
+        assert!(!clock.overdue(&activity) && !clock.overdue(&activity));
+        activity.open.store(1, Ordering::Relaxed);
+        assert!(!clock.overdue(&activity));
+        activity.open.store(0, Ordering::Relaxed);
+        assert!(!clock.overdue(&activity) && !clock.overdue(&activity));
+        activity.heads.store(1, Ordering::Relaxed);
+        assert!(!clock.overdue(&activity) && !clock.overdue(&activity));
+        assert!(clock.overdue(&activity));
+
+        // A limit under one period: the second check.
+        let mut clock = HeadClock::new(Duration::from_millis(100));
+        assert_eq!([clock.overdue(&activity), clock.overdue(&activity)], [false, true]);
     }
 
     #[tokio::test]
