@@ -168,6 +168,8 @@ note() { printf '%b\n\n' "$*" >>"$NOTES"; log "NOTE: $*"; }
 
 log "building portico (cargo build --release)"
 (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+# The revision built, read now: the tree may change while the run goes on.
+BUILT_FROM="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
 PORTICO=$ROOT/target/release/portico
 [[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
 
@@ -712,7 +714,7 @@ export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_
     META_H2_CONNS META_H2_STREAMS
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
-META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
+META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, release build"
 META_NGINX=$("$NGINX" -v 2>&1 | head -n1 || true)
 META_WRK=$(wrk --version 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)
 META_H2LOAD=$(h2load --version 2>&1 | head -n1 || true)

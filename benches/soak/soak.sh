@@ -96,6 +96,8 @@ event() { # event KIND [key value]...: one JSON line in events.jsonl
 
 log "building portico (cargo build --release)"
 (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+# The revision built, read now: the tree may change while the run goes on.
+BUILT_FROM="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
 PORTICO=$ROOT/target/release/portico
 [[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
 mkdir -p "$WORK/certs" "$WORK/logs"
@@ -304,7 +306,7 @@ export META_DATE META_COMMAND META_DURATION META_PORTICO META_MACHINE META_LOADA
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (whole run $(($(date +%s) - STARTED)) s, build included)"
 META_COMMAND="\`$COMMAND\`"
 META_DURATION="$SOAK_SECONDS s of traffic (after a 5 s warm-up), then up to 10 s settle"
-META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'), release build"
+META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, release build"
 META_MACHINE="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) CPUs, Linux $(uname -r); portico, backends and clients share them"
 META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"
 META_T_START=$T0
