@@ -75,6 +75,30 @@ async fn slowloris_is_cut_at_client_header_timeout() {
     portico.shutdown().await;
 }
 
+/// A half-sent head on a kept-alive connection does not hold up a drain:
+/// the connection ends with the drain (hyper's graceful shutdown does not
+/// wait for a request it has not read whole), not at `shutdown_timeout`.
+#[tokio::test]
+async fn half_sent_head_does_not_hold_up_a_drain() {
+    let backend = TestBackend::spawn("app").await;
+    let runtime = "client_header_timeout = \"500ms\"\nshutdown_timeout = \"20s\"";
+    let portico = start_portico(&config(backend.addr(), runtime)).await;
+    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    // A whole request first: the connection is being served, not accepted.
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(raw_status(&buf[..n]), Some(200));
+    stream.write_all(b"GET /second HTTP/1.1\r\nHost: a.te").await.unwrap();
+    let started = Instant::now();
+    let shutdown = tokio::spawn(portico.shutdown());
+    let closed = closed_after(&mut stream, Duration::from_secs(5)).await.expect("the slow head outlived the drain");
+    assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
+    tokio::time::timeout(Duration::from_secs(5), shutdown).await.expect("shutdown waited on the slow head").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+    assert_eq!(backend.count(), 1);
+}
+
 /// The head timer stops when the head is complete: a body may take longer.
 #[tokio::test]
 async fn slow_request_body_is_not_cut_at_client_header_timeout() {
