@@ -46,6 +46,16 @@ async fn closed_after(stream: &mut tokio::net::TcpStream, within: Duration) -> O
     }
 }
 
+/// A connection to `addr` that has had one `GET /` answered 200 and stays open.
+async fn kept_alive_after_one_request(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(raw_status(&buf[..n]), Some(200), "{}", String::from_utf8_lossy(&buf[..n]));
+    stream
+}
+
 #[tokio::test]
 async fn slowloris_is_cut_at_client_header_timeout() {
     let backend = TestBackend::spawn("app").await;
@@ -83,12 +93,8 @@ async fn half_sent_head_does_not_hold_up_a_drain() {
     let backend = TestBackend::spawn("app").await;
     let runtime = "client_header_timeout = \"500ms\"\nshutdown_timeout = \"20s\"";
     let portico = start_portico(&config(backend.addr(), runtime)).await;
-    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
     // A whole request first: the connection is being served, not accepted.
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 4096];
-    let n = stream.read(&mut buf).await.unwrap();
-    assert_eq!(raw_status(&buf[..n]), Some(200));
+    let mut stream = kept_alive_after_one_request(portico.addr(0)).await;
     stream.write_all(b"GET /second HTTP/1.1\r\nHost: a.te").await.unwrap();
     let started = Instant::now();
     let shutdown = tokio::spawn(portico.shutdown());
@@ -147,11 +153,7 @@ async fn pipelined_head_is_not_timed_while_the_request_before_it_is_served() {
 async fn idle_keepalive_connection_is_closed_after_client_header_timeout() {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(backend.addr(), r#"client_header_timeout = "300ms""#)).await;
-    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 4096];
-    let n = stream.read(&mut buf).await.unwrap();
-    assert_eq!(raw_status(&buf[..n]), Some(200));
+    let mut stream = kept_alive_after_one_request(portico.addr(0)).await;
     let closed = closed_after(&mut stream, Duration::from_secs(3)).await.expect("idle connection left open");
     assert!(closed >= Duration::from_millis(200) && closed < Duration::from_secs(2), "closed after {closed:?}");
     portico.shutdown().await;
@@ -162,11 +164,7 @@ async fn idle_keepalive_connection_is_closed_after_keepalive_timeout() {
     let backend = TestBackend::spawn("app").await;
     let runtime = "client_header_timeout = \"10s\"\nkeepalive_timeout = \"300ms\"";
     let portico = start_portico(&config(backend.addr(), runtime)).await;
-    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 4096];
-    let n = stream.read(&mut buf).await.unwrap();
-    assert_eq!(raw_status(&buf[..n]), Some(200));
+    let mut stream = kept_alive_after_one_request(portico.addr(0)).await;
     let closed = closed_after(&mut stream, Duration::from_secs(3)).await;
     assert!(closed.is_some_and(|c| c < Duration::from_secs(2)), "idle connection closed after {closed:?}, not ~300ms");
     portico.shutdown().await;
