@@ -293,17 +293,29 @@ fn ambiguous(parts: &http::request::Parts, max_header_block: usize) -> Option<St
     if parts.extensions.get::<crate::framing::Ambiguous>().is_some() {
         return Some(StatusCode::BAD_REQUEST);
     }
-    let mut te = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(value) = te.next()
-        && (!value.as_bytes().eq_ignore_ascii_case(b"chunked") || te.next().is_some())
-    {
+    // One pass over the headers (rather than a lookup for each name); the
+    // checks below keep their order, so the first problem found decides.
+    let (mut transfer_encodings, mut chunked) = (0, false);
+    let (mut hosts, mut host) = (0, None);
+    let (mut block, mut longest) = (0, 0);
+    for (name, value) in &parts.headers {
+        if name == header::TRANSFER_ENCODING {
+            transfer_encodings += 1;
+            chunked = value.as_bytes().eq_ignore_ascii_case(b"chunked");
+        } else if name == header::HOST {
+            hosts += 1;
+            host = host.or(Some(value));
+        }
+        let line = name.as_str().len() + value.len() + 4;
+        longest = longest.max(line);
+        block += line;
+    }
+    if transfer_encodings > 1 || (transfer_encodings == 1 && !chunked) {
         // Only plain `chunked` is unambiguous: other codings would be dropped
         // along with the hop-by-hop header.
         return Some(StatusCode::BAD_REQUEST);
     }
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+    if hosts > 1 {
         return Some(StatusCode::BAD_REQUEST);
     }
     if let (Some(authority), Some(host)) = (parts.uri.authority(), host)
@@ -314,15 +326,7 @@ fn ambiguous(parts: &http::request::Parts, max_header_block: usize) -> Option<St
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_LINE {
         return Some(StatusCode::URI_TOO_LONG);
     }
-    let mut block = 0;
-    for (name, value) in &parts.headers {
-        let line = name.as_str().len() + value.len() + 4;
-        if line > MAX_LINE {
-            return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        }
-        block += line;
-    }
-    (block > max_header_block).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    (longest > MAX_LINE || block > max_header_block).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
 }
 
 /// The request line and headers as they go upstream: the request's own
