@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::runtime::{Listener, Location, ServerName, VirtualServer};
 
@@ -10,7 +11,7 @@ use crate::config::runtime::{Listener, Location, ServerName, VirtualServer};
 /// suffixes longest first, then the default server.
 #[derive(Debug)]
 pub struct Router {
-    exact: HashMap<String, usize>,
+    exact: HashMap<String, usize, BuildHasherDefault<Fnv1a>>,
     /// (suffix such as ".example.com", server index), longest suffix first.
     wildcards: Vec<(String, usize)>,
     default_server: usize,
@@ -20,7 +21,7 @@ impl Router {
     /// Builds the tables for `listener`'s servers. When two servers claim one
     /// name (validation forbids it), the first declared wins.
     pub fn new(listener: &Listener) -> Router {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::default();
         let mut wildcards = Vec::new();
         for (index, server) in listener.servers.iter().enumerate() {
             for name in &server.server_names {
@@ -45,6 +46,32 @@ impl Router {
             .iter()
             .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
             .map_or(self.default_server, |&(_, index)| index)
+    }
+}
+
+/// FNV-1a, for the exact-name table: a host name hashes in a few
+/// instructions a byte, where the standard SipHash costs more than the rest
+/// of the lookup. Its weakness, keys chosen to collide, needs inserts; this
+/// table is built from the configuration and only read by requests.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -89,6 +116,17 @@ mod tests {
         assert_eq!(normalize_host("[::1]:8443"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
         assert!(matches!(normalize_host("gw.example.com"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        for (input, expected) in
+            [(&b""[..], 0xcbf2_9ce4_8422_2325), (b"a", 0xaf63_dc4c_8601_ec8c), (b"foobar", 0x8594_4171_f739_67e8)]
+        {
+            let mut hasher = Fnv1a::default();
+            hasher.write(input);
+            assert_eq!(hasher.finish(), expected, "{input:?}");
+        }
     }
 
     /// fuzz/artifacts/normalize_host: `".."` came out as `"."`.
