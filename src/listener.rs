@@ -126,7 +126,7 @@ where
     let ended = {
         let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
         let timer = std::pin::pin!(tokio::time::sleep(period));
-        let mut check = IdleCheck::new(timer, period);
+        let mut check = PeriodicCheck::new(timer, period);
         let mut quiet = 0;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
@@ -135,7 +135,7 @@ where
             if drained.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ended::Draining);
             }
-            let idle = check.poll_idle(cx, || {
+            let idle = check.poll_check(cx, || {
                 quiet = if activity.no_streams_since_last_check() { quiet + 1 } else { 0 };
                 (quiet >= STREAM_CHECKS).then_some(())
             });
@@ -189,7 +189,7 @@ where
             let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
             let mut draining = false;
             let timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
-            let mut check = IdleCheck::new(timer, PARK_AFTER);
+            let mut check = PeriodicCheck::new(timer, PARK_AFTER);
             let mut head = HeadClock::new(shared.idle_limit);
             std::future::poll_fn(|cx| {
                 loop {
@@ -202,7 +202,7 @@ where
                     } else if draining || activity.parking.load(Ordering::Relaxed) {
                         return Poll::Pending;
                     } else {
-                        let found = std::task::ready!(check.poll_idle(cx, || {
+                        let found = std::task::ready!(check.poll_check(cx, || {
                             if activity.idle_since_last_check() {
                                 Some(Found::Idle)
                             } else {
@@ -306,8 +306,9 @@ impl HeadClock {
     }
 }
 
-/// The timer of the idle checks while hyper serves a connection.
-struct IdleCheck<'t> {
+/// The timer of the periodic checks while hyper serves a connection (is it
+/// idle; on HTTP/1, is a request head overdue).
+struct PeriodicCheck<'t> {
     timer: Pin<&'t mut tokio::time::Sleep>,
     period: Duration,
     /// Registered with the timer since it was last reset: until it fires, a
@@ -315,14 +316,14 @@ struct IdleCheck<'t> {
     armed: bool,
 }
 
-impl<'t> IdleCheck<'t> {
+impl<'t> PeriodicCheck<'t> {
     /// Checks every `period`, the first time when `timer` fires.
-    fn new(timer: Pin<&'t mut tokio::time::Sleep>, period: Duration) -> IdleCheck<'t> {
-        IdleCheck { timer, period, armed: false }
+    fn new(timer: Pin<&'t mut tokio::time::Sleep>, period: Duration) -> PeriodicCheck<'t> {
+        PeriodicCheck { timer, period, armed: false }
     }
 
     /// Ready with what a check, every `period`, finds.
-    fn poll_idle<T>(&mut self, cx: &mut Context<'_>, mut check: impl FnMut() -> Option<T>) -> Poll<T> {
+    fn poll_check<T>(&mut self, cx: &mut Context<'_>, mut check: impl FnMut() -> Option<T>) -> Poll<T> {
         if self.armed && !self.timer.is_elapsed() {
             return Poll::Pending;
         }

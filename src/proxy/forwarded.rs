@@ -8,11 +8,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::runtime::HeaderRule;
 use crate::template::{RequestContext, Template};
 
+/// `Keep-Alive`, which the `http` crate has no constant for.
+pub(crate) const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 /// Connection comes first: `remove_hop_by_hop` reads its bit.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
+    KEEP_ALIVE,
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,

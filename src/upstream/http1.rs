@@ -5,8 +5,7 @@
 //! Driven from the request's own task: no connection task and no channels
 //! between it and the socket, which is what hyper's client cost per request
 //! (a third of a plain request's instructions, performance-log steps 22 and
-//! 29). The
-//! rules follow RFC 9112 section 6 and, where it leaves room, nginx.
+//! 29). The rules follow RFC 9112 section 6 and, where it leaves room, nginx.
 
 use std::future::Future;
 use std::io::{self, Write as _};
@@ -745,12 +744,10 @@ impl Framed {
             }
             Ok(only_these)
         } else {
-            Ok(name == KEEP_ALIVE)
+            Ok(name == crate::proxy::forwarded::KEEP_ALIVE)
         }
     }
 }
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 #[cfg(test)]
 mod tests {
