@@ -497,7 +497,7 @@ impl BodyReader {
 
     /// The next piece of body in `read`; `None` when more must be read first
     /// (or the body ended: see `is_end`).
-    fn take(&mut self, read: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+    pub fn take(&mut self, read: &mut BytesMut) -> Result<Option<Bytes>, Error> {
         loop {
             match self {
                 BodyReader::Done { .. } => return Ok(None),
@@ -567,6 +567,11 @@ fn take_line(read: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
         }
         return Ok(None);
     };
+    // As long as the check above would have found it had the line come in
+    // smaller reads.
+    if at > MAX_CHUNK_LINE {
+        return Err(Error::Invalid("chunk line too long"));
+    }
     if at == 0 || read[at - 1] != b'\r' {
         return Err(Error::Invalid("chunk line not ended by CRLF"));
     }
@@ -599,7 +604,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 
 /// Parses a response head from the front of `read` and takes it out;
 /// `None` until the head is whole. Interim responses are taken out and skipped.
-fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, Error> {
+pub fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, Error> {
     loop {
         if read.is_empty() {
             return Ok(None);
@@ -609,6 +614,9 @@ fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Response
         let parsed =
             httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, read, &mut slots);
         let len = match parsed {
+            // `Conn::poll_head` stops waiting for a head at `MAX_HEAD` bytes:
+            // one that came whole in fewer reads is held to the same limit.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::HeadTooLarge),
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("too many headers")),
@@ -844,6 +852,33 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_line_past_the_limit_is_refused_even_when_whole() {
+        // Whether the line's end came in the same read must not matter.
+        let mut line = b"1;x=".to_vec();
+        line.resize(MAX_CHUNK_LINE + 1, b'a');
+        for (wire, refused) in [(line.clone(), true), (line[..MAX_CHUNK_LINE - 1].to_vec(), false)] {
+            let mut whole = wire.clone();
+            whole.extend_from_slice(b"\r\n!\r\n0\r\n\r\n");
+            let mut reader = BodyReader::Chunked { state: Chunk::Size, reusable: true };
+            assert_eq!(body_of(&mut reader, &whole).is_err(), refused, "{} bytes, whole", wire.len());
+            let mut reader = BodyReader::Chunked { state: Chunk::Size, reusable: true };
+            let mut read = BytesMut::new();
+            let mut failed = false;
+            for &byte in &whole {
+                read.extend_from_slice(&[byte]);
+                match reader.take(&mut read) {
+                    Ok(_) => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            assert_eq!(failed, refused, "{} bytes, one byte per read", wire.len());
+        }
+    }
+
+    #[test]
     fn framing_rules() {
         let close = parse(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
         assert!(matches!(close.body, BodyReader::Close));
@@ -898,6 +933,14 @@ mod tests {
         fits.resize(MAX_HEAD - 100, b'a');
         fits.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(parse(&fits).unwrap().unwrap().headers["x-big"].len(), MAX_HEAD - 100 - 24);
+        // At the limit itself: as `Conn::poll_head` finds when the head comes
+        // in smaller reads (it stops waiting at `MAX_HEAD` bytes).
+        for (len, refused) in [(MAX_HEAD + 1, true), (MAX_HEAD, false)] {
+            let mut wire = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            wire.resize(len - 4, b'a');
+            wire.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(matches!(parse(&wire), Err(Error::HeadTooLarge)), refused, "a head of {len} bytes");
+        }
     }
 
     #[test]
