@@ -23,9 +23,10 @@ use tokio::net::TcpStream;
 
 use crate::proxy::body::{BoxError, RequestBody};
 
-/// The most a response head may take (status line, headers, interim
-/// responses before it). nginx's `proxy_buffer_size` is 4 or 8 KiB; Java
-/// servers with many cookies go past that, hyper allowed about 400 KiB.
+/// The most a response head may take (status line and headers; each
+/// interim response's head is held to it on its own). nginx's
+/// `proxy_buffer_size` is 4 or 8 KiB; Java servers with many cookies go past
+/// that, hyper allowed about 400 KiB.
 pub const MAX_HEAD: usize = 64 * 1024 - 1;
 
 /// Response header lines accepted (hyper's limit).
@@ -866,12 +867,9 @@ mod tests {
             let mut failed = false;
             for &byte in &whole {
                 read.extend_from_slice(&[byte]);
-                match reader.take(&mut read) {
-                    Ok(_) => {}
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+                if reader.take(&mut read).is_err() {
+                    failed = true;
+                    break;
                 }
             }
             assert_eq!(failed, refused, "{} bytes, one byte per read", wire.len());
