@@ -3,6 +3,8 @@
 //! it flags, the heads it counts, whether it stopped following).
 #![no_main]
 
+mod reads;
+
 use libfuzzer_sys::fuzz_target;
 use portico::framing::Tracker;
 
@@ -24,15 +26,7 @@ fn run<'a>(pieces: impl Iterator<Item = &'a [u8]>) -> (Option<u64>, u64, bool) {
 fuzz_target!(|input: (Vec<u16>, &[u8])| {
     let (cuts, bytes) = input;
     let whole = run(std::iter::once(bytes));
-    // Cut points from the input, in order and within the bytes.
-    let mut points: Vec<usize> = cuts.iter().map(|&c| usize::from(c) % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    let mut pieces = Vec::with_capacity(points.len() + 1);
-    let mut from = 0;
-    for point in points.into_iter().chain(std::iter::once(bytes.len())) {
-        pieces.push(&bytes[from..point]);
-        from = point;
-    }
+    let pieces = reads::cut(bytes, &cuts);
     assert_eq!(run(pieces.into_iter()), whole, "split at {cuts:?}");
     // One byte per read: the worst case for split lines.
     assert_eq!(run(bytes.chunks(1)), whole, "one byte per read");

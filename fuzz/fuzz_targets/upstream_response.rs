@@ -5,6 +5,8 @@
 //! The loop below is `Conn::poll_head` and `Conn::poll_body` without a socket.
 #![no_main]
 
+mod reads;
+
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use portico::upstream::http1::{BodyReader, MAX_HEAD, parse_head};
@@ -80,15 +82,7 @@ fn read_whole(head: &portico::upstream::http1::ResponseHead, body: Vec<u8>, left
 fuzz_target!(|input: (bool, Vec<u16>, &[u8])| {
     let (head_request, cuts, bytes) = input;
     let whole = run(std::iter::once(bytes), head_request);
-    // Cut points from the input, in order and within the bytes.
-    let mut points: Vec<usize> = cuts.iter().map(|&c| usize::from(c) % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    let mut pieces = Vec::with_capacity(points.len() + 1);
-    let mut from = 0;
-    for point in points.into_iter().chain(std::iter::once(bytes.len())) {
-        pieces.push(&bytes[from..point]);
-        from = point;
-    }
+    let pieces = reads::cut(bytes, &cuts);
     assert_eq!(run(pieces.into_iter(), head_request), whole, "split at {cuts:?}");
     // One byte per read: the worst case for split lines.
     assert_eq!(run(bytes.chunks(1), head_request), whole, "one byte per read");
