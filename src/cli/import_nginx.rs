@@ -454,15 +454,14 @@ impl Translator<'_> {
 
     fn header(&mut self, d: &Directive, name: &str, value: &str, own: &mut Vec<Header>) {
         let lower = name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "upgrade" | "connection") {
-            self.note(
-                &d.place,
-                format!("proxy_set_header {name} is left out: portico tunnels WebSocket upgrades without it"),
-            );
-            return;
-        }
-        if matches!(lower.as_str(), "content-length" | "transfer-encoding") {
-            self.note(&d.place, format!("proxy_set_header {name} is left out: portico frames the request body itself"));
+        // Headers portico sets itself, which a rule could only contradict.
+        let sets_itself = match lower.as_str() {
+            "upgrade" | "connection" => Some("portico tunnels WebSocket upgrades without it"),
+            "content-length" | "transfer-encoding" => Some("portico frames the request body itself"),
+            _ => None,
+        };
+        if let Some(why) = sets_itself {
+            self.note(&d.place, format!("proxy_set_header {name} is left out: {why}"));
             return;
         }
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
