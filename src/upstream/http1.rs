@@ -630,16 +630,17 @@ pub fn parse_head(read: &mut BytesMut, head_request: bool) -> Result<Option<Resp
             continue;
         }
         let http10 = response.version == Some(0);
-        // Where each name and value sit in the head (`u16`: a head is at most
-        // `MAX_HEAD`), so that the values can be slices of its bytes rather
-        // than copies.
+        // Where each name and value sit in the head (`u16`: the head is at
+        // most `MAX_HEAD`, checked above), so that the values can be slices of
+        // its bytes rather than copies. httparse's slices lie in the head; the
+        // error is for the parser breaking that, not for any input.
         let base = read.as_ptr() as usize;
         let at = |part: &[u8]| -> Result<[u16; 2], Error> {
             let start = (part.as_ptr() as usize).checked_sub(base).filter(|start| start + part.len() <= len);
             match start.and_then(|start| Some([u16::try_from(start).ok()?, u16::try_from(part.len()).ok()?])) {
                 Some(span) => Ok(span),
                 None if part.is_empty() => Ok([0, 0]),
-                None => Err(Error::HeadTooLarge),
+                None => Err(Error::Invalid("header outside the response head")),
             }
         };
         let count = response.headers.len();
