@@ -5,7 +5,8 @@
 #
 # Environment: ROUNDS (3), DURATION (wrk seconds, 5), HS_DURATION (handshake
 # seconds, 4), CONNS (64), IDLE_CONNS (2000), OUT (docs/performance.md),
-# KEEP_WORK=1 keeps the scratch directory. See benches/load/README.md.
+# PGO=1 measures the binary contrib/pgo-build.sh makes instead of a plain
+# release build, KEEP_WORK=1 keeps the scratch directory. See benches/load/README.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -166,11 +167,20 @@ note() { printf '%b\n\n' "$*" >>"$NOTES"; log "NOTE: $*"; }
 
 # --- build and certificates -----------------------------------------------------------
 
-log "building portico (cargo build --release)"
-(cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
 # The revision built, read now: the tree may change while the run goes on.
 BUILT_FROM="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-PORTICO=$ROOT/target/release/portico
+if [[ ${PGO:-0} == 1 ]]; then
+    # The release binary as contrib/pgo-build.sh makes it (about 7 minutes
+    # more on a fresh 2-CPU machine: two release builds and a training load).
+    log "building portico with profile-guided optimisation (contrib/pgo-build.sh)"
+    PGO_DIR=$ROOT/target/pgo "$ROOT/contrib/pgo-build.sh" || die "contrib/pgo-build.sh failed"
+    PORTICO=$ROOT/target/pgo/portico BUILD_KIND="release build with PGO (contrib/pgo-build.sh)"
+    COMMAND="PGO=1 $COMMAND"
+else
+    log "building portico (cargo build --release)"
+    (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+    PORTICO=$ROOT/target/release/portico BUILD_KIND="release build"
+fi
 [[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
 
 "$PORTICO" cert --name localhost --out "$WORK/ec" >/dev/null || die "portico cert (ECDSA) failed"
@@ -714,7 +724,7 @@ export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_
     META_H2_CONNS META_H2_STREAMS
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
-META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, release build"
+META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, $BUILD_KIND"
 META_NGINX=$("$NGINX" -v 2>&1 | head -n1 || true)
 META_WRK=$(wrk --version 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)
 META_H2LOAD=$(h2load --version 2>&1 | head -n1 || true)
