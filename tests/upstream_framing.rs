@@ -2,9 +2,9 @@
 //! framing (chunked with extensions and trailers, close-delimited, HTTP/1.0,
 //! `Connection: close`, HEAD, 204/304, interim 1xx), malformed or truncated
 //! responses, stale kept-alive connections, how request bodies are framed
-//! toward the backend, large response heads and an answer that comes while
-//! the request body is still uploading; chunked framing and reuse over an
-//! HTTPS upstream too.
+//! toward the backend, large response heads and answers that come while the
+//! request body is still uploading (the client's connection kept after one);
+//! chunked framing and reuse over an HTTPS upstream too.
 //!
 //! The backend is a raw TCP server written here (`RawBackend`): it reads each
 //! request head (and, by default, its body), records it, and writes exactly
@@ -90,6 +90,8 @@ enum Then {
     Close,
     /// Waits (not reading) until the test notifies, then closes.
     CloseWhen(Arc<Notify>),
+    /// Reads the request body it answered before reading, then the next request.
+    ReadBodyThenKeepAlive,
 }
 
 /// The backend's answer to one request: these exact bytes, then `then`.
@@ -224,6 +226,7 @@ where
             let Some(body) = read_body(&mut stream, &mut buf, wire.framing).await else { break };
             wire.body = body;
         }
+        let wire_framing = wire.framing;
         shared.seen.lock().unwrap().push(wire);
         if stream.write_all(&answer.bytes).await.is_err() || stream.flush().await.is_err() {
             break;
@@ -234,6 +237,11 @@ where
             Then::CloseWhen(signal) => {
                 signal.notified().await;
                 break;
+            }
+            Then::ReadBodyThenKeepAlive => {
+                if read_body(&mut stream, &mut buf, wire_framing).await.is_none() {
+                    break;
+                }
             }
         }
     }
@@ -939,6 +947,83 @@ async fn oversized_response_head_is_502() {
     assert_eq!(get_fresh(&portico, "/huge").await.status, StatusCode::BAD_GATEWAY);
     assert_eq!(get_fresh(&portico, "/next").await.text(), "next");
     assert_eq!(backend.conns(), [0, 1]);
+}
+
+/// 13: the backend answers at once, then reads the upload to its end, as
+/// Tomcat and nginx do: the client's connection carries its next request,
+/// portico reading the rest of the upload and dropping it (up to 1 MiB more),
+/// for a body with a Content-Length and a chunked one alike.
+#[tokio::test]
+async fn answer_before_the_upload_ends_keeps_the_client_connection() {
+    const PIECE: usize = 16 * 1024;
+    const PIECES: usize = 32; // 512 KiB
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/upload" => Answer {
+            bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
+            then: Then::ReadBodyThenKeepAlive,
+            read_body: false,
+        },
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    for chunked in [false, true] {
+        let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let uploader = tokio::spawn(async move {
+            let framing = if chunked {
+                "Transfer-Encoding: chunked".to_owned()
+            } else {
+                format!("Content-Length: {}", PIECE * PIECES)
+            };
+            let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\n{framing}\r\n\r\n");
+            write.write_all(head.as_bytes()).await?;
+            let piece = vec![b'u'; PIECE];
+            for _ in 0..PIECES {
+                if chunked {
+                    write.write_all(format!("{PIECE:x}\r\n").as_bytes()).await?;
+                }
+                write.write_all(&piece).await?;
+                if chunked {
+                    write.write_all(b"\r\n").await?;
+                }
+            }
+            if chunked {
+                write.write_all(b"0\r\n\r\n").await?;
+            }
+            std::io::Result::Ok(write)
+        });
+        let first = read_answer(&mut read, b"early").await;
+        assert_eq!(raw_status(&first), Some(200), "{}", String::from_utf8_lossy(&first));
+        let mut write = tokio::time::timeout(WITHIN, uploader)
+            .await
+            .expect("the upload was not all read")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("chunked {chunked}: the upload was cut short: {e}"));
+
+        write.write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
+        let second = read_answer(&mut read, b"next").await;
+        assert_eq!(raw_status(&second), Some(200), "chunked {chunked}: {}", String::from_utf8_lossy(&second));
+    }
+    // An upstream connection left inside a request body is not used again:
+    // each upload's closes, its GET opens the next.
+    assert_eq!(backend.conns(), [0, 1, 1, 2]);
+}
+
+/// Reads from `read` until what came ends with `tail`; panics after `WITHIN`.
+async fn read_answer<R: AsyncRead + Unpin>(read: &mut R, tail: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(tail) {
+        let n = tokio::time::timeout(WITHIN, read.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer ending in {tail:?} within {WITHIN:?}: {got:?}"))
+            .unwrap_or(0);
+        assert!(n > 0, "connection closed before an answer ending in {tail:?}: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
 }
 
 /// 13: the backend answers 413 and closes as soon as it has the head,

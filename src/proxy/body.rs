@@ -10,6 +10,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::Version;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
@@ -168,6 +169,33 @@ impl ResponseBody {
     }
 }
 
+/// The most of a client's upload read and dropped, and for how long at most,
+/// once the upstream server has answered in full before taking all of it.
+/// The server wants no more of it, but an HTTP/1.1 connection can carry the
+/// client's next request only once this one's body has been read (nginx
+/// discards an unread body the same way); past either limit the connection
+/// closes after the answer, as it must with a body left unread.
+const DISCARD_MAX: u64 = 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads what is left of a client's upload and drops it (see `DISCARD_MAX`).
+/// A task of its own: hyper drops the answer's body once its last byte is
+/// out, and reads the request body on for as long as someone takes it.
+async fn discard(mut rest: RequestBody) {
+    let read = async {
+        let mut left = DISCARD_MAX;
+        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut rest).poll_frame(cx)).await {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match left.checked_sub(len) {
+                Some(l) => left = l,
+                None => return,
+            }
+        }
+    };
+    // Dropping `rest` unread, on either limit, makes hyper close the connection.
+    let _ = tokio::time::timeout(DISCARD_TIME, read).await;
+}
+
 /// An upstream response body on its way to the client (and the request body
 /// still on its way up, if the server answered before it was all sent).
 pub struct UpstreamBody {
@@ -216,14 +244,23 @@ impl UpstreamBody {
     fn finish(&mut self, complete: bool) {
         // Reused only when both messages went whole: the server may have
         // answered before the request body was all sent.
+        let upload = self.upload.take();
         if let Some(connection) = self.connection.take()
             && complete
             && self.reader.is_reusable()
-            && self.upload.is_none()
+            && upload.is_none()
         {
             self.pool.release(connection);
         }
         if let Some(exchange) = self.exchange.take() {
+            // h2 ends the request's stream by itself when its body is dropped.
+            if complete
+                && exchange.version() == Version::HTTP_11
+                && let Some(rest) = upload.and_then(Upload::into_unread)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                runtime.spawn(discard(rest));
+            }
             exchange.finish(self.sent, complete);
         }
     }

@@ -60,6 +60,11 @@ impl Exchange {
         }
     }
 
+    /// The HTTP version the client spoke.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     /// Notes the status sent to the client.
     pub fn set_status(&mut self, status: http::StatusCode) {
         self.status = status.as_u16();

@@ -432,6 +432,12 @@ impl Upload {
             read_all: false,
         })
     }
+
+    /// What the client has not sent of the body yet, if anything: the
+    /// upload stops here, and the rest can be read and dropped.
+    pub fn into_unread(self) -> Option<RequestBody> {
+        (!self.read_all).then_some(self.body)
+    }
 }
 
 /// The size line of a chunk of `len` bytes.
