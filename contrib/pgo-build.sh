@@ -117,8 +117,8 @@ http {
         ssl_certificate_key $WORK/ec/localhost.key;
         root $WORK/www;
         location = /login { add_header Set-Cookie "JSESSIONID=node$i\$request_id; Path=/; HttpOnly"; return 200 "node $i\n"; }
-        # Read the whole upload before answering (return would answer at once,
-        # and an answer before the upload's end closes the client's connection).
+        # Read the whole upload before answering, as applications do
+        # (return would answer at once, before the body is read).
         location = /upload {
             client_body_buffer_size 128k;
             proxy_pass http://127.0.0.1:${!http}/small;
