@@ -1011,6 +1011,40 @@ async fn answer_before_the_upload_ends_keeps_the_client_connection() {
     assert_eq!(backend.conns(), [0, 1, 1, 2]);
 }
 
+/// 13: as above with 3 MiB still to come when the answer is complete: past
+/// the 1 MiB portico reads and drops, the client's connection closes after
+/// the answer rather than taking in an upload nobody wants.
+#[tokio::test]
+async fn answer_before_a_long_upload_closes_the_client_connection() {
+    const LEN: usize = 3 << 20;
+    let backend = RawBackend::spawn(|_| Answer {
+        bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
+        then: Then::ReadBodyThenKeepAlive,
+        read_body: false,
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+
+    let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let uploader = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {LEN}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&vec![b'u'; LEN]).await;
+        // Kept open: dropping the write half would send a FIN, which closes
+        // the connection whatever portico reads.
+        write
+    });
+    let first = read_answer(&mut read, b"early").await;
+    assert_eq!(raw_status(&first), Some(200), "{}", String::from_utf8_lossy(&first));
+    // Then the end of the connection (a FIN, or a reset for the unread rest).
+    let write = uploader.await.unwrap();
+    let mut buf = [0u8; 1024];
+    let after = tokio::time::timeout(WITHIN, read.read(&mut buf)).await.expect("the connection stayed open");
+    assert!(matches!(after, Ok(0) | Err(_)), "more came after the answer: {after:?}");
+    drop(write);
+}
+
 /// Reads from `read` until what came ends with `tail`; panics after `WITHIN`.
 async fn read_answer<R: AsyncRead + Unpin>(read: &mut R, tail: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
