@@ -225,6 +225,15 @@ where
         };
         // Not parking: the client or the drain ended it (the drain clears the flag).
         if !activity.parking.swap(false, Ordering::Relaxed) {
+            if result.is_ok()
+                && let Some(parts) = Pin::into_inner(http).into_parts()
+            {
+                // The service and hyper's buffer go now; the socket stays.
+                let io = { parts }.io.into_inner();
+                // Boxed: made only at a close, it adds nothing to the future
+                // every connection keeps.
+                Box::pin(linger(io.io.tcp())).await;
+            }
             return result;
         }
         result?;
@@ -248,6 +257,35 @@ where
             return Ok(());
         }
     }
+}
+
+/// Reads and drops what a client still sends after hyper has answered and
+/// shut the connection's sending side, for at most [`LINGER_FOR`], before the
+/// socket closes (nginx's `lingering_close`). Closing a socket with unread
+/// bytes sends a reset, and a reset can destroy an answer the client has not
+/// read yet: a 413 to an upload, or any answer that cut a body short. Only
+/// when bytes are waiting at the close; otherwise it closes at once.
+async fn linger(tcp: &TcpStream) {
+    if !matches!(tcp.try_read(&mut [0u8; 1]), Ok(1)) {
+        return;
+    }
+    let drain = async {
+        // Made only here: most connections close with nothing to read.
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match tcp.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if tcp.readable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
 }
 
 /// Why [`serve_http1`]'s connection ended with an error.
@@ -466,6 +504,10 @@ impl Drop for Pending<'_> {
 /// connections too; waiting a moment keeps busy connections from paying for
 /// it on every request.
 const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// How long [`linger`] reads what a client still sends after its connection
+/// was closed on it (nginx: `lingering_time` 30 s, `lingering_timeout` 5 s).
+const LINGER_FOR: Duration = Duration::from_secs(2);
 
 /// How long closing an idle connection may take: a parked one's TLS
 /// close_notify, an h2 one's GOAWAY and the client's answer to its PING.

@@ -1,6 +1,7 @@
 //! Client-side limits (issue 7): header read timeout (slowloris), idle
-//! keep-alive timeout, request body size, concurrent connections, h2 streams
-//! per connection and the h2 rapid-reset guard.
+//! keep-alive timeout, request body size (and the lingering close after a 413
+//! cuts an upload short), concurrent connections, h2 streams per connection
+//! and the h2 rapid-reset guard.
 //!
 //! What `src/listener.rs` configures: a head timer of `client_header_timeout`
 //! (checked every 250 ms while a head is arriving and no request is being
@@ -199,6 +200,47 @@ async fn body_over_client_max_body_size_is_413() {
     let reply = client.post("a.test", "/", body::full(vec![b'z'; 1024])).await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(backend.last().body_len, Some(1024));
+    portico.shutdown().await;
+}
+
+/// A 413 to an upload still coming: portico answers, shuts its side, and
+/// reads what the client still sends for a moment before closing (nginx's
+/// lingering close). The client sees the answer, then a clean end; closing
+/// with the upload unread would send a reset, which can destroy an answer
+/// not yet read (and breaks the client's next write here).
+#[tokio::test]
+async fn answer_cutting_an_upload_short_ends_without_a_reset() {
+    const LEN: usize = 4 << 20;
+    const WITHIN: Duration = Duration::from_secs(10);
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(backend.addr(), r#"client_max_body_size = "1k""#)).await;
+
+    let stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let uploader = tokio::spawn(async move {
+        let head = format!("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {LEN}\r\n\r\n");
+        write.write_all(head.as_bytes()).await?;
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..LEN / piece.len() {
+            write.write_all(&piece).await?;
+        }
+        // Kept open: portico's close must not wait for the client's.
+        std::io::Result::Ok(write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let end = loop {
+        match tokio::time::timeout(WITHIN, read.read(&mut buf)).await.expect("the answer did not end") {
+            Ok(0) => break Ok(()),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    assert_eq!(raw_status(&answer), Some(413), "{}", String::from_utf8_lossy(&answer));
+    assert!(end.is_ok(), "the connection ended with {end:?}, not a FIN");
+    let write = uploader.await.unwrap().expect("the upload's writes failed: the connection was reset");
+    drop(write);
+    assert_eq!(backend.count(), 0);
     portico.shutdown().await;
 }
 
