@@ -112,6 +112,17 @@ fn close(bytes: impl AsRef<[u8]>) -> Answer {
     Answer { bytes: bytes.as_ref().to_vec(), then: Then::Close, read_body: true }
 }
 
+/// `200 OK` with the body `early`, written before the request body is read
+/// (which is read after it), connection kept: a server answering an upload
+/// before taking it.
+fn early() -> Answer {
+    Answer {
+        bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
+        then: Then::ReadBodyThenKeepAlive,
+        read_body: false,
+    }
+}
+
 /// `200 OK` with `body` and its Content-Length, connection kept.
 fn ok(body: &str) -> Answer {
     keep(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
@@ -957,15 +968,7 @@ async fn oversized_response_head_is_502() {
 async fn answer_before_the_upload_ends_keeps_the_client_connection() {
     const PIECE: usize = 16 * 1024;
     const PIECES: usize = 32; // 512 KiB
-    let backend = RawBackend::spawn(|w| match w.path() {
-        "/upload" => Answer {
-            bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
-            then: Then::ReadBodyThenKeepAlive,
-            read_body: false,
-        },
-        _ => ok("next"),
-    })
-    .await;
+    let backend = RawBackend::spawn(|w| if w.path() == "/upload" { early() } else { ok("next") }).await;
     let portico = start_portico(&config(&backend)).await;
 
     for chunked in [false, true] {
@@ -1017,12 +1020,7 @@ async fn answer_before_the_upload_ends_keeps_the_client_connection() {
 #[tokio::test]
 async fn answer_before_a_long_upload_closes_the_client_connection() {
     const LEN: usize = 3 << 20;
-    let backend = RawBackend::spawn(|_| Answer {
-        bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
-        then: Then::ReadBodyThenKeepAlive,
-        read_body: false,
-    })
-    .await;
+    let backend = RawBackend::spawn(|_| early()).await;
     let portico = start_portico(&config(&backend)).await;
 
     let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
