@@ -65,21 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-NEXT_PORT=$((10000 + RANDOM % 15000))
-alloc_port() {
-    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    printf -v "$1" '%s' "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-wait_port() {
-    for _ in $(seq 400); do
-        port_open "$1" && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on port $1; see $WORK"
-        sleep 0.025
-    done
-    die "nothing listens on port $1 after 10 s; see $WORK"
-}
+# port_open, alloc_port, wait_port
+source "$ROOT/benches/load/ports.sh"
 
 "$GEN" cert --name localhost --out "$WORK/ec" >/dev/null
 "$GEN" cert --name localhost --rsa 2048 --out "$WORK/rsa" >/dev/null
@@ -129,8 +116,8 @@ http {
 EOF
     nginx -p "$WORK" -c "$WORK/be$i.conf" >"$WORK/be$i.out" 2>&1 &
     PIDS+=($!)
-    wait_port "${!http}" "$!"
-    wait_port "${!https}" "$!"
+    wait_port "${!http}" "$!" "$WORK/be$i.err"
+    wait_port "${!https}" "$!" "$WORK/be$i.err"
 done
 
 cat >"$WORK/portico.toml" <<EOF
@@ -195,7 +182,7 @@ EOF
 "$GEN" run -c "$WORK/portico.toml" >"$WORK/portico.out" 2>&1 &
 PROXY=$!
 PIDS+=("$PROXY")
-for port in "$TLS" "$RSA" "$PLAIN" "$REDIRECT"; do wait_port "$port" "$PROXY"; done
+for port in "$TLS" "$RSA" "$PLAIN" "$REDIRECT"; do wait_port "$port" "$PROXY" "$WORK/portico.out"; done
 
 # --- the training load --------------------------------------------------------------------
 

@@ -60,24 +60,8 @@ trap 'exit 130' INT TERM
 
 track() { PIDS[$1]=1; }
 untrack() { unset "PIDS[$1]"; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-NEXT_PORT=$((20000 + RANDOM % 30000))
-alloc_port() {
-    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    printf -v "$1" '%s' "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-
-wait_port() {
-    local port=$1 pid=$2 logf=$3
-    for _ in $(seq 400); do
-        port_open "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || die "process $pid exited before listening on port $port; $logf says:\n$(tail -n 30 "$logf" 2>/dev/null)"
-        sleep 0.025
-    done
-    die "nothing listens on port $port after 10 s (pid $pid); $logf says:\n$(tail -n 30 "$logf" 2>/dev/null)"
-}
+# port_open, alloc_port, wait_port
+source "$HERE/../load/ports.sh"
 
 py() { python3 "$HERE/soak.py" "$@"; }
 now() { echo "$EPOCHREALTIME"; }
