@@ -9,8 +9,8 @@
 # ECDSA and RSA certificates, a sticky (JSESSIONID) pool, an ip_hash pool, a
 # redirect and an access log. LLVM then builds portico again from that profile,
 # laying the hot paths out together and inlining along them: 18% fewer
-# instructions per plain proxied request, about 0.82x the user CPU and 0.92x
-# the total (docs/performance-log.md, step 32). What the load does not reach
+# instructions per plain proxied request, 0.82x the user CPU and 0.92x the
+# total in the middle of three paired batches (docs/performance-log.md, step 32). What the load does not reach
 # is treated as cold (laid out apart, inlined less): WebSocket tunnels, h2c,
 # the admin listener and the Redis sticky store are not in it. A feature that
 # runs hot in production belongs in the load below.
