@@ -1023,16 +1023,7 @@ async fn answer_before_a_long_upload_closes_the_client_connection() {
     let backend = RawBackend::spawn(|_| early()).await;
     let portico = start_portico(&config(&backend)).await;
 
-    let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
-    let (mut read, mut write) = stream.into_split();
-    let uploader = tokio::spawn(async move {
-        let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {LEN}\r\n\r\n");
-        let _ = write.write_all(head.as_bytes()).await;
-        let _ = write.write_all(&vec![b'u'; LEN]).await;
-        // Kept open: dropping the write half would send a FIN, which closes
-        // the connection whatever portico reads.
-        write
-    });
+    let (mut read, uploader) = upload(&portico, LEN).await;
     let first = read_answer(&mut read, b"early").await;
     assert_eq!(raw_status(&first), Some(200), "{}", String::from_utf8_lossy(&first));
     // Then the end of the connection (a FIN, or a reset for the unread rest).
@@ -1041,6 +1032,30 @@ async fn answer_before_a_long_upload_closes_the_client_connection() {
     let after = tokio::time::timeout(WITHIN, read.read(&mut buf)).await.expect("the connection stayed open");
     assert!(matches!(after, Ok(0) | Err(_)), "more came after the answer: {after:?}");
     drop(write);
+}
+
+/// Starts `POST /upload` with a Content-Length of `len` on a new connection
+/// to portico, its body written in 16 KiB pieces up to the first write that
+/// fails. The write half comes back from the task, still open: dropping it
+/// would send a FIN, which ends the connection whatever portico does.
+async fn upload(
+    portico: &Portico,
+    len: usize,
+) -> (tokio::net::tcp::OwnedReadHalf, tokio::task::JoinHandle<tokio::net::tcp::OwnedWriteHalf>) {
+    let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let uploader = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {len}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'u'; 16 * 1024];
+        for _ in 0..len / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    (read, uploader)
 }
 
 /// Reads from `read` until what came ends with `tail`; panics after `WITHIN`.
@@ -1075,19 +1090,7 @@ async fn backend_answering_413_and_closing_mid_upload() {
     .await;
     let portico = start_portico(&config(&backend)).await;
 
-    let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
-    let (mut read, mut write) = stream.into_split();
-    let uploader = tokio::spawn(async move {
-        let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {LEN}\r\n\r\n");
-        let _ = write.write_all(head.as_bytes()).await;
-        let chunk = vec![b'u'; 16 * 1024];
-        for _ in 0..LEN / chunk.len() {
-            if write.write_all(&chunk).await.is_err() {
-                break;
-            }
-        }
-        write
-    });
+    let (mut read, uploader) = upload(&portico, LEN).await;
     let response = read_until_close(&mut read, WITHIN).await;
     // The server's answer, not a 502 for the upload it cut short (hyper's
     // client failed on the write and never reported the 413).
