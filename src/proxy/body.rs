@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Version;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
@@ -184,7 +185,7 @@ const DISCARD_TIME: Duration = Duration::from_secs(5);
 async fn discard(mut rest: RequestBody) {
     let read = async {
         let mut left = DISCARD_MAX;
-        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut rest).poll_frame(cx)).await {
+        while let Some(Ok(frame)) = rest.frame().await {
             let len = frame.data_ref().map_or(0, |d| d.len() as u64);
             match left.checked_sub(len) {
                 Some(l) => left = l,
