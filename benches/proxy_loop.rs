@@ -102,7 +102,7 @@ proxy_pass = "b"
 fn tls_client(dir: &Path) -> Result<tokio_rustls::TlsConnector, BoxError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(dir.join("ca.pem"))?)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = portico::tls::provider();
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
@@ -139,7 +139,7 @@ async fn get(sender: &mut Sender) -> Result<(), BoxError> {
 async fn backend(dir: &Path) -> Result<(), BoxError> {
     let certs = vec![CertificateDer::from_pem_file(dir.join("cert.pem"))?];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from_pem_file(dir.join("key.pem"))?);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = portico::tls::provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -46,11 +46,12 @@ pub const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// Apple platforms accept for a TLS server certificate, trusted by hand or not.
 const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
 
-/// One ring provider for every config: building it allocates, and all configs
-/// use the same algorithms anyway.
-static PROVIDER: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+/// One aws-lc-rs provider for every config: building it allocates, and all
+/// configs use the same algorithms anyway.
+static PROVIDER: LazyLock<Arc<CryptoProvider>> =
+    LazyLock::new(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
 
-/// The crypto provider portico uses everywhere (ring).
+/// The crypto provider portico uses everywhere (aws-lc-rs).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::clone(&PROVIDER)
 }
@@ -158,19 +159,16 @@ fn generate(names: &[String], key_type: KeyType) -> Result<(rcgen::Certificate, 
     Ok((cert, key_pair))
 }
 
-/// An RSA key pair for rcgen. ring (rcgen's backend here) can sign with RSA
-/// but not generate RSA keys, so the pure-Rust `rsa` crate makes the key.
+/// An RSA key pair for rcgen, of one of the sizes in [`RSA_BITS`].
 fn rsa_key_pair(bits: u32) -> Result<rcgen::KeyPair, TlsError> {
-    use rsa::pkcs8::EncodePrivateKey;
-
-    if !RSA_BITS.contains(&bits) {
-        return Err(TlsError::Other(format!("RSA key size {bits} is not supported (use 2048, 3072 or 4096)")));
-    }
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits as usize)
-        .map_err(|e| TlsError::Other(format!("cannot generate an RSA key: {e}")))?;
-    let der = key.to_pkcs8_der().map_err(|e| TlsError::Other(format!("cannot encode the RSA key: {e}")))?;
-    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der.as_bytes()), &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| TlsError::Other(format!("cannot use the RSA key: {e}")))
+    let size = match bits {
+        2048 => rcgen::RsaKeySize::_2048,
+        3072 => rcgen::RsaKeySize::_3072,
+        4096 => rcgen::RsaKeySize::_4096,
+        _ => return Err(TlsError::Other(format!("RSA key size {bits} is not supported (use 2048, 3072 or 4096)"))),
+    };
+    rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
+        .map_err(|e| TlsError::Other(format!("cannot generate an RSA key: {e}")))
 }
 
 /// Makes an in-memory self-signed certificate for `names`.
@@ -277,7 +275,7 @@ pub fn server_config(listener: &Listener) -> Result<Arc<rustls::ServerConfig>, T
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
-    config.ticketer = rustls::crypto::ring::Ticketer::new()
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
         .map_err(|e| TlsError::Other(format!("TLS listener {}: cannot make session tickets: {e}", listener.addr)))?;
     Ok(Arc::new(config))
 }
@@ -642,11 +640,11 @@ mod tests {
     }
 
     /// SEC1 `EC PRIVATE KEY` from a PKCS#8 P-256 key: PKCS#8 wraps the SEC1
-    /// structure in an OCTET STRING, which ring's fixed template puts last.
+    /// structure in an OCTET STRING, last in the PKCS#8 that rcgen writes.
     fn sec1_from_pkcs8(pkcs8_pem: &str) -> String {
         let der = PrivatePkcs8KeyDer::from_pem_slice(pkcs8_pem.as_bytes()).unwrap();
         let der = der.secret_pkcs8_der();
-        // ...OCTET STRING (0x04) len (0x6d) SEQUENCE (0x30) len (0x6b): ring writes
+        // ...OCTET STRING (0x04) len (0x6d) SEQUENCE (0x30) len (0x6b): rcgen writes
         // the key without the optional parameters, 109 bytes long.
         let start = der.windows(4).position(|w| w == [0x04, 0x6d, 0x30, 0x6b]).unwrap() + 2;
         let sec1 = &der[start..];
@@ -682,19 +680,31 @@ mod tests {
         out
     }
 
+    /// The PKCS#1 key inside an RSA PKCS#8 one: PKCS#8 wraps it, after a
+    /// version and the fixed rsaEncryption algorithm, in an OCTET STRING.
+    fn pkcs1_of(pkcs8: &[u8]) -> &[u8] {
+        const HEAD: [u8; 18] = [
+            0x02, 0x01, 0x00, // version 0
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00, // rsaEncryption, NULL
+        ];
+        // SEQUENCE (30 82 LL LL), HEAD, OCTET STRING (04 82 LL LL), the PKCS#1 key.
+        assert_eq!(&pkcs8[4..22], &HEAD);
+        assert_eq!(&pkcs8[22..24], &[0x04, 0x82]);
+        let len = usize::from(u16::from_be_bytes([pkcs8[24], pkcs8[25]]));
+        let pkcs1 = &pkcs8[26..];
+        assert_eq!(pkcs1.len(), len);
+        pkcs1
+    }
+
     #[test]
     fn tls_load_certified_key_pkcs1_rsa() {
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        use rsa::pkcs8::DecodePrivateKey;
-
         let tmp = TempDir::new("pkcs1");
         let (cert_pem, key_pem) = generate_pem(&names(&["rsa.test"]), KeyType::Rsa(2048)).unwrap();
         let cert = tmp.write("rsa.crt", &cert_pem);
         // The same key as PKCS#1 (`RSA PRIVATE KEY`, what older openssl writes).
         let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8.secret_pkcs8_der()).unwrap();
-        let pkcs1 = key.to_pkcs1_der().unwrap();
-        let key_path = tmp.write("rsa.key", &pem_encode("RSA PRIVATE KEY", pkcs1.as_bytes()));
+        let key_path = tmp.write("rsa.key", &pem_encode("RSA PRIVATE KEY", pkcs1_of(pkcs8.secret_pkcs8_der())));
         let loaded = load_certified_key(&cert, &key_path).unwrap();
         assert_eq!(loaded.key.algorithm(), rustls::SignatureAlgorithm::RSA);
     }

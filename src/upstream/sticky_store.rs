@@ -289,7 +289,7 @@ impl std::fmt::Debug for StickyStore {
 impl Shared {
     /// `{prefix}{upstream}:{32 hex digits of SHA-256(value)}`.
     fn key(&self, value: &str) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
         let mut key = String::with_capacity(self.config.prefix.len() + self.upstream.len() + 33);
         key.push_str(&self.config.prefix);
         key.push_str(&self.upstream);

@@ -130,7 +130,7 @@ impl TestCert {
 
 /// The crypto provider every support helper uses (the one portico uses).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    portico::tls::provider()
 }
 
 /// A path as a TOML basic string, quoted.
