@@ -66,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 
 # port_open, alloc_port, wait_port
-source "$ROOT/benches/load/ports.sh"
+source "$ROOT/benches/load/common.sh"
 
 "$GEN" cert --name localhost --out "$WORK/ec" >/dev/null
 "$GEN" cert --name localhost --rsa 2048 --out "$WORK/rsa" >/dev/null

@@ -105,7 +105,7 @@ stop_pid() {
 }
 
 # port_open, alloc_port, wait_port
-source "$HERE/ports.sh"
+source "$HERE/common.sh"
 
 # pids_of MAIN: MAIN and its children (nginx master + worker; portico alone).
 pids_of() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
@@ -150,7 +150,7 @@ note() { printf '%b\n\n' "$*" >>"$NOTES"; log "NOTE: $*"; }
 # The revision built, read now: the tree may change while the run goes on.
 BUILT_FROM="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
 if [[ ${PGO:-0} == 1 ]]; then
-    # The release binary as contrib/pgo-build.sh makes it (about 7 minutes
+    # The release binary as contrib/pgo-build.sh makes it (about 8 minutes
     # more on a fresh 2-CPU machine: two release builds and a training load).
     log "building portico with profile-guided optimisation (contrib/pgo-build.sh)"
     PGO_DIR=$ROOT/target/pgo "$ROOT/contrib/pgo-build.sh" || die "contrib/pgo-build.sh failed"
@@ -158,8 +158,8 @@ if [[ ${PGO:-0} == 1 ]]; then
     COMMAND="PGO=1 $COMMAND"
 else
     log "building portico (cargo build --release)"
-    (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
-    PORTICO=$ROOT/target/release/portico BUILD_KIND="release build"
+    build_release PORTICO
+    BUILD_KIND="release build"
 fi
 [[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
 

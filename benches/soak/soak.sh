@@ -61,7 +61,7 @@ trap 'exit 130' INT TERM
 track() { PIDS[$1]=1; }
 untrack() { unset "PIDS[$1]"; }
 # port_open, alloc_port, wait_port
-source "$HERE/../load/ports.sh"
+source "$HERE/../load/common.sh"
 
 py() { python3 "$HERE/soak.py" "$@"; }
 now() { echo "$EPOCHREALTIME"; }
@@ -79,10 +79,9 @@ event() { # event KIND [key value]...: one JSON line in events.jsonl
 # --- build, certificates, backends ------------------------------------------------------
 
 log "building portico (cargo build --release)"
-(cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+build_release PORTICO
 # The revision built, read now: the tree may change while the run goes on.
 BUILT_FROM="git $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-PORTICO=$ROOT/target/release/portico
 [[ -x $PORTICO ]] || die "no binary at $PORTICO after the build"
 mkdir -p "$WORK/certs" "$WORK/logs"
 "$PORTICO" cert --name localhost --out "$WORK/certs" >/dev/null || die "portico cert failed"

@@ -1,5 +1,6 @@
-# Loopback port helpers shared by benches/load/compare.sh, benches/soak/soak.sh
-# and contrib/pgo-build.sh (sourced; each defines `die MESSAGE` first).
+# Helpers shared by benches/load/compare.sh, benches/soak/soak.sh and
+# contrib/pgo-build.sh: loopback ports and the release build (sourced; each
+# defines `die MESSAGE` and ROOT, the checkout, first).
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -22,4 +23,13 @@ wait_port() {
         sleep 0.025
     done
     die "nothing listens on port $port after 10 s (pid $pid); $logf says:\n$(tail -n 30 "$logf" 2>/dev/null)"
+}
+
+# build_release VAR: `cargo build --release` of the checkout; sets VAR to the
+# binary, where cargo put it (CARGO_TARGET_DIR, if set, is relative to ROOT).
+build_release() {
+    (cd "$ROOT" && cargo build --release -q) || die "cargo build --release failed"
+    local dir=${CARGO_TARGET_DIR:-target}
+    [[ $dir == /* ]] || dir=$ROOT/$dir
+    printf -v "$1" '%s' "$dir/release/portico"
 }
