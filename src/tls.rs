@@ -432,6 +432,7 @@ mod tests {
         alpn: Option<Vec<u8>>,
         version: Option<rustls::ProtocolVersion>,
         kind: Option<rustls::HandshakeKind>,
+        group: Option<rustls::NamedGroup>,
     }
 
     /// Runs a real handshake in memory and exchanges a byte each way (so the
@@ -467,6 +468,7 @@ mod tests {
             alpn: connection.alpn_protocol().map(<[u8]>::to_vec),
             version: connection.protocol_version(),
             kind: connection.handshake_kind(),
+            group: connection.negotiated_key_exchange_group().map(|group| group.name()),
         };
         server_side.await.unwrap()?;
         Ok(handshake)
@@ -567,6 +569,42 @@ mod tests {
         assert!(first.peer == leaf(&cert));
         let again = handshake(config, tls12, Some("localhost")).await.unwrap();
         assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
+    }
+
+    /// A client of `browser()`'s kind offering only `groups`, in that order
+    /// (a key share for the first, and for X25519 too when the first is its
+    /// hybrid, as browsers send them).
+    fn client_with_groups(groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>) -> Arc<rustls::ClientConfig> {
+        let provider = CryptoProvider { kx_groups: groups, ..(*provider()).clone() };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(accept_any_server_cert())
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn tls_server_takes_the_post_quantum_hybrid_when_offered() {
+        use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+        use rustls::{HandshakeKind, NamedGroup};
+
+        let cert = self_signed(&[]).unwrap();
+        let config = server_config(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
+        let cases = [
+            // Current browsers, curl on OpenSSL 3.5: the hybrid, in one round trip.
+            (vec![X25519MLKEM768, X25519], NamedGroup::X25519MLKEM768, HandshakeKind::Full),
+            // OpenSSL 3.0's clients, Java 21: X25519, in one round trip too.
+            (vec![X25519, SECP256R1], NamedGroup::X25519, HandshakeKind::Full),
+            // The hybrid listed after X25519, with no share for it: X25519, no retry.
+            (vec![X25519, X25519MLKEM768], NamedGroup::X25519, HandshakeKind::Full),
+        ];
+        for (groups, group, kind) in cases {
+            let names: Vec<_> = groups.iter().map(|g| g.name()).collect();
+            let got = handshake(Arc::clone(&config), client_with_groups(groups), Some("localhost")).await.unwrap();
+            assert_eq!((got.group, got.kind), (Some(group), Some(kind)), "client offering {names:?}");
+        }
     }
 
     #[test]
