@@ -721,10 +721,9 @@ mod tests {
     /// The PKCS#1 key inside an RSA PKCS#8 one: PKCS#8 wraps it, after a
     /// version and the fixed rsaEncryption algorithm, in an OCTET STRING.
     fn pkcs1_of(pkcs8: &[u8]) -> &[u8] {
+        // Version 0, then the algorithm: rsaEncryption with NULL parameters.
         const HEAD: [u8; 18] = [
-            0x02, 0x01, 0x00, // version 0
-            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
-            0x00, // rsaEncryption, NULL
+            0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
         ];
         // SEQUENCE (30 82 LL LL), HEAD, OCTET STRING (04 82 LL LL), the PKCS#1 key.
         assert_eq!(&pkcs8[4..22], &HEAD);
