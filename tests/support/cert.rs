@@ -117,7 +117,7 @@ impl TestCert {
     /// A rustls server config serving this leaf, TLS 1.2 and 1.3, with these
     /// ALPN protocols (empty: no ALPN).
     pub fn server_config(&self, alpn: &[&str]) -> rustls::ServerConfig {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        let mut config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
             .with_no_client_auth()
@@ -126,11 +126,6 @@ impl TestCert {
         config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config
     }
-}
-
-/// The crypto provider every support helper uses (the one portico uses).
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    portico::tls::provider()
 }
 
 /// A path as a TOML basic string, quoted.

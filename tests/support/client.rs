@@ -21,7 +21,6 @@ use tokio_rustls::TlsConnector;
 
 use super::Error;
 use super::body::{self, Body};
-use super::cert::provider;
 use super::websocket;
 
 /// How to open a client connection; `Client::http1` and `Client::https` cover
@@ -157,7 +156,7 @@ impl Connect {
 
 impl TlsOptions {
     fn client_config(&self) -> Result<rustls::ClientConfig, Error> {
-        let builder = rustls::ClientConfig::builder_with_provider(provider());
+        let builder = rustls::ClientConfig::builder_with_provider(portico::tls::provider());
         let builder = if self.tls12_only {
             builder.with_protocol_versions(&[&rustls::version::TLS12])?
         } else {
