@@ -104,7 +104,7 @@ stop_pid() {
     untrack "$pid"
 }
 
-# port_open, alloc_port, wait_port
+# port_open, alloc_port, wait_port, build_release
 source "$HERE/common.sh"
 
 # pids_of MAIN: MAIN and its children (nginx master + worker; portico alone).

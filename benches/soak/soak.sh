@@ -60,7 +60,7 @@ trap 'exit 130' INT TERM
 
 track() { PIDS[$1]=1; }
 untrack() { unset "PIDS[$1]"; }
-# port_open, alloc_port, wait_port
+# port_open, alloc_port, wait_port, build_release
 source "$HERE/../load/common.sh"
 
 py() { python3 "$HERE/soak.py" "$@"; }
