@@ -19,6 +19,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
+
+mod simple_http1;
 use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 /// What every accept loop shares: the current site, the connection limit and
@@ -184,6 +186,18 @@ where
     let conn = io.conn.clone();
     let activity = &conn.activity;
     loop {
+        // portico's own loop serves the simple requests; hyper the others.
+        // Boxed, as hyper's connection is: its state goes when it parks.
+        match Box::pin(simple_http1::serve(shared, &mut io, &conn, &mut drain)).await {
+            simple_http1::Ended::Closed(result) => return result,
+            simple_http1::Ended::Idle => {
+                if !park(shared, &mut io, &mut drain).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            simple_http1::Ended::Hyper => {}
+        }
         let mut http = Box::pin(shared.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
         let result = {
             let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
@@ -202,13 +216,7 @@ where
                     } else if draining || activity.parking.load(Ordering::Relaxed) {
                         return Poll::Pending;
                     } else {
-                        let found = std::task::ready!(check.poll_check(cx, || {
-                            if activity.idle_since_last_check() {
-                                Some(Found::Idle)
-                            } else {
-                                head.overdue(activity).then_some(Found::SlowHead)
-                            }
-                        }));
+                        let found = std::task::ready!(check.poll_check(cx, || idle_or_slow_head(activity, &mut head)));
                         if found == Found::SlowHead {
                             // As hyper's own header timer did: the connection
                             // ends, with no answer to a head never complete.
@@ -240,23 +248,38 @@ where
         // None: the connection was upgraded and belongs to its tunnel now.
         let Some(parts) = Pin::into_inner(http).into_parts() else { return Ok(()) };
         (io, service) = take_back(parts);
-        if !io.carry.is_empty() {
-            continue;
-        }
-        // hyper's wait for the next request had begun before the checks that
-        // found the connection idle: that much of the limit is used.
-        let wait = shared.idle_limit.saturating_sub(PARK_AFTER);
-        let _parked = shared.instance.parked();
-        let resumed = tokio::select! {
-            readable = io.io.tcp().readable() => readable.is_ok(),
-            () = tokio::time::sleep(wait) => false,
-            _ = drain.wait_for(|draining| *draining) => false,
-        };
-        if !resumed {
-            let _ = tokio::time::timeout(CLOSE_WITHIN, tokio::io::AsyncWriteExt::shutdown(&mut io)).await;
+        if io.carry.is_empty() && !park(shared, &mut io, &mut drain).await {
             return Ok(());
         }
     }
+}
+
+/// What a periodic check of an idle-looking HTTP/1 connection finds, if anything.
+fn idle_or_slow_head(activity: &Activity, head: &mut HeadClock) -> Option<Found> {
+    if activity.idle_since_last_check() { Some(Found::Idle) } else { head.overdue(activity).then_some(Found::SlowHead) }
+}
+
+/// Waits, with no HTTP state kept, for a parked connection's client to send
+/// more. False, with the connection shut, when the keep-alive limit or the
+/// drain came first.
+async fn park<T: AsyncWrite + Socket + Unpin>(
+    shared: &Shared,
+    io: &mut Guarded<T>,
+    drain: &mut watch::Receiver<bool>,
+) -> bool {
+    // The wait for the next request had begun before the checks that found
+    // the connection idle: that much of the limit is used.
+    let wait = shared.idle_limit.saturating_sub(PARK_AFTER);
+    let _parked = shared.instance.parked();
+    let resumed = tokio::select! {
+        readable = io.io.tcp().readable() => readable.is_ok(),
+        () = tokio::time::sleep(wait) => false,
+        _ = drain.wait_for(|draining| *draining) => false,
+    };
+    if !resumed {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, tokio::io::AsyncWriteExt::shutdown(io)).await;
+    }
+    resumed
 }
 
 /// Reads and drops what a client still sends after hyper has answered and
@@ -295,6 +318,12 @@ enum ServeError {
     Http(#[from] hyper::Error),
     #[error("no complete request head within {0:?} (client_header_timeout)")]
     HeadTimeout(Duration),
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("error from the response body: {0}")]
+    Body(proxy::body::BoxError),
+    #[error("response body not of its declared length")]
+    BodyLength,
 }
 
 /// What a periodic check of an HTTP/1 connection found.
@@ -433,7 +462,7 @@ impl Connection {
     /// before the answer (an h2 stream reset, a closed connection).
     async fn serve(
         self: Arc<Self>,
-        mut request: hyper::Request<hyper::body::Incoming>,
+        mut request: hyper::Request<Option<hyper::body::Incoming>>,
     ) -> Result<hyper::Response<ServedBody>, hyper::Error> {
         let open = OpenResponse::new(self);
         let this = &*open.0;
@@ -837,7 +866,7 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
             let io = Guarded::new(tls, conn.clone(), framing);
-            let service = service_fn(|request| conn.clone().serve(request));
+            let service = service_fn(|request: hyper::Request<_>| conn.clone().serve(request.map(Some)));
             let served = if h2 {
                 let http = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
                 serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {
@@ -866,7 +895,7 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
             // Closed, failed, or silent for as long as an idle connection may be.
             let Ok(Ok(peeked @ 1..)) = peeked else { return };
             let io = Guarded::new(stream, conn.clone(), framing::Tracker::new());
-            let service = service_fn(|request| conn.clone().serve(request));
+            let service = service_fn(|request: hyper::Request<_>| conn.clone().serve(request.map(Some)));
             let served = if b"PRI ".starts_with(&first[..peeked]) {
                 let http = Box::pin(shared.http.serve_connection_with_upgrades(TokioIo::new(io), service));
                 serve_streams(http, &conn.activity, shared.idle_limit, drain, |c| {

@@ -1104,3 +1104,153 @@ async fn backend_answering_413_and_closing_mid_upload() {
     assert_eq!(get_fresh(&portico, "/ok").await.text(), "fine");
     assert_eq!(backend.conns(), [0, 1]);
 }
+
+// --- the answer on the client's wire: portico's own HTTP/1 loop and hyper ----
+
+/// A raw answer split up: the status line, the header lines (names
+/// lower-cased, `date` left out but required), sorted, and the body
+/// (de-chunked when chunked).
+fn wire_answer(response: &[u8]) -> (String, Vec<String>, Vec<u8>) {
+    let text = String::from_utf8_lossy(response);
+    let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head: {text}"));
+    let head = String::from_utf8_lossy(&response[..at]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let mut headers: Vec<String> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap_or_else(|| panic!("bad header line {line:?}"));
+            format!("{}: {}", name.to_ascii_lowercase(), value.trim())
+        })
+        .collect();
+    let dates = headers.iter().filter(|h| h.starts_with("date: ")).count();
+    assert_eq!(dates, 1, "one date header: {text}");
+    headers.retain(|h| !h.starts_with("date: "));
+    headers.sort();
+    let mut body = response[at + 4..].to_vec();
+    if headers.iter().any(|h| h == "transfer-encoding: chunked") {
+        body = dechunk(&body).unwrap_or_else(|| panic!("bad chunked body: {text}"));
+    }
+    (status, headers, body)
+}
+
+/// The data of a whole chunked body (no trailers), or `None` if it is not one.
+fn dechunk(mut wire: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = wire.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&wire[..line_end]).ok()?, 16).ok()?;
+        wire = &wire[line_end + 2..];
+        if size == 0 {
+            return (wire == b"\r\n").then_some(out);
+        }
+        out.extend_from_slice(wire.get(..size)?);
+        wire = wire.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
+/// 14: portico answers simple requests (no body, no upgrade) with an HTTP/1
+/// loop of its own and leaves the others to hyper (here, made hyper's by a
+/// `TE: trailers` field, which the hop-by-hop rule drops on the way up):
+/// every kind of upstream answer reaches the client alike from both, status
+/// line, header fields, framing and body, with one `date`.
+#[tokio::test]
+async fn answers_are_written_alike_by_portico_s_loop_and_by_hyper() {
+    let backend = RawBackend::spawn(|w| match w.path() {
+        "/length" => keep(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Multi: 1\r\nX-Multi: 2\r\nContent-Length: 5\r\n\r\nhello",
+        ),
+        "/empty" => keep("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        "/chunked" => keep(CHUNKED),
+        "/trailers" => keep(CHUNKED_TRAILERS),
+        "/close-delimited" => close("HTTP/1.1 200 OK\r\nX-Till: close\r\n\r\nuntil the end"),
+        "/204" => keep("HTTP/1.1 204 No Content\r\nX-Done: yes\r\n\r\n"),
+        "/304" => keep("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 42\r\n\r\n"),
+        "/head" => keep("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        "/dated" => {
+            keep("HTTP/1.1 404 Not Found\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\nContent-Length: 4\r\n\r\nnope")
+        }
+        "/odd-status" => keep("HTTP/1.1 599 Whatever\r\nContent-Length: 2\r\n\r\nok"),
+        "/upstream-close" => keep("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye"),
+        _ => ok("next"),
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let cases = [
+        ("GET", "/length"),
+        ("GET", "/empty"),
+        ("GET", "/chunked"),
+        ("GET", "/trailers"),
+        ("GET", "/close-delimited"),
+        ("GET", "/204"),
+        ("GET", "/304"),
+        ("HEAD", "/head"),
+        ("HEAD", "/length"),
+        ("GET", "/dated"),
+        ("GET", "/odd-status"),
+        ("GET", "/upstream-close"),
+        ("GET", "/missing-route-is-next"),
+    ];
+    for (method, path) in cases {
+        let simple = format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        let for_hyper =
+            format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\nConnection: close\r\n\r\n");
+        let ours = raw(&portico, simple.as_bytes()).await;
+        let hypers = raw(&portico, for_hyper.as_bytes()).await;
+        assert_eq!(
+            wire_answer(&ours),
+            wire_answer(&hypers),
+            "{method} {path}\nportico's loop:\n{}\nhyper:\n{}",
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&hypers)
+        );
+    }
+    // What the comparison rests on: each of the answers was made.
+    let (status, headers, body) =
+        wire_answer(&raw(&portico, b"GET /chunked HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await);
+    assert_eq!((status.as_str(), body.as_slice()), ("HTTP/1.1 200 OK", CHUNKED_BODY.as_bytes()));
+    assert!(headers.contains(&"connection: close".to_owned()), "{headers:?}");
+    let (status, headers, body) =
+        wire_answer(&raw(&portico, b"HEAD /head HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(headers, ["connection: close", "content-length: 1234"]);
+    assert!(body.is_empty(), "{body:?}");
+    assert_eq!(backend.requests().len(), 2 * cases.len() + 2);
+}
+
+/// 15: requests pipelined in one write, bodiless ones (portico's loop) and one
+/// with a body (hyper's) between them, are all answered, in order, and the
+/// last one's `Connection: close` is answered with the same and a close.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_across_both_http1_servers() {
+    let backend = RawBackend::spawn(|w| {
+        let body = format!("{} {}:{}", w.method(), w.path(), String::from_utf8_lossy(&w.body));
+        ok(&body)
+    })
+    .await;
+    let portico = start_portico(&config(&backend)).await;
+    let started = std::time::Instant::now();
+    let response = raw(
+        &portico,
+        b"GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          POST /b HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\n\r\nbody\
+          GET /c HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          HEAD /d HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          GET /e HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(started.elapsed() < WITHIN / 2, "the connection was not closed after the last answer: {text}");
+    // Bodies run into the next status line: counted as text, not by lines.
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 5, "{text}");
+    let order: Vec<usize> = ["GET /a:", "POST /b:", "GET /c:", "GET /e:"]
+        .iter()
+        .map(|body| text.find(body).unwrap_or_else(|| panic!("no {body:?} in {text}")))
+        .collect();
+    assert!(order.is_sorted(), "answers out of order: {text}");
+    let last_head = &text[text.rfind("HTTP/1.1 ").unwrap_or(0)..];
+    assert!(last_head.to_ascii_lowercase().contains("connection: close"), "{text}");
+    let seen = backend.requests();
+    let lines: Vec<String> = seen.iter().map(|w| format!("{} {}", w.method(), w.path())).collect();
+    assert_eq!(lines, ["GET /a", "POST /b", "GET /c", "HEAD /d", "GET /e"]);
+    assert_eq!(seen[1].body, b"body");
+}

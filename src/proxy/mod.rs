@@ -179,13 +179,15 @@ impl ConnInfo {
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
+/// The body is `None` for a request that has none, as portico's own HTTP/1
+/// loop serves it (`listener::simple_http1`); hyper's requests carry theirs.
 ///
 /// Not an `async fn`: hyper keeps this future for each connection, and an
 /// `async fn` holds a copy of its arguments beside the locals they move to.
 /// Taking the request apart here, outside the `async` block, keeps one copy.
 pub fn handle(
     conn: Arc<ConnInfo>,
-    mut request: Request<Incoming>,
+    mut request: Request<Option<Incoming>>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, hyper::Error>> {
     let client_upgrade = (request.version() == Version::HTTP_11 && forwarded::is_upgrade_request(request.headers()))
         .then(|| hyper::upgrade::on(&mut request));
@@ -213,7 +215,8 @@ pub fn handle(
 
         // An answer made here leaves the request body unread; HTTP/1 cannot
         // reuse the connection then, and the client must be told so.
-        let close_after_answer = parts.version < Version::HTTP_2 && !incoming.is_end_stream();
+        let close_after_answer =
+            parts.version < Version::HTTP_2 && !incoming.as_ref().is_none_or(Incoming::is_end_stream);
         let direct = |exchange, status| {
             let mut response = answer(exchange, status);
             if close_after_answer {
@@ -374,7 +377,7 @@ fn forward(
     server: &VirtualServer,
     pool: Arc<Pool>,
     head: UpstreamHead<'_>,
-    incoming: Incoming,
+    incoming: Option<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     mut exchange: Exchange,
 ) -> impl Future<Output = Response<ResponseBody>> {
@@ -382,9 +385,9 @@ fn forward(
         let upstream = &pool.upstream;
         let read_timeout = server.read_timeout.unwrap_or(upstream.read_timeout);
         let send_timeout = server.send_timeout.unwrap_or(upstream.send_timeout);
-        let body_empty = incoming.is_end_stream();
+        let body_empty = incoming.as_ref().is_none_or(Incoming::is_end_stream);
         let limit = conn.site.snapshot.runtime.client_max_body_size;
-        if let (Some(limit), Some(length)) = (limit, incoming.size_hint().exact())
+        if let (Some(limit), Some(length)) = (limit, incoming.as_ref().and_then(|body| body.size_hint().exact()))
             && length > limit
         {
             exchange.error(LogLevel::Info, format_args!("request body of {length} bytes exceeds client_max_body_size"));
@@ -393,12 +396,16 @@ fn forward(
         // The body's task stamps its progress; with no body (most requests)
         // there is nothing to share, and no allocation for it.
         let (unshared, shared);
-        let (progress, request_body): (&Progress, _) = if body_empty {
-            unshared = Progress::new(true);
-            (&unshared, RequestBody::empty())
-        } else {
-            shared = Arc::new(Progress::new(false));
-            (&*shared, RequestBody::new(incoming, shared.clone(), limit))
+        let (progress, request_body): (&Progress, _) = match incoming {
+            Some(incoming) if !body_empty => {
+                shared = Arc::new(Progress::new(false));
+                (&*shared, RequestBody::new(incoming, shared.clone(), limit))
+            }
+            // An empty body of hyper's is kept until the answer, as before.
+            kept => {
+                unshared = (Progress::new(true), kept);
+                (&unshared.0, RequestBody::empty())
+            }
         };
         let mut body = Some(request_body);
         // A request may be sent again only when nothing of it is lost by doing so.
