@@ -187,8 +187,10 @@ where
     let activity = &conn.activity;
     loop {
         // portico's own loop serves the simple requests; hyper the others.
-        // Boxed, as hyper's connection is: its state goes when it parks.
-        match Box::pin(simple_http1::serve(shared, &mut io, &conn, &mut drain)).await {
+        // Boxed, as hyper's connection is, and the box dropped before the
+        // match (a temporary there would live through the park below).
+        let ended = Box::pin(simple_http1::serve(shared, &mut io, &conn, &mut drain)).await;
+        match ended {
             simple_http1::Ended::Closed(result) => return result,
             simple_http1::Ended::Idle => {
                 if !park(shared, &mut io, &mut drain).await {
