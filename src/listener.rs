@@ -19,9 +19,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
+use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 mod simple_http1;
-use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 /// What every accept loop shares: the current site, the connection limit and
 /// the drain tracker.
@@ -169,9 +169,11 @@ enum Ended<T> {
     Idle,
 }
 
-/// Serves an HTTP/1 connection, parked whenever it goes idle for
-/// [`PARK_AFTER`]: hyper's connection is ended without closing the client's,
-/// dropped, and made again from the same I/O once the client sends more.
+/// Serves an HTTP/1 connection: portico's own loop while its requests are
+/// simple ones (`simple_http1`), hyper from the first other one. Parked
+/// whenever it goes idle for [`PARK_AFTER`]: the loop's state or hyper's
+/// connection is dropped without closing the client's, and serving starts
+/// again in the loop, on the same I/O, once the client sends more.
 async fn serve_http1<T, S>(
     shared: &Shared,
     mut io: Guarded<T>,
@@ -284,8 +286,8 @@ async fn park<T: AsyncWrite + Socket + Unpin>(
     resumed
 }
 
-/// Reads and drops what a client still sends after hyper has answered and
-/// shut the connection's sending side, for at most [`LINGER_FOR`], before the
+/// Reads and drops what a client still sends after portico (its own loop or
+/// hyper) has answered and shut the connection's sending side, for at most [`LINGER_FOR`], before the
 /// socket closes (nginx's `lingering_close`). Closing a socket with unread
 /// bytes sends a reset, and a reset can destroy an answer the client has not
 /// read yet: a 413 to an upload, or any answer that cut a body short. Only
