@@ -98,7 +98,15 @@ where
                         draining = true;
                         return Poll::Ready(Waited::Draining);
                     }
-                    check.poll_check(cx, || idle_or_slow_head(activity, &mut head)).map(Waited::Check)
+                    // Idle only with nothing read: a head begun is timed.
+                    let found = check.poll_check(cx, || {
+                        if read.is_empty() {
+                            idle_or_slow_head(activity, &mut head)
+                        } else {
+                            head.overdue(activity).then_some(Found::SlowHead)
+                        }
+                    });
+                    found.map(Waited::Check)
                 })
                 .await;
                 match waited {
@@ -117,8 +125,7 @@ where
                         let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
                         return Ended::Closed(Ok(()));
                     }
-                    Waited::Check(Found::Idle) if read.is_empty() => return Ended::Idle,
-                    Waited::Check(Found::Idle) => continue,
+                    Waited::Check(Found::Idle) => return Ended::Idle,
                     Waited::Check(Found::SlowHead) => {
                         return Ended::Closed(Err(ServeError::HeadTimeout(shared.idle_limit)));
                     }
