@@ -29,6 +29,8 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::proxy::forwarded::names_token;
+
 use super::{
     CLOSE_WITHIN, Connection, Found, Guarded, HeadClock, PARK_AFTER, PeriodicCheck, ServeError, ServedBody, Shared,
     Socket, idle_or_slow_head, linger,
@@ -292,7 +294,7 @@ fn fill(headers: &mut HeaderMap, fields: &[httparse::Header<'_>], bytes: &Bytes)
         }
         let value = HeaderValue::from_maybe_shared(bytes.slice_ref(field.value)).ok()?;
         if name == header::CONNECTION {
-            close |= has_token(&value, "close");
+            close |= names_token(&value, "close");
         }
         headers.append(name, value);
     }
@@ -303,11 +305,6 @@ fn fill(headers: &mut HeaderMap, fields: &[httparse::Header<'_>], bytes: &Bytes)
 /// smuggling checks), an interim answer, a protocol switch, trailers.
 fn is_for_hyper(name: &HeaderName) -> bool {
     [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::EXPECT, header::UPGRADE, header::TE].contains(name)
-}
-
-/// Whether the comma-separated `value` names `token` (any case).
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Writes `response` as hyper's HTTP/1.1 server would to a request without a
@@ -345,7 +342,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
             // Otherwise the body's size decides the framing, written below
             // (portico's bodies carry the upstream's length as their size).
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING => continue,
-            header::CONNECTION => close |= has_token(value, "close"),
+            header::CONNECTION => close |= names_token(value, "close"),
             header::DATE => dated = true,
             _ => {}
         }

@@ -30,12 +30,13 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    headers.get_all(header::CONNECTION).iter().any(|value| names_token(value, token))
+}
+
+/// Whether the comma-separated `value` (a Connection field's) names `token`,
+/// in any case; a value that is not visible ASCII names nothing (as hyper reads it).
+pub fn names_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// Removes hop-by-hop headers and those the Connection header names. When
