@@ -325,14 +325,14 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let status = parts.status;
     out.clear();
     if status == StatusCode::OK {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        out.push(b"HTTP/1.1 200 OK\r\n");
     } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
+        out.push(b"HTTP/1.1 ");
+        out.push(status.as_str().as_bytes());
+        out.push(b" ");
         // A reason must be written: many parsers expect one.
-        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        out.push(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.push(b"\r\n");
     }
     let (mut close, mut dated, mut length_given) = (false, false, false);
     for (name, value) in &parts.headers {
@@ -346,15 +346,15 @@ async fn write_response<T: AsyncWrite + Unpin>(
             header::DATE => dated = true,
             _ => {}
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        out.push(name.as_str().as_bytes());
+        out.push(b": ");
+        out.push(value.as_bytes());
+        out.push(b"\r\n");
     }
     *spare = parts.headers;
     spare.clear();
     if closing && !close {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.push(b"connection: close\r\n");
         close = true;
     }
     // hyper's rules (`Server::can_have_body` and friends).
@@ -363,21 +363,21 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let mut left = body.size_hint().exact();
     match left {
         _ if length_given => {}
-        Some(0) if !bodyless => out.extend_from_slice(b"content-length: 0\r\n"),
+        Some(0) if !bodyless => out.push(b"content-length: 0\r\n"),
         Some(len @ 1..) if !no_length => {
-            out.extend_from_slice(b"content-length: ");
-            push_number(out, len, 10);
-            out.extend_from_slice(b"\r\n");
+            out.push(b"content-length: ");
+            push_number(&mut out.copied, len, 10);
+            out.push(b"\r\n");
         }
-        None if !bodyless => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        None if !bodyless => out.push(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
     if !dated {
-        out.extend_from_slice(b"date: ");
-        push_date(out);
-        out.extend_from_slice(b"\r\n");
+        out.push(b"date: ");
+        push_date(&mut out.copied);
+        out.push(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+    out.push(b"\r\n");
     if bodyless || body.is_end_stream() {
         drop(body);
         out.send(io).await?;
@@ -407,12 +407,12 @@ async fn write_response<T: AsyncWrite + Unpin>(
         if let Some(left) = left.as_mut() {
             *left = left.checked_sub(data.len() as u64).ok_or(ServeError::BodyLength)?;
         } else {
-            push_number(out, data.len() as u64, 16);
-            out.extend_from_slice(b"\r\n");
+            push_number(&mut out.copied, data.len() as u64, 16);
+            out.push(b"\r\n");
         }
         out.push_frame(data);
         if chunked {
-            out.extend_from_slice(b"\r\n");
+            out.push(b"\r\n");
         }
         if out.is_full() {
             out.send(io).await?;
@@ -421,7 +421,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
     match left {
         Some(0) => {}
         Some(_) => return Err(ServeError::BodyLength),
-        None => out.extend_from_slice(b"0\r\n\r\n"),
+        None => out.push(b"0\r\n\r\n"),
     }
     out.send(io).await?;
     Ok(close)
@@ -440,25 +440,23 @@ struct Outgoing {
     queued: usize,
 }
 
-impl std::ops::Deref for Outgoing {
-    type Target = Vec<u8>;
-
-    fn deref(&self) -> &Vec<u8> {
-        &self.copied
-    }
-}
-
-impl std::ops::DerefMut for Outgoing {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.copied
-    }
-}
-
 impl Outgoing {
     /// Frames queued before a send, at most.
     const MAX_FRAMES: usize = 16;
     /// Bytes held before a send, at most (about hyper's).
     const MAX_BYTES: usize = 64 * 1024;
+
+    /// Copies `bytes` in, after everything held.
+    fn push(&mut self, bytes: &[u8]) {
+        self.copied.extend_from_slice(bytes);
+    }
+
+    /// Drops everything held.
+    fn clear(&mut self) {
+        self.copied.clear();
+        self.frames.clear();
+        self.queued = 0;
+    }
 
     fn push_frame(&mut self, data: Bytes) {
         if data.len() < COPY_UNDER {
@@ -488,9 +486,7 @@ impl Outgoing {
             }
             written += n;
         }
-        self.copied.clear();
-        self.frames.clear();
-        self.queued = 0;
+        self.clear();
         io.flush().await
     }
 
@@ -649,12 +645,12 @@ mod tests {
     fn outgoing_bytes_keep_their_order_from_any_point() {
         let big = |fill: u8| Bytes::from(vec![fill; COPY_UNDER]);
         let mut out = Outgoing::default();
-        out.extend_from_slice(b"head;");
+        out.push(b"head;");
         out.push_frame(big(b'a'));
         out.push_frame(Bytes::from_static(b"small;"));
         out.push_frame(big(b'b'));
         out.push_frame(big(b'c'));
-        out.extend_from_slice(b"tail");
+        out.push(b"tail");
         let mut expected = b"head;".to_vec();
         expected.extend_from_slice(&big(b'a'));
         expected.extend_from_slice(b"small;");
@@ -684,9 +680,9 @@ mod tests {
     #[tokio::test]
     async fn outgoing_sends_everything_through_short_writes() {
         let mut out = Outgoing::default();
-        out.extend_from_slice(b"head;");
+        out.push(b"head;");
         out.push_frame(Bytes::from(vec![b'x'; 3 * COPY_UNDER]));
-        out.extend_from_slice(b"tail");
+        out.push(b"tail");
         // A pipe that takes at most 1000 bytes at a time.
         let (mut ours, mut theirs) = tokio::io::duplex(1000);
         let reader = tokio::spawn(async move {
@@ -695,7 +691,7 @@ mod tests {
             got
         });
         out.send(&mut ours).await.unwrap();
-        assert!(out.is_empty() && out.frames.is_empty() && out.queued == 0, "empty after a send");
+        assert!(out.copied.is_empty() && out.frames.is_empty() && out.queued == 0, "empty after a send");
         drop(ours);
         let mut expected = b"head;".to_vec();
         expected.extend_from_slice(&[b'x'; 3 * COPY_UNDER]);
