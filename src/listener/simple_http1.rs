@@ -122,9 +122,10 @@ where
                 .await;
                 match waited {
                     Waited::Read(Ok(1..)) => continue,
-                    // The client closed between requests; halfway through a
-                    // head, hyper reports it as it always has.
-                    Waited::Read(Ok(0)) if read.iter().all(|&b| b == b'\r' || b == b'\n') => {
+                    // The client closed between requests (`parse` has taken
+                    // out any blank lines); halfway through a head, hyper
+                    // reports it as it always has.
+                    Waited::Read(Ok(0)) if read.is_empty() => {
                         return Ended::Closed(Ok(()));
                     }
                     Waited::Read(Ok(_)) => {
