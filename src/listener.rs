@@ -851,8 +851,7 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
     let Some(index) = site.listener_index(addr) else { return };
     let state = &site.listeners[index];
     let handshake_timeout = site.snapshot.runtime.client_header_timeout;
-    let tls = state.tls.clone();
-    match tls {
+    match &state.tls {
         Some(acceptor) => {
             // Boxed, like the connection below: the handshake's state is
             // needed only until it completes, not for the connection's life.

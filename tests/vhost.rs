@@ -80,6 +80,34 @@ async fn sni_picks_the_certificate_for_exact_and_wildcard_names() {
 }
 
 #[tokio::test]
+async fn clients_get_aes_128_unless_they_put_chacha_first_and_are_served_either_way() {
+    use rustls::CipherSuite;
+    use rustls::crypto::aws_lc_rs::cipher_suite::*;
+
+    let a = Site::new("alpha", &["a.test"]).await;
+    let portico = start_portico(&tls_config(&[&a], None)).await;
+    let cases = [
+        // OpenSSL 3's order (curl, wrk): AES-256 first.
+        (
+            vec![TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_128_GCM_SHA256],
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        // A client without AES hardware.
+        (
+            vec![TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256],
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (suites, expected) in cases {
+        let mut client =
+            Connect::to(portico.addr(0)).tls("a.test", a.cert.roots()).cipher_suites(&suites).connect().await.unwrap();
+        assert_eq!(client.tls().and_then(|tls| tls.suite), Some(expected));
+        let reply = client.get("a.test", "/").await.unwrap();
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, a.backend.name().to_owned()));
+    }
+}
+
+#[tokio::test]
 async fn unknown_or_missing_sni_gets_the_first_declared_servers_certificate() {
     let a = Site::new("alpha", &["a.test"]).await;
     let b = Site::new("bravo", &["b.test"]).await;

@@ -41,7 +41,7 @@ pub struct ListenerState {
     pub router: Router,
     /// Index-aligned with the listener's `servers`.
     pub servers: Vec<Arc<ServerState>>,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// One virtual server with its open log files.
@@ -127,11 +127,7 @@ impl Site {
                 let headers = forwarded::HeaderPlan::new(&server.headers);
                 servers.push(Arc::new(ServerState { config: server.clone(), access_log, error_log, metrics, headers }));
             }
-            let tls = if listener.tls {
-                Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(listener)?))
-            } else {
-                None
-            };
+            let tls = if listener.tls { Some(crate::tls::ServerTls::new(listener)?) } else { None };
             listeners.push(ListenerState { router: Router::new(listener), servers, tls });
         }
         Ok(Site { snapshot, pools, listeners })

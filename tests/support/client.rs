@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::{ProtocolVersion, RootCertStore};
+use rustls::{CipherSuite, ProtocolVersion, RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -42,6 +42,8 @@ struct TlsOptions {
     verify: Verify,
     alpn: Vec<Vec<u8>>,
     tls12_only: bool,
+    /// Cipher suites to offer, in order (default: portico's own list).
+    suites: Option<Vec<SupportedCipherSuite>>,
 }
 
 enum Verify {
@@ -70,6 +72,7 @@ impl Connect {
             verify: Verify::Roots(roots),
             alpn: vec![b"http/1.1".to_vec()],
             tls12_only: false,
+            suites: None,
         });
         self
     }
@@ -83,6 +86,7 @@ impl Connect {
             verify: Verify::Insecure,
             alpn: vec![b"http/1.1".to_vec()],
             tls12_only: false,
+            suites: None,
         });
         self
     }
@@ -98,6 +102,12 @@ impl Connect {
     /// Offers TLS 1.2 only. Call after `tls`.
     pub fn tls12_only(mut self) -> Connect {
         self.tls.as_mut().expect("Connect::tls12_only needs tls first").tls12_only = true;
+        self
+    }
+
+    /// Offers these cipher suites, in this order. Call after `tls`.
+    pub fn cipher_suites(mut self, suites: &[SupportedCipherSuite]) -> Connect {
+        self.tls.as_mut().expect("Connect::cipher_suites needs tls first").suites = Some(suites.to_vec());
         self
     }
 
@@ -132,6 +142,7 @@ impl Connect {
                 .unwrap_or_default(),
             alpn: session.alpn_protocol().map(<[u8]>::to_vec),
             version: session.protocol_version(),
+            suite: session.negotiated_cipher_suite().map(|suite| suite.suite()),
         };
         let h2 = info.alpn.as_deref() == Some(b"h2");
         Client::over(stream, local_addr, Some(info), h2).await
@@ -156,7 +167,11 @@ impl Connect {
 
 impl TlsOptions {
     fn client_config(&self) -> Result<rustls::ClientConfig, Error> {
-        let builder = rustls::ClientConfig::builder_with_provider(portico::tls::provider());
+        let mut provider = (*portico::tls::provider()).clone();
+        if let Some(suites) = &self.suites {
+            provider.cipher_suites.clone_from(suites);
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider));
         let builder = if self.tls12_only {
             builder.with_protocol_versions(&[&rustls::version::TLS12])?
         } else {
@@ -182,6 +197,7 @@ pub struct TlsInfo {
     /// The ALPN protocol the server chose.
     pub alpn: Option<Vec<u8>>,
     pub version: Option<ProtocolVersion>,
+    pub suite: Option<CipherSuite>,
 }
 
 enum Sender {
