@@ -53,9 +53,10 @@ const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
 
 /// The cipher suites portico speaks, in its order: aws-lc-rs's default set,
 /// AES-128-GCM first (Mozilla's "intermediate" order). With AES hardware it
-/// is the cheapest for both ends (10 AES rounds to AES-256's 14: measured,
-/// 6% less proxy CPU and 11% more 1 MiB answers per second with the load
-/// generator's CPU the limit), at the 128-bit level the key exchange gives.
+/// costs both ends the least (10 AES rounds to AES-256's 14, a SHA-256 key
+/// schedule to SHA-384's; docs/performance-log.md step 35 has the figures).
+/// NIST counts AES-128 sound against quantum attackers too: its first
+/// post-quantum security category is defined as AES-128 key search.
 static CIPHER_SUITES: [SupportedCipherSuite; 9] = {
     use rustls::crypto::aws_lc_rs::cipher_suite::*;
     [
