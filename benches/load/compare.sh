@@ -35,6 +35,7 @@ SMALL_BYTES=128
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION HS_DURATION=$HS_DURATION CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS PACE_MS=$PACE_MS H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS benches/load/compare.sh"
 STARTED=$(date +%s)
 LOADAVG_START=$(cut -d" " -f1-3 /proc/loadavg)
+META_CIPHERS=""
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'compare.sh: error: %b\n' "$*" >&2; exit 1; }
@@ -597,11 +598,24 @@ resumed_ecdsa() { run_stime "$1" "$2" resumed_ecdsa "$TLS_PORT" -reuse; }
 # then the direct ceiling. The machine is shared and its speed drifts over
 # minutes: measuring one proxy's whole set and then the other's put them in
 # different spells, and one round's portico/nginx ratio moved by 1.5x.
+# negotiated_cipher PORT: the cipher suite an OpenSSL client (as wrk and s_time are) gets.
+negotiated_cipher() {
+    { openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null || true; } \
+        | awk '/^New, .*Cipher is/ {print $NF; exit}' || true
+}
+
 measure_round() {
     local rnd=$1 order target step
     if ((rnd % 2)); then order=(portico nginx); else order=(nginx portico); fi
     log "round $rnd: ${order[*]}, then direct"
     for target in "${order[@]}"; do start_measured "$rnd" "$target"; done
+    if ((rnd == 1)); then
+        for target in "${order[@]}"; do
+            use_target "$target"
+            META_CIPHERS+="$target \`$(negotiated_cipher "$TLS_PORT")\`, "
+        done
+        META_CIPHERS+="direct \`$(negotiated_cipher "$BE1_HTTPS")\`"
+    fi
     for step in scenario1 scenario1_paced scenario1_h2 scenario2 scenario2_logged scenario3 full_ecdsa full_rsa resumed_ecdsa; do
         for target in "${order[@]}"; do
             use_target "$target"
@@ -701,7 +715,7 @@ fi
 export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
     META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
     META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_PACE_MS META_LOADAVG \
-    META_H2_CONNS META_H2_STREAMS
+    META_H2_CONNS META_H2_STREAMS META_CIPHERS
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
 META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, $BUILD_KIND"

@@ -307,6 +307,13 @@ def cmd_report(args):
       "1000000 on both sides so neither proxy reconnects to clients or backends mid-run, "
       "nginx `ssl_session_cache shared:SSL:10m` with tickets (its defaults otherwise, "
       "including `proxy_buffering on`).")
+    if meta.get("ciphers"):
+        w(f"- Cipher suite an OpenSSL client (as wrk and `s_time` are) negotiates: {meta['ciphers']}. "
+          "Each proxy's default: nginx follows the client's order (OpenSSL's lists AES-256-GCM "
+          "first), portico prefers AES-128-GCM; toward the backends each offers its own order "
+          "(nginx OpenSSL's, portico AES-128-GCM first), which the backends follow. It weighs on "
+          "scenario 3 and its direct ceiling: on the load CPU wrk decrypts and the backends "
+          "encrypt every byte (docs/performance-log.md step 35).")
     w(f"- Clients: wrk, 1 thread, {meta['conns']} connections, HTTP/1.1 keep-alive. "
       "\"direct\" is the same client against one backend node (HTTPS or HTTP) with no proxy: "
       "the ceiling of this load generator and backend on this machine.")
