@@ -593,17 +593,17 @@ full_ecdsa() { run_stime "$1" "$2" full_ecdsa "$TLS_PORT" -new; }
 full_rsa() { run_stime "$1" "$2" full_rsa "$RSA_PORT" -new; }
 resumed_ecdsa() { run_stime "$1" "$2" resumed_ecdsa "$TLS_PORT" -reuse; }
 
-# measure_round ROUND: both proxies run through the round and take each
-# scenario back to back, seconds apart, in an order that alternates by round,
-# then the direct ceiling. The machine is shared and its speed drifts over
-# minutes: measuring one proxy's whole set and then the other's put them in
-# different spells, and one round's portico/nginx ratio moved by 1.5x.
 # negotiated_cipher PORT: the cipher suite an OpenSSL client (as wrk and s_time are) gets.
 negotiated_cipher() {
     { openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null || true; } \
         | awk '/^New, .*Cipher is/ {print $NF; exit}' || true
 }
 
+# measure_round ROUND: both proxies run through the round and take each
+# scenario back to back, seconds apart, in an order that alternates by round,
+# then the direct ceiling. The machine is shared and its speed drifts over
+# minutes: measuring one proxy's whole set and then the other's put them in
+# different spells, and one round's portico/nginx ratio moved by 1.5x.
 measure_round() {
     local rnd=$1 order target step
     if ((rnd % 2)); then order=(portico nginx); else order=(nginx portico); fi
