@@ -630,13 +630,7 @@ mod tests {
         assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
 
         // TLS 1.2: checks the server side and the no-verify client's TLS 1.2 signatures.
-        let tls12 = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(accept_any_server_cert())
-            .with_no_client_auth();
-        let tls12 = Arc::new(tls12);
+        let tls12 = client_with((*provider()).clone(), &[&rustls::version::TLS12]);
         let first = handshake(config.clone(), Arc::clone(&tls12), Some("localhost")).await.unwrap();
         assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_2));
         assert!(first.peer == leaf(&cert));
@@ -644,18 +638,26 @@ mod tests {
         assert_eq!(again.kind, Some(rustls::HandshakeKind::Resumed));
     }
 
-    /// A client of `browser()`'s kind offering only `groups`, in that order
-    /// (a key share for the first, and for X25519 too when the first is its
-    /// hybrid, as browsers send them).
-    fn client_with_groups(groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>) -> Arc<rustls::ClientConfig> {
-        let provider = CryptoProvider { kx_groups: groups, ..(*provider()).clone() };
+    /// A client that accepts any certificate, with `provider`'s algorithms
+    /// in its order, speaking `versions`.
+    fn client_with(
+        provider: CryptoProvider,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .dangerous()
             .with_custom_certificate_verifier(accept_any_server_cert())
             .with_no_client_auth();
         Arc::new(config)
+    }
+
+    /// A client offering only `groups`, in that order (a key share for the
+    /// first, and for X25519 too when the first is its hybrid, as browsers
+    /// send them).
+    fn client_with_groups(groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>) -> Arc<rustls::ClientConfig> {
+        client_with(CryptoProvider { kx_groups: groups, ..(*provider()).clone() }, rustls::DEFAULT_VERSIONS)
     }
 
     #[tokio::test]
@@ -678,22 +680,6 @@ mod tests {
             let got = handshake(config.clone(), client_with_groups(groups), Some("localhost")).await.unwrap();
             assert_eq!((got.group, got.kind), (Some(group), Some(kind)), "client offering {names:?}");
         }
-    }
-
-    /// A client of `browser()`'s kind offering only `suites`, in that order,
-    /// over `version`.
-    fn client_with_suites(
-        suites: Vec<SupportedCipherSuite>,
-        version: &'static rustls::SupportedProtocolVersion,
-    ) -> Arc<rustls::ClientConfig> {
-        let provider = CryptoProvider { cipher_suites: suites, ..(*provider()).clone() };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(accept_any_server_cert())
-            .with_no_client_auth();
-        Arc::new(config)
     }
 
     #[tokio::test]
@@ -725,7 +711,7 @@ mod tests {
         ];
         for (version, suites, expected) in cases {
             let names: Vec<_> = suites.iter().map(|s| s.suite()).collect();
-            let client = client_with_suites(suites, version);
+            let client = client_with(CryptoProvider { cipher_suites: suites, ..(*provider()).clone() }, &[version]);
             let got = handshake(config.clone(), client, Some("localhost")).await.unwrap();
             assert_eq!(got.suite, Some(expected.suite()), "client offering {names:?}");
         }
