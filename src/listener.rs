@@ -204,7 +204,9 @@ where
         }
         let mut http = Box::pin(shared.http1.serve_connection(TokioIo::new(io), service).with_upgrades());
         let result = {
-            let mut drained = std::pin::pin!(drain.wait_for(|draining| *draining));
+            let began = drain.clone();
+            let wait = std::pin::pin!(drain.wait_for(|draining| *draining));
+            let mut drained = DrainWatch::new(began, wait);
             let mut draining = false;
             let timer = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
             let mut check = PeriodicCheck::new(timer, PARK_AFTER);
@@ -214,7 +216,7 @@ where
                     if let Poll::Ready(result) = http.as_mut().poll(cx) {
                         return Poll::Ready(result.map_err(ServeError::from));
                     }
-                    if !draining && drained.as_mut().poll(cx).is_ready() {
+                    if !draining && drained.poll_began(cx) {
                         draining = true;
                         activity.parking.store(false, Ordering::Relaxed);
                     } else if draining || activity.parking.load(Ordering::Relaxed) {
@@ -337,6 +339,38 @@ enum Found {
     Idle,
     /// A request head has been arriving for longer than allowed: close.
     SlowHead,
+}
+
+/// The drain, watched from a connection's poll function. `wait` (the
+/// receiver's `wait_for` a drain) wakes the task when the drain begins, but
+/// each poll of it takes the channel's lock for its waiters; once it is
+/// registered, a copy of the receiver reads the value instead (a read lock).
+/// A drain dropped without being sent counts as begun, as `wait_for` has it.
+struct DrainWatch<'a, F> {
+    began: watch::Receiver<bool>,
+    wait: Pin<&'a mut F>,
+    armed: bool,
+}
+
+impl<'a, F: Future> DrainWatch<'a, F> {
+    fn new(began: watch::Receiver<bool>, wait: Pin<&'a mut F>) -> Self {
+        DrainWatch { began, wait, armed: false }
+    }
+
+    /// Whether the drain has begun, the task woken when it does. Not to be
+    /// called again once it has said so (`wait` is then finished).
+    fn poll_began(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.armed && !self.has_begun() {
+            return false;
+        }
+        self.armed = true;
+        self.wait.as_mut().poll(cx).is_ready()
+    }
+
+    /// Whether the drain has begun, read without registering for it.
+    fn has_begun(&self) -> bool {
+        *self.began.borrow() || self.began.has_changed().is_err()
+    }
 }
 
 /// Times a request head by the periodic checks rather than a timer of its

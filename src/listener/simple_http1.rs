@@ -32,8 +32,8 @@ use tokio::sync::watch;
 use crate::proxy::forwarded::names_token;
 
 use super::{
-    CLOSE_WITHIN, Connection, Found, Guarded, HeadClock, PARK_AFTER, PeriodicCheck, ServeError, ServedBody, Shared,
-    Socket, idle_or_slow_head, linger,
+    CLOSE_WITHIN, Connection, DrainWatch, Found, Guarded, HeadClock, PARK_AFTER, PeriodicCheck, ServeError, ServedBody,
+    Shared, Socket, idle_or_slow_head, linger,
 };
 
 /// The longest request head the loop reads. Longer ones go to hyper, whose
@@ -79,14 +79,10 @@ where
     // The last answer's header map, emptied, for the next request's headers
     // (as hyper keeps it): its room is already there.
     let mut spare = HeaderMap::new();
-    // The drain: `drained` wakes the task when it begins, but each poll of it
-    // takes the channel's lock for its waiters. Once it is registered, a
-    // copy of the receiver reads the value instead (a read lock). A drain
-    // dropped without being sent counts as begun, as `wait_for` has it.
     let began = drain.clone();
-    let has_begun = || *began.borrow() || began.has_changed().is_err();
-    let mut drained = pin!(drain.wait_for(|draining| *draining));
-    let (mut draining, mut drain_armed) = (false, false);
+    let wait = pin!(drain.wait_for(|draining| *draining));
+    let mut drained = DrainWatch::new(began, wait);
+    let mut draining = false;
     let timer = pin!(tokio::time::sleep(PARK_AFTER));
     let mut check = PeriodicCheck::new(timer, PARK_AFTER);
     let mut head = HeadClock::new(shared.idle_limit);
@@ -102,12 +98,9 @@ where
                     if let Poll::Ready(read) = poll_fill(io, &mut read, cx) {
                         return Poll::Ready(Waited::Read(read));
                     }
-                    if !draining && (!drain_armed || has_begun()) {
-                        if drained.as_mut().poll(cx).is_ready() {
-                            draining = true;
-                            return Poll::Ready(Waited::Draining);
-                        }
-                        drain_armed = true;
+                    if !draining && drained.poll_began(cx) {
+                        draining = true;
+                        return Poll::Ready(Waited::Draining);
                     }
                     // Idle only with nothing read: a head begun is timed.
                     let found = check.poll_check(cx, || {
@@ -168,7 +161,7 @@ where
             Some(Err(e)) => return Ended::Closed(Err(ServeError::Http(e))),
             None => return Ended::Closed(Ok(())),
         };
-        draining = draining || has_begun();
+        draining = draining || drained.has_begun();
         let closing = client_close || draining;
         match write_response(io, &mut write, &mut spare, response, head_request, closing).await {
             Ok(false) => {}
