@@ -21,7 +21,9 @@ use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
 use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
-mod simple_http1;
+// Public for its fuzz target (fuzz/fuzz_targets/client_request.rs) only.
+#[doc(hidden)]
+pub mod simple_http1;
 
 /// What every accept loop shares: the current site, the connection limit and
 /// the drain tracker.

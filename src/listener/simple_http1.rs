@@ -38,7 +38,7 @@ use super::{
 
 /// The longest request head the loop reads. Longer ones go to hyper, whose
 /// buffer is larger: portico refuses lines over 8 KiB (414, 431) either way.
-const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 
 /// The most header fields the loop parses: hyper's limit, so a head with more
 /// is refused by hyper as it always was.
@@ -199,7 +199,7 @@ fn poll_fill<T: AsyncRead + Unpin>(
 /// What the front of the read buffer holds.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant, reason = "taken apart at once; a box would be an allocation per request")]
-enum Parsed {
+pub enum Parsed {
     /// A request the loop serves, and whether its client asked to close after it.
     Simple(Request<Option<Incoming>>, bool),
     /// Not a whole head yet.
@@ -211,7 +211,7 @@ enum Parsed {
 /// Parses the request head at the front of `read`, taking it out when the
 /// loop serves it and leaving `read` whole otherwise. The request's headers
 /// go into `spare`, a map kept from the last answer for its room.
-fn parse(read: &mut BytesMut, spare: &mut HeaderMap) -> Parsed {
+pub fn parse(read: &mut BytesMut, spare: &mut HeaderMap) -> Parsed {
     // Empty lines before a request line are skipped (RFC 9112 section 2.2),
     // as hyper skips them.
     let blank = read.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
