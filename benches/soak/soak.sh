@@ -243,7 +243,8 @@ while :; do
         if [[ $v == broken ]]; then
             # wait for the refusal, then put the last good file back (no SIGHUP needed)
             for _ in $(seq 100); do grep -q 'reload refused' "$WORK/logs/error.log" 2>/dev/null && break; sleep 0.05; done
-            cp "$WORK/config-${VARIANTS[$((hups - 2))]}.toml" "$WORK/portico.toml"
+            # (the variant before it; runs past one pass of VARIANTS wrap round)
+            cp "$WORK/config-${VARIANTS[$(((hups - 2) % ${#VARIANTS[@]}))]}.toml" "$WORK/portico.toml"
         fi
     fi
     if ((usr1_done == 0 && t >= usr1_at)); then
