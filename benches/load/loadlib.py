@@ -359,7 +359,10 @@ def cmd_report(args):
                "response (a wrk `delay()`), so both proxies see about the same request rate, below "
                "either one's limit. wrk is closed-loop: at full speed (scenario 1) the proxy that "
                "answers faster is also sent more, which loads the backends and wrk on the other CPU "
-               "harder, and its latencies are taken under a heavier load than the other's.")
+               "harder, and its latencies are taken under a heavier load than the other's. "
+               "wrk and the backends share the load CPU, so these latencies include its scheduling: "
+               "timed at the proxy's own sockets, portico holds a request for less time than nginx "
+               "while wrk's median through it comes out higher (docs/performance-log.md step 36).")
     table("1c. Scenario 1 over h2", "s1h2",
           [("requests/s", "rps", 0), ("mean latency (ms)", "mean_ms", 3),
            ("errors, all rounds (h2load: failed + errored + timeout + non-2xx)", "errors", 0)] + cpu_rows,
