@@ -586,6 +586,15 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_value_with_bytes_outside_visible_ascii_names_nothing_as_in_hyper() {
+        // Found by fuzz/fuzz_targets/client_request.rs, whose first oracle
+        // expected `close`: hyper reads such a value as naming no option, and
+        // the loop must close exactly when hyper's path would.
+        let (parsed, _) = parsed(b"GET / HTTP/1.1\r\nConnection: k\x9b\x9ae, close\r\n\r\n");
+        assert!(matches!(parsed, Parsed::Simple(_, false)), "{parsed:?}");
+    }
+
+    #[test]
     fn a_partial_head_waits_and_a_long_one_is_hyper_s() {
         assert!(matches!(parsed(b"GET / HTTP/1.1\r\nHost: a").0, Parsed::Partial));
         assert!(matches!(parsed(b"\r\n\r\n").0, Parsed::Partial));
