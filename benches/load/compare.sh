@@ -572,7 +572,24 @@ scenario1() {
 # 3 s is enough samples at this rate, and keeps the whole run within the issue's 10 minutes.
 scenario1_paced() { DURATION=3 WRK_SCRIPT=$WORK/paced.lua run_wrk "$1" "$2" s1p "https://127.0.0.1:$TLS_PORT/small"; }
 scenario1_h2() { DURATION=3 run_h2load "$1" "$2" s1h2 "https://127.0.0.1:$H2_PORT/small"; }
-scenario2() { run_wrk "$1" "$2" s2 "http://127.0.0.1:$PLAIN_PORT/small"; }
+# Scenario 2 in turns (docs/performance-log.md step 36): on plain HTTP the two
+# proxies are close, and the machine's speed drifts over seconds enough to
+# decide a round measured as one run each. Each proxy gets DURATION wrk runs
+# of 1 s, taken in turn with the other's (ABBA: the order flips every turn),
+# which loadlib's `turns` makes into one run per proxy.
+scenario2_in_turns() { # ROUND TARGET TARGET
+    local rnd=$1 k target turn
+    shift
+    for ((k = 1; k <= DURATION; k++)); do
+        turn=("$@")
+        ((k % 2)) || turn=("$2" "$1")
+        for target in "${turn[@]}"; do
+            use_target "$target"
+            DURATION=1 run_wrk "$rnd" "$target" s2turn "http://127.0.0.1:$PLAIN_PORT/small"
+        done
+    done
+    py turns "$rnd" s2turn s2 || true
+}
 # 3 s runs, as 1b and 1c, to stay within the issue's 10 minutes. The lines the
 # run logged are counted once the proxy has stopped (end_logged), when every
 # line it took has reached the file.
@@ -617,10 +634,14 @@ measure_round() {
         META_CIPHERS+="direct \`$(negotiated_cipher "$BE1_HTTPS")\`"
     fi
     for step in scenario1 scenario1_paced scenario1_h2 scenario2 scenario2_logged scenario3 full_ecdsa full_rsa resumed_ecdsa; do
-        for target in "${order[@]}"; do
-            use_target "$target"
-            "$step" "$rnd" "$target"
-        done
+        if [[ $step == scenario2 ]]; then
+            scenario2_in_turns "$rnd" "${order[@]}"
+        else
+            for target in "${order[@]}"; do
+                use_target "$target"
+                "$step" "$rnd" "$target"
+            done
+        fi
         case $step in
         scenario1) run_wrk "$rnd" direct s1 "https://127.0.0.1:$BE1_HTTPS/small" ;;
         scenario2) run_wrk "$rnd" direct s2 "http://127.0.0.1:$BE1_HTTP/small" ;;

@@ -74,6 +74,45 @@ def cmd_wrk(args):
     return 0
 
 
+def cmd_turns(args):
+    """turns ROUND FROM TO: one round's wrk turns (rows of scenario FROM, one
+    set per turn, in order) made into one run of scenario TO per target: the
+    requests over the time of all turns, the CPU over all their requests, the
+    median turn's p50 and p99, the errors summed. The FROM rows go."""
+    rnd, src, dst = args
+    rows = [line.rstrip("\n").split("\t") for line in open(RESULTS)]
+    turns = {}
+    kept = []
+    for row in rows:
+        if len(row) == 5 and row[0] == rnd and row[2] == src:
+            turns.setdefault(row[1], {}).setdefault(row[3], []).append(float(row[4]))
+        else:
+            kept.append(row)
+    with open(RESULTS, "w") as f:
+        f.writelines("\t".join(row) + "\n" for row in kept)
+    for target, m in turns.items():
+        if m.get("failed"):
+            put(rnd, target, dst, "failed", int(sum(m["failed"])))
+        reqs, rps = m.get("requests", []), m.get("rps", [])
+        if not reqs or len(reqs) != len(rps):
+            continue
+        secs = [r / x for r, x in zip(reqs, rps) if x > 0]
+        total, time = sum(reqs), sum(secs)
+        if total <= 0 or time <= 0:
+            continue
+        put(rnd, target, dst, "rps", total / time)
+        put(rnd, target, dst, "mib_s", sum(b * t for b, t in zip(m.get("mib_s", []), secs)) / time)
+        for metric in ("p50_ms", "p99_ms"):
+            if m.get(metric):
+                put(rnd, target, dst, metric, statistics.median(m[metric]))
+        put(rnd, target, dst, "requests", int(total))
+        put(rnd, target, dst, "errors", int(sum(m.get("errors", []))))
+        for metric in ("cpu_s_per_10k", "sys_s_per_10k"):
+            if len(m.get(metric, [])) == len(reqs):
+                put(rnd, target, dst, metric, sum(c * r for c, r in zip(m[metric], reqs)) / total)
+    return 0
+
+
 def cmd_h2load(args):
     """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS: one timed h2load run."""
     rnd, target, scen, path, ticks, hz, sys_ticks = args
@@ -372,7 +411,14 @@ def cmd_report(args):
                "HTTPS/1.1 with keep-alive to the backends as before. h2load reports no percentiles, "
                "so the mean. nginx serves it on a second listener with `http2` on, the same server "
                "otherwise. No direct run: the backends speak HTTP/1.1 only.")
-    table("2. Plain HTTP on both sides, small responses", "s2", base + cpu_rows)
+    table("2. Plain HTTP on both sides, small responses", "s2", base + cpu_rows,
+          lead=f"`GET /small` over {meta['conns']} keep-alive connections, plain HTTP to the proxy and "
+               f"from it to the backends. Measured in turns: each round gives each proxy {meta['duration']} "
+               "wrk runs of 1 s, taken in turn with the other's (the order flips every turn), and sums "
+               "them into one run (p50 and p99: the median turn's). On plain HTTP the two proxies are "
+               "close, and the machine's speed drifts over seconds enough to decide a round measured as one "
+               "run each; turns halve that spread (docs/performance-log.md step 36). The direct run is one "
+               f"{meta['duration']} s run.")
     table("2b. Scenario 2 with access logs on", "s2log",
           base + cpu_rows + [("access log lines on file per request", "lines_per_request", 3)],
           direct=False,
@@ -539,7 +585,7 @@ KEPT_MARKER = "<!-- Not written by compare.sh: kept across its runs. -->"
 
 
 def main():
-    cmds = {"wrk": cmd_wrk, "h2load": cmd_h2load, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
+    cmds = {"wrk": cmd_wrk, "turns": cmd_turns, "h2load": cmd_h2load, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
             "reload-ms": cmd_reload_ms, "report": cmd_report}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write("usage: loadlib.py " + "|".join(cmds) + " ARGS...\n")
