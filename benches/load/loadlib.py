@@ -96,12 +96,12 @@ def cmd_turns(args):
         reqs, rps = m.get("requests", []), m.get("rps", [])
         if not reqs or len(reqs) != len(rps):
             continue
-        secs = [r / x for r, x in zip(reqs, rps) if x > 0]
-        total, time = sum(reqs), sum(secs)
-        if total <= 0 or time <= 0:
+        secs = [r / x if x > 0 else 0.0 for r, x in zip(reqs, rps)]
+        total, seconds = sum(reqs), sum(secs)
+        if total <= 0 or seconds <= 0:
             continue
-        put(rnd, target, dst, "rps", total / time)
-        put(rnd, target, dst, "mib_s", sum(b * t for b, t in zip(m.get("mib_s", []), secs)) / time)
+        put(rnd, target, dst, "rps", total / seconds)
+        put(rnd, target, dst, "mib_s", sum(b * t for b, t in zip(m.get("mib_s", []), secs)) / seconds)
         for metric in ("p50_ms", "p99_ms"):
             if m.get(metric):
                 put(rnd, target, dst, metric, statistics.median(m[metric]))
@@ -585,8 +585,8 @@ KEPT_MARKER = "<!-- Not written by compare.sh: kept across its runs. -->"
 
 
 def main():
-    cmds = {"wrk": cmd_wrk, "turns": cmd_turns, "h2load": cmd_h2load, "stime": cmd_stime, "put": cmd_put, "idle": cmd_idle,
-            "reload-ms": cmd_reload_ms, "report": cmd_report}
+    cmds = {"wrk": cmd_wrk, "turns": cmd_turns, "h2load": cmd_h2load, "stime": cmd_stime, "put": cmd_put,
+            "idle": cmd_idle, "reload-ms": cmd_reload_ms, "report": cmd_report}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write("usage: loadlib.py " + "|".join(cmds) + " ARGS...\n")
         return 2
