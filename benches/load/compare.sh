@@ -577,7 +577,7 @@ scenario1_h2() { DURATION=3 run_h2load "$1" "$2" s1h2 "https://127.0.0.1:$H2_POR
 # decide a round measured as one run each. Each proxy gets DURATION wrk runs
 # of 1 s, taken in turn with the other's (ABBA: the order flips every turn),
 # which loadlib's `turns` makes into one run per proxy.
-scenario2_in_turns() { # ROUND TARGET TARGET
+scenario2() { # ROUND TARGET TARGET: both proxies, unlike the other steps
     local rnd=$1 k target turn
     shift
     for ((k = 1; k <= DURATION; k++)); do
@@ -634,8 +634,8 @@ measure_round() {
         META_CIPHERS+="direct \`$(negotiated_cipher "$BE1_HTTPS")\`"
     fi
     for step in scenario1 scenario1_paced scenario1_h2 scenario2 scenario2_logged scenario3 full_ecdsa full_rsa resumed_ecdsa; do
-        if [[ $step == scenario2 ]]; then
-            scenario2_in_turns "$rnd" "${order[@]}"
+        if [[ $step == scenario2 ]]; then # takes its turns with both proxies itself
+            scenario2 "$rnd" "${order[@]}"
         else
             for target in "${order[@]}"; do
                 use_target "$target"
