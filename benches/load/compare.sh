@@ -126,6 +126,10 @@ cpu_ticks() { ticks '$12 + $13' "$@"; }
 # sys_ticks PIDS...: stime alone, the kernel's part of cpu_ticks (on loopback
 # that includes the TCP receive path of the peer the proxy writes to).
 sys_ticks() { ticks '$13' "$@"; }
+# load_cpu_ticks: the load CPU's busy ticks so far (/proc/stat: user, nice,
+# system, irq, softirq; not idle, iowait or steal), wrk's and the backends' work
+# together, to show which CPU a run was bound by.
+load_cpu_ticks() { awk -v c="cpu$LOAD_CPU" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 
 # mem_kb FIELD FILE PIDS...: sum of a kB field over processes.
@@ -459,16 +463,20 @@ alive() {
 # run_load PARSER ROUND TARGET SCEN OUT CMD...: runs CMD (its output in OUT)
 # with the proxy's CPU read around it, then has loadlib's PARSER record OUT.
 run_load() {
-    local parser=$1 rnd=$2 target=$3 scen=$4 out=$5 t0 t1 s0 s1 pids=()
+    local parser=$1 rnd=$2 target=$3 scen=$4 out=$5 t0 t1 s0 s1 l0 l1 w0 w1 pids=()
     shift 5
     [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
     t0=$(cpu_ticks "${pids[@]}")
     s0=$(sys_ticks "${pids[@]}")
+    l0=$(load_cpu_ticks)
+    w0=$(date +%s%N)
     "$@" >"$out" 2>&1 || true
+    w1=$(date +%s%N)
+    l1=$(load_cpu_ticks)
     t1=$(cpu_ticks "${pids[@]}")
     s1=$(sys_ticks "${pids[@]}")
     ((${#pids[@]})) || { t0=0; t1=-1; s0=0; s1=-1; }
-    py "$parser" "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" || true
+    py "$parser" "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" "$((l1 - l0))" "$(((w1 - w0) / 1000))" || true
     alive "$target" "$rnd" "$scen"
 }
 

@@ -36,20 +36,30 @@ def note(text):
 # --- parsers -----------------------------------------------------------------
 
 
-def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests):
+def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests, load_ticks=-1, wall_us=0):
     """The proxy's CPU (and its kernel part) per 10k requests; a negative tick
-    count means there was no proxy to read (the direct runs)."""
+    count means there was no proxy to read (the direct runs). With the time the
+    ticks were read over, also how busy the proxy's CPU and the load CPU (wrk and the
+    backends) were, and the load CPU's time per 10k requests: which of the two
+    bound the run."""
     if requests <= 0:
         return
-    for metric, t in (("cpu_s_per_10k", int(ticks)), ("sys_s_per_10k", int(sys_ticks))):
+    hz = float(hz)
+    for metric, t in (("cpu_s_per_10k", int(ticks)), ("sys_s_per_10k", int(sys_ticks)),
+                      ("load_s_per_10k", int(load_ticks))):
         if t >= 0:
-            put(rnd, target, scen, metric, t / float(hz) / requests * 10000)
+            put(rnd, target, scen, metric, t / hz / requests * 10000)
+    if int(wall_us) > 0:
+        for metric, t in (("proxy_busy_pct", int(ticks)), ("load_busy_pct", int(load_ticks))):
+            if t >= 0:
+                put(rnd, target, scen, metric, t / hz / (int(wall_us) / 1e6) * 100)
 
 
 def cmd_wrk(args):
-    """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ [SYS_TICKS]: the WRKJSON line of our Lua done()."""
+    """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ [SYS_TICKS [LOAD_TICKS WALL_US]]: the WRKJSON line of our Lua done()."""
     rnd, target, scen, path, ticks, hz = args[:6]
     sys_ticks = int(args[6]) if len(args) > 6 else -1
+    load_ticks, wall_us = (args[7], args[8]) if len(args) > 8 else (-1, 0)
     text = open(path).read()
     m = re.search(r"^WRKJSON (\{.*\})$", text, re.M)
     if not m:
@@ -65,7 +75,7 @@ def cmd_wrk(args):
     put(rnd, target, scen, "p99_ms", s["p99_us"] / 1000)
     put(rnd, target, scen, "requests", s["requests"])
     put(rnd, target, scen, "errors", errors)
-    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, s["requests"])
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, s["requests"], load_ticks, wall_us)
     if errors:
         printed = re.sub(r"^WRKJSON .*$", "", text, flags=re.M).strip()
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} errors** of {s['requests']} requests "
@@ -107,15 +117,19 @@ def cmd_turns(args):
                 put(rnd, target, dst, metric, statistics.median(m[metric]))
         put(rnd, target, dst, "requests", int(total))
         put(rnd, target, dst, "errors", int(sum(m.get("errors", []))))
-        for metric in ("cpu_s_per_10k", "sys_s_per_10k"):
+        for metric in ("cpu_s_per_10k", "sys_s_per_10k", "load_s_per_10k"):
             if len(m.get(metric, [])) == len(reqs):
                 put(rnd, target, dst, metric, sum(c * r for c, r in zip(m[metric], reqs)) / total)
+        for metric in ("proxy_busy_pct", "load_busy_pct"):
+            if len(m.get(metric, [])) == len(secs):
+                put(rnd, target, dst, metric, sum(b * t for b, t in zip(m[metric], secs)) / seconds)
     return 0
 
 
 def cmd_h2load(args):
-    """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS: one timed h2load run."""
-    rnd, target, scen, path, ticks, hz, sys_ticks = args
+    """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS [LOAD_TICKS WALL_US]: one timed h2load run."""
+    rnd, target, scen, path, ticks, hz, sys_ticks = args[:7]
+    load_ticks, wall_us = (args[7], args[8]) if len(args) > 8 else (-1, 0)
     text = open(path).read()
     done = re.search(r"^finished in ([\d.]+)s, ", text, re.M)
     reqs = re.search(r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
@@ -134,7 +148,7 @@ def cmd_h2load(args):
     put(rnd, target, scen, "mean_ms", float(mean.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[mean.group(2)])
     put(rnd, target, scen, "requests", ok)
     put(rnd, target, scen, "errors", errors)
-    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, ok)
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, ok, load_ticks, wall_us)
     if errors:
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} failed requests** of {reqs.group(1)}. "
              f"h2load printed:\n\n```\n{text[-1500:]}\n```")
@@ -361,6 +375,12 @@ def cmd_report(args):
       "the run, divided by the requests wrk completed. The kernel row is stime alone; on "
       "loopback it includes the TCP receive path of the peer each write wakes, so it is "
       "the part neither proxy's code can shrink except by making fewer system calls.")
+    w("- Which CPU bound a run: \"proxy CPU busy\" is the proxy's CPU time over the wall-clock time the "
+      "load client ran; \"load CPU busy\" is the load CPU's busy time from `/proc/stat` (user, nice, "
+      "system, irq, softirq) over the same, wrk and the backends together, and \"load CPU s / "
+      "10k requests\" what the load CPU spent per answer. A run with the load CPU near 100% "
+      "measures the load generator and backends more than the proxy: there, the proxy that "
+      "costs them less per answer serves more.")
     w("")
 
     def table(title, scen, rows, direct=True, lead=""):
@@ -388,7 +408,10 @@ def cmd_report(args):
     base = [("requests/s", "rps", 0), ("p50 latency (ms)", "p50_ms", 3),
             ("p99 latency (ms)", "p99_ms", 3), ("errors, all rounds (wrk: socket + timeout + non-2xx)", "errors", 0)]
     cpu_rows = [("proxy CPU s / 10k requests", "cpu_s_per_10k", 3),
-                ("of which in the kernel (stime)", "sys_s_per_10k", 3)]
+                ("of which in the kernel (stime)", "sys_s_per_10k", 3),
+                ("proxy CPU busy (%)", "proxy_busy_pct", 0),
+                ("load CPU busy (%), wrk + backends", "load_busy_pct", 0),
+                ("load CPU s / 10k requests", "load_s_per_10k", 3)]
     table("1. TLS to clients, HTTPS upstream with keep-alive, small responses", "s1",
           base + cpu_rows,
           lead=f"`GET /small` over {meta['conns']} keep-alive TLS connections; the proxy "
@@ -430,7 +453,9 @@ def cmd_report(args):
     table("3. 1 MiB response through TLS", "s3",
           [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
            ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),
-           ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2)],
+           ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2),
+           ("proxy CPU busy (%)", "proxy_busy_pct", 0),
+           ("load CPU busy (%), wrk + backends", "load_busy_pct", 0)],
           lead="`GET /1m` over TLS to the client, HTTPS upstream.")
     table("4. New TLS connections per second (one request per connection)", "s4",
           [("full handshakes/s, ECDSA P-256", "full_ecdsa", 0),
