@@ -130,6 +130,17 @@ sys_ticks() { ticks '$13' "$@"; }
 # system, irq, softirq; not idle, iowait or steal), wrk's and the backends' work
 # together, to show which CPU a run was bound by.
 load_cpu_ticks() { awk -v c="cpu$LOAD_CPU" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# backend_accepts: connections the two backends have accepted so far (their
+# stub_status), less the one each reading makes; -1 if either did not answer.
+backend_accepts() {
+    local t=0 port n
+    for port in "$BE1_STATUS" "$BE2_STATUS"; do
+        n=$(curl -s --max-time 2 "http://127.0.0.1:$port/" | awk 'prev ~ /accepts/ {print $1} {prev = $0}')
+        [[ $n =~ ^[0-9]+$ ]] || { echo -1; return; }
+        t=$((t + n - 1))
+    done
+    echo "$t"
+}
 
 
 # mem_kb FIELD FILE PIDS...: sum of a kB field over processes.
@@ -236,9 +247,10 @@ for i in 1 2; do
     alloc_port "BE${i}_HTTP"
     alloc_port "BE${i}_HTTPS"
     alloc_port "BE${i}_RSA"
+    alloc_port "BE${i}_STATUS"
 done
 for i in 1 2; do
-    http=BE${i}_HTTP https=BE${i}_HTTPS rsa=BE${i}_RSA
+    http=BE${i}_HTTP https=BE${i}_HTTPS rsa=BE${i}_RSA status=BE${i}_STATUS
     {
         nginx_common "be$i"
         cat <<EOF
@@ -261,6 +273,10 @@ $(nginx_http_common)
         ssl_certificate_key $RSA_KEY;
         root $WORK/www;
     }
+    server { # the connections it accepted: the upstream connections a proxy opened
+        listen 127.0.0.1:${!status};
+        location / { stub_status; }
+    }
 }
 EOF
     } >"$WORK/be$i.conf"
@@ -268,6 +284,7 @@ EOF
     wait_port "${!http}" "$NGINX_PID" "$WORK/be$i.err"
     wait_port "${!https}" "$NGINX_PID" "$WORK/be$i.err"
     wait_port "${!rsa}" "$NGINX_PID" "$WORK/be$i.err"
+    wait_port "${!status}" "$NGINX_PID" "$WORK/be$i.err"
 done
 for url in "http://127.0.0.1:$BE1_HTTP/small" "https://127.0.0.1:$BE2_HTTPS/1m"; do
     curl -sfk -o /dev/null "$url" || die "backend does not answer $url"
@@ -463,9 +480,10 @@ alive() {
 # run_load PARSER ROUND TARGET SCEN OUT CMD...: runs CMD (its output in OUT)
 # with the proxy's CPU read around it, then has loadlib's PARSER record OUT.
 run_load() {
-    local parser=$1 rnd=$2 target=$3 scen=$4 out=$5 t0 t1 s0 s1 l0 l1 w0 w1 pids=()
+    local parser=$1 rnd=$2 target=$3 scen=$4 out=$5 t0 t1 s0 s1 l0 l1 w0 w1 a0 a1 pids=()
     shift 5
     [[ $target != direct ]] && read -ra pids <<<"$(pids_of "$PROXY_PID")"
+    a0=$(backend_accepts)
     t0=$(cpu_ticks "${pids[@]}")
     s0=$(sys_ticks "${pids[@]}")
     l0=$(load_cpu_ticks)
@@ -475,8 +493,11 @@ run_load() {
     l1=$(load_cpu_ticks)
     t1=$(cpu_ticks "${pids[@]}")
     s1=$(sys_ticks "${pids[@]}")
+    a1=$(backend_accepts)
     ((${#pids[@]})) || { t0=0; t1=-1; s0=0; s1=-1; }
-    py "$parser" "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" "$((l1 - l0))" "$(((w1 - w0) / 1000))" || true
+    ((a0 >= 0 && a1 >= 0)) || { a0=0; a1=-1; }
+    py "$parser" "$rnd" "$target" "$scen" "$out" "$((t1 - t0))" "$HZ" "$((s1 - s0))" "$((l1 - l0))" "$(((w1 - w0) / 1000))" \
+        "$((a1 - a0))" || true
     alive "$target" "$rnd" "$scen"
 }
 

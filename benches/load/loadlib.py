@@ -36,14 +36,17 @@ def note(text):
 # --- parsers -----------------------------------------------------------------
 
 
-def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests, load_ticks=-1, wall_us=0):
+def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests, load_ticks=-1, wall_us=0, accepts=-1):
     """The proxy's CPU (and its kernel part) per 10k requests; a negative tick
     count means there was no proxy to read (the direct runs). With the time the
     ticks were read over, also how busy the proxy's CPU and the load CPU (wrk and the
     backends) were, and the load CPU's time per 10k requests: which of the two
-    bound the run."""
+    bound the run. With the backends' accepted connections, those per 1k
+    requests: through a proxy, the upstream connections it opened."""
     if requests <= 0:
         return
+    if int(accepts) >= 0:
+        put(rnd, target, scen, "be_accepts_per_1k", int(accepts) / requests * 1000)
     hz = float(hz)
     for metric, t in (("cpu_s_per_10k", int(ticks)), ("sys_s_per_10k", int(sys_ticks)),
                       ("load_s_per_10k", int(load_ticks))):
@@ -56,10 +59,10 @@ def put_cpu(rnd, target, scen, ticks, sys_ticks, hz, requests, load_ticks=-1, wa
 
 
 def cmd_wrk(args):
-    """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ [SYS_TICKS [LOAD_TICKS WALL_US]]: the WRKJSON line of our Lua done()."""
+    """wrk ROUND TARGET SCEN FILE CPU_TICKS HZ [SYS_TICKS [LOAD_TICKS WALL_US ACCEPTS]]: the WRKJSON line of our Lua done()."""
     rnd, target, scen, path, ticks, hz = args[:6]
     sys_ticks = int(args[6]) if len(args) > 6 else -1
-    load_ticks, wall_us = (args[7], args[8]) if len(args) > 8 else (-1, 0)
+    load_ticks, wall_us, accepts = args[7:10] if len(args) > 9 else (-1, 0, -1)
     text = open(path).read()
     m = re.search(r"^WRKJSON (\{.*\})$", text, re.M)
     if not m:
@@ -75,7 +78,7 @@ def cmd_wrk(args):
     put(rnd, target, scen, "p99_ms", s["p99_us"] / 1000)
     put(rnd, target, scen, "requests", s["requests"])
     put(rnd, target, scen, "errors", errors)
-    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, s["requests"], load_ticks, wall_us)
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, s["requests"], load_ticks, wall_us, accepts)
     if errors:
         printed = re.sub(r"^WRKJSON .*$", "", text, flags=re.M).strip()
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} errors** of {s['requests']} requests "
@@ -117,7 +120,7 @@ def cmd_turns(args):
                 put(rnd, target, dst, metric, statistics.median(m[metric]))
         put(rnd, target, dst, "requests", int(total))
         put(rnd, target, dst, "errors", int(sum(m.get("errors", []))))
-        for metric in ("cpu_s_per_10k", "sys_s_per_10k", "load_s_per_10k"):
+        for metric in ("cpu_s_per_10k", "sys_s_per_10k", "load_s_per_10k", "be_accepts_per_1k"):
             if len(m.get(metric, [])) == len(reqs):
                 put(rnd, target, dst, metric, sum(c * r for c, r in zip(m[metric], reqs)) / total)
         for metric in ("proxy_busy_pct", "load_busy_pct"):
@@ -127,9 +130,9 @@ def cmd_turns(args):
 
 
 def cmd_h2load(args):
-    """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS [LOAD_TICKS WALL_US]: one timed h2load run."""
+    """h2load ROUND TARGET SCEN FILE CPU_TICKS HZ SYS_TICKS [LOAD_TICKS WALL_US ACCEPTS]: one timed h2load run."""
     rnd, target, scen, path, ticks, hz, sys_ticks = args[:7]
-    load_ticks, wall_us = (args[7], args[8]) if len(args) > 8 else (-1, 0)
+    load_ticks, wall_us, accepts = args[7:10] if len(args) > 9 else (-1, 0, -1)
     text = open(path).read()
     done = re.search(r"^finished in ([\d.]+)s, ", text, re.M)
     reqs = re.search(r"^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
@@ -148,7 +151,7 @@ def cmd_h2load(args):
     put(rnd, target, scen, "mean_ms", float(mean.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[mean.group(2)])
     put(rnd, target, scen, "requests", ok)
     put(rnd, target, scen, "errors", errors)
-    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, ok, load_ticks, wall_us)
+    put_cpu(rnd, target, scen, ticks, sys_ticks, hz, ok, load_ticks, wall_us, accepts)
     if errors:
         note(f"**{target}, scenario {scen}, round {rnd}: {errors} failed requests** of {reqs.group(1)}. "
              f"h2load printed:\n\n```\n{text[-1500:]}\n```")
@@ -357,9 +360,14 @@ def cmd_report(args):
       "upstream TLS without verification, TLS 1.2/1.3 toward clients and backends alike "
       "(nginx `proxy_ssl_protocols` included: 1.22's default stops at TLS 1.2), "
       "so TLS 1.3 is spoken on both sides, nginx `keepalive_requests` raised to "
-      "1000000 on both sides so neither proxy reconnects to clients or backends mid-run, "
+      "1000000 on both sides so no connection is closed for its request count, "
       "nginx `ssl_session_cache shared:SSL:10m` with tickets (its defaults otherwise, "
-      "including `proxy_buffering on`).")
+      "including `proxy_buffering on`). nginx's idle cache is one for the group: when the "
+      "server the balancer picks has no idle connection there, it opens one, and once the "
+      "cache is full it closes the least recently used, so under these loads it keeps opening upstream "
+      "connections; portico keeps its idle connections per server. The row \"connections "
+      "the backends accepted\" counts them (each backend's `stub_status`): through a proxy, "
+      "the upstream connections it opened; direct, wrk's own.")
     if meta.get("ciphers"):
         w(f"- Cipher suite an OpenSSL client (as wrk and `s_time` are) negotiates: {meta['ciphers']}. "
           "Each proxy's default: nginx follows the client's order (OpenSSL's lists AES-256-GCM "
@@ -411,7 +419,8 @@ def cmd_report(args):
                 ("of which in the kernel (stime)", "sys_s_per_10k", 3),
                 ("proxy CPU busy (%)", "proxy_busy_pct", 0),
                 ("load CPU busy (%), wrk + backends", "load_busy_pct", 0),
-                ("load CPU s / 10k requests", "load_s_per_10k", 3)]
+                ("load CPU s / 10k requests", "load_s_per_10k", 3),
+                ("connections the backends accepted / 1k requests", "be_accepts_per_1k", 2)]
     table("1. TLS to clients, HTTPS upstream with keep-alive, small responses", "s1",
           base + cpu_rows,
           lead=f"`GET /small` over {meta['conns']} keep-alive TLS connections; the proxy "
@@ -455,7 +464,8 @@ def cmd_report(args):
            ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),
            ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2),
            ("proxy CPU busy (%)", "proxy_busy_pct", 0),
-           ("load CPU busy (%), wrk + backends", "load_busy_pct", 0)],
+           ("load CPU busy (%), wrk + backends", "load_busy_pct", 0),
+           ("connections the backends accepted / 1k requests", "be_accepts_per_1k", 2)],
           lead="`GET /1m` over TLS to the client, HTTPS upstream.")
     table("4. New TLS connections per second (one request per connection)", "s4",
           [("full handshakes/s, ECDSA P-256", "full_ecdsa", 0),
