@@ -290,7 +290,8 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// A TLS listener's handshakes: TLS 1.2/1.3, ALPN h2 + http/1.1, the
+/// A TLS listener's handshakes: TLS 1.2/1.3 (or the one its servers'
+/// `tls.protocols` name), ALPN h2 + http/1.1, the
 /// certificate chosen by SNI among the listener's servers (default server's
 /// certificate when SNI is absent or matches none).
 ///
@@ -315,8 +316,15 @@ pub struct ServerTls {
 impl ServerTls {
     pub fn new(listener: &Listener) -> Result<ServerTls, TlsError> {
         let resolver = SniResolver::new(listener)?;
+        let mut versions = Vec::with_capacity(2);
+        if listener.tls_protocols.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if listener.tls_protocols.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .with_protocol_versions(&versions)
             .map_err(|e| TlsError::Other(format!("TLS listener {}: {e}", listener.addr)))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
@@ -490,7 +498,13 @@ mod tests {
     }
 
     fn listener(servers: Vec<Arc<VirtualServer>>, default_server: usize) -> Listener {
-        Listener { addr: SocketAddr::from(([127, 0, 0, 1], 443)), tls: true, servers, default_server }
+        Listener {
+            addr: SocketAddr::from(([127, 0, 0, 1], 443)),
+            tls: true,
+            tls_protocols: Default::default(),
+            servers,
+            default_server,
+        }
     }
 
     fn leaf(certified: &CertifiedKey) -> CertificateDer<'static> {

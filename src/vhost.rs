@@ -157,6 +157,7 @@ mod tests {
         let listener = Listener {
             addr: "127.0.0.1:0".parse()?,
             tls: false,
+            tls_protocols: Default::default(),
             servers: vec![
                 server(&[ServerName::Exact("api.example.com".into())]),
                 server(&[ServerName::Wildcard(".example.com".into())]),

@@ -373,3 +373,61 @@ worker_threads = 0
     let positions: Vec<&str> = errors.iter().filter_map(|e| e.split(": ").next()).collect();
     assert_eq!(positions, ["portico.toml:7:14", "portico.toml:8:16", "portico.toml:10:11", "portico.toml:13:18"]);
 }
+
+#[test]
+fn tls_protocols_name_only_the_versions_portico_speaks() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8443"]
+tls = {{ self_signed = true, protocols = ["TLSv1.1", "TLS1.3", "TLSv1.3"] }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:9443"]
+tls = {{ self_signed = true, protocols = [] }}
+proxy_pass = "am"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            "portico.toml:7:42: protocols: portico does not speak TLSv1.1, only TLSv1.2 and TLSv1.3; remove it",
+            r#"portico.toml:7:53: protocols = ["TLS1.3"]: expected "TLSv1.2" and/or "TLSv1.3""#,
+            r#"portico.toml:11:41: protocols = []: name "TLSv1.2", "TLSv1.3" or both"#,
+        ]
+    );
+}
+
+#[test]
+fn servers_on_one_address_name_the_same_tls_protocols() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example"]
+tls = {{ self_signed = true, protocols = ["TLSv1.3"] }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["b.example"]
+tls = {{ self_signed = true, protocols = ["TLSv1.2"] }}
+proxy_pass = "gw"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["c.example"]
+tls = {{ self_signed = true }}
+proxy_pass = "gw"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["d.example"]
+tls = {{ self_signed = true, protocols = ["TLSv1.3", "TLSv1.3"] }}
+proxy_pass = "gw"
+"#
+    );
+    // A repeated name is harmless (d.example), and no key means both (c.example).
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:13:41: tls.protocols: server "b.example" (line 10) speaks TLSv1.2 only on 127.0.0.1:8443 and server "a.example" (line 5) TLSv1.3 only; the servers on one address must name the same protocols"#,
+            r#"portico.toml:16:11: tls.protocols: server "c.example" (line 15) speaks TLSv1.2 and TLSv1.3 on 127.0.0.1:8443 and server "a.example" (line 5) TLSv1.3 only; the servers on one address must name the same protocols"#,
+        ]
+    );
+}

@@ -295,3 +295,45 @@ proxy_pass = "a"
     assert_eq!(backend.connections(), 1);
     assert!(seen.iter().all(|s| s.version == Version::HTTP_11));
 }
+
+/// `tls.protocols` on every server of an address: the versions its
+/// handshakes offer, changed by a reload like the rest of the file.
+#[tokio::test]
+async fn tls_protocols_limit_the_versions_offered_and_follow_a_reload() {
+    use rustls::ProtocolVersion;
+
+    let a = Site::new("alpha", &["a.test"]).await;
+    let b = Site::new("bravo", &["b.test"]).await;
+    // Each server's `tls = { cert, key }` with the protocols added.
+    let only = |protocols: &str| {
+        tls_config(&[&a, &b], None).replace(" }\nproxy_pass", &format!(", protocols = {protocols} }}\nproxy_pass"))
+    };
+    let tls13 = only(r#"["TLSv1.3"]"#);
+    assert_eq!(tls13.matches("protocols = [\"TLSv1.3\"]").count(), 2, "both servers name it:\n{tls13}");
+    let mut portico = start_portico(&tls13).await;
+    let addr = portico.addr(0);
+
+    // A client that speaks TLS 1.2 only is refused for either name; one that
+    // offers both gets TLS 1.3 and is served.
+    for (site, sni) in [(&a, "a.test"), (&b, "b.test")] {
+        let refused = Connect::to(addr).tls(sni, site.cert.roots()).tls12_only().connect().await;
+        assert!(refused.is_err(), "{sni}: a TLS 1.2 client was served by a TLSv1.3-only listener");
+        let mut client = Connect::to(addr).tls(sni, site.cert.roots()).connect().await.unwrap();
+        assert_eq!(client.tls().and_then(|tls| tls.version), Some(ProtocolVersion::TLSv1_3));
+        let reply = client.get(sni, "/").await.unwrap();
+        assert_eq!((reply.status, reply.text()), (StatusCode::OK, site.backend.name().to_owned()));
+    }
+
+    // TLS 1.2 only, by reload: a client offering both now gets 1.2.
+    portico.reload(&only(r#"["TLSv1.2"]"#)).unwrap();
+    let mut client = Connect::to(addr).tls("a.test", a.cert.roots()).connect().await.unwrap();
+    assert_eq!(client.tls().and_then(|tls| tls.version), Some(ProtocolVersion::TLSv1_2));
+    assert_eq!(client.get("a.test", "/").await.unwrap().status, StatusCode::OK);
+
+    // Without the key, both again.
+    portico.reload(&tls_config(&[&a, &b], None)).unwrap();
+    let client = Connect::to(addr).tls("b.test", b.cert.roots()).tls12_only().connect().await.unwrap();
+    assert_eq!(client.tls().and_then(|tls| tls.version), Some(ProtocolVersion::TLSv1_2));
+    let client = Connect::to(addr).tls("b.test", b.cert.roots()).connect().await.unwrap();
+    assert_eq!(client.tls().and_then(|tls| tls.version), Some(ProtocolVersion::TLSv1_3));
+}

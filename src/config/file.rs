@@ -212,6 +212,8 @@ pub struct ServerTls {
     pub key: Option<Spanned<String>>,
     /// An in-memory certificate for trials.
     pub self_signed: Option<Spanned<bool>>,
+    /// TLS versions offered to clients, nginx's spelling: `["TLSv1.2", "TLSv1.3"]`.
+    pub protocols: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[[server.location]]`.

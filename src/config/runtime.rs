@@ -231,12 +231,39 @@ pub struct StickyStore {
     pub lookup_timeout: Duration,
 }
 
+/// The TLS versions a listener speaks: a server's `tls.protocols`, both
+/// unless it names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsProtocols {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for TlsProtocols {
+    fn default() -> Self {
+        TlsProtocols { tls12: true, tls13: true }
+    }
+}
+
+impl std::fmt::Display for TlsProtocols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.tls12, self.tls13) {
+            (true, true) => f.write_str("TLSv1.2 and TLSv1.3"),
+            (true, false) => f.write_str("TLSv1.2 only"),
+            (false, true) => f.write_str("TLSv1.3 only"),
+            (false, false) => f.write_str("no TLS version"),
+        }
+    }
+}
+
 /// One listen address and the virtual servers on it.
 #[derive(Debug)]
 pub struct Listener {
     pub addr: SocketAddr,
     /// Whether every server on this address terminates TLS.
     pub tls: bool,
+    /// The TLS versions its handshakes offer (every server on it agrees).
+    pub tls_protocols: TlsProtocols,
     pub servers: Vec<Arc<VirtualServer>>,
     /// Index into `servers`: `default_server = true`, else the first declared.
     pub default_server: usize,

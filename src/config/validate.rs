@@ -20,7 +20,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
     AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, Listener, Location, LogLevel, Peer, RuntimeSettings,
-    ServerName, Snapshot, Sticky, StickyStore, Upstream, UpstreamTls, VirtualServer,
+    ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
 use crate::tls;
@@ -72,6 +72,8 @@ struct ServerEntry {
     /// Where each of `server.server_names` is written.
     name_spans: Vec<Range<usize>>,
     tls: bool,
+    /// `tls.protocols`, and where it is written when it is.
+    protocols: (TlsProtocols, Option<Range<usize>>),
     default_server: Option<Range<usize>>,
 }
 
@@ -614,6 +616,10 @@ impl Checker<'_> {
         let name = raw_names.first().cloned().unwrap_or_else(|| "_".to_owned());
 
         let certificate = s.tls.as_ref().and_then(|t| self.certificate(&name, t, &raw_names));
+        let protocols = match s.tls.as_ref().and_then(|t| t.get_ref().protocols.as_ref()) {
+            Some(list) => (self.tls_protocols(list), Some(list.span())),
+            None => (TlsProtocols::default(), None),
+        };
 
         let locations = self.locations(&s, upstreams, span.clone());
         let headers = match s.headers {
@@ -656,8 +662,32 @@ impl Checker<'_> {
             listens,
             name_spans,
             tls: s.tls.is_some(),
+            protocols,
             default_server,
         }
+    }
+
+    /// A server's `tls.protocols`: nginx's names for the versions portico speaks.
+    fn tls_protocols(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> TlsProtocols {
+        let mut chosen = TlsProtocols { tls12: false, tls13: false };
+        for protocol in list.get_ref() {
+            match protocol.get_ref().as_str() {
+                "TLSv1.2" => chosen.tls12 = true,
+                "TLSv1.3" => chosen.tls13 = true,
+                old @ ("SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1") => self.error(
+                    protocol.span(),
+                    format!("protocols: portico does not speak {old}, only TLSv1.2 and TLSv1.3; remove it"),
+                ),
+                other => self.error(
+                    protocol.span(),
+                    format!("protocols = [{other:?}]: expected \"TLSv1.2\" and/or \"TLSv1.3\""),
+                ),
+            }
+        }
+        if list.get_ref().is_empty() {
+            self.error(list.span(), "protocols = []: name \"TLSv1.2\", \"TLSv1.3\" or both".into());
+        }
+        chosen
     }
 
     fn certificate(
@@ -918,7 +948,13 @@ impl Checker<'_> {
             for (addr, listen) in &entry.listens {
                 let slot = *by_addr.entry(*addr).or_insert_with(|| {
                     building.push(Building {
-                        listener: Listener { addr: *addr, tls: entry.tls, servers: Vec::new(), default_server: 0 },
+                        listener: Listener {
+                            addr: *addr,
+                            tls: entry.tls,
+                            tls_protocols: entry.protocols.0,
+                            servers: Vec::new(),
+                            default_server: 0,
+                        },
                         members: Vec::new(),
                         default_set: false,
                     });
@@ -941,6 +977,25 @@ impl Checker<'_> {
                         without.line
                     );
                     self.error(listen.span(), message);
+                    continue;
+                }
+                // The servers on one address share its handshake settings
+                // (certificates by SNI, session cache, ticket keys): and so
+                // its versions.
+                if let Some(&first) = b.members.first()
+                    && let Some(other) = servers.get(first)
+                    && other.protocols.0 != entry.protocols.0
+                {
+                    let message = format!(
+                        "tls.protocols: server \"{}\" (line {}) speaks {} on {addr} and server \"{}\" (line {}) {}; the servers on one address must name the same protocols",
+                        entry.server.name,
+                        entry.line,
+                        entry.protocols.0,
+                        other.server.name,
+                        other.line,
+                        other.protocols.0
+                    );
+                    self.error(entry.protocols.1.clone().unwrap_or_else(|| listen.span()), message);
                     continue;
                 }
                 let mut clashed = false;
