@@ -326,3 +326,59 @@ fn import_sticky_sync_points_at_the_redis_store() -> Result<(), Box<dyn Error>> 
     assert!(notes.lines().any(|n| n.contains("sticky parameter \"sync\"") && n.contains("store = ")), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_ssl_protocols_keeps_the_versions_portico_speaks_one_set_per_address() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("protocols");
+    let (cert, key) = generate_pem(&["a.test".to_owned()], KeyType::EcdsaP256)?;
+    std::fs::write(tmp.0.join("a.crt"), cert)?;
+    std::fs::write(tmp.0.join("a.key"), key)?;
+    let conf = tmp.0.join("protocols.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://am; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{
+ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
+upstream am {{ server 127.0.0.1:9443; }}
+server {{ listen 443 ssl; server_name a.test; {tls} }}
+server {{ listen 443 ssl; server_name b.test; ssl_protocols TLSv1.3; {tls} }}
+server {{ listen 8443 ssl; server_name c.test; ssl_protocols TLSv1.2 TLSv1.3; {tls} }}
+server {{ listen 9443 ssl; server_name d.test; ssl_protocols SSLv3; {tls} }}
+server {{ listen 10443 ssl; server_name e.test; ssl_protocols TLSv1.3; {tls} }}
+}}
+"
+        ),
+    )?;
+    let (toml, notes) = import(&conf)?;
+    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n{toml}"))?;
+    let tls_line = |name: &str| {
+        let at = toml.find(&format!("server_name = [\"{name}\"]\ntls = ")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
+        toml[at..].lines().nth(1).unwrap_or_default().to_owned()
+    };
+    // nginx's TLSv1 TLSv1.1 TLSv1.2 is TLS 1.2 alone here, and b.test on the
+    // same address takes a.test's (the first); both, as portico's default, are
+    // written as nothing.
+    for name in ["a.test", "b.test"] {
+        assert!(tls_line(name).ends_with(r#".key", protocols = ["TLSv1.2"] }"#), "{name}: {}", tls_line(name));
+    }
+    assert!(tls_line("e.test").ends_with(r#".key", protocols = ["TLSv1.3"] }"#), "{}", tls_line("e.test"));
+    for name in ["c.test", "d.test"] {
+        assert!(tls_line(name).ends_with(".key\" }"), "{name}: {}", tls_line(name));
+    }
+    let conf = conf.display();
+    for note in [
+        format!(
+            "{conf}:2: note: ssl_protocols TLSv1 TLSv1.1: portico speaks only TLSv1.2 and TLSv1.3, and leaves these out\n"
+        ),
+        format!(
+            "{conf}:7: note: ssl_protocols SSLv3: portico speaks only TLSv1.2 and TLSv1.3, and offers both instead\n"
+        ),
+        format!(
+            "{conf}:4: note: listen 0.0.0.0:443: portico has one set of TLS versions per address and gives this server's (TLSv1.2) to all on it; the server at {conf}:5 had TLSv1.3\n"
+        ),
+    ] {
+        assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    }
+    Ok(())
+}

@@ -66,6 +66,7 @@ pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Tr
         Translator { conf_dir, notes: Vec::new(), runtime: Vec::new(), upstreams: Vec::new(), servers: Vec::new() };
     t.main(directives);
     t.finish_upstreams();
+    t.finish_protocols();
     let toml = t.render(source);
     Translation { toml, notes: t.notes }
 }
@@ -99,6 +100,8 @@ struct Scope {
     error_log: Option<Log>,
     ssl_certificate: Option<String>,
     ssl_certificate_key: Option<String>,
+    /// `ssl_protocols`, as written, and where.
+    ssl_protocols: Option<(Vec<String>, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +167,8 @@ struct ServerOut {
     names: Vec<String>,
     tls: Option<(String, String)>,
     tls_missing: bool,
+    /// `tls.protocols` when `ssl_protocols` names one of the two portico speaks.
+    protocols: Option<Vec<String>>,
     redirect: Option<(String, u16, String)>,
     locations: Vec<LocationOut>,
     headers: Option<Vec<Header>>,
@@ -447,6 +452,7 @@ impl Translator<'_> {
             {
                 scope.ssl_certificate_key = Some(self.conf_path(&d.args[0]));
             }
+            "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
             _ => return false,
         }
         true
@@ -682,6 +688,9 @@ impl Translator<'_> {
                     self.note(&d.place, "TLS without ssl_certificate (nginx refuses this): a self-signed certificate is written; replace it".into());
                 }
             }
+            if let Some((protocols, place)) = &scope.ssl_protocols {
+                out.protocols = self.protocols(protocols, place);
+            }
         }
 
         // The primary location decides the server-wide settings portico has per server.
@@ -756,6 +765,7 @@ impl Translator<'_> {
             plain_out.listen = plain;
             plain_out.tls = None;
             plain_out.tls_missing = false;
+            plain_out.protocols = None;
             plain_out.comments.push("the plain-HTTP listens of the nginx server below".into());
             self.servers.push(plain_out);
             out.listen = secure;
@@ -1017,6 +1027,74 @@ impl Translator<'_> {
         Some(name)
     }
 
+    /// `ssl_protocols`: the versions of it portico speaks, `None` for both.
+    fn protocols(&mut self, written: &[String], place: &Place) -> Option<Vec<String>> {
+        let spoken = ["TLSv1.2", "TLSv1.3"];
+        let (kept, left): (Vec<&String>, Vec<&String>) = written.iter().partition(|p| spoken.contains(&p.as_str()));
+        if !left.is_empty() {
+            let left: Vec<&str> = left.iter().map(|p| p.as_str()).collect();
+            let what = if kept.is_empty() { "offers both instead" } else { "leaves these out" };
+            let text = format!("ssl_protocols {}: portico speaks only TLSv1.2 and TLSv1.3, and {what}", left.join(" "));
+            // An http-level line is met again by every server inheriting it.
+            let note = format!("{place}: note: {text}");
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+        let kept: Vec<String> =
+            spoken.iter().filter(|p| kept.iter().any(|k| k == *p)).map(|p| (*p).to_owned()).collect();
+        (kept.len() == 1).then_some(kept)
+    }
+
+    /// portico has one set of TLS versions per listen address, where nginx
+    /// lets each server write its own: servers on one address that differ
+    /// take the default server's (else the first's), with a note.
+    fn finish_protocols(&mut self) {
+        let mut addresses: Vec<std::net::SocketAddr> = Vec::new();
+        for server in self.servers.iter().filter(|s| s.tls.is_some() || s.tls_missing) {
+            for addr in server.listen.iter().filter_map(|l| config::validate::parse_listen(l)) {
+                if !addresses.contains(&addr) {
+                    addresses.push(addr);
+                }
+            }
+        }
+        for addr in addresses {
+            let on: Vec<usize> = (0..self.servers.len())
+                .filter(|&i| {
+                    let s = &self.servers[i];
+                    (s.tls.is_some() || s.tls_missing)
+                        && s.listen.iter().any(|l| config::validate::parse_listen(l) == Some(addr))
+                })
+                .collect();
+            let Some(&chosen) = on.iter().find(|&&i| self.servers[i].default_server).or(on.first()) else {
+                continue;
+            };
+            let protocols = self.servers[chosen].protocols.clone();
+            if on.iter().all(|&i| self.servers[i].protocols == protocols) {
+                continue;
+            }
+            let shown = |p: &Option<Vec<String>>| p.as_ref().map_or("TLSv1.2 TLSv1.3".to_owned(), |p| p.join(" "));
+            let mut differing = Vec::new();
+            for &i in &on {
+                if self.servers[i].protocols != protocols {
+                    let place = self.servers[i].place.as_ref().map_or_else(String::new, |p| format!(" at {p}"));
+                    differing.push(format!("the server{place} had {}", shown(&self.servers[i].protocols)));
+                    self.servers[i].protocols = protocols.clone();
+                }
+            }
+            let place = self.servers[chosen].place.clone();
+            let text = format!(
+                "listen {addr}: portico has one set of TLS versions per address and gives this server's ({}) to all on it; {}",
+                shown(&protocols),
+                differing.join("; ")
+            );
+            match place {
+                Some(place) => self.note(&place, text),
+                None => self.notes.push(format!("note: {text}")),
+            }
+        }
+    }
+
     /// TLS comments on the upstreams, once every proxy_pass is known.
     fn finish_upstreams(&mut self) {
         for up in &mut self.upstreams {
@@ -1143,10 +1221,18 @@ fn render_server(s: &mut String, server: &ServerOut) {
     if server.default_server {
         s.push_str("default_server = true\n");
     }
+    let protocols = server.protocols.as_ref().map_or_else(String::new, |p| {
+        let listed: Vec<String> = p.iter().map(|v| quote(v)).collect();
+        format!(", protocols = [{}]", listed.join(", "))
+    });
     if let Some((cert, key)) = &server.tls {
-        s.push_str(&format!("tls = {{ cert = {}, key = {} }}\n", quote(cert), quote(key)));
+        s.push_str(&format!("tls = {{ cert = {}, key = {}{protocols} }}\n", quote(cert), quote(key)));
     } else if server.tls_missing {
-        line(s, "tls = { self_signed = true }", Some("nginx had ssl but no ssl_certificate: replace"));
+        line(
+            s,
+            &format!("tls = {{ self_signed = true{protocols} }}"),
+            Some("nginx had ssl but no ssl_certificate: replace"),
+        );
     }
     if let Some((url, status, from)) = &server.redirect {
         line(s, &format!("redirect = {}", quote(url)), Some(&format!("nginx: {from}")));
