@@ -465,6 +465,7 @@ def cmd_report(args):
            ("proxy CPU s / 10k requests", "cpu_s_per_10k", 2),
            ("proxy CPU busy (%)", "proxy_busy_pct", 0),
            ("load CPU busy (%), wrk + backends", "load_busy_pct", 0),
+           ("load CPU s / 10k requests", "load_s_per_10k", 2),
            ("connections the backends accepted / 1k requests", "be_accepts_per_1k", 2)],
           lead="`GET /1m` over TLS to the client, HTTPS upstream.")
     table("4. New TLS connections per second (one request per connection)", "s4",
