@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::runtime::{self, Listener};
+use crate::config::runtime::{self, Listener, TlsProtocols};
 
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]
@@ -316,15 +316,8 @@ pub struct ServerTls {
 impl ServerTls {
     pub fn new(listener: &Listener) -> Result<ServerTls, TlsError> {
         let resolver = SniResolver::new(listener)?;
-        let mut versions = Vec::with_capacity(2);
-        if listener.tls_protocols.tls13 {
-            versions.push(&rustls::version::TLS13);
-        }
-        if listener.tls_protocols.tls12 {
-            versions.push(&rustls::version::TLS12);
-        }
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&versions)
+            .with_protocol_versions(&versions(listener.tls_protocols))
             .map_err(|e| TlsError::Other(format!("TLS listener {}: {e}", listener.addr)))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
@@ -360,15 +353,32 @@ fn prefers_chacha(offered: &[CipherSuite]) -> bool {
     )
 }
 
-/// The client config toward an HTTPS upstream (ALPN http/1.1).
-/// `verify = false` accepts any certificate; `ca_file` replaces the system roots.
+/// rustls's versions for `protocols`, TLS 1.3 first.
+fn versions(protocols: TlsProtocols) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let mut versions = Vec::with_capacity(2);
+    if protocols.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if protocols.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    versions
+}
+
+/// The client config toward an HTTPS upstream (ALPN http/1.1), offering
+/// `protocols`. `verify = false` accepts any certificate; `ca_file` replaces
+/// the system roots.
 ///
 /// With `verify = false` the handshake signatures are still checked, so the
 /// connection is encrypted to whoever holds the presented certificate's key.
-pub fn upstream_client_config(verify: bool, ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn upstream_client_config(
+    verify: bool,
+    ca_file: Option<&Path>,
+    protocols: TlsProtocols,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(&versions(protocols))
         .map_err(|e| TlsError::Other(format!("upstream TLS: {e}")))?;
     let mut config = if verify {
         let roots = match ca_file {
@@ -563,7 +573,7 @@ mod tests {
 
     /// A client that accepts anything and offers h2 first, like a browser.
     fn browser() -> Arc<rustls::ClientConfig> {
-        let mut config = (*upstream_client_config(false, None).unwrap()).clone();
+        let mut config = (*upstream_client_config(false, None, TlsProtocols::default()).unwrap()).clone();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     }
@@ -625,7 +635,7 @@ mod tests {
         let alpn = handshake(config.clone(), browser(), Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
         // The upstream-style client offers only http/1.1.
-        let upstream = upstream_client_config(false, None).unwrap();
+        let upstream = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
         let alpn = handshake(config, upstream, Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     }
@@ -636,7 +646,7 @@ mod tests {
         let config = ServerTls::new(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
 
         // TLS 1.3, with the upstream client's (shared) resumption store.
-        let client = upstream_client_config(false, None).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
         let first = handshake(config.clone(), Arc::clone(&client), Some("localhost")).await.unwrap();
         assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
         assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
@@ -753,7 +763,7 @@ mod tests {
         let cert = self_signed(&[]).unwrap();
         let ours = ServerTls::new(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
         let theirs = ServerTls { ours: Arc::clone(&ours.theirs), theirs: ours.theirs };
-        let client = upstream_client_config(false, None).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
         let got = handshake(theirs, client, Some("localhost")).await.unwrap();
         assert_eq!(got.suite, Some(CipherSuite::TLS13_AES_128_GCM_SHA256));
     }
@@ -770,7 +780,7 @@ mod tests {
     async fn tls_upstream_verify_false_accepts_self_signed() {
         let cert = self_signed(&names(&["backend.internal"])).unwrap();
         let config = ServerTls::new(&listener(vec![server(&["backend.internal"], &cert)], 0)).unwrap();
-        let client = upstream_client_config(false, None).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
         // Any name, even one the certificate does not carry.
         handshake(config.clone(), Arc::clone(&client), Some("10-0-0-1.other")).await.unwrap();
         handshake(config, client, Some("backend.internal")).await.unwrap();
@@ -783,7 +793,7 @@ mod tests {
         let cert_path = tmp.write("wso2.crt", &cert_pem);
         let key_path = tmp.write("wso2.key", &key_pem);
         let trusted = load_certified_key(&cert_path, &key_path).unwrap();
-        let client = upstream_client_config(true, Some(&cert_path)).unwrap();
+        let client = upstream_client_config(true, Some(&cert_path), TlsProtocols::default()).unwrap();
 
         let good = ServerTls::new(&listener(vec![server(&["wso2.local"], &trusted)], 0)).unwrap();
         handshake(good.clone(), Arc::clone(&client), Some("wso2.local")).await.unwrap();
@@ -800,10 +810,10 @@ mod tests {
     #[test]
     fn tls_upstream_ca_file_errors() {
         let tmp = TempDir::new("ca-err");
-        let err = upstream_client_config(true, Some(&tmp.0.join("missing.pem"))).unwrap_err();
+        let err = upstream_client_config(true, Some(&tmp.0.join("missing.pem")), TlsProtocols::default()).unwrap_err();
         assert!(matches!(err, TlsError::Read { .. }), "{err}");
         let empty = tmp.write("empty.pem", "");
-        let err = upstream_client_config(true, Some(&empty)).unwrap_err();
+        let err = upstream_client_config(true, Some(&empty), TlsProtocols::default()).unwrap_err();
         assert!(err.to_string().contains("no certificate found in PEM"), "{err}");
     }
 

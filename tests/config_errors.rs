@@ -431,3 +431,22 @@ proxy_pass = "gw"
         ]
     );
 }
+
+#[test]
+fn upstream_tls_protocols_are_checked_and_need_tls() {
+    let toml = r#"[upstream.am]
+servers = ["127.0.0.1:9443"]
+tls = true
+tls_protocols = ["TLSv1", "TLSv1.3"]
+[upstream.gw]
+servers = ["127.0.0.1:8243"]
+tls_protocols = ["TLSv1.3"]
+"#;
+    assert_eq!(
+        errors(toml),
+        [
+            "portico.toml:4:18: tls_protocols: portico does not speak TLSv1, only TLSv1.2 and TLSv1.3; remove it",
+            r#"portico.toml:7:17: tls_protocols has no effect without tls = true in upstream "gw": add tls = true or remove tls_protocols"#,
+        ]
+    );
+}

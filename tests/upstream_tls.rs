@@ -288,3 +288,33 @@ async fn each_upstream_server_resumes_its_own_tls_sessions() {
     // The first connection to each is a full handshake; the others resume.
     assert_eq!((one.resumed(), two.resumed()), (4, 4));
 }
+
+/// `tls_protocols` limits the versions offered to the servers: a server that
+/// speaks only the other one is a 502 (a handshake failure), one that speaks
+/// it is served. Without the key, both are offered.
+#[tokio::test]
+async fn tls_protocols_limit_the_versions_offered_to_the_servers() {
+    let cert = TestCert::new(&["127.0.0.1"]);
+    let ca = format!("ca_file = {}", toml_path(&cert.ca_path()));
+    let only12 = TestBackend::spawn_tls_only("tls12", &cert, &rustls::version::TLS12).await;
+    let only13 = TestBackend::spawn_tls_only("tls13", &cert, &rustls::version::TLS13).await;
+
+    for (backend, protocols, expected) in [
+        (&only12, r#"tls_protocols = ["TLSv1.3"]"#, StatusCode::BAD_GATEWAY),
+        (&only12, r#"tls_protocols = ["TLSv1.2"]"#, StatusCode::OK),
+        (&only12, "", StatusCode::OK),
+        (&only13, r#"tls_protocols = ["TLSv1.2"]"#, StatusCode::BAD_GATEWAY),
+        (&only13, r#"tls_protocols = ["TLSv1.3", "TLSv1.2"]"#, StatusCode::OK),
+    ] {
+        let served = backend.count();
+        let portico = start_portico(&config(backend, &format!("{ca}\n{protocols}"))).await;
+        let reply = get(&portico, "/").await;
+        assert_eq!(reply.status, expected, "{} with {protocols:?}", backend.name());
+        let answered = usize::from(expected == StatusCode::OK);
+        assert_eq!(backend.count(), served + answered, "{} with {protocols:?}", backend.name());
+        if expected == StatusCode::OK {
+            assert_eq!(reply.text(), backend.name());
+        }
+        portico.shutdown().await;
+    }
+}

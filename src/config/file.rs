@@ -81,6 +81,8 @@ pub struct Upstream {
     pub ca_file: Option<Spanned<String>>,
     /// SNI and checked name, replacing each server's host.
     pub tls_server_name: Option<Spanned<String>>,
+    /// TLS versions offered to the servers, nginx's spelling: `["TLSv1.2", "TLSv1.3"]`.
+    pub tls_protocols: Option<Spanned<Vec<Spanned<String>>>>,
     /// `round_robin | ip_hash`.
     pub balance: Option<Spanned<String>>,
     /// Consistent hashing for `ip_hash`.

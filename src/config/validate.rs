@@ -305,6 +305,7 @@ impl Checker<'_> {
                 u.tls_verify.as_ref().map(|v| ("tls_verify", v.span())),
                 u.ca_file.as_ref().map(|v| ("ca_file", v.span())),
                 u.tls_server_name.as_ref().map(|v| ("tls_server_name", v.span())),
+                u.tls_protocols.as_ref().map(|v| ("tls_protocols", v.span())),
             ];
             for (key, span) in stray.into_iter().flatten() {
                 self.error(
@@ -341,8 +342,14 @@ impl Checker<'_> {
                 }
                 Some(path)
             });
+            let protocols = u.tls_protocols.map_or_else(TlsProtocols::default, |list| {
+                let before = self.errors.len();
+                let protocols = self.tls_protocols("tls_protocols", &list);
+                ok &= self.errors.len() == before;
+                protocols
+            });
             if ok {
-                match tls::upstream_client_config(verify, ca_file.as_deref()) {
+                match tls::upstream_client_config(verify, ca_file.as_deref(), protocols) {
                     Ok(client_config) => tls = Some(UpstreamTls { verify, server_name, client_config }),
                     Err(e) => {
                         self.error(tls_span, format!("upstream \"{name}\": cannot set up TLS: {e}"));
@@ -617,7 +624,7 @@ impl Checker<'_> {
 
         let certificate = s.tls.as_ref().and_then(|t| self.certificate(&name, t, &raw_names));
         let protocols = match s.tls.as_ref().and_then(|t| t.get_ref().protocols.as_ref()) {
-            Some(list) => (self.tls_protocols(list), Some(list.span())),
+            Some(list) => (self.tls_protocols("protocols", list), Some(list.span())),
             None => (TlsProtocols::default(), None),
         };
 
@@ -667,8 +674,9 @@ impl Checker<'_> {
         }
     }
 
-    /// A server's `tls.protocols`: nginx's names for the versions portico speaks.
-    fn tls_protocols(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> TlsProtocols {
+    /// A server's `tls.protocols` or an upstream's `tls_protocols` (`key`):
+    /// nginx's names for the versions portico speaks.
+    fn tls_protocols(&mut self, key: &str, list: &Spanned<Vec<Spanned<String>>>) -> TlsProtocols {
         let mut chosen = TlsProtocols { tls12: false, tls13: false };
         for protocol in list.get_ref() {
             match protocol.get_ref().as_str() {
@@ -676,16 +684,15 @@ impl Checker<'_> {
                 "TLSv1.3" => chosen.tls13 = true,
                 old @ ("SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1") => self.error(
                     protocol.span(),
-                    format!("protocols: portico does not speak {old}, only TLSv1.2 and TLSv1.3; remove it"),
+                    format!("{key}: portico does not speak {old}, only TLSv1.2 and TLSv1.3; remove it"),
                 ),
-                other => self.error(
-                    protocol.span(),
-                    format!("protocols = [{other:?}]: expected \"TLSv1.2\" and/or \"TLSv1.3\""),
-                ),
+                other => {
+                    self.error(protocol.span(), format!("{key} = [{other:?}]: expected \"TLSv1.2\" and/or \"TLSv1.3\""))
+                }
             }
         }
         if list.get_ref().is_empty() {
-            self.error(list.span(), "protocols = []: name \"TLSv1.2\", \"TLSv1.3\" or both".into());
+            self.error(list.span(), format!("{key} = []: name \"TLSv1.2\", \"TLSv1.3\" or both"));
         }
         chosen
     }

@@ -107,6 +107,16 @@ impl TestBackend {
         TestBackend::start(name, Some(acceptor)).await
     }
 
+    /// A TLS backend speaking only `version`, listening when this returns.
+    pub async fn spawn_tls_only(
+        name: &str,
+        cert: &TestCert,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> TestBackend {
+        let acceptor = TlsAcceptor::from(Arc::new(cert.server_config_for(&["http/1.1"], &[version])));
+        TestBackend::start(name, Some(acceptor)).await
+    }
+
     async fn start(name: &str, tls: Option<TlsAcceptor>) -> TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test backend");
         let addr = listener.local_addr().expect("backend local addr");

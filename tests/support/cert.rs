@@ -117,9 +117,18 @@ impl TestCert {
     /// A rustls server config serving this leaf, TLS 1.2 and 1.3, with these
     /// ALPN protocols (empty: no ALPN).
     pub fn server_config(&self, alpn: &[&str]) -> rustls::ServerConfig {
+        self.server_config_for(alpn, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only `versions`.
+    pub fn server_config_for(
+        &self,
+        alpn: &[&str],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ServerConfig {
         let mut config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
+            .with_protocol_versions(versions)
+            .expect("the provider supports these TLS versions")
             .with_no_client_auth()
             .with_single_cert(vec![self.leaf.clone()], self.key_der())
             .expect("test key matches its certificate");
