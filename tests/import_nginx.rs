@@ -220,7 +220,7 @@ fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box
     let conf = tmp.0.join("site.conf");
     std::fs::write(
         &conf,
-        "server {\n    listen 80 default_server;\n    gzip on;\n    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:9000;\n    }\n    location / {\n        proxy_pass https://10.0.0.9;\n        proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate /etc/ssl/ca.pem;\n        rewrite ^/old/(.*)$ /new/$1 last;\n        proxy_ssl_protocols TLSv1.2 TLSv1.3;\n        proxy_ignore_client_abort on;\n    }\n}\n",
+        "server {\n    listen 80 default_server;\n    gzip on;\n    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:9000;\n    }\n    location / {\n        proxy_pass https://10.0.0.9;\n        proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate /etc/ssl/ca.pem;\n        rewrite ^/old/(.*)$ /new/$1 last;\n        proxy_ssl_ciphers HIGH;\n        proxy_ignore_client_abort on;\n    }\n}\n",
     )?;
     let (toml, notes) = import(&conf)?;
     let at = |line: usize, name: &str| format!("{}:{line}: directive \"{name}\" not translated: ", conf.display());
@@ -228,7 +228,7 @@ fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box
     assert!(notes.contains(&at(4, "location")), "{notes}");
     assert!(notes.contains(&at(11, "rewrite")), "{notes}");
     assert!(
-        notes.contains(&format!("{}portico speaks TLS 1.2 and 1.3 to HTTPS upstreams", at(12, "proxy_ssl_protocols"))),
+        notes.contains(&format!("{}portico speaks TLS 1.2 and 1.3 to HTTPS upstreams", at(12, "proxy_ssl_ciphers"))),
         "{notes}"
     );
     assert!(
@@ -380,5 +380,46 @@ server {{ listen 10443 ssl; server_name e.test; ssl_protocols TLSv1.3; {tls} }}
     ] {
         assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
     }
+    Ok(())
+}
+
+#[test]
+fn import_proxy_ssl_protocols_becomes_the_upstreams_tls_protocols() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-protocols");
+    let conf = tmp.0.join("proxy-protocols.conf");
+    std::fs::write(
+        &conf,
+        "http {
+proxy_ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
+upstream am { server 127.0.0.1:9443; }
+upstream gw { server 127.0.0.1:8243; }
+upstream plain { server 127.0.0.1:8080; }
+server {
+    listen 8080;
+    location / { proxy_pass https://am; }
+    location /api { proxy_pass https://am; }
+    location /gw { proxy_ssl_protocols TLSv1.2 TLSv1.3; proxy_pass https://gw; }
+    location /plain { proxy_pass http://plain; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n{toml}"))?;
+    let upstream = |name: &str| {
+        let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
+        let rest = &toml[at..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
+    };
+    // nginx's TLSv1 TLSv1.1 TLSv1.2 toward am is TLS 1.2 alone; gw's TLSv1.2
+    // TLSv1.3 is portico's default, written as nothing; plain has no TLS.
+    assert!(upstream("am").contains(r#"tls_protocols = ["TLSv1.2"]  # nginx: proxy_ssl_protocols"#), "{toml}");
+    assert!(!upstream("gw").contains("tls_protocols"), "{toml}");
+    assert!(!upstream("plain").contains("tls"), "{toml}");
+    let note = format!(
+        "{}:2: note: proxy_ssl_protocols TLSv1 TLSv1.1: portico speaks only TLSv1.2 and TLSv1.3, and leaves these out\n",
+        conf.display()
+    );
+    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
     Ok(())
 }

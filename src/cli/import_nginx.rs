@@ -102,6 +102,8 @@ struct Scope {
     ssl_certificate_key: Option<String>,
     /// `ssl_protocols`, as written, and where.
     ssl_protocols: Option<(Vec<String>, Place)>,
+    /// `proxy_ssl_protocols`, as written, and where.
+    proxy_ssl_protocols: Option<(Vec<String>, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,8 @@ struct UpstreamTls {
     verify_written: bool,
     ca_file: Option<String>,
     server_name: Option<String>,
+    /// `tls_protocols` when `proxy_ssl_protocols` names one of the two portico speaks.
+    protocols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -201,7 +205,7 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico retries errors and timeouts on the next server for requests safe to repeat, as nginx's default"
         }
         n if n.starts_with("proxy_cache") => "portico does not cache responses",
-        "proxy_ssl_protocols" | "proxy_ssl_ciphers" | "proxy_ssl_session_reuse" | "proxy_ssl_conf_command" => {
+        "proxy_ssl_ciphers" | "proxy_ssl_session_reuse" | "proxy_ssl_conf_command" => {
             "portico speaks TLS 1.2 and 1.3 to HTTPS upstreams with rustls's own ciphers, and resumes sessions per server"
         }
         "proxy_ignore_client_abort" => {
@@ -453,6 +457,9 @@ impl Translator<'_> {
                 scope.ssl_certificate_key = Some(self.conf_path(&d.args[0]));
             }
             "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
+            "proxy_ssl_protocols" if !d.args.is_empty() => {
+                scope.proxy_ssl_protocols = Some((d.args.clone(), d.place.clone()));
+            }
             _ => return false,
         }
         true
@@ -689,7 +696,7 @@ impl Translator<'_> {
                 }
             }
             if let Some((protocols, place)) = &scope.ssl_protocols {
-                out.protocols = self.protocols(protocols, place);
+                out.protocols = self.protocols("ssl_protocols", protocols, place);
             }
         }
 
@@ -992,11 +999,16 @@ impl Translator<'_> {
                 address
             }
         };
+        let protocols = match (&scope.proxy_ssl_protocols, tls) {
+            (Some((written, place)), true) => self.protocols("proxy_ssl_protocols", written, place),
+            _ => None,
+        };
         let wanted = tls.then(|| UpstreamTls {
             verify: scope.ssl_verify.unwrap_or(false),
             verify_written: scope.ssl_verify.is_some(),
             ca_file: scope.ssl_trusted.clone(),
             server_name: scope.ssl_name.clone(),
+            protocols,
         });
         let connect = scope.connect_timeout.clone();
         let mut conflicts = Vec::new();
@@ -1027,14 +1039,15 @@ impl Translator<'_> {
         Some(name)
     }
 
-    /// `ssl_protocols`: the versions of it portico speaks, `None` for both.
-    fn protocols(&mut self, written: &[String], place: &Place) -> Option<Vec<String>> {
+    /// `ssl_protocols` or `proxy_ssl_protocols` (`directive`): the versions
+    /// of it portico speaks, `None` for both.
+    fn protocols(&mut self, directive: &str, written: &[String], place: &Place) -> Option<Vec<String>> {
         let spoken = ["TLSv1.2", "TLSv1.3"];
         let (kept, left): (Vec<&String>, Vec<&String>) = written.iter().partition(|p| spoken.contains(&p.as_str()));
         if !left.is_empty() {
             let left: Vec<&str> = left.iter().map(|p| p.as_str()).collect();
             let what = if kept.is_empty() { "offers both instead" } else { "leaves these out" };
-            let text = format!("ssl_protocols {}: portico speaks only TLSv1.2 and TLSv1.3, and {what}", left.join(" "));
+            let text = format!("{directive} {}: portico speaks only TLSv1.2 and TLSv1.3, and {what}", left.join(" "));
             // An http-level line is met again by every server inheriting it.
             let note = format!("{place}: note: {text}");
             if !self.notes.contains(&note) {
@@ -1175,6 +1188,10 @@ impl Translator<'_> {
             }
             if let Some(name) = &tls.server_name {
                 line(s, &format!("tls_server_name = {}", quote(name)), Some("nginx: proxy_ssl_name"));
+            }
+            if let Some(protocols) = &tls.protocols {
+                let listed: Vec<String> = protocols.iter().map(|v| quote(v)).collect();
+                line(s, &format!("tls_protocols = [{}]", listed.join(", ")), Some("nginx: proxy_ssl_protocols"));
             }
         }
         if up.ip_hash {
