@@ -342,6 +342,7 @@ impl Checker<'_> {
                 }
                 Some(path)
             });
+            // A bad list is reported once, not again as a TLS set-up failure.
             let protocols = u.tls_protocols.map_or_else(TlsProtocols::default, |list| {
                 let before = self.errors.len();
                 let protocols = self.tls_protocols("tls_protocols", &list);
