@@ -1063,22 +1063,18 @@ impl Translator<'_> {
     /// lets each server write its own: servers on one address that differ
     /// take the default server's (else the first's), with a note.
     fn finish_protocols(&mut self) {
-        let mut addresses: Vec<std::net::SocketAddr> = Vec::new();
-        for server in self.servers.iter().filter(|s| s.tls.is_some() || s.tls_missing) {
+        // Each TLS address with the servers on it, in the order first seen.
+        let mut addresses: Vec<(std::net::SocketAddr, Vec<usize>)> = Vec::new();
+        for (i, server) in self.servers.iter().enumerate().filter(|(_, s)| s.tls.is_some() || s.tls_missing) {
             for addr in server.listen.iter().filter_map(|l| config::validate::parse_listen(l)) {
-                if !addresses.contains(&addr) {
-                    addresses.push(addr);
+                match addresses.iter_mut().find(|(a, _)| *a == addr) {
+                    Some((_, on)) if !on.contains(&i) => on.push(i),
+                    Some(_) => {}
+                    None => addresses.push((addr, vec![i])),
                 }
             }
         }
-        for addr in addresses {
-            let on: Vec<usize> = (0..self.servers.len())
-                .filter(|&i| {
-                    let s = &self.servers[i];
-                    (s.tls.is_some() || s.tls_missing)
-                        && s.listen.iter().any(|l| config::validate::parse_listen(l) == Some(addr))
-                })
-                .collect();
+        for (addr, on) in addresses {
             let Some(&chosen) = on.iter().find(|&&i| self.servers[i].default_server).or(on.first()) else {
                 continue;
             };
