@@ -43,6 +43,13 @@ fn import(path: &Path) -> Result<(String, String), Box<dyn Error>> {
     Ok((String::from_utf8(out)?, String::from_utf8(notes)?))
 }
 
+/// Checks that an imported `toml` validates with no error, as if written to
+/// `dir`/portico.toml; the error shows the TOML.
+fn assert_valid(toml: &str, dir: &Path) -> Result<(), Box<dyn Error>> {
+    portico::config::parse_str(toml, &dir.join("portico.toml")).map_err(|e| format!("{e}\n---\n{toml}"))?;
+    Ok(())
+}
+
 /// Imports fixture `name` with its /etc/nginx/ssl/ certificate replaced by a
 /// real one, checks that the output validates, and returns (TOML, notes).
 fn import_fixture(name: &str) -> Result<(String, String), Box<dyn Error>> {
@@ -58,7 +65,7 @@ fn import_fixture(name: &str) -> Result<(String, String), Box<dyn Error>> {
     std::fs::write(&conf, text.replace("/etc/nginx/ssl/", &ssl_dir))?;
 
     let (toml, notes) = import(&conf)?;
-    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{name}:\n{e}\n---\n{toml}"))?;
+    assert_valid(&toml, &tmp.0).map_err(|e| format!("{name}:\n{e}"))?;
     assert!(!notes.contains("portico check would report"), "{notes}");
     // The notes name the fixture's own lines; compare without the temp dir.
     let notes = notes.replace(&format!("{}/", tmp.0.display()), "");
@@ -184,7 +191,7 @@ fn import_conf_d_include_and_http_block() -> Result<(), Box<dyn Error>> {
         "server {\n    listen 8080;\n    server_name app.example.com;\n    location / {\n        proxy_pass http://app;\n        proxy_connect_timeout 5;\n    }\n    location /legacy/ {\n        proxy_pass http://127.0.0.1:9000;\n        proxy_buffering off;\n    }\n    location /internal/ {\n        return 403;\n    }\n}\n",
     )?;
     let (toml, notes) = import(&tmp.0.join("nginx.conf"))?;
-    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n---\n{toml}"))?;
+    assert_valid(&toml, &tmp.0)?;
 
     assert!(toml.contains("worker_threads = 4"), "{toml}");
     assert!(toml.contains("pid_file = \"/run/nginx.pid\""), "{toml}");
@@ -265,7 +272,7 @@ fn import_leaves_out_headers_portico_sets_itself() -> Result<(), Box<dyn Error>>
         assert!(!toml.to_ascii_lowercase().contains(&name.to_ascii_lowercase()), "{toml}");
     }
     assert!(toml.contains("X-Real-Host = \"$host\""), "{toml}");
-    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n---\n{toml}"))?;
+    assert_valid(&toml, &tmp.0)?;
     Ok(())
 }
 
@@ -351,7 +358,7 @@ server {{ listen 10443 ssl; server_name e.test; ssl_protocols TLSv1.3; {tls} }}
         ),
     )?;
     let (toml, notes) = import(&conf)?;
-    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n{toml}"))?;
+    assert_valid(&toml, &tmp.0)?;
     let tls_line = |name: &str| {
         let at = toml.find(&format!("server_name = [\"{name}\"]\ntls = ")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
         toml[at..].lines().nth(1).unwrap_or_default().to_owned()
@@ -405,7 +412,7 @@ server {
 ",
     )?;
     let (toml, notes) = import(&conf)?;
-    portico::config::parse_str(&toml, &tmp.0.join("portico.toml")).map_err(|e| format!("{e}\n{toml}"))?;
+    assert_valid(&toml, &tmp.0)?;
     let upstream = |name: &str| {
         let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
         let rest = &toml[at..];
