@@ -46,6 +46,7 @@ fuzz_target!(|input: Input<'_>| {
         request_uri: input.request_uri,
         headers: &headers,
         peer_trusted: input.trusted,
+        client_cert: None,
     };
     let out = template.render(&ctx);
     assert!(!out.contains(['\r', '\n', '\0']), "{:?} rendered {out:?}", input.template);

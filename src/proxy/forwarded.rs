@@ -115,6 +115,8 @@ enum Planned {
     ServerPort,
     /// `$proxy_add_x_forwarded_for` alone.
     AddForwardedFor,
+    /// `$ssl_client_escaped_cert` alone: the connection's value, made once.
+    ClientCert,
     /// Anything else: rendered as text.
     Render,
 }
@@ -202,6 +204,7 @@ impl HeaderPlan {
                         None if exactly(value, "$scheme") => Planned::Scheme,
                         None if exactly(value, "$server_port") => Planned::ServerPort,
                         None if exactly(value, "$proxy_add_x_forwarded_for") => Planned::AddForwardedFor,
+                        None if exactly(value, "$ssl_client_escaped_cert") => Planned::ClientCert,
                         None => Planned::Render,
                     },
                 };
@@ -294,6 +297,7 @@ impl HeaderPlan {
                         render_one(rule, ctx)
                     }
                 }
+                Planned::ClientCert => ctx.client_cert.and_then(|cert| cert.escaped_pem.clone()),
                 Planned::Render => render_one(rule, ctx),
             };
             match out.inline.get_mut(i) {
@@ -378,6 +382,7 @@ mod tests {
             request_uri: "/",
             headers,
             peer_trusted: true,
+            client_cert: None,
         }
     }
 
@@ -563,6 +568,7 @@ mod tests {
                     request_uri: "/a?b",
                     headers: &h,
                     peer_trusted: trusted,
+                    client_cert: None,
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);
