@@ -450,3 +450,51 @@ tls_protocols = ["TLSv1.3"]
         ]
     );
 }
+
+#[test]
+fn verify_client_and_client_ca_are_checked() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example"]
+tls = {{ self_signed = true, verify_client = "sometimes" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["b.example"]
+tls = {{ self_signed = true, verify_client = "on" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["c.example"]
+tls = {{ self_signed = true, client_ca = "Cargo.toml" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["d.example"]
+tls = {{ self_signed = true, verify_client = "optional", client_ca = "/nonexistent/ca.pem" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["e.example"]
+tls = {{ self_signed = true, verify_client = "optional", client_ca = "Cargo.toml" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["f.example"]
+tls = {{ self_signed = true, verify_client = "optional_no_ca" }}
+proxy_pass = "am"
+"#
+    );
+    // optional_no_ca needs no client_ca (f.example).
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:8:45: verify_client = "sometimes": expected "on", "optional", "optional_no_ca" or "off""#,
+            r#"portico.toml:13:45: verify_client = "on" needs client_ca = "ca.pem": the CA certificates a client certificate must chain to"#,
+            r#"portico.toml:18:41: client_ca is used only with verify_client = "on", "optional" or "optional_no_ca": add one, or remove client_ca"#,
+            "portico.toml:23:69: client_ca file /nonexistent/ca.pem does not exist",
+            "portico.toml:28:69: cannot load client_ca: Cargo.toml: no certificate found in PEM (expected a BEGIN CERTIFICATE block)",
+        ]
+    );
+}

@@ -703,16 +703,25 @@ impl Checker<'_> {
     /// A server's `tls.verify_client` and `tls.client_ca`.
     fn client_auth(&mut self, tls: &Spanned<file::ServerTls>) -> Option<Arc<tls::ClientAuth>> {
         let t = tls.get_ref();
-        let verify = t.verify_client.as_ref()?;
+        let unused_ca = |this: &mut Self| {
+            if let Some(ca) = &t.client_ca {
+                this.error(
+                    ca.span(),
+                    "client_ca is used only with verify_client = \"on\", \"optional\" or \"optional_no_ca\": add one, or remove client_ca".into(),
+                );
+            }
+        };
+        let Some(verify) = t.verify_client.as_ref() else {
+            unused_ca(self);
+            return None;
+        };
         let mode = match tls::VerifyClient::parse(verify.get_ref()) {
-            Ok(Some(mode)) => mode,
-            Ok(None) => {
-                if let Some(ca) = &t.client_ca {
-                    self.error(ca.span(), "client_ca is used only with verify_client = \"on\", \"optional\" or \"optional_no_ca\": set one, or remove client_ca".into());
-                }
+            Some(mode) => mode,
+            None if verify.get_ref() == "off" => {
+                unused_ca(self);
                 return None;
             }
-            Err(()) => {
+            None => {
                 self.error(
                     verify.span(),
                     format!(
@@ -736,7 +745,7 @@ impl Checker<'_> {
                 self.error(
                     verify.span(),
                     format!(
-                        "verify_client = \"{}\" needs client_ca = \"ca.pem\": the CA certificates a client's must chain to",
+                        "verify_client = \"{}\" needs client_ca = \"ca.pem\": the CA certificates a client certificate must chain to",
                         mode.as_str()
                     ),
                 );

@@ -32,14 +32,13 @@ pub enum VerifyClient {
 }
 
 impl VerifyClient {
-    /// nginx's values; `Ok(None)` is `"off"`.
-    pub fn parse(value: &str) -> Result<Option<VerifyClient>, ()> {
+    /// nginx's values, but `"off"` (no policy at all).
+    pub fn parse(value: &str) -> Option<VerifyClient> {
         match value {
-            "on" => Ok(Some(VerifyClient::On)),
-            "optional" => Ok(Some(VerifyClient::Optional)),
-            "optional_no_ca" => Ok(Some(VerifyClient::OptionalNoCa)),
-            "off" => Ok(None),
-            _ => Err(()),
+            "on" => Some(VerifyClient::On),
+            "optional" => Some(VerifyClient::Optional),
+            "optional_no_ca" => Some(VerifyClient::OptionalNoCa),
+            _ => None,
         }
     }
 
