@@ -608,3 +608,35 @@ server {{ listen 8080; server_name d.test; location / {{ proxy_pass http://127.0
     assert_eq!(notes.matches("ssl_client_certificate").count(), 1, "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_ssl_client_cert_is_passed_on_url_encoded() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-cert-var");
+    write_mtls_files(&tmp.0, &["a.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8443 ssl;
+    server_name a.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_verify_client optional_no_ca;
+    location / {
+        proxy_set_header X-Client-Cert $ssl_client_cert;
+        proxy_pass http://127.0.0.1:9000;
+    }
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    assert!(toml.contains("X-Client-Cert = \"$ssl_client_escaped_cert\"\n"), "{toml}");
+    let note = format!(
+        "{}:8: note: proxy_set_header X-Client-Cert: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded",
+        conf.display()
+    );
+    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert!(!notes.contains("not translated"), "{notes}");
+    Ok(())
+}

@@ -505,6 +505,16 @@ impl Translator<'_> {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return self.untranslated(d, "not a valid header name");
         }
+        // nginx's deprecated `$ssl_client_cert` is the PEM with a tab after each
+        // newline, which no header may carry: the URL-encoded PEM is what works.
+        let escaped = replace_variable(value, "ssl_client_cert", "ssl_client_escaped_cert");
+        if escaped != value {
+            self.note(
+                &d.place,
+                format!("proxy_set_header {name}: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded: WSO2's gateway URL-decodes the header; check that other upstreams do"),
+            );
+        }
+        let value = escaped.as_str();
         if let Err(e) = Template::parse(value) {
             return self.untranslated(d, &format!("{value:?}: {e}"));
         }
@@ -1404,6 +1414,33 @@ fn key(text: &str) -> String {
     }
 }
 
+/// `text` with nginx variable `$from` (or `${from}`) renamed `$to`; longer
+/// names that start with `from` are left alone.
+fn replace_variable(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        let braced = rest.strip_prefix('{').and_then(|r| r.strip_prefix(from)).and_then(|r| r.strip_prefix('}'));
+        let bare = rest.strip_prefix(from).filter(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+        match (braced, bare) {
+            (Some(after), _) => {
+                out.push_str(&format!("${{{to}}}"));
+                rest = after;
+            }
+            (None, Some(after)) => {
+                out.push('$');
+                out.push_str(to);
+                rest = after;
+            }
+            (None, None) => out.push('$'),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `host` -> `host:port` when no port is given (IPv6 literals in brackets).
 fn with_port(address: &str, port: u16) -> String {
     let has_port = match address.rsplit_once(':') {
@@ -1505,5 +1542,20 @@ mod tests {
         assert_eq!(with_port("10.0.0.1:9443", 80), "10.0.0.1:9443");
         assert_eq!(with_port("[::1]", 443), "[::1]:443");
         assert_eq!(with_port("[::1]:8443", 443), "[::1]:8443");
+    }
+
+    #[test]
+    fn import_replace_variable() {
+        let r = |text| replace_variable(text, "ssl_client_cert", "ssl_client_escaped_cert");
+        assert_eq!(r("$ssl_client_cert"), "$ssl_client_escaped_cert");
+        assert_eq!(
+            r("a${ssl_client_cert}b $ssl_client_cert,"),
+            "a${ssl_client_escaped_cert}b $ssl_client_escaped_cert,"
+        );
+        assert_eq!(
+            r("$ssl_client_certs $ssl_client_escaped_cert $host"),
+            "$ssl_client_certs $ssl_client_escaped_cert $host"
+        );
+        assert_eq!(r("100$ and $"), "100$ and $");
     }
 }
