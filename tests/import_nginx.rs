@@ -562,7 +562,7 @@ server {
             "{conf}:10: directive \"ssl_verify_client\" not translated: nginx takes it in http and server blocks only"
         ),
         format!(
-            "{conf}:19: note: ssl_verify_client optional is left out for the server at {conf}:14: nginx requires ssl_client_certificate for it"
+            "{conf}:19: note: ssl_verify_client optional is left out for the server at {conf}:14: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it"
         ),
     ] {
         assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");

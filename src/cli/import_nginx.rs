@@ -1092,7 +1092,7 @@ impl Translator<'_> {
             (Some((mode, place)), None) => {
                 self.note(
                     place,
-                    format!("ssl_verify_client {mode} is left out for the server at {server}: nginx requires ssl_client_certificate for it (the CAs a client certificate must chain to), and so does portico's verify_client (client_ca)"),
+                    format!("ssl_verify_client {mode} is left out for the server at {server}: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it, portico's verify_client a client_ca: the CAs a client certificate must chain to"),
                 );
                 None
             }
