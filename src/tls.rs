@@ -23,7 +23,7 @@ use tokio_rustls::server::TlsStream;
 use crate::config::runtime::{self, Listener, TlsProtocols};
 
 mod client_auth;
-pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient, escaped_pem};
+pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient};
 
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]

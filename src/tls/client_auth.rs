@@ -195,7 +195,7 @@ impl ClientCertVerifier for AnyClientCert {
 /// base64 characters a line, as OpenSSL writes it), then every byte but
 /// letters, digits and `-._~` percent-encoded, so that it fits one header
 /// line and any URL decoder restores it (`+` is encoded too, for Java's).
-pub fn escaped_pem(der: &[u8]) -> String {
+fn escaped_pem(der: &[u8]) -> String {
     let mut pem = String::with_capacity(der.len() * 4 / 3 + 80);
     pem.push_str("-----BEGIN CERTIFICATE-----\n");
     let encoded = base64(der);
