@@ -63,6 +63,7 @@ fn request_path(c: &mut Criterion) {
         request_uri: "/api/am/publisher/v4/apis?limit=10",
         headers: &headers,
         peer_trusted: true,
+        client_cert: None,
     };
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();

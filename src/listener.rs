@@ -536,7 +536,14 @@ impl Connection {
         }
         // A listener the reload removed: its last connections finish on the old site.
         let Some(index) = site.listener_index(self.addr) else { return info };
-        let fresh = Arc::new(ConnInfo::new(Arc::clone(&site), index, info.remote, info.local, info.tls));
+        let fresh = Arc::new(ConnInfo::new(
+            Arc::clone(&site),
+            index,
+            info.remote,
+            info.local,
+            info.tls,
+            info.client_cert.clone(),
+        ));
         self.info.store(fresh.clone());
         fresh
     }
@@ -892,15 +899,16 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
             // Boxed, like the connection below: the handshake's state is
             // needed only until it completes, not for the connection's life.
             let handshake = Box::pin(acceptor.accept(stream));
-            let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
+            let (tls, client_auth) = match tokio::time::timeout(handshake_timeout, handshake).await {
                 // Boxed: the TLS state is 1.2 KiB, and the task would
                 // keep room for it beside hyper's copy or the parked one.
-                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Ok((tls, client_auth))) => (Box::new(tls), client_auth),
                 Ok(Err(e)) => return errors.handshake_failed(remote, &e),
                 Err(_) => return errors.handshake_timed_out(remote),
             };
-            let conn =
-                Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, true), &errors));
+            let client_cert = client_auth.map(|policy| Arc::new(policy.outcome(tls.get_ref().1.peer_certificates())));
+            let info = ConnInfo::new(site, index, remote, local, true, client_cert);
+            let conn = Arc::new(Connection::new(&shared, addr, info, &errors));
             // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let framing = if h2 { framing::Tracker::inert() } else { framing::Tracker::new() };
@@ -921,8 +929,12 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
             }
         }
         None => {
-            let conn =
-                Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, index, remote, local, false), &errors));
+            let conn = Arc::new(Connection::new(
+                &shared,
+                addr,
+                ConnInfo::new(site, index, remote, local, false, None),
+                &errors,
+            ));
             // h2 with prior knowledge opens with its preface ("PRI * HTTP/2.0"):
             // hyper-util's auto builder serves it. Anything else is HTTP/1,
             // served so that it can park. A peek leaves the bytes to hyper.
@@ -971,7 +983,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let errors = Arc::new(ListenerErrors::new(addr));
-        let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false), &errors));
+        let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false, None), &errors));
         let (ours, client) = tokio::io::duplex(capacity);
         (conn.clone(), Guarded::new(ours, conn, framing::Tracker::new()), client)
     }

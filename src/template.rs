@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use http::HeaderMap;
 use thiserror::Error;
 
+use crate::tls::ClientCertificate;
+
 /// A compiled template: literal text and variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -38,13 +40,17 @@ pub enum Variable {
     Http(http::HeaderName),
     /// `$cookie_NAME`: a request cookie's value.
     Cookie(String),
+    /// The client's TLS certificate, PEM and URL-encoded (`verify_client`).
+    SslClientEscapedCert,
+    /// `SUCCESS`, `FAILED:reason` or `NONE`.
+    SslClientVerify,
 }
 
 /// Why a template did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error(
-        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)"
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME)"
     )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
@@ -67,6 +73,8 @@ pub struct RequestContext<'a> {
     pub headers: &'a HeaderMap,
     /// Whether the peer may pass on its X-Forwarded-For (`trusted_proxies`).
     pub peer_trusted: bool,
+    /// What the TLS handshake established about a client certificate.
+    pub client_cert: Option<&'a ClientCertificate>,
 }
 
 impl Template {
@@ -160,6 +168,8 @@ impl Variable {
             "server_name" => Variable::ServerName,
             "request_uri" => Variable::RequestUri,
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
+            "ssl_client_escaped_cert" => Variable::SslClientEscapedCert,
+            "ssl_client_verify" => Variable::SslClientVerify,
             _ => {
                 if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                     let header = header.replace('_', "-").to_ascii_lowercase();
@@ -230,6 +240,15 @@ impl Variable {
                     push_clean(out, value);
                 }
             }
+            Variable::SslClientEscapedCert => {
+                if let Some(pem) = ctx.client_cert.and_then(|c| c.escaped_pem.as_ref()) {
+                    out.push_str(pem.to_str().unwrap_or_default());
+                }
+            }
+            Variable::SslClientVerify => match ctx.client_cert {
+                Some(cert) => out.push_str(cert.verify.to_str().unwrap_or_default()),
+                None => out.push_str("NONE"),
+            },
         }
     }
 }
@@ -275,6 +294,7 @@ mod tests {
             request_uri: "/a/b?c=d",
             headers,
             peer_trusted: trusted,
+            client_cert: None,
         }
     }
 

@@ -22,6 +22,9 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::runtime::{self, Listener, TlsProtocols};
 
+mod client_auth;
+pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient};
+
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -220,40 +223,73 @@ pub fn generate_pem(names: &[String], key_type: KeyType) -> Result<(String, Stri
     Ok((cert.pem(), key_pair.serialize_pem()))
 }
 
-/// Picks a listener's certificate from the SNI name: an exact name first, then
-/// the longest matching wildcard, else the default server's certificate.
+/// A TLS listener's server names: which of its servers a handshake's SNI
+/// names (exact first, then the longest wildcard, else the default server).
 ///
-/// Built once per listener (per snapshot): `resolve` runs on every handshake,
+/// Built once per listener (per snapshot): `lookup` runs on every handshake,
 /// so each step is a hash lookup.
 #[derive(Debug)]
-struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+struct ServerNames {
+    exact: HashMap<String, usize>,
     /// Keyed by the suffix as `ServerName::Wildcard` stores it (`.example.com`).
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    wildcard: HashMap<String, usize>,
+    default: usize,
 }
 
-impl SniResolver {
-    fn new(listener: &Listener) -> Result<Self, TlsError> {
+impl ServerNames {
+    fn new(listener: &Listener) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for server in &listener.servers {
-            let Some(certificate) = &server.certificate else {
-                continue;
-            };
+        for (index, server) in listener.servers.iter().enumerate() {
             for name in &server.server_names {
                 // The first server declaring a name keeps it, as in the Host lookup.
                 match name {
                     runtime::ServerName::Exact(host) => {
-                        exact.entry(host.clone()).or_insert_with(|| Arc::clone(certificate));
+                        exact.entry(host.clone()).or_insert(index);
                     }
                     runtime::ServerName::Wildcard(suffix) => {
-                        wildcard.entry(suffix.clone()).or_insert_with(|| Arc::clone(certificate));
+                        wildcard.entry(suffix.clone()).or_insert(index);
                     }
                 }
             }
         }
-        let default = listener
+        Self { exact, wildcard, default: listener.default_server }
+    }
+
+    /// The index of the server `sni` names.
+    fn lookup(&self, sni: Option<&str>) -> usize {
+        let Some(host) = sni else {
+            return self.default;
+        };
+        // rustls already lower-cases the SNI name; a trailing dot names the same host.
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if let Some(index) = self.exact.get(host) {
+            return *index;
+        }
+        // Each suffix starting at a dot, longest first, with at least one character
+        // before it: the first hit is the longest matching wildcard.
+        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+            if let Some(index) = self.wildcard.get(&host[i..]) {
+                return *index;
+            }
+        }
+        self.default
+    }
+}
+
+/// Picks the certificate of the server the SNI names.
+#[derive(Debug)]
+struct SniResolver {
+    names: Arc<ServerNames>,
+    /// By server index (a server without one: none on a valid TLS listener).
+    certificates: Vec<Option<Arc<CertifiedKey>>>,
+    /// The default server's, else the first one's.
+    fallback: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    fn new(listener: &Listener, names: Arc<ServerNames>) -> Result<Self, TlsError> {
+        let fallback = listener
             .servers
             .get(listener.default_server)
             .and_then(|server| server.certificate.clone())
@@ -261,26 +297,12 @@ impl SniResolver {
             .ok_or_else(|| {
                 TlsError::Other(format!("TLS listener {} has no server with a certificate", listener.addr))
             })?;
-        Ok(Self { exact, wildcard, default })
+        let certificates = listener.servers.iter().map(|server| server.certificate.clone()).collect();
+        Ok(Self { names, certificates, fallback })
     }
 
     fn lookup(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(host) = sni else {
-            return &self.default;
-        };
-        // rustls already lower-cases the SNI name; a trailing dot names the same host.
-        let host = host.strip_suffix('.').unwrap_or(host);
-        if let Some(certificate) = self.exact.get(host) {
-            return certificate;
-        }
-        // Each suffix starting at a dot, longest first, with at least one character
-        // before it: the first hit is the longest matching wildcard.
-        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
-            if let Some(certificate) = self.wildcard.get(&host[i..]) {
-                return certificate;
-            }
-        }
-        &self.default
+        self.certificates.get(self.names.lookup(sni)).and_then(Option::as_ref).unwrap_or(&self.fallback)
     }
 }
 
@@ -302,25 +324,53 @@ impl ResolvesServerCert for SniResolver {
 /// Most clients list AES-256-GCM first (OpenSSL, Java, rustls), and would
 /// get it if their order decided.
 ///
+/// A server with a client-certificate policy (`tls.verify_client`) has
+/// handshakes of its own, chosen by SNI as its certificate is.
+///
 /// Resumption: the rustls in-memory session cache plus stateless tickets
 /// (TLS 1.3 and 1.2), with keys that live as long as this value; both orders
-/// share them.
+/// share them. Each server with a policy has its own cache and keys, so a
+/// session made without a client certificate cannot be resumed where one
+/// is asked for.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
+    /// The servers without a client-certificate policy.
+    open: Handshakes,
+    /// By SNI, for each server with a policy: the policy and its handshakes.
+    /// Empty when no server on the listener has one (the lookup is skipped).
+    policed: Arc<Policed>,
+}
+
+#[derive(Debug, Default)]
+struct Policed {
+    names: Option<Arc<ServerNames>>,
+    /// By server index.
+    by_server: Vec<Option<(Arc<ClientAuth>, Handshakes)>>,
+}
+
+/// One set of handshake settings in both cipher orders.
+#[derive(Debug, Clone)]
+struct Handshakes {
     /// Portico's order decides.
     ours: Arc<rustls::ServerConfig>,
     /// The client's order decides.
     theirs: Arc<rustls::ServerConfig>,
 }
 
-impl ServerTls {
-    pub fn new(listener: &Listener) -> Result<ServerTls, TlsError> {
-        let resolver = SniResolver::new(listener)?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+impl Handshakes {
+    fn new(
+        listener: &Listener,
+        resolver: Arc<SniResolver>,
+        client_auth: Option<&ClientAuth>,
+    ) -> Result<Handshakes, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions(listener.tls_protocols))
-            .map_err(|e| TlsError::Other(format!("TLS listener {}: {e}", listener.addr)))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+            .map_err(|e| TlsError::Other(format!("TLS listener {}: {e}", listener.addr)))?;
+        let builder = match client_auth {
+            Some(policy) => builder.with_client_cert_verifier(policy.verifier()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| {
             TlsError::Other(format!("TLS listener {}: cannot make session tickets: {e}", listener.addr))
@@ -328,14 +378,50 @@ impl ServerTls {
         // A clone shares the resolver, the session cache and the ticket keys.
         let theirs = Arc::new(config.clone());
         config.ignore_client_order = true;
-        Ok(ServerTls { ours: Arc::new(config), theirs })
+        Ok(Handshakes { ours: Arc::new(config), theirs })
+    }
+}
+
+impl ServerTls {
+    pub fn new(listener: &Listener) -> Result<ServerTls, TlsError> {
+        let names = Arc::new(ServerNames::new(listener));
+        let resolver = Arc::new(SniResolver::new(listener, Arc::clone(&names))?);
+        let open = Handshakes::new(listener, Arc::clone(&resolver), None)?;
+        let mut policed = Policed::default();
+        if listener.servers.iter().any(|server| server.client_auth.is_some()) {
+            policed.names = Some(names);
+            for server in &listener.servers {
+                let handshakes = match &server.client_auth {
+                    Some(policy) => {
+                        Some((Arc::clone(policy), Handshakes::new(listener, Arc::clone(&resolver), Some(policy))?))
+                    }
+                    None => None,
+                };
+                policed.by_server.push(handshakes);
+            }
+        }
+        Ok(ServerTls { open, policed: Arc::new(policed) })
     }
 
-    /// Reads the client's hello, picks the order, completes the handshake.
-    pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(&self, io: IO) -> std::io::Result<TlsStream<IO>> {
+    /// Reads the client's hello, picks the server's handshakes by SNI and the
+    /// cipher order, completes the handshake. Also gives the client-certificate
+    /// policy it ran under, if any.
+    pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: IO,
+    ) -> std::io::Result<(TlsStream<IO>, Option<Arc<ClientAuth>>)> {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
-        let config = if prefers_chacha(start.client_hello().cipher_suites()) { &self.theirs } else { &self.ours };
-        start.into_stream(Arc::clone(config)).await
+        let hello = start.client_hello();
+        let policed = self.policed.names.as_ref().and_then(|names| {
+            let index = names.lookup(hello.server_name());
+            self.policed.by_server.get(index).and_then(Option::as_ref)
+        });
+        let (handshakes, policy) = match policed {
+            Some((policy, handshakes)) => (handshakes, Some(Arc::clone(policy))),
+            None => (&self.open, None),
+        };
+        let config = if prefers_chacha(hello.cipher_suites()) { &handshakes.theirs } else { &handshakes.ours };
+        Ok((start.into_stream(Arc::clone(config)).await?, policy))
     }
 }
 
@@ -497,6 +583,7 @@ mod tests {
             name: names.first().copied().unwrap_or("_").to_owned(),
             server_names,
             certificate: Some(Arc::clone(certificate)),
+            client_auth: None,
             locations: Vec::new(),
             headers: Vec::new(),
             access_log: None,
@@ -541,7 +628,7 @@ mod tests {
     ) -> Result<Handshake, std::io::Error> {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let server_side = tokio::spawn(async move {
-            let mut tls = server.accept(server_io).await?;
+            let (mut tls, _) = server.accept(server_io).await?;
             let mut byte = [0u8; 1];
             tls.read_exact(&mut byte).await?;
             tls.write_all(&byte).await?;
@@ -762,7 +849,8 @@ mod tests {
         // default (nginx, Tomcat with OpenSSL).
         let cert = self_signed(&[]).unwrap();
         let ours = ServerTls::new(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
-        let theirs = ServerTls { ours: Arc::clone(&ours.theirs), theirs: ours.theirs };
+        let open = Handshakes { ours: Arc::clone(&ours.open.theirs), theirs: ours.open.theirs };
+        let theirs = ServerTls { open, policed: ours.policed };
         let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
         let got = handshake(theirs, client, Some("localhost")).await.unwrap();
         assert_eq!(got.suite, Some(CipherSuite::TLS13_AES_128_GCM_SHA256));

@@ -142,6 +142,7 @@ mod tests {
             name: "_".into(),
             server_names: names.to_vec(),
             certificate: None,
+            client_auth: None,
             locations: Vec::new(),
             headers: Vec::new(),
             access_log: None,

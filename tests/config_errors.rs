@@ -213,7 +213,7 @@ fn unknown_template_variable_in_a_header() {
     assert_eq!(
         errors(&toml),
         [
-            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $http_NAME, $cookie_NAME)"#
+            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME)"#
         ]
     );
 }
@@ -447,6 +447,54 @@ tls_protocols = ["TLSv1.3"]
         [
             "portico.toml:4:18: tls_protocols: portico does not speak TLSv1, only TLSv1.2 and TLSv1.3; remove it",
             r#"portico.toml:7:17: tls_protocols has no effect without tls = true in upstream "gw": add tls = true or remove tls_protocols"#,
+        ]
+    );
+}
+
+#[test]
+fn verify_client_and_client_ca_are_checked() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example"]
+tls = {{ self_signed = true, verify_client = "sometimes" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["b.example"]
+tls = {{ self_signed = true, verify_client = "on" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["c.example"]
+tls = {{ self_signed = true, client_ca = "Cargo.toml" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["d.example"]
+tls = {{ self_signed = true, verify_client = "optional", client_ca = "/nonexistent/ca.pem" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["e.example"]
+tls = {{ self_signed = true, verify_client = "optional", client_ca = "Cargo.toml" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["f.example"]
+tls = {{ self_signed = true, verify_client = "optional_no_ca" }}
+proxy_pass = "am"
+"#
+    );
+    // optional_no_ca needs no client_ca (f.example).
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:8:45: verify_client = "sometimes": expected "on", "optional", "optional_no_ca" or "off""#,
+            r#"portico.toml:13:45: verify_client = "on" needs client_ca = "ca.pem": the CA certificates a client certificate must chain to"#,
+            r#"portico.toml:18:41: client_ca is used only with verify_client = "on", "optional" or "optional_no_ca": add one, or remove client_ca"#,
+            "portico.toml:23:69: client_ca file /nonexistent/ca.pem does not exist",
+            "portico.toml:28:69: cannot load client_ca: Cargo.toml: no certificate found in PEM (expected a BEGIN CERTIFICATE block)",
         ]
     );
 }

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use portico::cli::import_nginx::{ImportArgs, run};
 use portico::tls::{KeyType, generate_pem};
 
+mod support;
+use support::cert::TestCert;
+
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
 
@@ -428,5 +431,212 @@ server {
         conf.display()
     );
     assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    Ok(())
+}
+
+/// Writes a.crt and a.key (a server certificate for `names`) and
+/// ca/clients.pem (a real CA, for ssl_client_certificate) into `dir`.
+fn write_mtls_files(dir: &Path, names: &[&str]) -> Result<(), Box<dyn Error>> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let (cert, key) = generate_pem(&names, KeyType::EcdsaP256)?;
+    std::fs::write(dir.join("a.crt"), cert)?;
+    std::fs::write(dir.join("a.key"), key)?;
+    std::fs::create_dir_all(dir.join("ca"))?;
+    std::fs::copy(TestCert::new(&["client.test"]).ca_path(), dir.join("ca/clients.pem"))?;
+    Ok(())
+}
+
+/// The `tls = ` line of the server named `name`.
+fn tls_line<'a>(toml: &'a str, name: &str) -> &'a str {
+    let at = toml.find(&format!("server_name = [\"{name}\"]\ntls = ")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
+    toml[at..].lines().nth(1).unwrap_or_default()
+}
+
+#[test]
+fn import_wso2_mutual_tls_asks_for_the_client_certificate_and_passes_it_on() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-wso2");
+    write_mtls_files(&tmp.0, &["gw.am.wso2.com"])?;
+    let conf = tmp.0.join("mtls.conf");
+    std::fs::write(
+        &conf,
+        "upstream sslgw.am.wso2.com {
+    server 10.0.1.10:8243;
+}
+server {
+    listen 443 ssl;
+    server_name gw.am.wso2.com;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_verify_client optional_no_ca;
+    location / {
+        proxy_set_header Host $http_host;
+        proxy_set_header SSL-CLIENT-CERT $ssl_client_escaped_cert;
+        proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
+        proxy_pass https://sslgw.am.wso2.com;
+    }
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    // Any certificate is asked for and taken, with no CA: the gateway judges it.
+    assert!(tls_line(&toml, "gw.am.wso2.com").ends_with(".key\", verify_client = \"optional_no_ca\" }"), "{toml}");
+    assert!(!toml.contains("client_ca"), "{toml}");
+    let headers = "[server.headers]  # nginx: proxy_set_header\nHost = \"$http_host\"\nSSL-CLIENT-CERT = \"$ssl_client_escaped_cert\"\nX-SSL-Client-Verify = \"$ssl_client_verify\"\n";
+    assert!(toml.contains(headers), "{toml}");
+    assert!(!notes.contains("not translated") && !notes.contains("ssl_"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_ssl_verify_client_on_with_ssl_client_certificate_per_server() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-on");
+    write_mtls_files(&tmp.0, &["a.test", "b.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:9000; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "server {{ listen 8443 ssl; server_name a.test; ssl_verify_client on; ssl_client_certificate ca/clients.pem; {tls} }}
+server {{ listen 8443 ssl; server_name b.test; {tls} }}
+"
+        ),
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    // The CA file resolves against nginx's configuration directory, as ssl_certificate does.
+    let ca = tmp.0.join("ca/clients.pem");
+    let a = tls_line(&toml, "a.test");
+    assert!(a.ends_with(&format!(".key\", verify_client = \"on\", client_ca = \"{}\" }}", ca.display())), "{a}");
+    // b.test shares the address and keeps asking for nothing: portico picks the policy by SNI.
+    assert!(tls_line(&toml, "b.test").ends_with(".key\" }"), "{toml}");
+    assert!(!notes.contains("ssl_"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_notes_client_certificate_directives_it_leaves_out() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-notes");
+    write_mtls_files(&tmp.0, &["a.test", "b.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8443 ssl;
+    server_name a.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_client_certificate ca/clients.pem;
+    ssl_verify_depth 2;
+    ssl_trusted_certificate ca/clients.pem;
+    location / {
+        ssl_verify_client optional_no_ca;
+        proxy_pass http://127.0.0.1:9000;
+    }
+}
+server {
+    listen 9443 ssl;
+    server_name b.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_verify_client optional;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    assert!(!toml.contains("verify_client") && !toml.contains("client_ca"), "{toml}");
+    let ca = tmp.0.join("ca/clients.pem");
+    let conf = conf.display();
+    for note in [
+        format!(
+            "{conf}:6: note: ssl_client_certificate {} is left out for the server at {conf}:1: without ssl_verify_client it does nothing",
+            ca.display()
+        ),
+        format!(
+            "{conf}:7: directive \"ssl_verify_depth\" not translated: portico sets no depth for client certificate chains"
+        ),
+        format!("{conf}:8: directive \"ssl_trusted_certificate\" not translated: portico staples no OCSP responses"),
+        format!(
+            "{conf}:10: directive \"ssl_verify_client\" not translated: nginx takes it in http and server blocks only"
+        ),
+        format!(
+            "{conf}:19: note: ssl_verify_client optional is left out for the server at {conf}:14: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it"
+        ),
+    ] {
+        assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    }
+    Ok(())
+}
+
+#[test]
+fn import_http_level_ssl_verify_client_is_inherited_by_each_tls_server() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-http");
+    write_mtls_files(&tmp.0, &["a.test", "b.test", "c.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:9000; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{
+ssl_verify_client on;
+ssl_client_certificate ca/clients.pem;
+server {{ listen 443 ssl; server_name a.test; {tls} }}
+server {{ listen 443 ssl; server_name b.test; ssl_verify_client optional_no_ca; {tls} }}
+server {{ listen 8443 ssl; server_name c.test; ssl_verify_client off; {tls} }}
+server {{ listen 8080; server_name d.test; location / {{ proxy_pass http://127.0.0.1:9000; }} }}
+}}
+"
+        ),
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    let ca = tmp.0.join("ca/clients.pem");
+    let with_ca = |mode: &str| format!(".key\", verify_client = \"{mode}\", client_ca = \"{}\" }}", ca.display());
+    assert!(tls_line(&toml, "a.test").ends_with(&with_ca("on")), "{toml}");
+    assert!(tls_line(&toml, "b.test").ends_with(&with_ca("optional_no_ca")), "{toml}");
+    assert!(tls_line(&toml, "c.test").ends_with(".key\" }"), "{toml}");
+    // The plain server has no tls table to put it in.
+    assert_eq!(toml.matches("verify_client").count(), 2, "{toml}");
+    let note = format!(
+        "{conf}:3: note: ssl_client_certificate {} is left out for the server at {conf}:6: ",
+        ca.display(),
+        conf = conf.display()
+    );
+    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert_eq!(notes.matches("ssl_client_certificate").count(), 1, "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_ssl_client_cert_is_passed_on_url_encoded() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-cert-var");
+    write_mtls_files(&tmp.0, &["a.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8443 ssl;
+    server_name a.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_verify_client optional_no_ca;
+    location / {
+        proxy_set_header X-Client-Cert $ssl_client_cert;
+        proxy_pass http://127.0.0.1:9000;
+    }
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    assert!(toml.contains("X-Client-Cert = \"$ssl_client_escaped_cert\"\n"), "{toml}");
+    let note = format!(
+        "{}:8: note: proxy_set_header X-Client-Cert: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded",
+        conf.display()
+    );
+    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }

@@ -974,6 +974,10 @@ async fn answer_before_the_upload_ends_keeps_the_client_connection() {
     for chunked in [false, true] {
         let stream = TcpStream::connect(portico.addr(0)).await.unwrap();
         let (mut read, mut write) = stream.into_split();
+        // The rest of the upload waits for the answer: sent at once, it could
+        // all reach the backend first on a busy machine, and the upstream
+        // connection would then be finished and rightly reused.
+        let (answered, answer_read) = tokio::sync::oneshot::channel::<()>();
         let uploader = tokio::spawn(async move {
             let framing = if chunked {
                 "Transfer-Encoding: chunked".to_owned()
@@ -983,7 +987,11 @@ async fn answer_before_the_upload_ends_keeps_the_client_connection() {
             let head = format!("POST /upload HTTP/1.1\r\nHost: app.test\r\n{framing}\r\n\r\n");
             write.write_all(head.as_bytes()).await?;
             let piece = vec![b'u'; PIECE];
-            for _ in 0..PIECES {
+            let mut answer_read = Some(answer_read);
+            for i in 0..PIECES {
+                if let Some(answer_read) = answer_read.take_if(|_| i == 1) {
+                    let _ = answer_read.await;
+                }
                 if chunked {
                     write.write_all(format!("{PIECE:x}\r\n").as_bytes()).await?;
                 }
@@ -999,6 +1007,7 @@ async fn answer_before_the_upload_ends_keeps_the_client_connection() {
         });
         let first = read_answer(&mut read, b"early").await;
         assert_eq!(raw_status(&first), Some(200), "{}", String::from_utf8_lossy(&first));
+        let _ = answered.send(());
         let mut write = tokio::time::timeout(WITHIN, uploader)
             .await
             .expect("the upload was not all read")

@@ -1,7 +1,8 @@
 //! `portico::config::parse_str` on a complete, valid-shaped configuration
 //! whose values come from the fuzzer: gets past the TOML parser to every
 //! semantic check (durations, sizes, listen addresses, CIDRs, templates,
-//! header names, cookie names, statuses, self-signed certificates...).
+//! header names, cookie names, statuses, self-signed certificates, client
+//! certificate policies...).
 #![no_main]
 
 use std::path::Path;
@@ -31,11 +32,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s23}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
+/// Fills `{s0}`..`{s25}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..24).rev() {
+    for i in (0..26).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
@@ -83,7 +84,7 @@ redirect_status = {n2}
 [[server]]
 listen = ["127.0.0.1:18443"]
 server_name = [{s17}]
-tls = { self_signed = {b4} }
+tls = { self_signed = {b4}, verify_client = {s24}, client_ca = {s25} }
 proxy_pass = "pool"
 access_log_format = {s18}
 send_timeout = {s19}

@@ -1,6 +1,8 @@
 //! `portico::template::Template::parse` on arbitrary text; whatever parses is
 //! rendered against a request whose headers and strings come from the input,
-//! and the output must never carry CR, LF or NUL (header injection).
+//! and the output must never carry CR, LF or NUL (header injection). A
+//! client certificate, when the input has one, is arbitrary bytes: its
+//! `$ssl_client_escaped_cert` must still be one clean line.
 #![no_main]
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -9,6 +11,8 @@ use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use portico::template::{RequestContext, Template};
+use portico::tls::{ClientAuth, VerifyClient};
+use rustls_pki_types::CertificateDer;
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -20,6 +24,7 @@ struct Input<'a> {
     remote: [u8; 16],
     port: u16,
     trusted: bool,
+    client_cert: Option<&'a [u8]>,
 }
 
 fuzz_target!(|input: Input<'_>| {
@@ -36,6 +41,10 @@ fuzz_target!(|input: Input<'_>| {
         headers.append(http::header::COOKIE, value.clone());
         headers.append(HeaderName::from_static("x-forwarded-for"), value);
     }
+    let client_cert = input.client_cert.and_then(|der| {
+        let policy = std::sync::Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None).ok()?);
+        Some(policy.outcome(Some(&[CertificateDer::from(der.to_vec())])))
+    });
     let ctx = RequestContext {
         host: input.host,
         http_host: input.http_host,
@@ -46,7 +55,11 @@ fuzz_target!(|input: Input<'_>| {
         request_uri: input.request_uri,
         headers: &headers,
         peer_trusted: input.trusted,
+        client_cert: client_cert.as_ref(),
     };
+    if let Some(cert) = &client_cert {
+        assert!(cert.escaped_pem.is_some(), "escaped PEM of {:?} is not a header value", input.client_cert);
+    }
     let out = template.render(&ctx);
     assert!(!out.contains(['\r', '\n', '\0']), "{:?} rendered {out:?}", input.template);
     // Literal templates render to themselves.

@@ -104,6 +104,10 @@ struct Scope {
     ssl_protocols: Option<(Vec<String>, Place)>,
     /// `proxy_ssl_protocols`, as written, and where.
     proxy_ssl_protocols: Option<(Vec<String>, Place)>,
+    /// `ssl_verify_client`, as written, and where.
+    ssl_verify_client: Option<(String, Place)>,
+    /// `ssl_client_certificate`, resolved as nginx reads it, and where.
+    ssl_client_certificate: Option<(String, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +177,8 @@ struct ServerOut {
     tls_missing: bool,
     /// `tls.protocols` when `ssl_protocols` names one of the two portico speaks.
     protocols: Option<Vec<String>>,
+    /// `tls.verify_client` and `tls.client_ca` (nginx: `ssl_verify_client`, `ssl_client_certificate`).
+    client_auth: Option<(String, Option<String>)>,
     redirect: Option<(String, u16, String)>,
     locations: Vec<LocationOut>,
     headers: Option<Vec<Header>>,
@@ -200,6 +206,13 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico streams bodies without buffering them"
         }
         "proxy_request_buffering" | "proxy_busy_buffers_size" => "portico streams bodies without buffering them",
+        "ssl_verify_depth" => {
+            "portico sets no depth for client certificate chains: it takes any chain to client_ca that rustls-webpki accepts (up to 6 intermediate CAs)"
+        }
+        "ssl_trusted_certificate" => {
+            "portico staples no OCSP responses, and checks client certificates against client_ca (nginx: ssl_client_certificate) alone"
+        }
+        "ssl_crl" => "portico checks no certificate revocation lists",
         n if n.starts_with("ssl_") => "portico speaks TLS 1.2 and 1.3 with rustls's own ciphers and session handling",
         n if n.starts_with("proxy_next_upstream") => {
             "portico retries errors and timeouts on the next server for requests safe to repeat, as nginx's default"
@@ -460,6 +473,18 @@ impl Translator<'_> {
             "proxy_ssl_protocols" if !d.args.is_empty() => {
                 scope.proxy_ssl_protocols = Some((d.args.clone(), d.place.clone()));
             }
+            "ssl_verify_client" => match d.args.as_slice() {
+                [mode] if matches!(mode.as_str(), "on" | "optional" | "optional_no_ca" | "off") => {
+                    scope.ssl_verify_client = Some((mode.clone(), d.place.clone()));
+                }
+                _ => self.untranslated(d, "expected on, optional, optional_no_ca or off"),
+            },
+            "ssl_client_certificate" => match d.args.as_slice() {
+                [path] if !path.contains('$') => {
+                    scope.ssl_client_certificate = Some((self.conf_path(path), d.place.clone()));
+                }
+                _ => self.untranslated(d, "expected a file path"),
+            },
             _ => return false,
         }
         true
@@ -480,6 +505,16 @@ impl Translator<'_> {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return self.untranslated(d, "not a valid header name");
         }
+        // nginx's deprecated `$ssl_client_cert` is the PEM with a tab after each
+        // newline, which no header may carry: the URL-encoded PEM is what works.
+        let escaped = replace_variable(value, "ssl_client_cert", "ssl_client_escaped_cert");
+        if escaped != value {
+            self.note(
+                &d.place,
+                format!("proxy_set_header {name}: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded: WSO2's gateway URL-decodes the header; check that other upstreams do"),
+            );
+        }
+        let value = escaped.as_str();
         if let Err(e) = Template::parse(value) {
             return self.untranslated(d, &format!("{value:?}: {e}"));
         }
@@ -698,6 +733,8 @@ impl Translator<'_> {
             if let Some((protocols, place)) = &scope.ssl_protocols {
                 out.protocols = self.protocols("ssl_protocols", protocols, place);
             }
+            // Per server, not per address: portico picks a server's policy by SNI.
+            out.client_auth = self.client_auth(&scope, &d.place);
         }
 
         // The primary location decides the server-wide settings portico has per server.
@@ -773,6 +810,7 @@ impl Translator<'_> {
             plain_out.tls = None;
             plain_out.tls_missing = false;
             plain_out.protocols = None;
+            plain_out.client_auth = None;
             plain_out.comments.push("the plain-HTTP listens of the nginx server below".into());
             self.servers.push(plain_out);
             out.listen = secure;
@@ -921,6 +959,9 @@ impl Translator<'_> {
                     }
                 }
                 "location" => self.untranslated(inner, "portico has no nested locations"),
+                "ssl_verify_client" | "ssl_client_certificate" => {
+                    self.untranslated(inner, "nginx takes it in http and server blocks only")
+                }
                 "client_max_body_size" => self.client_max_body_size(inner),
                 _ => {
                     if !self.common(inner, &mut scope, &mut own_headers) {
@@ -1037,6 +1078,33 @@ impl Translator<'_> {
             self.note(&d.place, c);
         }
         Some(name)
+    }
+
+    /// A TLS server's (at `server`) `ssl_verify_client` and `ssl_client_certificate`
+    /// as `tls.verify_client` and `tls.client_ca`, or nothing where nginx would
+    /// refuse the pair or ignore the certificate. The notes name the server, since
+    /// an http-level directive may be kept for one server and left out for another.
+    fn client_auth(&mut self, scope: &Scope, server: &Place) -> Option<(String, Option<String>)> {
+        let verify = scope.ssl_verify_client.as_ref().filter(|(mode, _)| mode != "off");
+        match (verify, &scope.ssl_client_certificate) {
+            (Some((mode, _)), Some((ca, _))) => Some((mode.clone(), Some(ca.clone()))),
+            (Some((mode, _)), None) if mode == "optional_no_ca" => Some((mode.clone(), None)),
+            (Some((mode, place)), None) => {
+                self.note(
+                    place,
+                    format!("ssl_verify_client {mode} is left out for the server at {server}: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it, portico's verify_client a client_ca: the CAs a client certificate must chain to"),
+                );
+                None
+            }
+            (None, Some((ca, place))) => {
+                self.note(
+                    place,
+                    format!("ssl_client_certificate {ca} is left out for the server at {server}: without ssl_verify_client it does nothing, in nginx as in portico, where client_ca needs verify_client"),
+                );
+                None
+            }
+            (None, None) => None,
+        }
     }
 
     /// `ssl_protocols` or `proxy_ssl_protocols` (`directive`): the versions
@@ -1234,16 +1302,23 @@ fn render_server(s: &mut String, server: &ServerOut) {
     if server.default_server {
         s.push_str("default_server = true\n");
     }
-    let protocols = server.protocols.as_ref().map_or_else(String::new, |p| {
+    // The tls table's keys after the certificate.
+    let mut options = server.protocols.as_ref().map_or_else(String::new, |p| {
         let listed: Vec<String> = p.iter().map(|v| quote(v)).collect();
         format!(", protocols = [{}]", listed.join(", "))
     });
+    if let Some((mode, ca)) = &server.client_auth {
+        options.push_str(&format!(", verify_client = {}", quote(mode)));
+        if let Some(ca) = ca {
+            options.push_str(&format!(", client_ca = {}", quote(ca)));
+        }
+    }
     if let Some((cert, key)) = &server.tls {
-        s.push_str(&format!("tls = {{ cert = {}, key = {}{protocols} }}\n", quote(cert), quote(key)));
+        s.push_str(&format!("tls = {{ cert = {}, key = {}{options} }}\n", quote(cert), quote(key)));
     } else if server.tls_missing {
         line(
             s,
-            &format!("tls = {{ self_signed = true{protocols} }}"),
+            &format!("tls = {{ self_signed = true{options} }}"),
             Some("nginx had ssl but no ssl_certificate: replace"),
         );
     }
@@ -1337,6 +1412,33 @@ fn key(text: &str) -> String {
     } else {
         quote(text)
     }
+}
+
+/// `text` with nginx variable `$from` (or `${from}`) renamed `$to`; longer
+/// names that start with `from` are left alone.
+fn replace_variable(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        let braced = rest.strip_prefix('{').and_then(|r| r.strip_prefix(from)).and_then(|r| r.strip_prefix('}'));
+        let bare = rest.strip_prefix(from).filter(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+        match (braced, bare) {
+            (Some(after), _) => {
+                out.push_str(&format!("${{{to}}}"));
+                rest = after;
+            }
+            (None, Some(after)) => {
+                out.push('$');
+                out.push_str(to);
+                rest = after;
+            }
+            (None, None) => out.push('$'),
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `host` -> `host:port` when no port is given (IPv6 literals in brackets).
@@ -1440,5 +1542,20 @@ mod tests {
         assert_eq!(with_port("10.0.0.1:9443", 80), "10.0.0.1:9443");
         assert_eq!(with_port("[::1]", 443), "[::1]:443");
         assert_eq!(with_port("[::1]:8443", 443), "[::1]:8443");
+    }
+
+    #[test]
+    fn import_replace_variable() {
+        let r = |text| replace_variable(text, "ssl_client_cert", "ssl_client_escaped_cert");
+        assert_eq!(r("$ssl_client_cert"), "$ssl_client_escaped_cert");
+        assert_eq!(
+            r("a${ssl_client_cert}b $ssl_client_cert,"),
+            "a${ssl_client_escaped_cert}b $ssl_client_escaped_cert,"
+        );
+        assert_eq!(
+            r("$ssl_client_certs $ssl_client_escaped_cert $host"),
+            "$ssl_client_certs $ssl_client_escaped_cert $host"
+        );
+        assert_eq!(r("100$ and $"), "100$ and $");
     }
 }

@@ -216,6 +216,10 @@ pub struct ServerTls {
     pub self_signed: Option<Spanned<bool>>,
     /// TLS versions offered to clients, nginx's spelling: `["TLSv1.2", "TLSv1.3"]`.
     pub protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Ask clients for a certificate: `on | optional | optional_no_ca | off`.
+    pub verify_client: Option<Spanned<String>>,
+    /// PEM file of the CAs a client certificate must chain to.
+    pub client_ca: Option<Spanned<String>>,
 }
 
 /// `[[server.location]]`.

@@ -277,6 +277,8 @@ pub struct VirtualServer {
     pub server_names: Vec<ServerName>,
     /// The certificate for TLS listeners (`None` on plain ones).
     pub certificate: Option<Arc<CertifiedKey>>,
+    /// `tls.verify_client`: asks clients for a certificate.
+    pub client_auth: Option<Arc<crate::tls::ClientAuth>>,
     /// Sorted by prefix length, longest first, so the first match wins.
     pub locations: Vec<Location>,
     /// Headers set toward the upstream, in order; `None` removes the header.

@@ -624,6 +624,7 @@ impl Checker<'_> {
         let name = raw_names.first().cloned().unwrap_or_else(|| "_".to_owned());
 
         let certificate = s.tls.as_ref().and_then(|t| self.certificate(&name, t, &raw_names));
+        let client_auth = s.tls.as_ref().and_then(|t| self.client_auth(t));
         let protocols = match s.tls.as_ref().and_then(|t| t.get_ref().protocols.as_ref()) {
             Some(list) => (self.tls_protocols("protocols", list), Some(list.span())),
             None => (TlsProtocols::default(), None),
@@ -658,6 +659,7 @@ impl Checker<'_> {
                 name,
                 server_names,
                 certificate,
+                client_auth,
                 locations,
                 headers,
                 access_log,
@@ -696,6 +698,69 @@ impl Checker<'_> {
             self.error(list.span(), format!("{key} = []: name \"TLSv1.2\", \"TLSv1.3\" or both"));
         }
         chosen
+    }
+
+    /// A server's `tls.verify_client` and `tls.client_ca`.
+    fn client_auth(&mut self, tls: &Spanned<file::ServerTls>) -> Option<Arc<tls::ClientAuth>> {
+        let t = tls.get_ref();
+        let unused_ca = |this: &mut Self| {
+            if let Some(ca) = &t.client_ca {
+                this.error(
+                    ca.span(),
+                    "client_ca is used only with verify_client = \"on\", \"optional\" or \"optional_no_ca\": add one, or remove client_ca".into(),
+                );
+            }
+        };
+        let Some(verify) = t.verify_client.as_ref() else {
+            unused_ca(self);
+            return None;
+        };
+        let mode = match tls::VerifyClient::parse(verify.get_ref()) {
+            Some(mode) => mode,
+            None if verify.get_ref() == "off" => {
+                unused_ca(self);
+                return None;
+            }
+            None => {
+                self.error(
+                    verify.span(),
+                    format!(
+                        "verify_client = {:?}: expected \"on\", \"optional\", \"optional_no_ca\" or \"off\"",
+                        verify.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let client_ca = match &t.client_ca {
+            Some(ca) => {
+                let path = self.path(ca.get_ref());
+                if !path.is_file() {
+                    self.error(ca.span(), format!("client_ca file {} does not exist", path.display()));
+                    return None;
+                }
+                Some((path, ca.span()))
+            }
+            None if mode != tls::VerifyClient::OptionalNoCa => {
+                self.error(
+                    verify.span(),
+                    format!(
+                        "verify_client = \"{}\" needs client_ca = \"ca.pem\": the CA certificates a client certificate must chain to",
+                        mode.as_str()
+                    ),
+                );
+                return None;
+            }
+            None => None,
+        };
+        match tls::ClientAuth::new(mode, client_ca.as_ref().map(|(path, _)| path.as_path())) {
+            Ok(policy) => Some(Arc::new(policy)),
+            Err(e) => {
+                let at = client_ca.map_or_else(|| verify.span(), |(_, span)| span);
+                self.error(at, format!("cannot load client_ca: {e}"));
+                None
+            }
+        }
     }
 
     fn certificate(

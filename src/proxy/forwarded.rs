@@ -115,6 +115,8 @@ enum Planned {
     ServerPort,
     /// `$proxy_add_x_forwarded_for` alone.
     AddForwardedFor,
+    /// `$ssl_client_escaped_cert` alone: the connection's value, made once.
+    ClientCert,
     /// Anything else: rendered as text.
     Render,
 }
@@ -202,6 +204,7 @@ impl HeaderPlan {
                         None if exactly(value, "$scheme") => Planned::Scheme,
                         None if exactly(value, "$server_port") => Planned::ServerPort,
                         None if exactly(value, "$proxy_add_x_forwarded_for") => Planned::AddForwardedFor,
+                        None if exactly(value, "$ssl_client_escaped_cert") => Planned::ClientCert,
                         None => Planned::Render,
                     },
                 };
@@ -294,6 +297,7 @@ impl HeaderPlan {
                         render_one(rule, ctx)
                     }
                 }
+                Planned::ClientCert => ctx.client_cert.and_then(|cert| cert.escaped_pem.clone()),
                 Planned::Render => render_one(rule, ctx),
             };
             match out.inline.get_mut(i) {
@@ -337,6 +341,11 @@ fn render_one(rule: &HeaderRule, ctx: &RequestContext<'_>) -> Option<HeaderValue
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::sync::Arc;
+
+    use rustls_pki_types::CertificateDer;
+
+    use crate::tls::{ClientAuth, VerifyClient};
 
     /// The plain reference the plan must match: every rule rendered against
     /// `ctx`, before any header changes.
@@ -378,6 +387,7 @@ mod tests {
             request_uri: "/",
             headers,
             peer_trusted: true,
+            client_cert: None,
         }
     }
 
@@ -533,9 +543,14 @@ mod tests {
             rule("x-empty", Some("")),
             rule("x-gone", None),
             rule("x-mixed", Some("$scheme://$host$request_uri")),
+            rule("ssl-client-cert", Some("$ssl_client_escaped_cert")),
+            rule("ssl-client-verify", Some("$ssl_client_verify")),
         ];
         let plan = HeaderPlan::new(&rules);
         let shared = ConnValues::default();
+        let policy = Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None).unwrap());
+        let presented = policy.outcome(Some(&[CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01])]));
+        let absent = policy.outcome(None);
         for (host_header, host, xff, trusted) in [
             (Some("api.example.com"), "api.example.com", None, true),
             (Some("API.example.com:8443"), "api.example.com", Some("10.0.0.1"), true),
@@ -552,7 +567,10 @@ mod tests {
             }
             let host_value = h.get(header::HOST).cloned();
             let conn = ConnValues::default();
-            for remote in ["192.0.2.1:5", "[::ffff:192.0.2.1]:5", "[2001:db8::1]:5"] {
+            let cases = ["192.0.2.1:5", "[::ffff:192.0.2.1]:5", "[2001:db8::1]:5"]
+                .into_iter()
+                .flat_map(|remote| [None, Some(&presented), Some(&absent)].map(|cert| (remote, cert)));
+            for (remote, client_cert) in cases {
                 let ctx = RequestContext {
                     host,
                     http_host: host_header.unwrap_or(""),
@@ -563,6 +581,7 @@ mod tests {
                     request_uri: "/a?b",
                     headers: &h,
                     peer_trusted: trusted,
+                    client_cert,
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);

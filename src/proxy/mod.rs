@@ -21,6 +21,7 @@ use self::exchange::Exchange;
 use crate::config::runtime::{Action, LogLevel, Snapshot, VirtualServer};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
+use crate::tls::ClientCertificate;
 use crate::upstream::http1::{self, Upload};
 use crate::upstream::pool::ConnectError;
 use crate::upstream::{self, Pool};
@@ -163,14 +164,44 @@ pub struct ConnInfo {
     pub peer_trusted: bool,
     /// Header values that are the same for each request on this connection.
     pub values: forwarded::ConnValues,
+    /// What the TLS handshake established about a client certificate, when
+    /// it ran under a server's `verify_client`.
+    pub client_cert: Option<Arc<ClientCertificate>>,
 }
 
 impl ConnInfo {
     /// Context for a connection accepted on `listener` from `remote`.
-    pub fn new(site: Arc<Site>, listener: usize, remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
+    pub fn new(
+        site: Arc<Site>,
+        listener: usize,
+        remote: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        client_cert: Option<Arc<ClientCertificate>>,
+    ) -> ConnInfo {
         let trusted = &site.snapshot.runtime.trusted_proxies;
         let peer_trusted = trusted.is_empty() || trusted.iter().any(|cidr| cidr.contains(remote.ip()));
-        ConnInfo { site, listener, remote, local, tls, peer_trusted, values: forwarded::ConnValues::default() }
+        ConnInfo {
+            site,
+            listener,
+            remote,
+            local,
+            tls,
+            peer_trusted,
+            values: forwarded::ConnValues::default(),
+            client_cert,
+        }
+    }
+
+    /// Whether this connection's handshake asked for a client certificate as
+    /// `server` does (nginx answers 421 too when a request's Host names a
+    /// server whose `ssl_verify_client` the SNI-chosen handshake did not run).
+    fn meets_client_auth(&self, server: &VirtualServer) -> bool {
+        match (&server.client_auth, &self.client_cert) {
+            (None, _) => true,
+            (Some(wanted), Some(made)) => wanted.same_as(&made.policy),
+            (Some(_), None) => false,
+        }
     }
 }
 
@@ -220,6 +251,15 @@ pub fn handle(
             }
             response
         };
+        if !conn.meets_client_auth(&server.config) {
+            exchange.error(
+                LogLevel::Info,
+                format_args!(
+                    "421: the TLS handshake (by SNI) did not ask for the client certificate this server's verify_client wants"
+                ),
+            );
+            return Ok(direct(exchange, StatusCode::MISDIRECTED_REQUEST));
+        }
         let path = parts.uri.path();
         let Some(location) = vhost::location(&server.config, path) else {
             return Ok(direct(exchange, StatusCode::NOT_FOUND));
@@ -235,6 +275,7 @@ pub fn handle(
             request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
             headers: &parts.headers,
             peer_trusted: conn.peer_trusted,
+            client_cert: conn.client_cert.as_deref(),
         };
         match &location.action {
             Action::Return { status } => Ok(direct(exchange, *status)),

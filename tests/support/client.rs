@@ -13,7 +13,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{CipherSuite, ProtocolVersion, RootCertStore, SupportedCipherSuite};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 
 use super::Error;
 use super::body::{self, Body};
+use super::cert::TestCert;
 use super::websocket;
 
 /// How to open a client connection; `Client::http1` and `Client::https` cover
@@ -44,6 +45,8 @@ struct TlsOptions {
     tls12_only: bool,
     /// Cipher suites to offer, in order (default: portico's own list).
     suites: Option<Vec<SupportedCipherSuite>>,
+    /// A certificate (leaf) and key to present when the server asks for one.
+    client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 }
 
 enum Verify {
@@ -73,6 +76,7 @@ impl Connect {
             alpn: vec![b"http/1.1".to_vec()],
             tls12_only: false,
             suites: None,
+            client_cert: None,
         });
         self
     }
@@ -87,6 +91,7 @@ impl Connect {
             alpn: vec![b"http/1.1".to_vec()],
             tls12_only: false,
             suites: None,
+            client_cert: None,
         });
         self
     }
@@ -108,6 +113,14 @@ impl Connect {
     /// Offers these cipher suites, in this order. Call after `tls`.
     pub fn cipher_suites(mut self, suites: &[SupportedCipherSuite]) -> Connect {
         self.tls.as_mut().expect("Connect::cipher_suites needs tls first").suites = Some(suites.to_vec());
+        self
+    }
+
+    /// Presents `cert`'s leaf (and proves its key) when the server asks for
+    /// a client certificate. Call after `tls`.
+    pub fn client_cert(mut self, cert: &TestCert) -> Connect {
+        self.tls.as_mut().expect("Connect::client_cert needs tls first").client_cert =
+            Some((cert.der().clone(), cert.key_der()));
         self
     }
 
@@ -177,12 +190,15 @@ impl TlsOptions {
         } else {
             builder.with_safe_default_protocol_versions()?
         };
-        let mut config = match &self.verify {
-            Verify::Roots(roots) => builder.with_root_certificates(roots.clone()).with_no_client_auth(),
-            Verify::Insecure => builder
-                .dangerous()
-                .with_custom_certificate_verifier(portico::tls::accept_any_server_cert())
-                .with_no_client_auth(),
+        let builder = match &self.verify {
+            Verify::Roots(roots) => builder.with_root_certificates(roots.clone()),
+            Verify::Insecure => {
+                builder.dangerous().with_custom_certificate_verifier(portico::tls::accept_any_server_cert())
+            }
+        };
+        let mut config = match &self.client_cert {
+            Some((leaf, key)) => builder.with_client_auth_cert(vec![leaf.clone()], key.clone_key())?,
+            None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn.clone();
         Ok(config)
