@@ -214,6 +214,28 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
         let sent = metrics.sent_bytes.load(Ordering::Relaxed);
         text.sample("portico_server_sent_bytes_total", &[("server", name), ("listen", listen)], sent);
     }
+    // Read from the certificates at each scrape: a walk over a few DER headers each.
+    let mut expiries = BTreeMap::new();
+    for (listener, state) in site.snapshot.listeners.iter().zip(&site.listeners) {
+        for server in &state.servers {
+            let leaf = server.config.certificate.as_ref().and_then(|certified| certified.cert.first());
+            if let Some(validity) = leaf.and_then(|leaf| crate::tls::validity(leaf)) {
+                expiries.entry((server.config.name.clone(), listener.addr.to_string())).or_insert(validity.not_after);
+            }
+        }
+    }
+    text.family(
+        "portico_server_certificate_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "When the server's TLS certificate stops being valid (its notAfter), in Unix seconds.",
+    );
+    for ((name, listen), not_after) in &expiries {
+        text.sample(
+            "portico_server_certificate_expiry_timestamp_seconds",
+            &[("server", name), ("listen", listen)],
+            not_after,
+        );
+    }
 
     let peers: Vec<(&Pool, usize, PeerLabels<'_>)> = site
         .pools

@@ -722,7 +722,7 @@ impl From<SystemTime> for Utc {
 
 /// Year, month, day of the `days`th day after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, restricted to dates after the epoch).
-fn civil_from_days(days: u64) -> (u32, u8, u32) {
+pub(crate) fn civil_from_days(days: u64) -> (u32, u8, u32) {
     // Shift to 0000-03-01 so the leap day ends each 400-year era's years.
     let z = days + 719_468;
     let era = z / 146_097;

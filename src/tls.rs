@@ -25,6 +25,9 @@ use crate::config::runtime::{self, Listener, TlsProtocols};
 mod client_auth;
 pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient};
 
+mod validity;
+pub use validity::{Validity, validity};
+
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]
 pub enum TlsError {

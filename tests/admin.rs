@@ -356,3 +356,43 @@ fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
     let addr = socket.local_addr().unwrap();
     (socket, addr)
 }
+
+/// A self-signed certificate for `name` valid until `not_after` (y, m, d),
+/// written into `dir` as `NAME.crt` and `NAME.key`; its `tls = { ... }`.
+fn certificate_until(dir: &TempDir, name: &str, not_after: (i32, u8, u8)) -> String {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert_path, params.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    format!("{{ cert = {}, key = {} }}", toml_path(&cert_path), toml_path(&key_path))
+}
+
+#[tokio::test]
+async fn certificate_expiry_is_a_gauge_that_follows_a_renewal() {
+    let app = TestBackend::spawn("app").await;
+    let dir = TempDir::new("expiry");
+    let config = |tls: &str| {
+        format!(
+            "{ADMIN}{}[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"tls.expiry.test\"]\ntls = {tls}\n\
+             proxy_pass = \"expiry_up\"\n\n{}",
+            upstream("expiry_up", &[app.addr()], ""),
+            server("plain.expiry.test", "expiry_up").replace("127.0.0.1:0", "127.0.0.2:0"),
+        )
+    };
+    let mut portico = start_portico(&config(&certificate_until(&dir, "tls.expiry.test", (2031, 5, 1)))).await;
+    let admin = portico.admin_addr();
+    const EXPIRY: &str = "portico_server_certificate_expiry_timestamp_seconds";
+
+    let m = scrape(admin).await;
+    assert_eq!(m.value(EXPIRY, &[("server", "tls.expiry.test")]), 1_935_360_000.0, "2031-05-01 00:00 UTC");
+    assert_eq!(m.get(EXPIRY, &[("server", "plain.expiry.test")]), None, "a plain server has no certificate");
+    assert!(m.text.contains(&format!("# TYPE {EXPIRY} gauge\n")), "{}", m.text);
+
+    // The renewed certificate, written over the old one, counts from the reload.
+    portico.reload(&config(&certificate_until(&dir, "tls.expiry.test", (2032, 5, 1)))).unwrap();
+    let m = scrape(admin).await;
+    assert_eq!(m.value(EXPIRY, &[("server", "tls.expiry.test")]), 1_966_982_400.0, "2032-05-01 00:00 UTC");
+    portico.shutdown().await;
+}

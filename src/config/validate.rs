@@ -25,6 +25,24 @@ use super::runtime::{
 use crate::template::Template;
 use crate::tls;
 
+/// A server certificate closer than this to its end is a warning at start,
+/// reload and `portico check` (certbot renews at 30 days left).
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `2026-11-28 13:05 UTC` for Unix seconds (dates before 1970 as 1970-01-01).
+fn utc_date(unix: i64) -> String {
+    let unix = u64::try_from(unix).unwrap_or(0);
+    let (year, month, day) = crate::log::civil_from_days(unix / 86_400);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", unix % 86_400 / 3_600, unix % 3_600 / 60)
+}
+
 const DURATION_HINT: &str = r#"expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#;
 const SIZE_HINT: &str = r#"expected a size such as "16k", "1m", "1g" or a number of bytes"#;
 const LISTEN_HINT: &str = r#"expected a port ("80"), "IPv4:PORT" ("127.0.0.1:8080") or "[IPv6]:PORT" ("[::]:443")"#;
@@ -802,9 +820,11 @@ impl Checker<'_> {
                         ));
                     }
                 }
-                tls::load_certified_key(&cert_path, &key_path)
+                let certified = tls::load_certified_key(&cert_path, &key_path)
                     .map_err(|e| self.error(tls.span(), format!("cannot load the certificate and key: {e}")))
-                    .ok()
+                    .ok()?;
+                self.certificate_dates(name, &cert_path, &certified, unix_now());
+                Some(certified)
             }
             _ => {
                 self.error(
@@ -813,6 +833,30 @@ impl Checker<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// Warns of a server certificate that has expired, expires within
+    /// [`EXPIRY_WARNING_DAYS`], or is not valid yet (`now` in Unix seconds):
+    /// nginx serves such a certificate without a word, and clients refuse it.
+    fn certificate_dates(&mut self, name: &str, path: &Path, certified: &CertifiedKey, now: i64) {
+        let Some(validity) = certified.cert.first().and_then(|leaf| tls::validity(leaf)) else { return };
+        let file = path.display();
+        let after = utc_date(validity.not_after);
+        let days_left = (validity.not_after - now) / 86_400;
+        if validity.not_after <= now {
+            self.warnings
+                .push(format!("server \"{name}\": certificate {file} expired on {after}: clients refuse it; renew it"));
+        } else if days_left < EXPIRY_WARNING_DAYS {
+            self.warnings.push(format!(
+                "server \"{name}\": certificate {file} expires on {after}, in {days_left} days: renew it"
+            ));
+        }
+        if validity.not_before > now {
+            let before = utc_date(validity.not_before);
+            self.warnings.push(format!(
+                "server \"{name}\": certificate {file} is not valid before {before}: clients refuse it until then"
+            ));
         }
     }
 
@@ -1457,6 +1501,53 @@ redirect = "https://example.com$request_uri"
         assert!(warned(config("80", "")));
         assert!(!warned(config("127.0.0.1:8080", "")));
         assert!(!warned(config("80", "trusted_proxies = [\"10.0.0.0/8\"]")));
+    }
+
+    #[test]
+    fn certificates_expired_expiring_or_not_yet_valid_warn() {
+        let dir = std::env::temp_dir().join(format!("portico-certdates-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2030, 3, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.join("a.crt"), params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        let certified = tls::load_certified_key(&dir.join("a.crt"), &dir.join("a.key")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let warnings_at = |now: i64| {
+            let mut checker = Checker {
+                file: Path::new("portico.toml"),
+                dir: PathBuf::new(),
+                text: "",
+                errors: Vec::new(),
+                warnings: Vec::new(),
+            };
+            checker.certificate_dates("a.test", Path::new("/etc/portico/a.crt"), &certified, now);
+            checker.warnings
+        };
+        let day = 86_400;
+        let start = 1_893_456_000; // 2030-01-01 00:00 UTC
+        let end = 1_898_553_600; // 2030-03-01 00:00 UTC
+        assert_eq!(
+            warnings_at(start - 1),
+            [
+                "server \"a.test\": certificate /etc/portico/a.crt is not valid before 2030-01-01 00:00 UTC: clients refuse it until then"
+            ]
+        );
+        assert!(warnings_at(start).is_empty());
+        assert!(warnings_at(end - 14 * day).is_empty());
+        assert_eq!(
+            warnings_at(end - 14 * day + 1),
+            ["server \"a.test\": certificate /etc/portico/a.crt expires on 2030-03-01 00:00 UTC, in 13 days: renew it"]
+        );
+        assert_eq!(
+            warnings_at(end),
+            [
+                "server \"a.test\": certificate /etc/portico/a.crt expired on 2030-03-01 00:00 UTC: clients refuse it; renew it"
+            ]
+        );
     }
 
     #[test]
