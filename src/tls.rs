@@ -464,23 +464,44 @@ pub fn upstream_client_config(
     verify: bool,
     ca_file: Option<&Path>,
     protocols: TlsProtocols,
+    client_cert: Option<Arc<CertifiedKey>>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions(protocols))
         .map_err(|e| TlsError::Other(format!("upstream TLS: {e}")))?;
-    let mut config = if verify {
+    let builder = if verify {
         let roots = match ca_file {
             Some(path) => roots_from_file(path)?,
             None => system_roots()?,
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else {
-        builder.dangerous().with_custom_certificate_verifier(accept_any_server_cert()).with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(accept_any_server_cert())
+    };
+    let mut config = match client_cert {
+        Some(certified) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(certified))),
+        None => builder.with_no_client_auth(),
     };
     // Upstream connections are HTTP/1.1 keep-alive (see the contract).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// An upstream's `tls_client_cert`: presented whenever a server asks for a
+/// certificate, whatever CAs it names (nginx's `proxy_ssl_certificate` does
+/// the same; a server that will not take it ends the handshake, a 502).
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Every certificate in `path` as a trust anchor.
@@ -663,7 +684,7 @@ mod tests {
 
     /// A client that accepts anything and offers h2 first, like a browser.
     fn browser() -> Arc<rustls::ClientConfig> {
-        let mut config = (*upstream_client_config(false, None, TlsProtocols::default()).unwrap()).clone();
+        let mut config = (*upstream_client_config(false, None, TlsProtocols::default(), None).unwrap()).clone();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     }
@@ -725,7 +746,7 @@ mod tests {
         let alpn = handshake(config.clone(), browser(), Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
         // The upstream-style client offers only http/1.1.
-        let upstream = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
+        let upstream = upstream_client_config(false, None, TlsProtocols::default(), None).unwrap();
         let alpn = handshake(config, upstream, Some("localhost")).await.unwrap().alpn;
         assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     }
@@ -736,7 +757,7 @@ mod tests {
         let config = ServerTls::new(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
 
         // TLS 1.3, with the upstream client's (shared) resumption store.
-        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default(), None).unwrap();
         let first = handshake(config.clone(), Arc::clone(&client), Some("localhost")).await.unwrap();
         assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
         assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
@@ -854,7 +875,7 @@ mod tests {
         let ours = ServerTls::new(&listener(vec![server(&["localhost"], &cert)], 0)).unwrap();
         let open = Handshakes { ours: Arc::clone(&ours.open.theirs), theirs: ours.open.theirs };
         let theirs = ServerTls { open, policed: ours.policed };
-        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default(), None).unwrap();
         let got = handshake(theirs, client, Some("localhost")).await.unwrap();
         assert_eq!(got.suite, Some(CipherSuite::TLS13_AES_128_GCM_SHA256));
     }
@@ -871,7 +892,7 @@ mod tests {
     async fn tls_upstream_verify_false_accepts_self_signed() {
         let cert = self_signed(&names(&["backend.internal"])).unwrap();
         let config = ServerTls::new(&listener(vec![server(&["backend.internal"], &cert)], 0)).unwrap();
-        let client = upstream_client_config(false, None, TlsProtocols::default()).unwrap();
+        let client = upstream_client_config(false, None, TlsProtocols::default(), None).unwrap();
         // Any name, even one the certificate does not carry.
         handshake(config.clone(), Arc::clone(&client), Some("10-0-0-1.other")).await.unwrap();
         handshake(config, client, Some("backend.internal")).await.unwrap();
@@ -884,7 +905,7 @@ mod tests {
         let cert_path = tmp.write("wso2.crt", &cert_pem);
         let key_path = tmp.write("wso2.key", &key_pem);
         let trusted = load_certified_key(&cert_path, &key_path).unwrap();
-        let client = upstream_client_config(true, Some(&cert_path), TlsProtocols::default()).unwrap();
+        let client = upstream_client_config(true, Some(&cert_path), TlsProtocols::default(), None).unwrap();
 
         let good = ServerTls::new(&listener(vec![server(&["wso2.local"], &trusted)], 0)).unwrap();
         handshake(good.clone(), Arc::clone(&client), Some("wso2.local")).await.unwrap();
@@ -901,10 +922,11 @@ mod tests {
     #[test]
     fn tls_upstream_ca_file_errors() {
         let tmp = TempDir::new("ca-err");
-        let err = upstream_client_config(true, Some(&tmp.0.join("missing.pem")), TlsProtocols::default()).unwrap_err();
+        let err =
+            upstream_client_config(true, Some(&tmp.0.join("missing.pem")), TlsProtocols::default(), None).unwrap_err();
         assert!(matches!(err, TlsError::Read { .. }), "{err}");
         let empty = tmp.write("empty.pem", "");
-        let err = upstream_client_config(true, Some(&empty), TlsProtocols::default()).unwrap_err();
+        let err = upstream_client_config(true, Some(&empty), TlsProtocols::default(), None).unwrap_err();
         assert!(err.to_string().contains("no certificate found in PEM"), "{err}");
     }
 

@@ -498,3 +498,36 @@ proxy_pass = "am"
         ]
     );
 }
+
+#[test]
+fn upstream_tls_client_cert_needs_its_key_and_tls() {
+    let toml = r#"[upstream.am]
+servers = ["127.0.0.1:9443"]
+tls = true
+tls_client_cert = "/nonexistent/lb.crt"
+[upstream.gw]
+servers = ["127.0.0.1:8243"]
+tls = true
+tls_client_key = "/nonexistent/lb.key"
+[upstream.km]
+servers = ["127.0.0.1:9444"]
+tls_client_cert = "/nonexistent/lb.crt"
+tls_client_key = "/nonexistent/lb.key"
+[upstream.pub]
+servers = ["127.0.0.1:9445"]
+tls = true
+tls_client_cert = "/nonexistent/lb.crt"
+tls_client_key = "/nonexistent/lb.key"
+"#;
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:4:19: tls_client_cert needs tls_client_key in upstream "am": the certificate and its key go together"#,
+            r#"portico.toml:8:18: tls_client_key needs tls_client_cert in upstream "gw": the certificate and its key go together"#,
+            r#"portico.toml:11:19: tls_client_cert has no effect without tls = true in upstream "km": add tls = true or remove tls_client_cert"#,
+            r#"portico.toml:12:18: tls_client_key has no effect without tls = true in upstream "km": add tls = true or remove tls_client_key"#,
+            "portico.toml:16:19: tls_client_cert file /nonexistent/lb.crt does not exist",
+            "portico.toml:17:18: tls_client_key file /nonexistent/lb.key does not exist",
+        ]
+    );
+}

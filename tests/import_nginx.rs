@@ -640,3 +640,70 @@ fn import_ssl_client_cert_is_passed_on_url_encoded() -> Result<(), Box<dyn Error
     assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_proxy_ssl_certificate_becomes_the_upstreams_client_certificate() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-client-cert");
+    let (cert, key) = generate_pem(&["lb.wso2.com".to_owned()], KeyType::EcdsaP256)?;
+    std::fs::write(tmp.0.join("lb.crt"), cert)?;
+    std::fs::write(tmp.0.join("lb.key"), key)?;
+    let conf = tmp.0.join("proxy-client-cert.conf");
+    std::fs::write(
+        &conf,
+        "http {
+proxy_ssl_certificate lb.crt;
+proxy_ssl_certificate_key lb.key;
+upstream am { server 127.0.0.1:9443; }
+upstream gw { server 127.0.0.1:8243; }
+upstream plain { server 127.0.0.1:8080; }
+server {
+    listen 8080;
+    location / { proxy_pass https://am; }
+    location /gw { proxy_ssl_certificate_key off.key; proxy_ssl_certificate_key lb.key; proxy_pass https://gw; }
+    location /plain { proxy_pass http://plain; }
+}
+server {
+    listen 8081;
+    proxy_ssl_certificate_key $key;
+    location / { proxy_pass https://127.0.0.1:9444; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    let upstream = |name: &str| {
+        let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
+        let rest = &toml[at..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
+    };
+    // The paths resolve against the nginx file's directory, as nginx reads them.
+    let dir = tmp.0.display();
+    for name in ["am", "gw"] {
+        let wanted = format!(
+            "tls_client_cert = \"{dir}/lb.crt\"  # nginx: proxy_ssl_certificate\n\
+             tls_client_key = \"{dir}/lb.key\"  # nginx: proxy_ssl_certificate_key"
+        );
+        assert!(upstream(name).contains(&wanted), "{name}:\n{toml}");
+    }
+    assert!(!upstream("plain").contains("tls"), "{toml}");
+    let untranslated =
+        format!("{}:15: directive \"proxy_ssl_certificate_key\" not translated: expected a file path", conf.display());
+    assert_eq!(notes.matches(&untranslated).count(), 1, "{untranslated}\nin:\n{notes}");
+
+    // A certificate without its key is left out, with a note.
+    let conf = tmp.0.join("cert-alone.conf");
+    std::fs::write(
+        &conf,
+        "http {\nserver {\n    listen 8080;\n    proxy_ssl_certificate lb.crt;\n    location / { proxy_pass https://127.0.0.1:9443; }\n}\n}\n",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    assert!(!toml.contains("tls_client"), "{toml}");
+    let note = format!(
+        "{conf}:4: note: proxy_ssl_certificate {dir}/lb.crt is left out for proxy_pass https://127.0.0.1:9443 at {conf}:5: there is no proxy_ssl_certificate_key to go with it",
+        conf = conf.display()
+    );
+    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! HTTPS upstreams: trust from `ca_file`, the name from `tls_server_name`
-//! (SNI and certificate check), `tls_verify = false`, and failures as 502.
+//! (SNI and certificate check), `tls_verify = false`, the versions offered, a
+//! client certificate presented (`tls_client_cert`), and failures as 502.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -315,6 +316,31 @@ async fn tls_protocols_limit_the_versions_offered_to_the_servers() {
         if expected == StatusCode::OK {
             assert_eq!(reply.text(), backend.name());
         }
+        portico.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn tls_client_cert_is_presented_to_servers_that_ask_for_one() {
+    let cert = TestCert::new(&["127.0.0.1"]);
+    let member = TestCert::new(&["portico.lb"]);
+    let stranger = TestCert::new(&["elsewhere"]);
+    let backend = TestBackend::spawn_tls_config("mutual", cert.server_config_requiring(&member)).await;
+    let ca = format!("ca_file = {}", toml_path(&cert.ca_path()));
+    let client = |c: &TestCert| {
+        format!("tls_client_cert = {}\ntls_client_key = {}", toml_path(&c.cert_path()), toml_path(&c.key_path()))
+    };
+
+    for (identity, expected) in [
+        (String::new(), StatusCode::BAD_GATEWAY),
+        (client(&stranger), StatusCode::BAD_GATEWAY),
+        (client(&member), StatusCode::OK),
+    ] {
+        let served = backend.count();
+        let portico = start_portico(&config(&backend, &format!("{ca}\n{identity}"))).await;
+        let reply = get(&portico, "/").await;
+        assert_eq!(reply.status, expected, "{identity:?}");
+        assert_eq!(backend.count(), served + usize::from(expected == StatusCode::OK), "{identity:?}");
         portico.shutdown().await;
     }
 }

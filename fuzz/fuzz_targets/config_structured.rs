@@ -2,7 +2,7 @@
 //! whose values come from the fuzzer: gets past the TOML parser to every
 //! semantic check (durations, sizes, listen addresses, CIDRs, templates,
 //! header names, cookie names, statuses, self-signed certificates, client
-//! certificate policies...).
+//! certificate policies, upstream client certificates...).
 #![no_main]
 
 use std::path::Path;
@@ -32,11 +32,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s25}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
+/// Fills `{s0}`..`{s27}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..26).rev() {
+    for i in (0..28).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
@@ -66,6 +66,9 @@ allow_remote = {b0}
 servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1} }]
 balance = {s8}
 consistent = {b2}
+tls = {b5}
+tls_client_cert = {s26}
+tls_client_key = {s27}
 connect_timeout = {s9}
 read_timeout = {s10}
 

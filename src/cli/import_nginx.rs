@@ -96,6 +96,9 @@ struct Scope {
     ssl_verify: Option<bool>,
     ssl_trusted: Option<String>,
     ssl_name: Option<String>,
+    /// `proxy_ssl_certificate` and `proxy_ssl_certificate_key`, resolved, and where.
+    ssl_client_cert: Option<(String, Place)>,
+    ssl_client_key: Option<(String, Place)>,
     access_log: Option<Log>,
     error_log: Option<Log>,
     ssl_certificate: Option<String>,
@@ -138,6 +141,8 @@ struct UpstreamTls {
     server_name: Option<String>,
     /// `tls_protocols` when `proxy_ssl_protocols` names one of the two portico speaks.
     protocols: Option<Vec<String>>,
+    /// `tls_client_cert` and `tls_client_key` (nginx: `proxy_ssl_certificate(_key)`).
+    client_cert: Option<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -418,6 +423,17 @@ impl Translator<'_> {
             },
             "proxy_ssl_trusted_certificate" => match one {
                 Some(path) if !path.contains('$') => scope.ssl_trusted = Some(self.conf_path(path)),
+                _ => self.untranslated(d, "expected a file path"),
+            },
+            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" => match d.args.as_slice() {
+                [path] if !path.contains('$') => {
+                    let value = Some((self.conf_path(path), d.place.clone()));
+                    if d.name == "proxy_ssl_certificate" {
+                        scope.ssl_client_cert = value;
+                    } else {
+                        scope.ssl_client_key = value;
+                    }
+                }
                 _ => self.untranslated(d, "expected a file path"),
             },
             "proxy_ssl_name" => match one {
@@ -1044,12 +1060,33 @@ impl Translator<'_> {
             (Some((written, place)), true) => self.protocols("proxy_ssl_protocols", written, place),
             _ => None,
         };
+        let client_cert = match (&scope.ssl_client_cert, &scope.ssl_client_key) {
+            _ if !tls => None,
+            (Some((cert, _)), Some((key, _))) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            (Some((path, place)), None) | (None, Some((path, place))) => {
+                let (given, missing) = if scope.ssl_client_cert.is_some() {
+                    ("proxy_ssl_certificate", "proxy_ssl_certificate_key")
+                } else {
+                    ("proxy_ssl_certificate_key", "proxy_ssl_certificate")
+                };
+                self.note(
+                    place,
+                    format!(
+                        "{given} {path} is left out for proxy_pass {url} at {}: there is no {missing} to go with it",
+                        d.place
+                    ),
+                );
+                None
+            }
+        };
         let wanted = tls.then(|| UpstreamTls {
             verify: scope.ssl_verify.unwrap_or(false),
             verify_written: scope.ssl_verify.is_some(),
             ca_file: scope.ssl_trusted.clone(),
             server_name: scope.ssl_name.clone(),
             protocols,
+            client_cert,
         });
         let connect = scope.connect_timeout.clone();
         let mut conflicts = Vec::new();
@@ -1256,6 +1293,10 @@ impl Translator<'_> {
             if let Some(protocols) = &tls.protocols {
                 let listed: Vec<String> = protocols.iter().map(|v| quote(v)).collect();
                 line(s, &format!("tls_protocols = [{}]", listed.join(", ")), Some("nginx: proxy_ssl_protocols"));
+            }
+            if let Some((cert, key)) = &tls.client_cert {
+                line(s, &format!("tls_client_cert = {}", quote(cert)), Some("nginx: proxy_ssl_certificate"));
+                line(s, &format!("tls_client_key = {}", quote(key)), Some("nginx: proxy_ssl_certificate_key"));
             }
         }
         if up.ip_hash {

@@ -83,6 +83,10 @@ pub struct Upstream {
     pub tls_server_name: Option<Spanned<String>>,
     /// TLS versions offered to the servers, nginx's spelling: `["TLSv1.2", "TLSv1.3"]`.
     pub tls_protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    /// PEM certificate chain portico presents when a server asks for one.
+    pub tls_client_cert: Option<Spanned<String>>,
+    /// Its PEM private key.
+    pub tls_client_key: Option<Spanned<String>>,
     /// `round_robin | ip_hash`.
     pub balance: Option<Spanned<String>>,
     /// Consistent hashing for `ip_hash`.

@@ -324,6 +324,8 @@ impl Checker<'_> {
                 u.ca_file.as_ref().map(|v| ("ca_file", v.span())),
                 u.tls_server_name.as_ref().map(|v| ("tls_server_name", v.span())),
                 u.tls_protocols.as_ref().map(|v| ("tls_protocols", v.span())),
+                u.tls_client_cert.as_ref().map(|v| ("tls_client_cert", v.span())),
+                u.tls_client_key.as_ref().map(|v| ("tls_client_key", v.span())),
             ];
             for (key, span) in stray.into_iter().flatten() {
                 self.error(
@@ -367,8 +369,36 @@ impl Checker<'_> {
                 ok &= self.errors.len() == before;
                 protocols
             });
+            let client_cert = match (&u.tls_client_cert, &u.tls_client_key) {
+                (Some(cert), Some(key)) => {
+                    let pair = self.key_pair(
+                        &format!("upstream \"{name}\""),
+                        ("tls_client_cert", cert),
+                        ("tls_client_key", key),
+                        cert.span(),
+                    );
+                    ok &= pair.is_some();
+                    pair
+                }
+                (None, None) => None,
+                (Some(given), None) | (None, Some(given)) => {
+                    let (have, missing) = if u.tls_client_cert.is_some() {
+                        ("tls_client_cert", "tls_client_key")
+                    } else {
+                        ("tls_client_key", "tls_client_cert")
+                    };
+                    self.error(
+                        given.span(),
+                        format!(
+                            "{have} needs {missing} in upstream \"{name}\": the certificate and its key go together"
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            };
             if ok {
-                match tls::upstream_client_config(verify, ca_file.as_deref(), protocols) {
+                match tls::upstream_client_config(verify, ca_file.as_deref(), protocols, client_cert) {
                     Ok(client_config) => tls = Some(UpstreamTls { verify, server_name, client_config }),
                     Err(e) => {
                         self.error(tls_span, format!("upstream \"{name}\": cannot set up TLS: {e}"));
@@ -798,33 +828,7 @@ impl Checker<'_> {
                     .ok()
             }
             (Some(cert), Some(key), false) => {
-                let cert_path = self.path(cert.get_ref());
-                let key_path = self.path(key.get_ref());
-                let mut exist = true;
-                for (what, path, span) in [("cert", &cert_path, cert.span()), ("key", &key_path, key.span())] {
-                    if !path.is_file() {
-                        self.error(span, format!("{what} file {} does not exist", path.display()));
-                        exist = false;
-                    }
-                }
-                if !exist {
-                    return None;
-                }
-                if let Ok(meta) = std::fs::metadata(&key_path) {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = meta.permissions().mode() & 0o777;
-                    if mode & 0o077 != 0 {
-                        self.warnings.push(format!(
-                            "key file {} is readable by group or others (mode {mode:04o}): chmod 600 it",
-                            key_path.display()
-                        ));
-                    }
-                }
-                let certified = tls::load_certified_key(&cert_path, &key_path)
-                    .map_err(|e| self.error(tls.span(), format!("cannot load the certificate and key: {e}")))
-                    .ok()?;
-                self.certificate_dates(name, &cert_path, &certified, unix_now());
-                Some(certified)
+                self.key_pair(&format!("server \"{name}\""), ("cert", cert), ("key", key), tls.span())
             }
             _ => {
                 self.error(
@@ -836,27 +840,63 @@ impl Checker<'_> {
         }
     }
 
-    /// Warns of a server certificate that has expired, expires within
+    /// A certificate chain and its key from the files `cert` and `key` name
+    /// (each with its key's name, for the messages), for `owner` (`server "a"`,
+    /// `upstream "b"`); a failure to load them is reported at `span`.
+    fn key_pair(
+        &mut self,
+        owner: &str,
+        cert: (&str, &Spanned<String>),
+        key: (&str, &Spanned<String>),
+        span: Range<usize>,
+    ) -> Option<Arc<CertifiedKey>> {
+        let cert_path = self.path(cert.1.get_ref());
+        let key_path = self.path(key.1.get_ref());
+        let mut exist = true;
+        for ((what, value), path) in [(cert, &cert_path), (key, &key_path)] {
+            if !path.is_file() {
+                self.error(value.span(), format!("{what} file {} does not exist", path.display()));
+                exist = false;
+            }
+        }
+        if !exist {
+            return None;
+        }
+        if let Ok(meta) = std::fs::metadata(&key_path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                self.warnings.push(format!(
+                    "key file {} is readable by group or others (mode {mode:04o}): chmod 600 it",
+                    key_path.display()
+                ));
+            }
+        }
+        let certified = tls::load_certified_key(&cert_path, &key_path)
+            .map_err(|e| self.error(span, format!("cannot load the certificate and key: {e}")))
+            .ok()?;
+        self.certificate_dates(owner, &cert_path, &certified, unix_now());
+        Some(certified)
+    }
+
+    /// Warns of a certificate that has expired, expires within
     /// [`EXPIRY_WARNING_DAYS`], or is not valid yet (`now` in Unix seconds):
-    /// nginx serves such a certificate without a word, and clients refuse it.
-    fn certificate_dates(&mut self, name: &str, path: &Path, certified: &CertifiedKey, now: i64) {
+    /// nginx uses such a certificate without a word, and the other end refuses it.
+    fn certificate_dates(&mut self, owner: &str, path: &Path, certified: &CertifiedKey, now: i64) {
         let Some(validity) = certified.cert.first().and_then(|leaf| tls::validity(leaf)) else { return };
         let file = path.display();
         let after = utc_date(validity.not_after);
         let days_left = (validity.not_after - now) / 86_400;
         if validity.not_after <= now {
-            self.warnings
-                .push(format!("server \"{name}\": certificate {file} expired on {after}: clients refuse it; renew it"));
+            self.warnings.push(format!("{owner}: certificate {file} expired on {after}: it is refused; renew it"));
         } else if days_left < EXPIRY_WARNING_DAYS {
-            self.warnings.push(format!(
-                "server \"{name}\": certificate {file} expires on {after}, in {days_left} days: renew it"
-            ));
+            self.warnings
+                .push(format!("{owner}: certificate {file} expires on {after}, in {days_left} days: renew it"));
         }
         if validity.not_before > now {
             let before = utc_date(validity.not_before);
-            self.warnings.push(format!(
-                "server \"{name}\": certificate {file} is not valid before {before}: clients refuse it until then"
-            ));
+            self.warnings
+                .push(format!("{owner}: certificate {file} is not valid before {before}: it is refused until then"));
         }
     }
 
@@ -1524,7 +1564,7 @@ redirect = "https://example.com$request_uri"
                 errors: Vec::new(),
                 warnings: Vec::new(),
             };
-            checker.certificate_dates("a.test", Path::new("/etc/portico/a.crt"), &certified, now);
+            checker.certificate_dates("server \"a.test\"", Path::new("/etc/portico/a.crt"), &certified, now);
             checker.warnings
         };
         let day = 86_400;
@@ -1533,7 +1573,7 @@ redirect = "https://example.com$request_uri"
         assert_eq!(
             warnings_at(start - 1),
             [
-                "server \"a.test\": certificate /etc/portico/a.crt is not valid before 2030-01-01 00:00 UTC: clients refuse it until then"
+                "server \"a.test\": certificate /etc/portico/a.crt is not valid before 2030-01-01 00:00 UTC: it is refused until then"
             ]
         );
         assert!(warnings_at(start).is_empty());
@@ -1545,7 +1585,7 @@ redirect = "https://example.com$request_uri"
         assert_eq!(
             warnings_at(end),
             [
-                "server \"a.test\": certificate /etc/portico/a.crt expired on 2030-03-01 00:00 UTC: clients refuse it; renew it"
+                "server \"a.test\": certificate /etc/portico/a.crt expired on 2030-03-01 00:00 UTC: it is refused; renew it"
             ]
         );
     }

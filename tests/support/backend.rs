@@ -117,6 +117,12 @@ impl TestBackend {
         TestBackend::start(name, Some(acceptor)).await
     }
 
+    /// A TLS backend with its own server `config` (one that asks for client
+    /// certificates, say), listening when this returns.
+    pub async fn spawn_tls_config(name: &str, config: rustls::ServerConfig) -> TestBackend {
+        TestBackend::start(name, Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
     async fn start(name: &str, tls: Option<TlsAcceptor>) -> TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind test backend");
         let addr = listener.local_addr().expect("backend local addr");

@@ -120,6 +120,26 @@ impl TestCert {
         self.server_config_for(alpn, rustls::DEFAULT_VERSIONS)
     }
 
+    /// A rustls server config serving this leaf (ALPN http/1.1) that requires
+    /// a client certificate issued by `clients`' CA.
+    pub fn server_config_requiring(&self, clients: &TestCert) -> rustls::ServerConfig {
+        let provider = portico::tls::provider();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(clients.roots()),
+            Arc::clone(&provider),
+        )
+        .build()
+        .expect("a client verifier over the test CA");
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the provider supports the default TLS versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.leaf.clone()], self.key_der())
+            .expect("test key matches its certificate");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+
     /// The same, speaking only `versions`.
     pub fn server_config_for(
         &self,
