@@ -53,6 +53,20 @@ fn assert_valid(toml: &str, dir: &Path) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Asserts that each of `expected` is in the importer's `notes` exactly once.
+fn assert_noted_once(notes: &str, expected: &[String]) {
+    for note in expected {
+        assert_eq!(notes.matches(note.as_str()).count(), 1, "{note}\nin:\n{notes}");
+    }
+}
+
+/// The `[upstream.NAME]` table of an imported `toml`, up to its blank line.
+fn upstream_table(toml: &str, name: &str) -> String {
+    let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
+    let rest = &toml[at..];
+    rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
+}
+
 /// Imports fixture `name` with its /etc/nginx/ssl/ certificate replaced by a
 /// real one, checks that the output validates, and returns (TOML, notes).
 fn import_fixture(name: &str) -> Result<(String, String), Box<dyn Error>> {
@@ -377,19 +391,20 @@ server {{ listen 10443 ssl; server_name e.test; ssl_protocols TLSv1.3; {tls} }}
         assert!(tls_line(name).ends_with(".key\" }"), "{name}: {}", tls_line(name));
     }
     let conf = conf.display();
-    for note in [
-        format!(
-            "{conf}:2: note: ssl_protocols TLSv1 TLSv1.1: portico speaks only TLSv1.2 and TLSv1.3, and leaves these out\n"
-        ),
-        format!(
-            "{conf}:7: note: ssl_protocols SSLv3: portico speaks only TLSv1.2 and TLSv1.3, and offers both instead\n"
-        ),
-        format!(
-            "{conf}:4: note: listen 0.0.0.0:443: portico has one set of TLS versions per address and gives this server's (TLSv1.2) to all on it; the server at {conf}:5 had TLSv1.3\n"
-        ),
-    ] {
-        assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
-    }
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:2: note: ssl_protocols TLSv1 TLSv1.1: portico speaks only TLSv1.2 and TLSv1.3, and leaves these out\n"
+            ),
+            format!(
+                "{conf}:7: note: ssl_protocols SSLv3: portico speaks only TLSv1.2 and TLSv1.3, and offers both instead\n"
+            ),
+            format!(
+                "{conf}:4: note: listen 0.0.0.0:443: portico has one set of TLS versions per address and gives this server's (TLSv1.2) to all on it; the server at {conf}:5 had TLSv1.3\n"
+            ),
+        ],
+    );
     Ok(())
 }
 
@@ -416,11 +431,7 @@ server {
     )?;
     let (toml, notes) = import(&conf)?;
     assert_valid(&toml, &tmp.0)?;
-    let upstream = |name: &str| {
-        let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
-        let rest = &toml[at..];
-        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
-    };
+    let upstream = |name: &str| upstream_table(&toml, name);
     // nginx's TLSv1 TLSv1.1 TLSv1.2 toward am is TLS 1.2 alone; gw's TLSv1.2
     // TLSv1.3 is portico's default, written as nothing; plain has no TLS.
     assert!(upstream("am").contains(r#"tls_protocols = ["TLSv1.2"]  # nginx: proxy_ssl_protocols"#), "{toml}");
@@ -430,7 +441,7 @@ server {
         "{}:2: note: proxy_ssl_protocols TLSv1 TLSv1.1: portico speaks only TLSv1.2 and TLSv1.3, and leaves these out\n",
         conf.display()
     );
-    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert_noted_once(&notes, &[note]);
     Ok(())
 }
 
@@ -549,24 +560,27 @@ server {
     assert!(!toml.contains("verify_client") && !toml.contains("client_ca"), "{toml}");
     let ca = tmp.0.join("ca/clients.pem");
     let conf = conf.display();
-    for note in [
-        format!(
-            "{conf}:6: note: ssl_client_certificate {} is left out for the server at {conf}:1: without ssl_verify_client it does nothing",
-            ca.display()
-        ),
-        format!(
-            "{conf}:7: directive \"ssl_verify_depth\" not translated: portico sets no depth for client certificate chains"
-        ),
-        format!("{conf}:8: directive \"ssl_trusted_certificate\" not translated: portico staples no OCSP responses"),
-        format!(
-            "{conf}:10: directive \"ssl_verify_client\" not translated: nginx takes it in http and server blocks only"
-        ),
-        format!(
-            "{conf}:19: note: ssl_verify_client optional is left out for the server at {conf}:14: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it"
-        ),
-    ] {
-        assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
-    }
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:6: note: ssl_client_certificate {} is left out for the server at {conf}:1: without ssl_verify_client it does nothing",
+                ca.display()
+            ),
+            format!(
+                "{conf}:7: directive \"ssl_verify_depth\" not translated: portico sets no depth for client certificate chains"
+            ),
+            format!(
+                "{conf}:8: directive \"ssl_trusted_certificate\" not translated: portico staples no OCSP responses"
+            ),
+            format!(
+                "{conf}:10: directive \"ssl_verify_client\" not translated: nginx takes it in http and server blocks only"
+            ),
+            format!(
+                "{conf}:19: note: ssl_verify_client optional is left out for the server at {conf}:14: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it"
+            ),
+        ],
+    );
     Ok(())
 }
 
@@ -604,7 +618,7 @@ server {{ listen 8080; server_name d.test; location / {{ proxy_pass http://127.0
         ca.display(),
         conf = conf.display()
     );
-    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert_noted_once(&notes, &[note]);
     assert_eq!(notes.matches("ssl_client_certificate").count(), 1, "{notes}");
     Ok(())
 }
@@ -636,7 +650,7 @@ fn import_ssl_client_cert_is_passed_on_url_encoded() -> Result<(), Box<dyn Error
         "{}:8: note: proxy_set_header X-Client-Cert: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded",
         conf.display()
     );
-    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert_noted_once(&notes, &[note]);
     assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }
@@ -672,11 +686,7 @@ server {
     )?;
     let (toml, notes) = import(&conf)?;
     assert_valid(&toml, &tmp.0)?;
-    let upstream = |name: &str| {
-        let at = toml.find(&format!("[upstream.{name}]")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
-        let rest = &toml[at..];
-        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_owned()
-    };
+    let upstream = |name: &str| upstream_table(&toml, name);
     // The paths resolve against the nginx file's directory, as nginx reads them.
     let dir = tmp.0.display();
     for name in ["am", "gw"] {
@@ -689,7 +699,7 @@ server {
     assert!(!upstream("plain").contains("tls"), "{toml}");
     let untranslated =
         format!("{}:15: directive \"proxy_ssl_certificate_key\" not translated: expected a file path", conf.display());
-    assert_eq!(notes.matches(&untranslated).count(), 1, "{untranslated}\nin:\n{notes}");
+    assert_noted_once(&notes, &[untranslated]);
 
     // A certificate without its key is left out, with a note.
     let conf = tmp.0.join("cert-alone.conf");
@@ -704,6 +714,6 @@ server {
         "{conf}:4: note: proxy_ssl_certificate {dir}/lb.crt is left out for proxy_pass https://127.0.0.1:9443 at {conf}:5: there is no proxy_ssl_certificate_key to go with it",
         conf = conf.display()
     );
-    assert_eq!(notes.matches(&note).count(), 1, "{note}\nin:\n{notes}");
+    assert_noted_once(&notes, &[note]);
     Ok(())
 }
