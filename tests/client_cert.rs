@@ -191,3 +191,32 @@ async fn h2_clients_present_their_certificate_too() {
     assert_eq!(client.get("gw.test", "/").await.unwrap().status, StatusCode::OK);
     assert_eq!(backend.last().header("ssl-client-verify"), Some("NONE"));
 }
+
+#[tokio::test]
+async fn client_crl_refuses_revoked_certificates_and_a_reload_applies_a_new_list_to_open_connections() {
+    let backend = TestBackend::spawn("gw").await;
+    let cert = TestCert::new(&["gw.test"]);
+    let member = TestCert::new(&["app-1"]);
+    let revoked = member.sibling(&["app-2"]);
+    let config = |crl: &std::path::Path| {
+        let verify = format!(
+            ", verify_client = \"on\", client_ca = {}, client_crl = {}",
+            toml_path(&member.ca_path()),
+            toml_path(crl)
+        );
+        format!("{}{}", upstream("gw", &backend), server("gw.test", &cert, &verify, "gw"))
+    };
+    let mut portico = start_portico(&config(&member.crl_path("first", &[&revoked]))).await;
+    let addr = portico.addr(0);
+
+    assert!(get(addr, "gw.test", &cert, Some(&revoked)).await.is_err(), "a revoked certificate was served");
+    let mut client = Connect::to(addr).tls("gw.test", cert.roots()).client_cert(&member).connect().await.unwrap();
+    assert_eq!(client.get("gw.test", "/").await.unwrap().status, StatusCode::OK);
+
+    // The member revoked too, by reload: its open connection is not served
+    // another request under the old list, and a new one is refused.
+    portico.reload(&config(&member.crl_path("second", &[&revoked, &member]))).unwrap();
+    assert_eq!(client.get("gw.test", "/").await.unwrap().status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(get(addr, "gw.test", &cert, Some(&member)).await.is_err(), "served after its revocation");
+    assert_eq!(backend.count(), 1);
+}

@@ -531,3 +531,33 @@ tls_client_key = "/nonexistent/lb.key"
         ]
     );
 }
+
+#[test]
+fn client_crl_needs_client_ca_and_verify_client() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example"]
+tls = {{ self_signed = true, client_crl = "/nonexistent/clients.crl" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["b.example"]
+tls = {{ self_signed = true, verify_client = "optional_no_ca", client_crl = "/nonexistent/clients.crl" }}
+proxy_pass = "am"
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["c.example"]
+tls = {{ self_signed = true, verify_client = "on", client_ca = "Cargo.toml", client_crl = "/nonexistent/clients.crl" }}
+proxy_pass = "am"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:8:42: client_crl is used only with verify_client = "on", "optional" or "optional_no_ca": add one, or remove client_crl"#,
+            "portico.toml:13:76: client_crl needs client_ca: revocation is checked along a client's chain to those CAs",
+            "portico.toml:18:90: client_crl file /nonexistent/clients.crl does not exist",
+        ]
+    );
+}

@@ -717,3 +717,41 @@ server {
     assert_noted_once(&notes, &[note]);
     Ok(())
 }
+
+#[test]
+fn import_ssl_crl_becomes_client_crl_where_a_client_ca_is_checked() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-crl");
+    write_mtls_files(&tmp.0, &["a.test", "b.test"])?;
+    // A CA and a CRL it signed, in place of write_mtls_files' CA.
+    let clients = TestCert::new(&["client.test"]);
+    std::fs::copy(clients.ca_path(), tmp.0.join("ca/clients.pem"))?;
+    std::fs::copy(clients.crl_path("clients", &[]), tmp.0.join("ca/clients.crl"))?;
+    let conf = tmp.0.join("mtls.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:9000; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{
+ssl_crl ca/clients.crl;
+server {{ listen 8443 ssl; server_name a.test; ssl_verify_client on; ssl_client_certificate ca/clients.pem; {tls} }}
+server {{ listen 8443 ssl; server_name b.test; ssl_verify_client optional_no_ca; {tls} }}
+}}
+"
+        ),
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    let (ca, crl) = (tmp.0.join("ca/clients.pem"), tmp.0.join("ca/clients.crl"));
+    let a = tls_line(&toml, "a.test");
+    let wanted =
+        format!(", verify_client = \"on\", client_ca = \"{}\", client_crl = \"{}\" }}", ca.display(), crl.display());
+    assert!(a.ends_with(&wanted), "{a}");
+    assert!(tls_line(&toml, "b.test").ends_with(".key\", verify_client = \"optional_no_ca\" }"), "{toml}");
+    let note = format!(
+        "{conf}:2: note: ssl_crl {crl} is left out for the server at {conf}:4: portico checks revocation along a client's chain to client_ca",
+        conf = conf.display(),
+        crl = crl.display()
+    );
+    assert_noted_once(&notes, &[note]);
+    Ok(())
+}

@@ -42,7 +42,7 @@ fuzz_target!(|input: Input<'_>| {
         headers.append(HeaderName::from_static("x-forwarded-for"), value);
     }
     let client_cert = input.client_cert.and_then(|der| {
-        let policy = std::sync::Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None).ok()?);
+        let policy = std::sync::Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None, None).ok()?);
         Some(policy.outcome(Some(&[CertificateDer::from(der.to_vec())])))
     });
     let ctx = RequestContext {

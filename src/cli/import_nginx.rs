@@ -111,6 +111,8 @@ struct Scope {
     ssl_verify_client: Option<(String, Place)>,
     /// `ssl_client_certificate`, resolved as nginx reads it, and where.
     ssl_client_certificate: Option<(String, Place)>,
+    /// `ssl_crl`, resolved, and where.
+    ssl_crl: Option<(String, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +145,15 @@ struct UpstreamTls {
     protocols: Option<Vec<String>>,
     /// `tls_client_cert` and `tls_client_key` (nginx: `proxy_ssl_certificate(_key)`).
     client_cert: Option<(String, String)>,
+}
+
+/// A TLS server's client-certificate keys (nginx: `ssl_verify_client`,
+/// `ssl_client_certificate`, `ssl_crl`).
+#[derive(Debug, Clone)]
+struct ClientAuthOut {
+    mode: String,
+    ca: Option<String>,
+    crl: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -182,8 +193,8 @@ struct ServerOut {
     tls_missing: bool,
     /// `tls.protocols` when `ssl_protocols` names one of the two portico speaks.
     protocols: Option<Vec<String>>,
-    /// `tls.verify_client` and `tls.client_ca` (nginx: `ssl_verify_client`, `ssl_client_certificate`).
-    client_auth: Option<(String, Option<String>)>,
+    /// `tls.verify_client`, `tls.client_ca` and `tls.client_crl`.
+    client_auth: Option<ClientAuthOut>,
     redirect: Option<(String, u16, String)>,
     locations: Vec<LocationOut>,
     headers: Option<Vec<Header>>,
@@ -217,7 +228,6 @@ fn why_untranslated(name: &str) -> &'static str {
         "ssl_trusted_certificate" => {
             "portico staples no OCSP responses, and checks client certificates against client_ca (nginx: ssl_client_certificate) alone"
         }
-        "ssl_crl" => "portico checks no certificate revocation lists",
         n if n.starts_with("ssl_") => "portico speaks TLS 1.2 and 1.3 with rustls's own ciphers and session handling",
         n if n.starts_with("proxy_next_upstream") => {
             "portico retries errors and timeouts on the next server for requests safe to repeat, as nginx's default"
@@ -495,9 +505,14 @@ impl Translator<'_> {
                 }
                 _ => self.untranslated(d, "expected on, optional, optional_no_ca or off"),
             },
-            "ssl_client_certificate" => match d.args.as_slice() {
+            "ssl_client_certificate" | "ssl_crl" => match d.args.as_slice() {
                 [path] if !path.contains('$') => {
-                    scope.ssl_client_certificate = Some((self.conf_path(path), d.place.clone()));
+                    let value = Some((self.conf_path(path), d.place.clone()));
+                    if d.name == "ssl_crl" {
+                        scope.ssl_crl = value;
+                    } else {
+                        scope.ssl_client_certificate = value;
+                    }
                 }
                 _ => self.untranslated(d, "expected a file path"),
             },
@@ -975,7 +990,7 @@ impl Translator<'_> {
                     }
                 }
                 "location" => self.untranslated(inner, "portico has no nested locations"),
-                "ssl_verify_client" | "ssl_client_certificate" => {
+                "ssl_verify_client" | "ssl_client_certificate" | "ssl_crl" => {
                     self.untranslated(inner, "nginx takes it in http and server blocks only")
                 }
                 "client_max_body_size" => self.client_max_body_size(inner),
@@ -1117,15 +1132,34 @@ impl Translator<'_> {
         Some(name)
     }
 
-    /// A TLS server's (at `server`) `ssl_verify_client` and `ssl_client_certificate`
-    /// as `tls.verify_client` and `tls.client_ca`, or nothing where nginx would
-    /// refuse the pair or ignore the certificate. The notes name the server, since
-    /// an http-level directive may be kept for one server and left out for another.
-    fn client_auth(&mut self, scope: &Scope, server: &Place) -> Option<(String, Option<String>)> {
+    /// A TLS server's (at `server`) `ssl_verify_client`, `ssl_client_certificate`
+    /// and `ssl_crl` as `tls.verify_client`, `tls.client_ca` and `tls.client_crl`,
+    /// or nothing where nginx would refuse the pair or ignore the certificate. The
+    /// notes name the server, since an http-level directive may be kept for one
+    /// server and left out for another.
+    fn client_auth(&mut self, scope: &Scope, server: &Place) -> Option<ClientAuthOut> {
+        let auth = self.client_verification(scope, server);
+        let Some((crl, place)) = &scope.ssl_crl else { return auth };
+        match auth {
+            Some(auth @ ClientAuthOut { ca: Some(_), .. }) => Some(ClientAuthOut { crl: Some(crl.clone()), ..auth }),
+            other => {
+                self.note(
+                    place,
+                    format!("ssl_crl {crl} is left out for the server at {server}: portico checks revocation along a client's chain to client_ca (nginx: ssl_client_certificate), and this server verifies against none"),
+                );
+                other
+            }
+        }
+    }
+
+    /// [`Self::client_auth`] without the CRL.
+    fn client_verification(&mut self, scope: &Scope, server: &Place) -> Option<ClientAuthOut> {
         let verify = scope.ssl_verify_client.as_ref().filter(|(mode, _)| mode != "off");
+        let auth =
+            |mode: &String, ca: Option<&String>| ClientAuthOut { mode: mode.clone(), ca: ca.cloned(), crl: None };
         match (verify, &scope.ssl_client_certificate) {
-            (Some((mode, _)), Some((ca, _))) => Some((mode.clone(), Some(ca.clone()))),
-            (Some((mode, _)), None) if mode == "optional_no_ca" => Some((mode.clone(), None)),
+            (Some((mode, _)), Some((ca, _))) => Some(auth(mode, Some(ca))),
+            (Some((mode, _)), None) if mode == "optional_no_ca" => Some(auth(mode, None)),
             (Some((mode, place)), None) => {
                 self.note(
                     place,
@@ -1348,10 +1382,12 @@ fn render_server(s: &mut String, server: &ServerOut) {
         let listed: Vec<String> = p.iter().map(|v| quote(v)).collect();
         format!(", protocols = [{}]", listed.join(", "))
     });
-    if let Some((mode, ca)) = &server.client_auth {
-        options.push_str(&format!(", verify_client = {}", quote(mode)));
-        if let Some(ca) = ca {
-            options.push_str(&format!(", client_ca = {}", quote(ca)));
+    if let Some(auth) = &server.client_auth {
+        options.push_str(&format!(", verify_client = {}", quote(&auth.mode)));
+        for (key, file) in [("client_ca", &auth.ca), ("client_crl", &auth.crl)] {
+            if let Some(file) = file {
+                options.push_str(&format!(", {key} = {}", quote(file)));
+            }
         }
     }
     if let Some((cert, key)) = &server.tls {

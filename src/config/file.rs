@@ -224,6 +224,8 @@ pub struct ServerTls {
     pub verify_client: Option<Spanned<String>>,
     /// PEM file of the CAs a client certificate must chain to.
     pub client_ca: Option<Spanned<String>>,
+    /// PEM file of revocation lists from those CAs.
+    pub client_crl: Option<Spanned<String>>,
 }
 
 /// `[[server.location]]`.

@@ -748,25 +748,28 @@ impl Checker<'_> {
         chosen
     }
 
-    /// A server's `tls.verify_client` and `tls.client_ca`.
+    /// A server's `tls.verify_client`, `tls.client_ca` and `tls.client_crl`.
     fn client_auth(&mut self, tls: &Spanned<file::ServerTls>) -> Option<Arc<tls::ClientAuth>> {
         let t = tls.get_ref();
-        let unused_ca = |this: &mut Self| {
-            if let Some(ca) = &t.client_ca {
-                this.error(
-                    ca.span(),
-                    "client_ca is used only with verify_client = \"on\", \"optional\" or \"optional_no_ca\": add one, or remove client_ca".into(),
-                );
+        let files = [("client_ca", &t.client_ca), ("client_crl", &t.client_crl)];
+        let unused = |this: &mut Self| {
+            for (key, value) in files {
+                if let Some(value) = value {
+                    this.error(
+                        value.span(),
+                        format!("{key} is used only with verify_client = \"on\", \"optional\" or \"optional_no_ca\": add one, or remove {key}"),
+                    );
+                }
             }
         };
         let Some(verify) = t.verify_client.as_ref() else {
-            unused_ca(self);
+            unused(self);
             return None;
         };
         let mode = match tls::VerifyClient::parse(verify.get_ref()) {
             Some(mode) => mode,
             None if verify.get_ref() == "off" => {
-                unused_ca(self);
+                unused(self);
                 return None;
             }
             None => {
@@ -781,14 +784,7 @@ impl Checker<'_> {
             }
         };
         let client_ca = match &t.client_ca {
-            Some(ca) => {
-                let path = self.path(ca.get_ref());
-                if !path.is_file() {
-                    self.error(ca.span(), format!("client_ca file {} does not exist", path.display()));
-                    return None;
-                }
-                Some((path, ca.span()))
-            }
+            Some(ca) => Some((self.existing_file("client_ca", ca)?, ca.span())),
             None if mode != tls::VerifyClient::OptionalNoCa => {
                 self.error(
                     verify.span(),
@@ -801,14 +797,44 @@ impl Checker<'_> {
             }
             None => None,
         };
-        match tls::ClientAuth::new(mode, client_ca.as_ref().map(|(path, _)| path.as_path())) {
+        let client_crl = match &t.client_crl {
+            Some(crl) if client_ca.is_none() => {
+                self.error(
+                    crl.span(),
+                    "client_crl needs client_ca: revocation is checked along a client's chain to those CAs".into(),
+                );
+                return None;
+            }
+            Some(crl) => Some((self.existing_file("client_crl", crl)?, crl.span())),
+            None => None,
+        };
+        let path = |file: &Option<(PathBuf, Range<usize>)>| file.as_ref().map(|(path, _)| path.clone());
+        match tls::ClientAuth::new(mode, path(&client_ca).as_deref(), path(&client_crl).as_deref()) {
             Ok(policy) => Some(Arc::new(policy)),
             Err(e) => {
-                let at = client_ca.map_or_else(|| verify.span(), |(_, span)| span);
-                self.error(at, format!("cannot load client_ca: {e}"));
+                // Reported at the file it names.
+                let failed = match &e {
+                    tls::TlsError::Read { path, .. } | tls::TlsError::Invalid { path, .. } => Some(path.clone()),
+                    tls::TlsError::Other(_) => None,
+                };
+                let (key, at) = match (&client_crl, failed) {
+                    (Some((crl, span)), Some(failed)) if *crl == failed => ("client_crl", span.clone()),
+                    _ => ("client_ca", client_ca.map_or_else(|| verify.span(), |(_, span)| span)),
+                };
+                self.error(at, format!("cannot load {key}: {e}"));
                 None
             }
         }
+    }
+
+    /// The path `value` names, if it is a file; else an error at it, naming `key`.
+    fn existing_file(&mut self, key: &str, value: &Spanned<String>) -> Option<PathBuf> {
+        let path = self.path(value.get_ref());
+        if path.is_file() {
+            return Some(path);
+        }
+        self.error(value.span(), format!("{key} file {} does not exist", path.display()));
+        None
     }
 
     fn certificate(

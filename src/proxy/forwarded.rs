@@ -548,7 +548,7 @@ mod tests {
         ];
         let plan = HeaderPlan::new(&rules);
         let shared = ConnValues::default();
-        let policy = Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None).unwrap());
+        let policy = Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None, None).unwrap());
         let presented = policy.outcome(Some(&[CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01])]));
         let absent = policy.outcome(None);
         for (host_header, host, xff, trusted) in [

@@ -13,7 +13,8 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 
 use super::{TlsError, provider, read_certificates, roots_from_file};
 
@@ -55,8 +56,10 @@ impl VerifyClient {
 #[derive(Debug)]
 pub struct ClientAuth {
     pub mode: VerifyClient,
-    /// The `client_ca` certificates, compared with another snapshot's after a reload.
+    /// The `client_ca` certificates and `client_crl` lists, compared with
+    /// another snapshot's after a reload.
     ca: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
     /// Checks a chain against `ca` (none for `optional_no_ca` without `client_ca`).
     ca_verifier: Option<Arc<dyn ClientCertVerifier>>,
     /// What the handshake runs.
@@ -64,19 +67,31 @@ pub struct ClientAuth {
 }
 
 impl ClientAuth {
-    /// `client_ca` is required for `on` and `optional`.
-    pub fn new(mode: VerifyClient, client_ca: Option<&Path>) -> Result<ClientAuth, TlsError> {
+    /// `client_ca` is required for `on` and `optional`, and for `client_crl`.
+    /// With CRLs, every certificate of a client's chain must be covered by one
+    /// (as nginx's `ssl_crl`: OpenSSL checks the whole chain).
+    pub fn new(
+        mode: VerifyClient,
+        client_ca: Option<&Path>,
+        client_crl: Option<&Path>,
+    ) -> Result<ClientAuth, TlsError> {
+        let crls = match client_crl {
+            Some(path) => read_crls(path)?,
+            None => Vec::new(),
+        };
         let (ca, ca_verifier) = match client_ca {
             Some(path) => {
                 let ca = read_certificates(path)?;
                 let roots = Arc::new(roots_from_file(path)?);
-                let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+                let mut builder =
+                    WebPkiClientVerifier::builder_with_provider(roots, provider()).with_crls(crls.iter().cloned());
                 if mode != VerifyClient::On {
                     builder = builder.allow_unauthenticated();
                 }
                 let verifier = builder.build().map_err(|e| super::invalid(path, format!("client_ca: {e}")))?;
                 (ca, Some(verifier))
             }
+            None if client_crl.is_some() => return Err(TlsError::Other("client_crl needs client_ca".into())),
             None if mode == VerifyClient::OptionalNoCa => (Vec::new(), None),
             None => return Err(TlsError::Other(format!("verify_client = \"{}\" needs client_ca", mode.as_str()))),
         };
@@ -87,7 +102,7 @@ impl ClientAuth {
                 algorithms: provider().signature_verification_algorithms,
             }) as Arc<dyn ClientCertVerifier>,
         };
-        Ok(ClientAuth { mode, ca, ca_verifier, handshake })
+        Ok(ClientAuth { mode, ca, crls, ca_verifier, handshake })
     }
 
     /// The verifier for the handshakes of servers with this policy.
@@ -98,7 +113,7 @@ impl ClientAuth {
     /// Whether a handshake made under `other` (perhaps another snapshot's)
     /// asked what this policy asks.
     pub fn same_as(&self, other: &ClientAuth) -> bool {
-        std::ptr::eq(self, other) || (self.mode == other.mode && self.ca == other.ca)
+        std::ptr::eq(self, other) || (self.mode == other.mode && self.ca == other.ca && self.crls == other.crls)
     }
 
     /// What a finished handshake under this policy established, from the
@@ -127,6 +142,18 @@ impl ClientAuth {
         };
         ClientCertificate { policy: Arc::clone(self), escaped_pem, verify }
     }
+}
+
+/// Every CRL in the PEM file `path`.
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let text = super::read(path)?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| super::invalid(path, format!("bad PEM: {e}")))?;
+    if crls.is_empty() {
+        return Err(super::invalid(path, "no CRL found in PEM (expected a BEGIN X509 CRL block)"));
+    }
+    Ok(crls)
 }
 
 /// What a TLS connection's handshake established about the client's certificate.
@@ -282,9 +309,9 @@ mod tests {
     #[test]
     fn verify_client_needs_client_ca_except_optional_no_ca() {
         for mode in [VerifyClient::On, VerifyClient::Optional] {
-            let err = ClientAuth::new(mode, None).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = ClientAuth::new(mode, None, None).err().map(|e| e.to_string()).unwrap_or_default();
             assert_eq!(err, format!("verify_client = \"{}\" needs client_ca", mode.as_str()));
         }
-        assert!(ClientAuth::new(VerifyClient::OptionalNoCa, None).is_ok());
+        assert!(ClientAuth::new(VerifyClient::OptionalNoCa, None, None).is_ok());
     }
 }

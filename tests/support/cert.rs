@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber};
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -21,6 +21,10 @@ pub struct TestCert {
     leaf: CertificateDer<'static>,
     ca: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
+    /// The CA's parameters and key, to issue siblings and sign CRLs.
+    issuer: Arc<Issuer<'static, KeyPair>>,
+    ca_pem: String,
+    serial: SerialNumber,
 }
 
 impl TestCert {
@@ -37,28 +41,73 @@ impl TestCert {
         ca_params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
-        let issuer = Issuer::new(ca_params, ca_key);
+        let issuer = Arc::new(Issuer::new(ca_params, ca_key));
+        TestCert::issued(&names, issuer, ca_cert.der().clone(), ca_cert.pem())
+    }
 
+    /// Another leaf for `names` from this one's CA (a second client of the
+    /// same organisation, say).
+    pub fn sibling(&self, names: &[&str]) -> TestCert {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        TestCert::issued(&names, Arc::clone(&self.issuer), self.ca.clone(), self.ca_pem.clone())
+    }
+
+    fn issued(
+        names: &[String],
+        issuer: Arc<Issuer<'static, KeyPair>>,
+        ca: CertificateDer<'static>,
+        ca_pem: String,
+    ) -> TestCert {
         let leaf_key = KeyPair::generate().expect("generate leaf key");
-        let mut leaf_params = CertificateParams::new(names.clone()).expect("leaf names");
+        let mut leaf_params = CertificateParams::new(names.to_vec()).expect("leaf names");
         leaf_params.distinguished_name.push(DnType::CommonName, names[0].clone());
+        let serial = SerialNumber::from(super::random_u64() >> 1);
+        leaf_params.serial_number = Some(serial.clone());
         let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("sign leaf");
 
         let dir = TempDir::new("cert");
         let leaf_pem = leaf_cert.pem();
-        let ca_pem = ca_cert.pem();
         write(&dir.join("cert.pem"), &leaf_pem);
         write(&dir.join("key.pem"), &leaf_key.serialize_pem());
         write(&dir.join("ca.pem"), &ca_pem);
         write(&dir.join("chain.pem"), &format!("{leaf_pem}{ca_pem}"));
 
         TestCert {
-            names,
+            names: names.to_vec(),
             dir,
             leaf: leaf_cert.der().clone(),
-            ca: ca_cert.der().clone(),
+            ca,
             key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+            issuer,
+            ca_pem,
+            serial,
         }
+    }
+
+    /// Writes a CRL from this certificate's CA that revokes `revoked` (leaves
+    /// of the same CA), and returns its path; `name` tells CRLs apart.
+    pub fn crl_path(&self, name: &str, revoked: &[&TestCert]) -> PathBuf {
+        let now = rcgen::date_time_ymd(2026, 1, 1);
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(super::random_u64() >> 1),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|cert| rcgen::RevokedCertParams {
+                    serial_number: cert.serial.clone(),
+                    revocation_time: now,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("sign CRL");
+        let path = self.dir.join(format!("{name}.crl.pem"));
+        write(&path, &crl.pem().expect("CRL as PEM"));
+        path
     }
 
     /// The names the leaf is valid for.
