@@ -214,22 +214,12 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
         let sent = metrics.sent_bytes.load(Ordering::Relaxed);
         text.sample("portico_server_sent_bytes_total", &[("server", name), ("listen", listen)], sent);
     }
-    // Read from the certificates at each scrape: a walk over a few DER headers each.
-    let mut expiries = BTreeMap::new();
-    for (listener, state) in site.snapshot.listeners.iter().zip(&site.listeners) {
-        for server in &state.servers {
-            let leaf = server.config.certificate.as_ref().and_then(|certified| certified.cert.first());
-            if let Some(validity) = leaf.and_then(|leaf| crate::tls::validity(leaf)) {
-                expiries.entry((server.config.name.clone(), listener.addr.to_string())).or_insert(validity.not_after);
-            }
-        }
-    }
     text.family(
         "portico_server_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
         "When the server's TLS certificate stops being valid (its notAfter), in Unix seconds.",
     );
-    for ((name, listen), not_after) in &expiries {
+    for ((name, listen), not_after) in &certificate_expiries(site) {
         text.sample(
             "portico_server_certificate_expiry_timestamp_seconds",
             &[("server", name), ("listen", listen)],
@@ -385,6 +375,22 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
 
 /// The `/status` page: each upstream's servers as NGINX Plus's dashboard
 /// shows them, plain HTML without scripts.
+/// Each TLS server's certificate end (notAfter, Unix seconds) by server name
+/// and listen address, read from the certificates at each call: a walk over a
+/// few DER headers each.
+fn certificate_expiries(site: &Site) -> BTreeMap<(String, String), i64> {
+    let mut expiries = BTreeMap::new();
+    for (listener, state) in site.snapshot.listeners.iter().zip(&site.listeners) {
+        for server in &state.servers {
+            let leaf = server.config.certificate.as_ref().and_then(|certified| certified.cert.first());
+            if let Some(validity) = leaf.and_then(|leaf| crate::tls::validity(leaf)) {
+                expiries.entry((server.config.name.clone(), listener.addr.to_string())).or_insert(validity.not_after);
+            }
+        }
+    }
+    expiries
+}
+
 pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>portico status</title>\n\
@@ -460,6 +466,24 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
                 stats.lookups_skipped,
             );
         }
+    }
+    let expiries = certificate_expiries(site);
+    if !expiries.is_empty() {
+        html.push_str("<h2>certificates</h2>\n<table><tr><th>server</th><th>listen</th><th>valid until</th><th>days left</th></tr>\n");
+        let now = crate::log::unix_now();
+        for ((name, listen), not_after) in &expiries {
+            let days_left = (not_after - now).div_euclid(86_400);
+            // Marked as a failed server is: within the warning's reach, or past it.
+            let class = if days_left < crate::tls::EXPIRY_WARNING_DAYS { " class=\"failed\"" } else { "" };
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td{class}>{}</td><td{class}>{days_left}</td></tr>",
+                escape_html(name),
+                escape_html(listen),
+                crate::log::utc_date(*not_after),
+            );
+        }
+        html.push_str("</table>\n");
     }
     html.push_str("</body></html>\n");
     html

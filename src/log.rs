@@ -720,9 +720,24 @@ impl From<SystemTime> for Utc {
     }
 }
 
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `2026-11-28 13:05 UTC` for Unix seconds (dates before 1970 as 1970-01-01):
+/// certificate dates in warnings and on `/status`.
+pub(crate) fn utc_date(unix: i64) -> String {
+    let unix = u64::try_from(unix).unwrap_or(0);
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", unix % 86_400 / 3_600, unix % 3_600 / 60)
+}
+
 /// Year, month, day of the `days`th day after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, restricted to dates after the epoch).
-pub(crate) fn civil_from_days(days: u64) -> (u32, u8, u32) {
+fn civil_from_days(days: u64) -> (u32, u8, u32) {
     // Shift to 0000-03-01 so the leap day ends each 400-year era's years.
     let z = days + 719_468;
     let era = z / 146_097;

@@ -357,11 +357,11 @@ fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
     (socket, addr)
 }
 
-/// A self-signed certificate for `name` valid until `not_after` (y, m, d),
-/// written into `dir` as `NAME.crt` and `NAME.key`; its `tls = { ... }`.
-fn certificate_until(dir: &TempDir, name: &str, not_after: (i32, u8, u8)) -> String {
+/// A self-signed certificate for `name` valid until `not_after` (Unix
+/// seconds), written into `dir` as `NAME.crt` and `NAME.key`; its `tls = { ... }`.
+fn certificate_until(dir: &TempDir, name: &str, not_after: u64) -> String {
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(not_after);
     let key = rcgen::KeyPair::generate().unwrap();
     let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     std::fs::write(&cert_path, params.self_signed(&key).unwrap().pem()).unwrap();
@@ -381,7 +381,7 @@ async fn certificate_expiry_is_a_gauge_that_follows_a_renewal() {
             server("plain.expiry.test", "expiry_up").replace("127.0.0.1:0", "127.0.0.2:0"),
         )
     };
-    let mut portico = start_portico(&config(&certificate_until(&dir, "tls.expiry.test", (2031, 5, 1)))).await;
+    let mut portico = start_portico(&config(&certificate_until(&dir, "tls.expiry.test", 1_935_360_000))).await;
     let admin = portico.admin_addr();
     const EXPIRY: &str = "portico_server_certificate_expiry_timestamp_seconds";
 
@@ -389,10 +389,42 @@ async fn certificate_expiry_is_a_gauge_that_follows_a_renewal() {
     assert_eq!(m.value(EXPIRY, &[("server", "tls.expiry.test")]), 1_935_360_000.0, "2031-05-01 00:00 UTC");
     assert_eq!(m.get(EXPIRY, &[("server", "plain.expiry.test")]), None, "a plain server has no certificate");
     assert!(m.text.contains(&format!("# TYPE {EXPIRY} gauge\n")), "{}", m.text);
+    let page = admin_get(admin, "/status").await.text();
+    assert!(page.contains("<tr><td>tls.expiry.test</td><td>127.0.0.1:"), "{page}");
+    assert!(page.contains("<td>2031-05-01 00:00 UTC</td>"), "{page}");
+    assert!(!page.contains("plain.expiry.test</td><td>127.0.0.2"), "a plain server has no certificate: {page}");
 
     // The renewed certificate, written over the old one, counts from the reload.
-    portico.reload(&config(&certificate_until(&dir, "tls.expiry.test", (2032, 5, 1)))).unwrap();
+    portico.reload(&config(&certificate_until(&dir, "tls.expiry.test", 1_966_982_400))).unwrap();
     let m = scrape(admin).await;
     assert_eq!(m.value(EXPIRY, &[("server", "tls.expiry.test")]), 1_966_982_400.0, "2032-05-01 00:00 UTC");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_marks_a_certificate_that_ends_within_the_warning_days() {
+    let app = TestBackend::spawn("app").await;
+    let dir = TempDir::new("expiring");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let server = |name: &str, days: u64| {
+        let tls = certificate_until(&dir, name, now + days * 86_400 + 3_600);
+        format!(
+            "[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"{name}\"]\ntls = {tls}\nproxy_pass = \"soon_up\"\n\n"
+        )
+    };
+    let toml = format!(
+        "{ADMIN}{}{}{}",
+        upstream("soon_up", &[app.addr()], ""),
+        server("soon.expiry.test", 5),
+        server("later.expiry.test", 60)
+    );
+    let portico = start_portico(&toml).await;
+    let page = admin_get(portico.admin_addr(), "/status").await.text();
+    let row = |name: &str| {
+        let at = page.find(&format!("<tr><td>{name}</td>")).unwrap_or_else(|| panic!("{name}: {page}"));
+        page[at..].lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(row("soon.expiry.test").ends_with("<td class=\"failed\">5</td></tr>"), "{page}");
+    assert!(row("later.expiry.test").ends_with("<td>60</td></tr>"), "{page}");
     portico.shutdown().await;
 }

@@ -25,24 +25,6 @@ use super::runtime::{
 use crate::template::Template;
 use crate::tls;
 
-/// A server certificate closer than this to its end is a warning at start,
-/// reload and `portico check` (certbot renews at 30 days left).
-const EXPIRY_WARNING_DAYS: i64 = 14;
-
-/// Seconds since the Unix epoch, now.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `2026-11-28 13:05 UTC` for Unix seconds (dates before 1970 as 1970-01-01).
-fn utc_date(unix: i64) -> String {
-    let unix = u64::try_from(unix).unwrap_or(0);
-    let (year, month, day) = crate::log::civil_from_days(unix / 86_400);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", unix % 86_400 / 3_600, unix % 3_600 / 60)
-}
-
 const DURATION_HINT: &str = r#"expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#;
 const SIZE_HINT: &str = r#"expected a size such as "16k", "1m", "1g" or a number of bytes"#;
 const LISTEN_HINT: &str = r#"expected a port ("80"), "IPv4:PORT" ("127.0.0.1:8080") or "[IPv6]:PORT" ("[::]:443")"#;
@@ -901,26 +883,26 @@ impl Checker<'_> {
         let certified = tls::load_certified_key(&cert_path, &key_path)
             .map_err(|e| self.error(span, format!("cannot load the certificate and key: {e}")))
             .ok()?;
-        self.certificate_dates(owner, &cert_path, &certified, unix_now());
+        self.certificate_dates(owner, &cert_path, &certified, crate::log::unix_now());
         Some(certified)
     }
 
     /// Warns of a certificate that has expired, expires within
-    /// [`EXPIRY_WARNING_DAYS`], or is not valid yet (`now` in Unix seconds):
+    /// [`tls::EXPIRY_WARNING_DAYS`], or is not valid yet (`now` in Unix seconds):
     /// nginx uses such a certificate without a word, and the other end refuses it.
     fn certificate_dates(&mut self, owner: &str, path: &Path, certified: &CertifiedKey, now: i64) {
         let Some(validity) = certified.cert.first().and_then(|leaf| tls::validity(leaf)) else { return };
         let file = path.display();
-        let after = utc_date(validity.not_after);
+        let after = crate::log::utc_date(validity.not_after);
         let days_left = (validity.not_after - now) / 86_400;
         if validity.not_after <= now {
             self.warnings.push(format!("{owner}: certificate {file} expired on {after}: it is refused; renew it"));
-        } else if days_left < EXPIRY_WARNING_DAYS {
+        } else if days_left < tls::EXPIRY_WARNING_DAYS {
             self.warnings
                 .push(format!("{owner}: certificate {file} expires on {after}, in {days_left} days: renew it"));
         }
         if validity.not_before > now {
-            let before = utc_date(validity.not_before);
+            let before = crate::log::utc_date(validity.not_before);
             self.warnings
                 .push(format!("{owner}: certificate {file} is not valid before {before}: it is refused until then"));
         }

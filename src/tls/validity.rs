@@ -7,6 +7,10 @@
 //! would be a dependency tree for two timestamps. Every read is bounds-checked:
 //! any input gives `None` or a period, never a panic.
 
+/// A certificate closer than this to its end is a warning at start, reload
+/// and `portico check`, and marked on `/status` (certbot renews at 30 days left).
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
 /// When a certificate is valid, in seconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
