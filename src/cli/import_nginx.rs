@@ -542,7 +542,7 @@ impl Translator<'_> {
         if escaped != value {
             self.note(
                 &d.place,
-                format!("proxy_set_header {name}: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded: WSO2's gateway URL-decodes the header; check that other upstreams do"),
+                format!("proxy_set_header {name}: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded, as nginx recommends: check that the upstream URL-decodes the header"),
             );
         }
         let value = escaped.as_str();
