@@ -145,6 +145,7 @@ mod tests {
             client_auth: None,
             locations: Vec::new(),
             headers: Vec::new(),
+            response_headers: Vec::new(),
             access_log: None,
             access_log_format: crate::config::runtime::AccessLogFormat::Combined,
             error_log: None,

@@ -561,3 +561,28 @@ proxy_pass = "am"
         ]
     );
 }
+
+#[test]
+fn response_headers_are_literal_and_leave_framing_to_portico() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["127.0.0.1:8080"]
+proxy_pass = "am"
+[server.response_headers]
+Content-Length = "0"
+Connection = "close"
+X-Host = "$host"
+"X Bad" = "1"
+X-Ok = "yes"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:9:1: response header "Content-Length": portico sets it as the connection and body need it; remove this line"#,
+            r#"portico.toml:10:1: response header "Connection": portico sets it as the connection and body need it; remove this line"#,
+            r#"portico.toml:11:10: X-Host = "$host": response headers take literal text, not variables"#,
+            r#"portico.toml:12:1: header "X Bad": not a valid header name"#,
+        ]
+    );
+}

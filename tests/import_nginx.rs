@@ -755,3 +755,61 @@ server {{ listen 8443 ssl; server_name b.test; ssl_verify_client optional_no_ca;
     assert_noted_once(&notes, &[note]);
     Ok(())
 }
+
+#[test]
+fn import_add_header_and_proxy_hide_header_become_response_headers() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("add-header");
+    let conf = tmp.0.join("add-header.conf");
+    std::fs::write(
+        &conf,
+        "http {
+add_header Strict-Transport-Security \"max-age=63072000\" always;
+server {
+    listen 8080;
+    server_name a.test;
+    proxy_hide_header X-Powered-By;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+server {
+    listen 8080;
+    server_name b.test;
+    add_header X-Frame-Options DENY;
+    add_header X-Request $request_id always;
+    location / { add_header X-Inner 1 always; proxy_pass http://127.0.0.1:9000; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import(&conf)?;
+    assert_valid(&toml, &tmp.0)?;
+    // a.test inherits the http level's add_header and hides the upstream's header.
+    let a = &toml[toml.find("server_name = [\"a.test\"]").unwrap_or_else(|| panic!("{toml}"))..];
+    let a = &a[..a.find("\n[[server]]").unwrap_or(a.len())];
+    assert!(
+        a.contains(
+            "[server.response_headers]\nX-Powered-By = \"\"  # nginx: proxy_hide_header\n\
+             Strict-Transport-Security = \"max-age=63072000\"  # nginx: add_header\n"
+        ),
+        "{a}"
+    );
+    // b.test has add_header lines of its own, so, as in nginx, none of the http level's.
+    let b = &toml[toml.find("server_name = [\"b.test\"]").unwrap_or_else(|| panic!("{toml}"))..];
+    assert!(b.contains("[server.response_headers]\nX-Frame-Options = \"DENY\"  # nginx: add_header\n"), "{b}");
+    assert!(!b.contains("Strict-Transport-Security"), "{b}");
+    let conf = conf.display();
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:12: note: add_header X-Frame-Options: portico sets it on every response the server sends, as nginx's add_header ... always"
+            ),
+            format!(
+                "{conf}:13: directive \"add_header\" not translated: portico's response headers are literal text, without variables"
+            ),
+            format!(
+                "{conf}:14: directive \"add_header\" not translated: portico sets response headers per server ([server.response_headers])"
+            ),
+        ],
+    );
+    Ok(())
+}

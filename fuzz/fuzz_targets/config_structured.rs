@@ -32,11 +32,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s27}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
+/// Fills `{s0}`..`{s29}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..28).rev() {
+    for i in (0..30).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
@@ -95,6 +95,9 @@ send_timeout = {s19}
 [server.headers]
 {s20} = {s21}
 X-Forwarded-For = "$proxy_add_x_forwarded_for"
+
+[server.response_headers]
+{s28} = {s29}
 
 [[server.location]]
 prefix = {s22}

@@ -90,6 +90,10 @@ enum Log {
 #[derive(Debug, Clone, Default)]
 struct Scope {
     headers: Vec<Header>,
+    /// `add_header` and `proxy_hide_header` (value `""`) lines in effect: a
+    /// level with lines of its own of either inherits none of that kind.
+    add_headers: Vec<Header>,
+    hide_headers: Vec<Header>,
     read_timeout: Option<String>,
     send_timeout: Option<String>,
     connect_timeout: Option<String>,
@@ -198,6 +202,8 @@ struct ServerOut {
     redirect: Option<(String, u16, String)>,
     locations: Vec<LocationOut>,
     headers: Option<Vec<Header>>,
+    /// `[server.response_headers]`, with the directive each came from.
+    response_headers: Vec<(Header, &'static str)>,
     access_log: Option<String>,
     error_log: Option<String>,
     read_timeout: Option<String>,
@@ -240,7 +246,8 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico cancels the upstream request when the client goes and logs it as 499, as nginx does by default (off)"
         }
         "proxy_redirect" => "portico does not rewrite the upstream's Location headers",
-        "add_header" | "more_set_headers" => "portico does not add response headers",
+        "add_header" | "proxy_hide_header" => "portico sets response headers per server ([server.response_headers])",
+        "more_set_headers" => "portico does not add response headers",
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
         | "default_type" | "etag" => "portico serves no files",
         "log_format" => "portico writes access logs in nginx's combined format, or json (access_log_format)",
@@ -365,6 +372,12 @@ impl Translator<'_> {
     fn http_directive(&mut self, d: &Directive, scope: &mut Scope, own_headers: &mut Vec<Header>) {
         match d.name.as_str() {
             "client_max_body_size" => self.client_max_body_size(d),
+            "add_header" | "proxy_hide_header" => {
+                if let Some(header) = self.response_header(d) {
+                    let list = if d.name == "add_header" { &mut scope.add_headers } else { &mut scope.hide_headers };
+                    list.push(header);
+                }
+            }
             "keepalive_timeout" => match d.args.first().and_then(|a| duration(a)) {
                 Some(t) => {
                     if d.args.len() > 1 {
@@ -553,6 +566,39 @@ impl Translator<'_> {
         own.push(Header { name: name.to_owned(), value: value.to_owned(), place: d.place.clone() });
     }
 
+    /// An `add_header NAME VALUE [always]` or `proxy_hide_header NAME` line as
+    /// a response header (`""` for the second), or `None` with a note.
+    fn response_header(&mut self, d: &Directive) -> Option<Header> {
+        let (name, value) = match (d.name.as_str(), d.args.as_slice()) {
+            ("proxy_hide_header", [name]) => (name, ""),
+            ("add_header", [name, value]) => {
+                self.note(
+                    &d.place,
+                    format!("add_header {name}: portico sets it on every response the server sends, as nginx's add_header ... always (without always, nginx adds it to 2xx and 3xx answers only)"),
+                );
+                (name, value.as_str())
+            }
+            ("add_header", [name, value, always]) if always == "always" => (name, value.as_str()),
+            _ => {
+                let expected =
+                    if d.name == "add_header" { "a name, a value and perhaps always" } else { "a header name" };
+                self.untranslated(d, &format!("expected {expected}"));
+                return None;
+            }
+        };
+        let lower = name.to_ascii_lowercase();
+        let framing = ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"];
+        if framing.contains(&lower.as_str()) || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            self.untranslated(d, "portico sets the framing and connection headers itself");
+            return None;
+        }
+        if value.contains('$') || http::HeaderValue::from_str(value).is_err() {
+            self.untranslated(d, "portico's response headers are literal text, without variables");
+            return None;
+        }
+        Some(Header { name: name.clone(), value: value.to_owned(), place: d.place.clone() })
+    }
+
     /// A path as nginx reads it: relative ones from its configuration directory.
     fn conf_path(&self, path: &str) -> String {
         if Path::new(path).is_absolute() || self.conf_dir.as_os_str().is_empty() {
@@ -711,6 +757,7 @@ impl Translator<'_> {
     fn server(&mut self, d: &Directive, http: &Scope) {
         let mut scope = http.clone();
         let mut own_headers = Vec::new();
+        let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut out = ServerOut { place: Some(d.place.clone()), ..ServerOut::default() };
         let mut listens: Vec<(String, bool)> = Vec::new();
         let mut ssl_on = false;
@@ -739,6 +786,12 @@ impl Translator<'_> {
                     }
                 }
                 "client_max_body_size" => self.client_max_body_size(inner),
+                "add_header" | "proxy_hide_header" => {
+                    if let Some(header) = self.response_header(inner) {
+                        let own = if inner.name == "add_header" { &mut own_add } else { &mut own_hide };
+                        own.push(header);
+                    }
+                }
                 _ => {
                     if !self.common(inner, &mut scope, &mut own_headers) {
                         self.untranslated(inner, why_untranslated(&inner.name));
@@ -747,6 +800,14 @@ impl Translator<'_> {
             }
         }
         scope.headers = self.merge_headers(&http.headers, own_headers, &d.place, "this server");
+        // As nginx: a server with lines of its own inherits none of that kind.
+        if !own_add.is_empty() {
+            scope.add_headers = own_add;
+        }
+        if !own_hide.is_empty() {
+            scope.hide_headers = own_hide;
+        }
+        out.response_headers = response_headers(&scope);
 
         if listens.is_empty() {
             self.note(&d.place, "a server without listen: nginx listens on *:80, so does the translation".into());
@@ -1430,6 +1491,12 @@ fn render_server(s: &mut String, server: &ServerOut) {
             s.push_str(&format!("{} = {}\n", key(&h.name), quote(&h.value)));
         }
     }
+    if !server.response_headers.is_empty() {
+        s.push_str("\n[server.response_headers]\n");
+        for (h, directive) in &server.response_headers {
+            line(s, &format!("{} = {}", key(&h.name), quote(&h.value)), Some(&format!("nginx: {directive}")));
+        }
+    }
     if shorthand.is_none() {
         for loc in &server.locations {
             s.push_str("\n[[server.location]]\n");
@@ -1461,6 +1528,19 @@ fn line(s: &mut String, text: &str, note: Option<&str>) {
 /// Text safe inside a TOML comment: one line, no control characters.
 fn comment(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// A server's `add_header` and `proxy_hide_header` lines as its
+/// `[server.response_headers]`: the later of two for one name wins, and an
+/// added header needs no hiding (portico's replaces the upstream's).
+fn response_headers(scope: &Scope) -> Vec<(Header, &'static str)> {
+    let mut out: Vec<(Header, &'static str)> = Vec::new();
+    let hidden = scope.hide_headers.iter().map(|h| (h, "proxy_hide_header"));
+    for (h, directive) in hidden.chain(scope.add_headers.iter().map(|h| (h, "add_header"))) {
+        out.retain(|(o, _)| !o.name.eq_ignore_ascii_case(&h.name));
+        out.push((h.clone(), directive));
+    }
+    out
 }
 
 /// A TOML basic string.

@@ -196,6 +196,8 @@ pub struct Server {
     pub location: Vec<Spanned<Location>>,
     /// `[server.headers]`, in file order.
     pub headers: Option<Entries<Spanned<String>>>,
+    /// `[server.response_headers]`, in file order.
+    pub response_headers: Option<Entries<Spanned<String>>>,
     /// Path.
     pub access_log: Option<Spanned<String>>,
     /// `combined | json`.

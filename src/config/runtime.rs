@@ -283,6 +283,9 @@ pub struct VirtualServer {
     pub locations: Vec<Location>,
     /// Headers set toward the upstream, in order; `None` removes the header.
     pub headers: Vec<HeaderRule>,
+    /// Headers set on every response to the client, in order; `None` removes
+    /// the upstream's.
+    pub response_headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
     pub access_log: Option<PathBuf>,
     pub access_log_format: AccessLogFormat,
     pub error_log: Option<PathBuf>,

@@ -665,6 +665,7 @@ impl Checker<'_> {
             Some(h) => self.headers(h),
             None => default_headers(),
         };
+        let response_headers = s.response_headers.map(|h| self.response_headers(h)).unwrap_or_default();
         let access_log_format = match s.access_log_format {
             None => AccessLogFormat::Combined,
             Some(f) => match f.get_ref().as_str() {
@@ -692,6 +693,7 @@ impl Checker<'_> {
                 client_auth,
                 locations,
                 headers,
+                response_headers,
                 access_log,
                 access_log_format,
                 error_log,
@@ -1095,6 +1097,62 @@ impl Checker<'_> {
             match Template::parse(value.get_ref()) {
                 Ok(t) => rules.push(HeaderRule { name, value: Some(t) }),
                 Err(e) => self.error(value.span(), format!("{} = {:?}: {e}", key.get_ref(), value.get_ref())),
+            }
+        }
+        rules
+    }
+
+    /// `[server.response_headers]`: literal values (a header the same for every
+    /// response: HSTS, X-Frame-Options...), `""` to remove the upstream's.
+    fn response_headers(
+        &mut self,
+        headers: file::Entries<Spanned<String>>,
+    ) -> Vec<(HeaderName, Option<http::HeaderValue>)> {
+        let mut rules = Vec::new();
+        for (key, value) in headers.0 {
+            let Ok(name) = HeaderName::from_bytes(key.get_ref().as_bytes()) else {
+                self.error(key.span(), format!("header {:?}: not a valid header name", key.get_ref()));
+                continue;
+            };
+            // Framing and connection management are portico's to set on each side.
+            let framing = [
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+                http::header::CONNECTION,
+                http::header::UPGRADE,
+                http::header::TRAILER,
+                http::header::TE,
+                HeaderName::from_static("keep-alive"),
+                HeaderName::from_static("proxy-connection"),
+            ];
+            if framing.contains(&name) {
+                self.error(
+                    key.span(),
+                    format!(
+                        "response header {:?}: portico sets it as the connection and body need it; remove this line",
+                        key.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let text = value.get_ref();
+            if text.contains('$') {
+                self.error(
+                    value.span(),
+                    format!("{} = {text:?}: response headers take literal text, not variables", key.get_ref()),
+                );
+                continue;
+            }
+            if text.is_empty() {
+                rules.push((name, None));
+                continue;
+            }
+            match http::HeaderValue::from_str(text) {
+                Ok(v) => rules.push((name, Some(v))),
+                Err(_) => self.error(
+                    value.span(),
+                    format!("{} = {text:?}: not a valid header value (control characters?)", key.get_ref()),
+                ),
             }
         }
         rules

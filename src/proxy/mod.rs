@@ -237,6 +237,7 @@ pub fn handle(
             exchange.error(LogLevel::Info, format_args!("rejected: {status}"));
             let mut response = answer(exchange, status);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            set_response_headers(&server.config, response.headers_mut());
             return Ok(response);
         }
 
@@ -249,6 +250,7 @@ pub fn handle(
             if close_after_answer {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            set_response_headers(&server.config, response.headers_mut());
             response
         };
         if !conn.meets_client_auth(&server.config) {
@@ -299,7 +301,7 @@ pub fn handle(
                     HeaderValue::from_str(if http_host.is_empty() { host } else { http_host }).ok()
                 });
                 let Some(pool) = conn.site.pools.get(*upstream).cloned() else {
-                    return Ok(answer(exchange, StatusCode::BAD_GATEWAY));
+                    return Ok(direct(exchange, StatusCode::BAD_GATEWAY));
                 };
                 let head = UpstreamHead {
                     method: parts.method,
@@ -310,7 +312,26 @@ pub fn handle(
                 };
                 // Awaited through a pin: `.await` on the future itself would
                 // keep room for it twice in this future (rust-lang/rust#62958).
-                Ok(std::pin::pin!(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange)).await)
+                let mut response =
+                    std::pin::pin!(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange))
+                        .await;
+                set_response_headers(&server.config, response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+/// A server's `[server.response_headers]`, on a response about to be sent:
+/// each replaces the header of its name, or removes it.
+fn set_response_headers(server: &VirtualServer, headers: &mut http::HeaderMap) {
+    for (name, value) in &server.response_headers {
+        match value {
+            Some(value) => {
+                headers.insert(name.clone(), value.clone());
+            }
+            None => {
+                headers.remove(name);
             }
         }
     }
