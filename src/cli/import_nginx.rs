@@ -448,17 +448,6 @@ impl Translator<'_> {
                 Some(path) if !path.contains('$') => scope.ssl_trusted = Some(self.conf_path(path)),
                 _ => self.untranslated(d, "expected a file path"),
             },
-            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" => match d.args.as_slice() {
-                [path] if !path.contains('$') => {
-                    let value = Some((self.conf_path(path), d.place.clone()));
-                    if d.name == "proxy_ssl_certificate" {
-                        scope.ssl_client_cert = value;
-                    } else {
-                        scope.ssl_client_key = value;
-                    }
-                }
-                _ => self.untranslated(d, "expected a file path"),
-            },
             "proxy_ssl_name" => match one {
                 Some(name) if !name.contains('$') => scope.ssl_name = Some(name.to_owned()),
                 // `$proxy_host` is nginx's default: the server's host, as portico's.
@@ -518,17 +507,21 @@ impl Translator<'_> {
                 }
                 _ => self.untranslated(d, "expected on, optional, optional_no_ca or off"),
             },
-            "ssl_client_certificate" | "ssl_crl" => match d.args.as_slice() {
-                [path] if !path.contains('$') => {
-                    let value = Some((self.conf_path(path), d.place.clone()));
-                    if d.name == "ssl_crl" {
-                        scope.ssl_crl = value;
-                    } else {
-                        scope.ssl_client_certificate = value;
+            // Files kept with where they were named, for the notes.
+            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" | "ssl_client_certificate" | "ssl_crl" => {
+                match d.args.as_slice() {
+                    [path] if !path.contains('$') => {
+                        let slot = match d.name.as_str() {
+                            "proxy_ssl_certificate" => &mut scope.ssl_client_cert,
+                            "proxy_ssl_certificate_key" => &mut scope.ssl_client_key,
+                            "ssl_crl" => &mut scope.ssl_crl,
+                            _ => &mut scope.ssl_client_certificate,
+                        };
+                        *slot = Some((self.conf_path(path), d.place.clone()));
                     }
+                    _ => self.untranslated(d, "expected a file path"),
                 }
-                _ => self.untranslated(d, "expected a file path"),
-            },
+            }
             _ => return false,
         }
         true
