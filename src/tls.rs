@@ -26,7 +26,7 @@ mod client_auth;
 pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient};
 
 mod validity;
-pub use validity::{EXPIRY_WARNING_DAYS, Validity, validity};
+pub use validity::{EXPIRY_WARNING_DAYS, Validity, crl_next_update, validity};
 
 /// A certificate, key or trust store that could not be loaded or made.
 #[derive(Debug, Error)]

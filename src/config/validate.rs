@@ -794,7 +794,12 @@ impl Checker<'_> {
         };
         let path = |file: &Option<(PathBuf, Range<usize>)>| file.as_ref().map(|(path, _)| path.clone());
         match tls::ClientAuth::new(mode, path(&client_ca).as_deref(), path(&client_crl).as_deref()) {
-            Ok(policy) => Some(Arc::new(policy)),
+            Ok(policy) => {
+                if let Some((crl_path, _)) = &client_crl {
+                    self.crl_dates(crl_path, policy.crls(), crate::log::unix_now());
+                }
+                Some(Arc::new(policy))
+            }
             Err(e) => {
                 // Reported at the file it names.
                 let failed = match &e {
@@ -807,6 +812,21 @@ impl Checker<'_> {
                 };
                 self.error(at, format!("cannot load {key}: {e}"));
                 None
+            }
+        }
+    }
+
+    /// Warns of each CRL in `path` past its next update at `now`: its CA has
+    /// published a newer one, which may revoke more. rustls still checks
+    /// against it; OpenSSL, and so nginx, would refuse every client certificate.
+    fn crl_dates(&mut self, path: &Path, crls: &[rustls_pki_types::CertificateRevocationListDer<'_>], now: i64) {
+        for next in crls.iter().filter_map(|crl| tls::crl_next_update(crl)) {
+            if next <= now {
+                self.warnings.push(format!(
+                    "client_crl {}: a list in it was due to be replaced on {}: fetch its CA's current one (portico still checks against this one; nginx would refuse every client certificate)",
+                    path.display(),
+                    crate::log::utc_date(next)
+                ));
             }
         }
     }
@@ -1652,6 +1672,44 @@ redirect = "https://example.com$request_uri"
             warnings_at(end),
             [
                 "server \"a.test\": certificate /etc/portico/a.crt expired on 2030-03-01 00:00 UTC: it is refused; renew it"
+            ]
+        );
+    }
+
+    #[test]
+    fn crls_past_their_next_update_warn() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let issuer = rcgen::Issuer::new(params, rcgen::KeyPair::generate().unwrap());
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2030, 1, 1),
+            next_update: rcgen::date_time_ymd(2030, 3, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        let crls = [rustls_pki_types::CertificateRevocationListDer::from(crl.der().to_vec())];
+        let warnings_at = |now: i64| {
+            let mut checker = Checker {
+                file: Path::new("portico.toml"),
+                dir: PathBuf::new(),
+                text: "",
+                errors: Vec::new(),
+                warnings: Vec::new(),
+            };
+            checker.crl_dates(Path::new("/etc/portico/clients.crl"), &crls, now);
+            checker.warnings
+        };
+        let end = 1_898_553_600; // 2030-03-01 00:00 UTC
+        assert!(warnings_at(end - 1).is_empty());
+        assert_eq!(
+            warnings_at(end),
+            [
+                "client_crl /etc/portico/clients.crl: a list in it was due to be replaced on 2030-03-01 00:00 UTC: fetch its CA's current one (portico still checks against this one; nginx would refuse every client certificate)"
             ]
         );
     }

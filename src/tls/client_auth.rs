@@ -105,6 +105,11 @@ impl ClientAuth {
         Ok(ClientAuth { mode, ca, crls, ca_verifier, handshake })
     }
 
+    /// The `client_crl` lists.
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
+    }
+
     /// The verifier for the handshakes of servers with this policy.
     pub fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
         Arc::clone(&self.handshake)

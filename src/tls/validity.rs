@@ -40,6 +40,21 @@ pub fn validity(der: &[u8]) -> Option<Validity> {
     Some(Validity { not_before: time(before_tag, before)?, not_after: time(after_tag, after)? })
 }
 
+/// When the CRL `der` says its issuer publishes the next list (`nextUpdate`,
+/// Unix seconds); `None` when it names no date or is not a CRL.
+pub fn crl_next_update(der: &[u8]) -> Option<i64> {
+    let (SEQUENCE, list, _) = element(der)? else { return None };
+    let (SEQUENCE, tbs, _) = element(list)? else { return None };
+    let (tag, _, after_version) = element(tbs)?;
+    let algorithm = if tag == INTEGER { after_version } else { tbs };
+    let (SEQUENCE, _, rest) = element(algorithm)? else { return None }; // signature algorithm
+    let (SEQUENCE, _, rest) = element(rest)? else { return None }; // issuer
+    let (this_tag, this_update, rest) = element(rest)?;
+    time(this_tag, this_update)?;
+    let (next_tag, next_update, _) = element(rest)?;
+    time(next_tag, next_update)
+}
+
 /// One DER element at the start of `input`: its tag, its contents, and what follows.
 fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
@@ -147,6 +162,31 @@ mod tests {
             assert_eq!(time(UTC_TIME, bad), None, "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(time(0x13, b"261201000000Z"), None);
+    }
+
+    #[test]
+    fn reads_a_crls_next_update() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let issuer = rcgen::Issuer::new(params, key);
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 11, 28),
+            next_update: rcgen::date_time_ymd(2027, 2, 26),
+            crl_number: rcgen::SerialNumber::from(7u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        assert_eq!(crl_next_update(crl.der()), Some(1_803_600_000));
+        // A certificate is not a CRL, and a cut one is nothing.
+        assert_eq!(crl_next_update(&certificate((2026, 1, 1), (2027, 1, 1))), None);
+        for cut in 0..crl.der().len() {
+            assert_eq!(crl_next_update(&crl.der()[..cut]), None);
+        }
     }
 
     #[test]
