@@ -506,10 +506,15 @@ impl rustls::client::ResolvesClientCert for FixedClientCert {
 
 /// Every certificate in `path` as a trust anchor.
 fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+    roots_of(path, &read_certificates(path)?)
+}
+
+/// `certificates` (read from `path`, which errors name) as trust anchors.
+fn roots_of(path: &Path, certificates: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for (n, cert) in read_certificates(path)?.into_iter().enumerate() {
+    for (n, cert) in certificates.iter().enumerate() {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| invalid(path, format!("certificate {} is not a usable trust anchor: {e}", n + 1)))?;
     }
     Ok(roots)

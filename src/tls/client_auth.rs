@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 
-use super::{TlsError, provider, read_certificates, roots_from_file};
+use super::{TlsError, provider, read_certificates, roots_of};
 
 /// `tls.verify_client`: how a server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl ClientAuth {
         let (ca, ca_verifier) = match client_ca {
             Some(path) => {
                 let ca = read_certificates(path)?;
-                let roots = Arc::new(roots_from_file(path)?);
+                let roots = Arc::new(roots_of(path, &ca)?);
                 let mut builder =
                     WebPkiClientVerifier::builder_with_provider(roots, provider()).with_crls(crls.iter().cloned());
                 if mode != VerifyClient::On {
