@@ -792,8 +792,8 @@ impl Checker<'_> {
             Some(crl) => Some((self.existing_file("client_crl", crl)?, crl.span())),
             None => None,
         };
-        let path = |file: &Option<(PathBuf, Range<usize>)>| file.as_ref().map(|(path, _)| path.clone());
-        match tls::ClientAuth::new(mode, path(&client_ca).as_deref(), path(&client_crl).as_deref()) {
+        let ca_path = client_ca.as_ref().map(|(path, _)| path.as_path());
+        match tls::ClientAuth::new(mode, ca_path, client_crl.as_ref().map(|(path, _)| path.as_path())) {
             Ok(policy) => {
                 if let Some((crl_path, _)) = &client_crl {
                     self.crl_dates(crl_path, policy.crls(), crate::log::unix_now());
