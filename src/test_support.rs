@@ -32,3 +32,21 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A CRL (DER) revoking nothing, valid from `this_update` to `next_update`
+/// (year, month, day), signed by a throwaway CA.
+pub(crate) fn crl_der(this_update: (i32, u8, u8), next_update: (i32, u8, u8)) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let issuer = rcgen::Issuer::new(params, rcgen::KeyPair::generate().unwrap());
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(this_update.0, this_update.1, this_update.2),
+        next_update: rcgen::date_time_ymd(next_update.0, next_update.1, next_update.2),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    crl.signed_by(&issuer).unwrap().der().to_vec()
+}

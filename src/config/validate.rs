@@ -1596,18 +1596,17 @@ redirect = "https://example.com$request_uri"
         }
     }
 
+    /// A checker of `text` read as `portico.toml` in the current directory.
+    fn checker(text: &str) -> Checker<'_> {
+        Checker { file: Path::new("portico.toml"), dir: PathBuf::new(), text, errors: Vec::new(), warnings: Vec::new() }
+    }
+
     #[test]
     fn tls_verify_false_warns() {
         // Upstream TLS reaches tls.rs (which may fail here), so only the warning,
         // recorded whatever tls.rs says, is checked.
         let toml = "[upstream.x]\nservers = [\"127.0.0.1:1\"]\ntls = true\ntls_verify = false\n";
-        let mut checker = Checker {
-            file: Path::new("portico.toml"),
-            dir: PathBuf::new(),
-            text: toml,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut checker = checker(toml);
         let parsed: file::File = toml::from_str(toml).unwrap();
         let snapshot = checker.snapshot(parsed);
         assert_eq!(snapshot.warnings, ["upstream \"x\": tls_verify = false accepts any server certificate"]);
@@ -1631,8 +1630,8 @@ redirect = "https://example.com$request_uri"
 
     #[test]
     fn certificates_expired_expiring_or_not_yet_valid_warn() {
-        let dir = std::env::temp_dir().join(format!("portico-certdates-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::test_support::TempDir::new("certdates");
+        let dir = &tmp.0;
         let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
         params.not_before = rcgen::date_time_ymd(2030, 1, 1);
         params.not_after = rcgen::date_time_ymd(2030, 3, 1);
@@ -1640,16 +1639,9 @@ redirect = "https://example.com$request_uri"
         std::fs::write(dir.join("a.crt"), params.self_signed(&key).unwrap().pem()).unwrap();
         std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
         let certified = tls::load_certified_key(&dir.join("a.crt"), &dir.join("a.key")).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
 
         let warnings_at = |now: i64| {
-            let mut checker = Checker {
-                file: Path::new("portico.toml"),
-                dir: PathBuf::new(),
-                text: "",
-                errors: Vec::new(),
-                warnings: Vec::new(),
-            };
+            let mut checker = checker("");
             checker.certificate_dates("server \"a.test\"", Path::new("/etc/portico/a.crt"), &certified, now);
             checker.warnings
         };
@@ -1678,29 +1670,10 @@ redirect = "https://example.com$request_uri"
 
     #[test]
     fn crls_past_their_next_update_warn() {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let issuer = rcgen::Issuer::new(params, rcgen::KeyPair::generate().unwrap());
-        let crl = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2030, 1, 1),
-            next_update: rcgen::date_time_ymd(2030, 3, 1),
-            crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)
-        .unwrap();
-        let crls = [rustls_pki_types::CertificateRevocationListDer::from(crl.der().to_vec())];
+        let crl = crate::test_support::crl_der((2030, 1, 1), (2030, 3, 1));
+        let crls = [rustls_pki_types::CertificateRevocationListDer::from(crl)];
         let warnings_at = |now: i64| {
-            let mut checker = Checker {
-                file: Path::new("portico.toml"),
-                dir: PathBuf::new(),
-                text: "",
-                errors: Vec::new(),
-                warnings: Vec::new(),
-            };
+            let mut checker = checker("");
             checker.crl_dates(Path::new("/etc/portico/clients.crl"), &crls, now);
             checker.warnings
         };

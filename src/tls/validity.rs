@@ -166,26 +166,12 @@ mod tests {
 
     #[test]
     fn reads_a_crls_next_update() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let issuer = rcgen::Issuer::new(params, key);
-        let crl = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2026, 11, 28),
-            next_update: rcgen::date_time_ymd(2027, 2, 26),
-            crl_number: rcgen::SerialNumber::from(7u64),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)
-        .unwrap();
-        assert_eq!(crl_next_update(crl.der()), Some(1_803_600_000));
+        let crl = crate::test_support::crl_der((2026, 11, 28), (2027, 2, 26));
+        assert_eq!(crl_next_update(&crl), Some(1_803_600_000));
         // A certificate is not a CRL, and a cut one is nothing.
         assert_eq!(crl_next_update(&certificate((2026, 1, 1), (2027, 1, 1))), None);
-        for cut in 0..crl.der().len() {
-            assert_eq!(crl_next_update(&crl.der()[..cut]), None);
+        for cut in 0..crl.len() {
+            assert_eq!(crl_next_update(&crl[..cut]), None);
         }
     }
 
