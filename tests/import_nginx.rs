@@ -53,6 +53,14 @@ fn assert_valid(toml: &str, dir: &Path) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// Imports `conf` and checks that the result validates as if written to
+/// `dir`/portico.toml; returns (TOML, notes).
+fn import_valid(conf: &Path, dir: &Path) -> Result<(String, String), Box<dyn Error>> {
+    let (toml, notes) = import(conf)?;
+    assert_valid(&toml, dir)?;
+    Ok((toml, notes))
+}
+
 /// Asserts that each of `expected` is in the importer's `notes` exactly once.
 fn assert_noted_once(notes: &str, expected: &[String]) {
     for note in expected {
@@ -374,8 +382,7 @@ server {{ listen 10443 ssl; server_name e.test; ssl_protocols TLSv1.3; {tls} }}
 "
         ),
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     let tls_line = |name: &str| {
         let at = toml.find(&format!("server_name = [\"{name}\"]\ntls = ")).unwrap_or_else(|| panic!("{name}:\n{toml}"));
         toml[at..].lines().nth(1).unwrap_or_default().to_owned()
@@ -429,8 +436,7 @@ server {
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     let upstream = |name: &str| upstream_table(&toml, name);
     // nginx's TLSv1 TLSv1.1 TLSv1.2 toward am is TLS 1.2 alone; gw's TLSv1.2
     // TLSv1.3 is portico's default, written as nothing; plain has no TLS.
@@ -488,8 +494,7 @@ server {
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     // Any certificate is asked for and taken, with no CA: the gateway judges it.
     assert!(tls_line(&toml, "gw.am.wso2.com").ends_with(".key\", verify_client = \"optional_no_ca\" }"), "{toml}");
     assert!(!toml.contains("client_ca"), "{toml}");
@@ -513,8 +518,7 @@ server {{ listen 8443 ssl; server_name b.test; {tls} }}
 "
         ),
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     // The CA file resolves against nginx's configuration directory, as ssl_certificate does.
     let ca = tmp.0.join("ca/clients.pem");
     let a = tls_line(&toml, "a.test");
@@ -555,8 +559,7 @@ server {
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     assert!(!toml.contains("verify_client") && !toml.contains("client_ca"), "{toml}");
     let ca = tmp.0.join("ca/clients.pem");
     let conf = conf.display();
@@ -604,8 +607,7 @@ server {{ listen 8080; server_name d.test; location / {{ proxy_pass http://127.0
 "
         ),
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     let ca = tmp.0.join("ca/clients.pem");
     let with_ca = |mode: &str| format!(".key\", verify_client = \"{mode}\", client_ca = \"{}\" }}", ca.display());
     assert!(tls_line(&toml, "a.test").ends_with(&with_ca("on")), "{toml}");
@@ -643,8 +645,7 @@ fn import_ssl_client_cert_is_passed_on_url_encoded() -> Result<(), Box<dyn Error
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     assert!(toml.contains("X-Client-Cert = \"$ssl_client_escaped_cert\"\n"), "{toml}");
     let note = format!(
         "{}:8: note: proxy_set_header X-Client-Cert: $ssl_client_cert (nginx's deprecated multi-line PEM) is written as $ssl_client_escaped_cert, the same PEM URL-encoded",
@@ -684,8 +685,7 @@ server {
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     let upstream = |name: &str| upstream_table(&toml, name);
     // The paths resolve against the nginx file's directory, as nginx reads them.
     let dir = tmp.0.display();
@@ -707,8 +707,7 @@ server {
         &conf,
         "http {\nserver {\n    listen 8080;\n    proxy_ssl_certificate lb.crt;\n    location / { proxy_pass https://127.0.0.1:9443; }\n}\n}\n",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     assert!(!toml.contains("tls_client"), "{toml}");
     let note = format!(
         "{conf}:4: note: proxy_ssl_certificate {dir}/lb.crt is left out for proxy_pass https://127.0.0.1:9443 at {conf}:5: there is no proxy_ssl_certificate_key to go with it",
@@ -739,8 +738,7 @@ server {{ listen 8443 ssl; server_name b.test; ssl_verify_client optional_no_ca;
 "
         ),
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     let (ca, crl) = (tmp.0.join("ca/clients.pem"), tmp.0.join("ca/clients.crl"));
     let a = tls_line(&toml, "a.test");
     let wanted =
@@ -780,8 +778,7 @@ server {
 }
 ",
     )?;
-    let (toml, notes) = import(&conf)?;
-    assert_valid(&toml, &tmp.0)?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
     // a.test inherits the http level's add_header and hides the upstream's header.
     let a = &toml[toml.find("server_name = [\"a.test\"]").unwrap_or_else(|| panic!("{toml}"))..];
     let a = &a[..a.find("\n[[server]]").unwrap_or(a.len())];
