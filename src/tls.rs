@@ -100,7 +100,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in a PEM file, in order; an error when there is none.
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -462,7 +462,7 @@ fn versions(protocols: TlsProtocols) -> Vec<&'static rustls::SupportedProtocolVe
 /// connection is encrypted to whoever holds the presented certificate's key.
 pub fn upstream_client_config(
     verify: bool,
-    ca_file: Option<&Path>,
+    ca_file: Option<(&Path, &[CertificateDer<'static>])>,
     protocols: TlsProtocols,
     client_cert: Option<Arc<CertifiedKey>>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
@@ -472,7 +472,7 @@ pub fn upstream_client_config(
         .map_err(|e| TlsError::Other(format!("upstream TLS: {e}")))?;
     let builder = if verify {
         let roots = match ca_file {
-            Some(path) => roots_from_file(path)?,
+            Some((path, certificates)) => roots_of(path, certificates)?,
             None => system_roots()?,
         };
         builder.with_root_certificates(roots)
@@ -502,11 +502,6 @@ impl rustls::client::ResolvesClientCert for FixedClientCert {
     fn has_certs(&self) -> bool {
         true
     }
-}
-
-/// Every certificate in `path` as a trust anchor.
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
-    roots_of(path, &read_certificates(path)?)
 }
 
 /// `certificates` (read from `path`, which errors name) as trust anchors.
@@ -911,7 +906,9 @@ mod tests {
         let cert_path = tmp.write("wso2.crt", &cert_pem);
         let key_path = tmp.write("wso2.key", &key_pem);
         let trusted = load_certified_key(&cert_path, &key_path).unwrap();
-        let client = upstream_client_config(true, Some(&cert_path), TlsProtocols::default(), None).unwrap();
+        let certificates = read_certificates(&cert_path).unwrap();
+        let client =
+            upstream_client_config(true, Some((&cert_path, &certificates)), TlsProtocols::default(), None).unwrap();
 
         let good = ServerTls::new(&listener(vec![server(&["wso2.local"], &trusted)], 0)).unwrap();
         handshake(good.clone(), Arc::clone(&client), Some("wso2.local")).await.unwrap();
@@ -928,11 +925,10 @@ mod tests {
     #[test]
     fn tls_upstream_ca_file_errors() {
         let tmp = TempDir::new("ca-err");
-        let err =
-            upstream_client_config(true, Some(&tmp.0.join("missing.pem")), TlsProtocols::default(), None).unwrap_err();
+        let err = read_certificates(&tmp.0.join("missing.pem")).unwrap_err();
         assert!(matches!(err, TlsError::Read { .. }), "{err}");
         let empty = tmp.write("empty.pem", "");
-        let err = upstream_client_config(true, Some(&empty), TlsProtocols::default(), None).unwrap_err();
+        let err = read_certificates(&empty).unwrap_err();
         assert!(err.to_string().contains("no certificate found in PEM"), "{err}");
     }
 

@@ -344,3 +344,47 @@ async fn tls_client_cert_is_presented_to_servers_that_ask_for_one() {
         portico.shutdown().await;
     }
 }
+
+/// A reload applies new TLS material toward the servers, also when the file
+/// names stay the same and only their contents changed (a renewed client
+/// certificate, a rotated CA file): each step below is a reload of the same
+/// text over new file contents, and each answer shows the new files in use.
+#[tokio::test]
+async fn reload_applies_renewed_tls_files_under_the_same_names() {
+    let cert = TestCert::new(&["127.0.0.1"]);
+    let other_ca = TestCert::new(&["127.0.0.1"]);
+    let member = TestCert::new(&["portico.lb"]);
+    let stranger = TestCert::new(&["elsewhere"]);
+    let backend = TestBackend::spawn_tls_config("mutual", cert.server_config_requiring(&member)).await;
+    let dir = TempDir::new("renewed-tls");
+    let (ca, lb_cert, lb_key) = (dir.join("ca.pem"), dir.join("lb.crt"), dir.join("lb.key"));
+    let install = |trusted: &TestCert, identity: &TestCert| {
+        std::fs::copy(trusted.ca_path(), &ca).unwrap();
+        std::fs::copy(identity.cert_path(), &lb_cert).unwrap();
+        std::fs::copy(identity.key_path(), &lb_key).unwrap();
+    };
+    let toml = config(
+        &backend,
+        &format!(
+            "ca_file = {}\ntls_client_cert = {}\ntls_client_key = {}",
+            toml_path(&ca),
+            toml_path(&lb_cert),
+            toml_path(&lb_key)
+        ),
+    );
+
+    install(&cert, &stranger);
+    let mut portico = start_portico(&toml).await;
+    assert_eq!(get(&portico, "/").await.status, StatusCode::BAD_GATEWAY, "another CA's client certificate");
+    for (trusted, identity, expected, step) in [
+        (&cert, &member, StatusCode::OK, "client certificate renewed"),
+        (&other_ca, &member, StatusCode::BAD_GATEWAY, "CA file rotated to one that does not sign the server"),
+        (&cert, &member, StatusCode::OK, "CA file rotated back"),
+        (&cert, &stranger, StatusCode::BAD_GATEWAY, "client certificate replaced by a stranger's"),
+    ] {
+        install(trusted, identity);
+        portico.reload(&toml).unwrap();
+        assert_eq!(get(&portico, "/").await.status, expected, "{step}");
+    }
+    portico.shutdown().await;
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
 
 use crate::template::Template;
 
@@ -136,7 +137,7 @@ pub struct Upstream {
 impl Upstream {
     /// Whether `other` describes the same servers and behaviour, so that a
     /// reload can keep this upstream's live state (health, idle connections).
-    /// TLS trust is compared by its settings, not by the loaded roots.
+    /// TLS settings are compared by the certificates read, not the file names.
     pub fn same_as(&self, other: &Upstream) -> bool {
         let peers_same = self.peers.len() == other.peers.len()
             && self.peers.iter().zip(&other.peers).all(|(a, b)| {
@@ -150,7 +151,7 @@ impl Upstream {
             });
         let tls_same = match (&self.tls, &other.tls) {
             (None, None) => true,
-            (Some(a), Some(b)) => a.verify == b.verify && a.server_name == b.server_name,
+            (Some(a), Some(b)) => a.same_as(b),
             _ => false,
         };
         peers_same
@@ -188,6 +189,24 @@ pub struct UpstreamTls {
     /// Overrides the peer's host as SNI and the name checked in its certificate.
     pub server_name: Option<String>,
     pub client_config: Arc<rustls::ClientConfig>,
+    /// What `client_config` was built from, compared by value on a reload so
+    /// that files renewed under the same names apply: `ca_file`'s certificates,
+    /// `tls_protocols`, and `tls_client_cert`'s chain (its key goes with it).
+    pub ca_certificates: Option<Vec<CertificateDer<'static>>>,
+    pub protocols: TlsProtocols,
+    pub client_cert: Option<Arc<CertifiedKey>>,
+}
+
+impl UpstreamTls {
+    /// Whether `other` makes the same connections: same checks, same trust,
+    /// same versions, same certificate presented.
+    fn same_as(&self, other: &UpstreamTls) -> bool {
+        self.verify == other.verify
+            && self.server_name == other.server_name
+            && self.ca_certificates == other.ca_certificates
+            && self.protocols == other.protocols
+            && self.client_cert.as_ref().map(|c| &c.cert) == other.client_cert.as_ref().map(|c| &c.cert)
+    }
 }
 
 impl std::fmt::Debug for UpstreamTls {

@@ -335,6 +335,8 @@ impl Checker<'_> {
                 }
                 Some(n.into_inner())
             });
+            // Read here, once: the certificates both build the trust store
+            // and tell a reload whether the file changed.
             let ca_file = u.ca_file.and_then(|f| {
                 let path = self.path(f.get_ref());
                 if !path.is_file() {
@@ -342,7 +344,14 @@ impl Checker<'_> {
                     ok = false;
                     return None;
                 }
-                Some(path)
+                match tls::read_certificates(&path) {
+                    Ok(certificates) => Some((path, certificates)),
+                    Err(e) => {
+                        self.error(f.span(), format!("upstream \"{name}\": cannot set up TLS: {e}"));
+                        ok = false;
+                        None
+                    }
+                }
             });
             // A bad list is reported once, not again as a TLS set-up failure.
             let protocols = u.tls_protocols.map_or_else(TlsProtocols::default, |list| {
@@ -380,8 +389,18 @@ impl Checker<'_> {
                 }
             };
             if ok {
-                match tls::upstream_client_config(verify, ca_file.as_deref(), protocols, client_cert) {
-                    Ok(client_config) => tls = Some(UpstreamTls { verify, server_name, client_config }),
+                let ca = ca_file.as_ref().map(|(path, certificates)| (path.as_path(), certificates.as_slice()));
+                match tls::upstream_client_config(verify, ca, protocols, client_cert.clone()) {
+                    Ok(client_config) => {
+                        tls = Some(UpstreamTls {
+                            verify,
+                            server_name,
+                            client_config,
+                            ca_certificates: ca_file.map(|(_, certificates)| certificates),
+                            protocols,
+                            client_cert,
+                        })
+                    }
                     Err(e) => {
                         self.error(tls_span, format!("upstream \"{name}\": cannot set up TLS: {e}"));
                         ok = false;
