@@ -36,6 +36,7 @@ fn upstream(balance: Balance) -> Upstream {
         read_timeout: Duration::from_secs(60),
         send_timeout: Duration::from_secs(60),
         sticky: None,
+        health_check: None,
     }
 }
 

@@ -24,6 +24,7 @@ use crate::log::Logs;
 use crate::metrics::{self, Exposition, Kind, STATUS_CLASSES};
 use crate::proxy::Site;
 use crate::upstream::Pool;
+use crate::upstream::health_check::Verdict;
 use crate::upstream::sticky::StickyStats;
 use crate::upstream::sticky_store::{State as StoreState, StoreStats};
 
@@ -156,6 +157,9 @@ fn peer_state(pool: &Pool, peer: usize) -> &'static str {
     let Some(config) = pool.upstream.peers.get(peer) else { return "down" };
     if config.down {
         "down"
+    } else if let Some(verdict) = pool.checks().map(|checks| checks.verdict(peer)).filter(|v| *v != Verdict::Passing) {
+        // Before passive health: the checks hold it out whatever requests do.
+        if verdict == Verdict::Checking { "checking" } else { "unhealthy" }
     } else if !pool.is_usable(peer) {
         "failed"
     } else if config.backup {
@@ -370,11 +374,38 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
     text.sample("portico_log_lines_dropped_total", &[], dropped_lines);
     text.family("portico_uptime_seconds", Kind::Gauge, "Seconds since portico started.");
     text.sample("portico_uptime_seconds", &[], instance.uptime().as_secs());
+    // Only the servers of upstreams with a health_check, so that the family's
+    // absence says "no active checks" rather than a row of zeros.
+    let checked: Vec<_> =
+        peers.iter().filter_map(|(pool, i, labels)| Some((pool.checks()?, *pool, *i, labels))).collect();
+    if !checked.is_empty() {
+        text.family(
+            "portico_upstream_health_checks_total",
+            Kind::Counter,
+            "Active health checks of upstream servers, by result.",
+        );
+        for (_, pool, i, [upstream, peer]) in &checked {
+            let Some(metrics) = pool.peer_metrics(*i) else { continue };
+            for (result, counter) in [("passed", &metrics.checks_passed), ("failed", &metrics.checks_failed)] {
+                text.sample(
+                    "portico_upstream_health_checks_total",
+                    &[*upstream, *peer, ("result", result)],
+                    counter.load(Ordering::Relaxed),
+                );
+            }
+        }
+        text.family(
+            "portico_upstream_health_check_passing",
+            Kind::Gauge,
+            "1 when the active health checks let the upstream server take traffic, 0 when they failed it or have not passed it yet.",
+        );
+        for (checks, _, i, labels) in &checked {
+            text.sample("portico_upstream_health_check_passing", *labels, u64::from(checks.allows(*i)));
+        }
+    }
     text.finish()
 }
 
-/// The `/status` page: each upstream's servers as NGINX Plus's dashboard
-/// shows them, plain HTML without scripts.
 /// Each TLS server's certificate end (notAfter, Unix seconds) by server name
 /// and listen address, read from the certificates at each call: a walk over a
 /// few DER headers each.
@@ -391,12 +422,14 @@ fn certificate_expiries(site: &Site) -> BTreeMap<(String, String), i64> {
     expiries
 }
 
+/// The `/status` page: each upstream's servers as NGINX Plus's dashboard
+/// shows them, plain HTML without scripts.
 pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>portico status</title>\n\
          <style>body{font-family:sans-serif}table{border-collapse:collapse;margin-bottom:1em}\
          td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}\
-         .failed,.down,.store-down{color:#b00}</style></head><body>\n<h1>portico</h1>\n",
+         .failed,.down,.unhealthy,.checking,.store-down{color:#b00}</style></head><body>\n<h1>portico</h1>\n",
     );
     let uptime = instance.uptime().as_secs();
     let _ = writeln!(
@@ -436,6 +469,19 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
             html.push_str("</tr>\n");
         }
         html.push_str("</table>\n");
+        if let (Some(checks), Some(check)) = (pool.checks(), &pool.upstream.health_check) {
+            let _ = writeln!(html, "<p>health checks: GET {} every {:?}</p>", escape_html(&check.uri), check.interval);
+            for (i, peer) in pool.upstream.peers.iter().enumerate() {
+                if let (Verdict::Failing, Some(why)) = (checks.verdict(i), checks.last_failure(i)) {
+                    let _ = writeln!(
+                        html,
+                        "<p class=\"unhealthy\">{}: {}</p>",
+                        escape_html(&peer.address),
+                        escape_html(&why)
+                    );
+                }
+            }
+        }
         if let Some(table) = &pool.sticky {
             let stats = table.stats();
             let _ = writeln!(

@@ -128,8 +128,9 @@ impl Running {
             Some(addr) if admin_changed => Some((addr, bind(addr)?)),
             _ => None,
         };
-        let site = Site::build(snapshot, &self.logs, Some(&old)).map_err(StartError::from)?;
-        self.shared.site.store(Arc::new(site));
+        let site = Arc::new(Site::build(snapshot, &self.logs, Some(&old)).map_err(StartError::from)?);
+        self.shared.site.store(Arc::clone(&site));
+        site.start_health_checks(Some(&old));
         for (addr, listener) in bound {
             self.accept_loops.push(spawn_accept_loop(addr, listener, &self.shared)?);
         }
@@ -222,6 +223,7 @@ pub async fn start_with_workers(
     };
     let started_with = snapshot.runtime.clone();
     let site = Arc::new(Site::build(snapshot, &logs, None)?);
+    site.start_health_checks(None);
     let shared = Arc::new(Shared::new(site, workers));
     let mut accept_loops = Vec::with_capacity(bound.len());
     for (addr, listener) in bound {

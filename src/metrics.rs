@@ -121,6 +121,9 @@ pub struct PeerMetrics {
     /// Connections opened to it (each a TLS handshake on an HTTPS upstream):
     /// against `selected`, how well the idle pool is reused.
     pub connections_opened: AtomicU64,
+    /// Active health checks (`health_check`) that passed and failed.
+    pub checks_passed: AtomicU64,
+    pub checks_failed: AtomicU64,
 }
 
 /// Every counter set ever handed out, by label set.

@@ -586,3 +586,38 @@ X-Ok = "yes"
         ]
     );
 }
+
+#[test]
+fn health_check_problems_are_each_named() {
+    let toml = r#"[upstream.am]
+servers = ["127.0.0.1:9443"]
+[upstream.am.health_check]
+uri = "services/Version"
+interval = "0s"
+timeout = "soon"
+fails = 0
+status = "200-99, 600"
+host = "bad\nhost"
+"#;
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:4:7: uri = "services/Version": expected a path such as "/services/Version" (it starts with /, no spaces or control characters)"#,
+            r#"portico.toml:5:12: interval must be longer than 0s, such as interval = "5s""#,
+            r#"portico.toml:6:11: timeout = "soon": expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#,
+            "portico.toml:7:9: fails = 0: a check verdict needs at least 1 check, such as fails = 1",
+            r#"portico.toml:8:10: status = "200-99, 600": "99" is not a status code from 100 to 599; expected codes and ranges such as "200-399" or "200, 204""#,
+            r#"portico.toml:9:8: host = "bad\nhost": expected a host name such as "localhost""#,
+        ]
+    );
+    let unknown = "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nurl = \"/\"\n";
+    let found = errors(unknown);
+    assert!(found[0].starts_with("portico.toml:4:1: unknown field `url`, expected one of `uri`,"), "{found:?}");
+    let backwards = "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nstatus = \"399-200\"\n";
+    assert_eq!(
+        errors(backwards),
+        [
+            r#"portico.toml:4:10: status = "399-200": "399-200" ends before it starts; expected codes and ranges such as "200-399" or "200, 204""#
+        ]
+    );
+}

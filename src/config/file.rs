@@ -101,6 +101,30 @@ pub struct Upstream {
     pub send_timeout: Option<Spanned<String>>,
     /// `[upstream.NAME.sticky]`.
     pub sticky: Option<Spanned<Sticky>>,
+    /// `[upstream.NAME.health_check]`.
+    pub health_check: Option<Spanned<HealthCheck>>,
+}
+
+/// `[upstream.NAME.health_check]`: active checks (NGINX Plus's `health_check`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path and query asked for.
+    pub uri: Option<Spanned<String>>,
+    /// Duration between checks of one server.
+    pub interval: Option<Spanned<String>>,
+    /// Duration: connect and answer within it.
+    pub timeout: Option<Spanned<String>>,
+    /// Failed checks in a row that take a server out.
+    pub fails: Option<Spanned<u32>>,
+    /// Passed checks in a row that bring it back.
+    pub passes: Option<Spanned<u32>>,
+    /// Statuses that pass: `"200-399"`, `"200, 204"`.
+    pub status: Option<Spanned<String>>,
+    /// The Host header sent.
+    pub host: Option<Spanned<String>>,
+    /// No traffic to a server until its first check passes.
+    pub mandatory: Option<bool>,
 }
 
 /// One entry of `servers`: `"host:port"` or a table.

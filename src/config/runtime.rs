@@ -132,6 +132,7 @@ pub struct Upstream {
     pub read_timeout: Duration,
     pub send_timeout: Duration,
     pub sticky: Option<Sticky>,
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Upstream {
@@ -162,6 +163,7 @@ impl Upstream {
             && self.connect_timeout == other.connect_timeout
             && self.read_timeout == other.read_timeout
             && self.send_timeout == other.send_timeout
+            && self.health_check == other.health_check
     }
 }
 
@@ -223,6 +225,34 @@ impl std::fmt::Debug for UpstreamTls {
 pub enum Balance {
     RoundRobin,
     IpHash { consistent: bool },
+}
+
+/// `[upstream.NAME.health_check]`: each server is asked for `uri` every
+/// `interval`; `fails` failed checks in a row take it out of the balancing,
+/// `passes` passed ones bring it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Origin-form request target: path and query.
+    pub uri: String,
+    pub interval: Duration,
+    /// The connect, the request and the response head, all within this.
+    pub timeout: Duration,
+    pub fails: u32,
+    pub passes: u32,
+    /// Statuses that pass, as inclusive ranges.
+    pub status: Vec<(u16, u16)>,
+    /// The Host header; `None`: `tls_server_name`, else the server's address.
+    pub host: Option<String>,
+    /// A server takes no traffic until its first check has passed.
+    pub mandatory: bool,
+}
+
+impl HealthCheck {
+    /// Whether `status` is one that passes.
+    pub fn accepts(&self, status: StatusCode) -> bool {
+        let code = status.as_u16();
+        self.status.iter().any(|&(low, high)| (low..=high).contains(&code))
+    }
 }
 
 /// `[upstream.NAME.sticky]`.

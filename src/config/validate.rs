@@ -19,8 +19,8 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
-    AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, Listener, Location, LogLevel, Peer, RuntimeSettings,
-    ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream, UpstreamTls, VirtualServer,
+    AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, Listener, Location, LogLevel, Peer,
+    RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
 use crate::tls;
@@ -435,6 +435,14 @@ impl Checker<'_> {
         let read_timeout = self.duration("read_timeout", u.read_timeout, sixty);
         let send_timeout = self.duration("send_timeout", u.send_timeout, sixty);
         let sticky = u.sticky.and_then(|s| self.sticky(&name, s));
+        let health_check = match u.health_check {
+            Some(check) => {
+                let check = self.health_check(check);
+                ok &= check.is_some();
+                check
+            }
+            None => None,
+        };
 
         ok.then(|| Upstream {
             name,
@@ -446,6 +454,88 @@ impl Checker<'_> {
             read_timeout,
             send_timeout,
             sticky,
+            health_check,
+        })
+    }
+
+    /// `[upstream.NAME.health_check]`; `None` after reporting a problem.
+    fn health_check(&mut self, check: Spanned<file::HealthCheck>) -> Option<HealthCheck> {
+        let c = check.into_inner();
+        let before = self.errors.len();
+        let uri = match c.uri {
+            None => "/".to_owned(),
+            Some(uri) => {
+                let valid = uri.get_ref().starts_with('/')
+                    && uri.get_ref().parse::<http::uri::PathAndQuery>().is_ok_and(|p| p.as_str() == uri.get_ref());
+                if !valid {
+                    self.error(
+                        uri.span(),
+                        format!(
+                            "uri = {:?}: expected a path such as \"/services/Version\" (it starts with /, \
+                             no spaces or control characters)",
+                            uri.get_ref()
+                        ),
+                    );
+                }
+                uri.into_inner()
+            }
+        };
+        let positive = |this: &mut Self, key: &str, value: Option<Spanned<String>>, default: Duration| {
+            let span = value.as_ref().map(Spanned::span);
+            let errors = this.errors.len();
+            let duration = this.duration(key, value, default);
+            if let (Some(span), true) = (span, duration.is_zero() && this.errors.len() == errors) {
+                this.error(span, format!("{key} must be longer than 0s, such as {key} = \"5s\""));
+            }
+            duration
+        };
+        let interval = positive(self, "interval", c.interval, Duration::from_secs(5));
+        let timeout = positive(self, "timeout", c.timeout, interval.min(Duration::from_secs(5)));
+        let mut count = |key: &str, value: Option<Spanned<u32>>| match value {
+            None => 1,
+            Some(n) if *n.get_ref() == 0 => {
+                self.error(n.span(), format!("{key} = 0: a check verdict needs at least 1 check, such as {key} = 1"));
+                1
+            }
+            Some(n) => n.into_inner(),
+        };
+        let fails = count("fails", c.fails);
+        let passes = count("passes", c.passes);
+        let status = match c.status {
+            None => vec![(200, 399)],
+            Some(text) => parse_status_ranges(text.get_ref()).unwrap_or_else(|why| {
+                self.error(
+                    text.span(),
+                    format!(
+                        "status = {:?}: {why}; expected codes and ranges such as \"200-399\" or \"200, 204\"",
+                        text.get_ref()
+                    ),
+                );
+                Vec::new()
+            }),
+        };
+        let host = c.host.and_then(|host| {
+            if host.get_ref().is_empty() || http::HeaderValue::from_str(host.get_ref()).is_err() {
+                self.error(
+                    host.span(),
+                    format!("host = {:?}: expected a host name such as \"localhost\"", host.get_ref()),
+                );
+                return None;
+            }
+            Some(host.into_inner())
+        });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(HealthCheck {
+            uri,
+            interval,
+            timeout,
+            fails,
+            passes,
+            status,
+            host,
+            mandatory: c.mandatory.unwrap_or(false),
         })
     }
 
@@ -1403,6 +1493,30 @@ fn parse_server_name(text: &str) -> Result<ServerName, &'static str> {
 }
 
 /// RFC 6265 cookie-name: an RFC 7230 token.
+/// `"200-399"`, `"200, 204, 301-302"`: status codes and inclusive ranges,
+/// separated by commas or spaces, each within 100-599.
+fn parse_status_ranges(text: &str) -> Result<Vec<(u16, u16)>, String> {
+    let code = |part: &str| match part.trim().parse::<u16>() {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        _ => Err(format!("{:?} is not a status code from 100 to 599", part.trim())),
+    };
+    let mut ranges = Vec::new();
+    for part in text.split([',', ' ']).filter(|part| !part.is_empty()) {
+        let range = match part.split_once('-') {
+            Some((low, high)) => (code(low)?, code(high)?),
+            None => (code(part)?, code(part)?),
+        };
+        if range.0 > range.1 {
+            return Err(format!("{part:?} ends before it starts"));
+        }
+        ranges.push(range);
+    }
+    if ranges.is_empty() {
+        return Err("no status given".to_owned());
+    }
+    Ok(ranges)
+}
+
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
@@ -1569,6 +1683,43 @@ redirect = "https://example.com$request_uri"
         for bad in ["", "5", "s", "1.5s", "-1s", "5 min", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn health_check_defaults_and_status_lists() {
+        let with = |check: &str| {
+            let toml = format!("[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\n{check}\n");
+            let snap = validate(&toml, Path::new("/etc/portico/portico.toml")).unwrap();
+            snap.upstreams[0].health_check.clone().unwrap()
+        };
+        let defaults = with("");
+        assert_eq!(
+            defaults,
+            HealthCheck {
+                uri: "/".into(),
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(5),
+                fails: 1,
+                passes: 1,
+                status: vec![(200, 399)],
+                host: None,
+                mandatory: false,
+            }
+        );
+        assert!(defaults.accepts(StatusCode::OK) && defaults.accepts(StatusCode::FOUND));
+        assert!(!defaults.accepts(StatusCode::NOT_FOUND) && !defaults.accepts(StatusCode::CONTINUE));
+        // The timeout follows a shorter interval, and stops at 5s for a longer one.
+        assert_eq!(with("interval = \"2s\"").timeout, Duration::from_secs(2));
+        assert_eq!(with("interval = \"1m\"").timeout, Duration::from_secs(5));
+        let listed = with("uri = \"/health?full=1\"\nstatus = \"200, 204 300-302\"\nmandatory = true");
+        assert_eq!(listed.status, [(200, 200), (204, 204), (300, 302)]);
+        assert!(listed.accepts(StatusCode::NO_CONTENT) && !listed.accepts(StatusCode::CREATED));
+        assert_eq!((listed.uri.as_str(), listed.mandatory), ("/health?full=1", true));
+        assert!(
+            validate("[upstream.am]\nservers = [\"127.0.0.1:1\"]", Path::new("p.toml")).unwrap().upstreams[0]
+                .health_check
+                .is_none()
+        );
     }
 
     #[test]

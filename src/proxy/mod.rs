@@ -99,9 +99,15 @@ impl Site {
                             }
                         }
                         // The store is kept when its settings are (Pool::new checks).
-                        Arc::new(Pool::new(upstream.clone(), pool.sticky.clone(), pool.store.clone()))
+                        let new = Pool::new(upstream.clone(), pool.sticky.clone(), pool.store.clone());
+                        new.inherit_checks(pool);
+                        Arc::new(new)
                     }
-                    Some(pool) => Arc::new(Pool::new(upstream.clone(), None, pool.store.clone())),
+                    Some(pool) => {
+                        let new = Pool::new(upstream.clone(), None, pool.store.clone());
+                        new.inherit_checks(pool);
+                        Arc::new(new)
+                    }
                     None => Arc::new(Pool::new(upstream.clone(), None, None)),
                 }
             })
@@ -132,6 +138,20 @@ impl Site {
             listeners.push(ListenerState { router: Router::new(listener), servers, tls });
         }
         Ok(Site { snapshot, pools, listeners })
+    }
+
+    /// Starts the health checks of the pools that have none running yet, and
+    /// stops those of `previous`'s pools this site does not keep. Called once
+    /// the site serves, so that a site built and then refused checks nothing.
+    pub fn start_health_checks(&self, previous: Option<&Site>) {
+        for pool in &self.pools {
+            upstream::health_check::start(pool);
+        }
+        for old in previous.map_or(&[][..], |site| &site.pools) {
+            if !self.pools.iter().any(|pool| Arc::ptr_eq(pool, old)) {
+                old.retire();
+            }
+        }
     }
 
     /// The index of the listener configured at `addr`.

@@ -175,6 +175,7 @@ mod tests {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             sticky: None,
+            health_check: None,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 
 use super::balance::Balancer;
 use super::health::Health;
+use super::health_check::Checks;
 use super::http1::{Conn, Stream};
 use super::sticky::StickyTable;
 use super::sticky_store::StickyStore;
@@ -59,6 +60,8 @@ pub struct Pool {
     pub store: Option<Arc<StickyStore>>,
     /// Per server: its `/metrics` counters, shared across reloads.
     metrics: Vec<Arc<PeerMetrics>>,
+    /// `[upstream.NAME.health_check]`: what the active checks say.
+    checks: Option<Checks>,
 }
 
 /// How to open a TLS connection to one server.
@@ -153,15 +156,54 @@ impl Pool {
             sticky,
             store,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
+            checks: upstream.health_check.as_ref().map(|check| Checks::new(check, upstream.peers.len())),
             upstream,
         }
+    }
+
+    /// Takes over what `old`'s health checks said of the servers still
+    /// configured, by address, so that a reload neither sends traffic to a
+    /// server they had taken out nor waits for a check of one they had passed.
+    pub fn inherit_checks(&self, old: &Pool) {
+        let (Some(checks), Some(old_checks)) = (&self.checks, &old.checks) else { return };
+        for (peer, server) in self.upstream.peers.iter().enumerate() {
+            if let Some(old_peer) = old.peer_index(&server.address) {
+                checks.inherit(peer, old_checks.verdict(old_peer), old_checks.last_failure(old_peer));
+            }
+        }
+    }
+
+    /// The active health checks, when configured.
+    pub fn checks(&self) -> Option<&Checks> {
+        self.checks.as_ref()
+    }
+
+    /// Stops the health checks of a pool a reload replaced.
+    pub fn retire(&self) {
+        if let Some(checks) = &self.checks {
+            checks.retire();
+        }
+    }
+
+    /// Counts one health check of `peer` in its metrics.
+    pub fn count_check(&self, peer: usize, passed: bool) {
+        if let Some(metrics) = self.metrics.get(peer) {
+            let counter = if passed { &metrics.checks_passed } else { &metrics.checks_failed };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `peer` may take traffic at `now`: passive health, then the
+    /// active checks' verdict.
+    fn usable(&self, peer: usize, now: Instant) -> bool {
+        self.health.is_usable(peer, now) && self.checks.as_ref().is_none_or(|checks| checks.allows(peer))
     }
 
     /// The next server for a request from `client`, skipping servers for which
     /// `tried` says true and those that are down or failing. `None`: no server can take it.
     pub fn pick(&self, client: IpAddr, tried: impl Fn(usize) -> bool) -> Option<usize> {
         let now = Instant::now();
-        self.balancer.pick(client, &|peer| !tried(peer) && self.health.is_usable(peer, now))
+        self.balancer.pick(client, &|peer| !tried(peer) && self.usable(peer, now))
     }
 
     /// The index of the server configured as `address` (sessions name servers
@@ -172,7 +214,7 @@ impl Pool {
 
     /// Whether `peer` may take traffic now (sticky routing asks before using it).
     pub fn is_usable(&self, peer: usize) -> bool {
-        peer < self.upstream.peers.len() && self.health.is_usable(peer, Instant::now())
+        peer < self.upstream.peers.len() && self.usable(peer, Instant::now())
     }
 
     /// Counts a failure of `peer` toward `max_fails` (and in its metrics).
@@ -303,7 +345,9 @@ impl Pool {
         }
     }
 
-    async fn open(&self, peer: usize) -> Result<Conn, ConnectError> {
+    /// A new connection to `peer`, TCP and TLS as the upstream says (health
+    /// checks use it directly, outside the pool).
+    pub(super) async fn open(&self, peer: usize) -> Result<Conn, ConnectError> {
         let timeout = self.upstream.connect_timeout;
         let addr = self.upstream.peers[peer].socket_addr;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ struct Shared {
     /// TLS connections whose handshake resumed an earlier session.
     resumed: AtomicU64,
     tunnels: AtomicUsize,
+    /// What `/health` answers (`set_health`); 0: never answers.
+    health: AtomicU16,
 }
 
 /// An HTTP/1.1 (keep-alive) backend on `127.0.0.1:<ephemeral>`.
@@ -77,6 +79,9 @@ struct Shared {
 /// - `.../headers?set=Name:Value&set=...`: 200, body = name, with each
 ///   `Name: Value` added to the response (`%XX` escapes decoded), for
 ///   response-header tests (hop-by-hop headers and the like).
+/// - `.../health[?ms=N]`: after N ms (default 0), the status `set_health`
+///   chose (200 at first; 0: never answers), body = name: for active health
+///   checks.
 /// - `.../trickle?chunks=N&ms=M`: 200 at once, then N body chunks
 ///   (`chunk 0\n`, `chunk 1\n`, ...), each after M ms of silence (no
 ///   Content-Length): for read timeouts that limit silence, not totals.
@@ -133,6 +138,7 @@ impl TestBackend {
             closed: AtomicU64::new(0),
             resumed: AtomicU64::new(0),
             tunnels: AtomicUsize::new(0),
+            health: AtomicU16::new(200),
         });
         let tasks = Tasks::default();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
@@ -186,6 +192,17 @@ impl TestBackend {
             .last()
             .cloned()
             .unwrap_or_else(|| panic!("backend {} has seen no request", self.shared.name))
+    }
+
+    /// Makes `.../health` answer `status` from now on; 0: never answer.
+    pub fn set_health(&self, status: u16) {
+        self.shared.health.store(status, Ordering::SeqCst);
+    }
+
+    /// The requests seen so far that were not for `.../health`: the traffic,
+    /// without the health checks.
+    pub fn traffic(&self) -> usize {
+        lock(&self.shared.seen).iter().filter(|seen| !seen.uri.path().ends_with("/health")).count()
     }
 
     /// Closes the listener and every connection (upgraded ones too); when this
@@ -315,6 +332,14 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
                     response
                 }
                 Route::Status(status) => respond(&name, status, body::full(name.clone())),
+                Route::Health(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let code = ctx.shared.health.load(Ordering::SeqCst);
+                    let Ok(status) = StatusCode::from_u16(code) else {
+                        return std::future::pending().await;
+                    };
+                    respond(&name, status, body::full(name.clone()))
+                }
                 Route::Headers(extra) => {
                     let mut response = respond(&name, StatusCode::OK, body::full(name.clone()));
                     for (header, value) in extra {
@@ -341,6 +366,7 @@ enum Route {
     WebSocket,
     Headers(Vec<(http::HeaderName, HeaderValue)>),
     Trickle { chunks: u64, ms: u64 },
+    Health(u64),
 }
 
 impl Route {
@@ -358,6 +384,7 @@ impl Route {
             "big" => Route::Big(query_number(uri, "bytes").unwrap_or(0)),
             "slow" => Route::Slow(query_number(uri, "ms").unwrap_or(0)),
             "login" => Route::Login,
+            "health" => Route::Health(query_number(uri, "ms").unwrap_or(0)),
             "ws" => Route::WebSocket,
             "headers" => Route::Headers(set_headers(uri)),
             "trickle" => Route::Trickle {

@@ -1,0 +1,330 @@
+//! Active health checks, `[upstream.NAME.health_check]` (NGINX Plus's
+//! `health_check`): each server is asked for a URI every `interval`, on a
+//! connection of its own, and `fails` failed checks in a row take it out of
+//! the balancing until `passes` pass in a row. Requests never wait for a
+//! check: they read one atomic per server. Passive health (`max_fails`)
+//! still applies on top.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
+use super::Pool;
+use super::http1::{self, Framing};
+use super::pool::ConnectError;
+use crate::config::runtime::HealthCheck;
+
+/// What the checks last said of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not checked yet, under `mandatory`: takes no traffic.
+    Checking,
+    Passing,
+    Failing,
+}
+
+/// The checks of one pool's servers, read by every request that picks one.
+#[derive(Debug)]
+pub struct Checks {
+    /// Index-aligned with the upstream's peers.
+    servers: Box<[ServerCheck]>,
+    /// Whether the tasks were started (a pool kept across a reload has them).
+    started: AtomicBool,
+    /// Set when a reload replaced the pool: its tasks stop at their next turn
+    /// even while old connections still hold the pool.
+    retired: AtomicBool,
+}
+
+#[derive(Debug)]
+struct ServerCheck {
+    verdict: AtomicU8,
+    /// Why the last check failed, for `/status`; written by the server's task only.
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Checks {
+    /// Every server `Checking` under `mandatory`, else `Passing`.
+    pub fn new(check: &HealthCheck, servers: usize) -> Checks {
+        let initial = if check.mandatory { Verdict::Checking } else { Verdict::Passing };
+        Checks {
+            servers: (0..servers)
+                .map(|_| ServerCheck { verdict: AtomicU8::new(initial as u8), last_failure: Mutex::new(None) })
+                .collect(),
+            started: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the checks let `peer` take traffic.
+    pub fn allows(&self, peer: usize) -> bool {
+        self.verdict(peer) == Verdict::Passing
+    }
+
+    pub fn verdict(&self, peer: usize) -> Verdict {
+        match self.servers.get(peer).map(|server| server.verdict.load(Ordering::Relaxed)) {
+            Some(v) if v == Verdict::Passing as u8 => Verdict::Passing,
+            Some(v) if v == Verdict::Failing as u8 => Verdict::Failing,
+            _ => Verdict::Checking,
+        }
+    }
+
+    /// Why `peer`'s last check failed, if it did.
+    pub fn last_failure(&self, peer: usize) -> Option<String> {
+        let server = self.servers.get(peer)?;
+        server.last_failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Takes `peer`'s verdict from a pool this one replaces: a reload must not
+    /// send traffic to a server the checks had taken out, nor hold back one
+    /// they had passed. A server never checked there keeps its own start.
+    pub fn inherit(&self, peer: usize, verdict: Verdict, last_failure: Option<String>) {
+        if verdict == Verdict::Checking {
+            return;
+        }
+        if let Some(server) = self.servers.get(peer) {
+            server.verdict.store(verdict as u8, Ordering::Relaxed);
+            *server.last_failure.lock().unwrap_or_else(PoisonError::into_inner) = last_failure;
+        }
+    }
+
+    /// Whether this call is the one to start the tasks.
+    pub fn claim_start(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    fn set(&self, peer: usize, verdict: Verdict) {
+        if let Some(server) = self.servers.get(peer) {
+            server.verdict.store(verdict as u8, Ordering::Relaxed);
+        }
+    }
+
+    fn set_failure(&self, peer: usize, why: Option<String>) {
+        if let Some(server) = self.servers.get(peer) {
+            *server.last_failure.lock().unwrap_or_else(PoisonError::into_inner) = why;
+        }
+    }
+}
+
+/// Checks in a row with the same result, counted by one server's task.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Streak {
+    passed: u32,
+    failed: u32,
+}
+
+impl Streak {
+    /// Counts one check and says what the server's verdict is now. A server
+    /// not checked yet (`mandatory`) takes its first check's result at once,
+    /// as NGINX Plus does; otherwise the verdict turns only after `fails`
+    /// failed or `passes` passed checks in a row.
+    pub fn record(&mut self, passed: bool, now: Verdict, check: &HealthCheck) -> Verdict {
+        if passed {
+            self.passed = self.passed.saturating_add(1);
+            self.failed = 0;
+        } else {
+            self.failed = self.failed.saturating_add(1);
+            self.passed = 0;
+        }
+        match now {
+            Verdict::Checking if passed => Verdict::Passing,
+            Verdict::Checking => Verdict::Failing,
+            Verdict::Passing if self.failed >= check.fails => Verdict::Failing,
+            Verdict::Failing if self.passed >= check.passes => Verdict::Passing,
+            unchanged => unchanged,
+        }
+    }
+}
+
+/// Why a check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Http(#[from] http1::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("status {0}")]
+    Status(StatusCode),
+}
+
+/// Checks server `peer` of `pool` until the pool is gone or retired.
+pub async fn run(pool: Weak<Pool>, peer: usize) {
+    let Some((check, host, name, address)) = pool.upgrade().and_then(|pool| {
+        let check = pool.upstream.health_check.clone()?;
+        let server = pool.upstream.peers.get(peer)?;
+        // Validated as a header value; the server's address always is one.
+        let host = check
+            .host
+            .as_deref()
+            .or(pool.upstream.tls.as_ref().and_then(|tls| tls.server_name.as_deref()))
+            .unwrap_or(&server.address);
+        let host = HeaderValue::from_str(host).ok()?;
+        Some((check, host, pool.upstream.name.clone(), server.address.clone()))
+    }) else {
+        return;
+    };
+    let fields: [(HeaderName, HeaderValue); 3] = [
+        (header::HOST, host),
+        (header::USER_AGENT, HeaderValue::from_static(concat!("portico/", env!("CARGO_PKG_VERSION"), " health check"))),
+        (header::CONNECTION, HeaderValue::from_static("close")),
+    ];
+    let mut streak = Streak::default();
+    let mut ticks = tokio::time::interval(check.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let Some(checks) = pool.checks() else { return };
+        if checks.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        let result = match tokio::time::timeout(check.timeout, ask(&pool, peer, &check, &fields)).await {
+            Ok(Ok(status)) if check.accepts(status) => Ok(()),
+            Ok(Ok(status)) => Err(CheckFailure::Status(status)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CheckFailure::Timeout(check.timeout)),
+        };
+        pool.count_check(peer, result.is_ok());
+        let before = checks.verdict(peer);
+        let after = streak.record(result.is_ok(), before, &check);
+        if let Err(why) = &result {
+            checks.set_failure(peer, Some(format!("GET {}: {why}", check.uri)));
+        }
+        if after == before {
+            continue;
+        }
+        checks.set(peer, after);
+        let uri = &check.uri;
+        match (&result, after) {
+            (Err(why), _) => tracing::warn!(
+                "upstream \"{name}\" server {address} failed {} health check(s) in a row (GET {uri}: {why}): \
+                 it takes no traffic until {} pass",
+                streak.failed,
+                check.passes,
+            ),
+            (Ok(()), _) if before == Verdict::Checking => {
+                tracing::info!("upstream \"{name}\" server {address} passed its first health check (GET {uri})")
+            }
+            (Ok(()), _) => tracing::warn!(
+                "upstream \"{name}\" server {address} passed {} health check(s) in a row (GET {uri}): it takes traffic again",
+                streak.passed,
+            ),
+        }
+    }
+}
+
+/// One check: a new connection, `GET uri`, the response head's status.
+async fn ask(
+    pool: &Pool,
+    peer: usize,
+    check: &HealthCheck,
+    fields: &[(HeaderName, HeaderValue)],
+) -> Result<StatusCode, CheckFailure> {
+    let mut conn = pool.open(peer).await?;
+    conn.send_head(&Method::GET, &check.uri, fields.iter().map(|(n, v)| (n, v)), Framing::Empty).await?;
+    let head = std::future::poll_fn(|cx| conn.poll_head(cx, &mut None, false)).await?;
+    Ok(head.status)
+}
+
+/// Starts the tasks checking `pool`'s servers (not those `down = true`) on the
+/// current runtime, once per pool.
+pub fn start(pool: &Arc<Pool>) {
+    let Some(checks) = pool.checks() else { return };
+    if !checks.claim_start() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("upstream \"{}\": health checks not started (no runtime)", pool.upstream.name);
+        return;
+    };
+    for (peer, server) in pool.upstream.peers.iter().enumerate() {
+        if !server.down {
+            runtime.spawn(run(Arc::downgrade(pool), peer));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fails: u32, passes: u32, mandatory: bool) -> HealthCheck {
+        HealthCheck {
+            uri: "/".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            fails,
+            passes,
+            status: vec![(200, 399)],
+            host: None,
+            mandatory,
+        }
+    }
+
+    /// Runs `results` through a streak from `start`, returning each verdict.
+    fn verdicts(check: &HealthCheck, start: Verdict, results: &[bool]) -> Vec<Verdict> {
+        let mut streak = Streak::default();
+        let mut now = start;
+        results
+            .iter()
+            .map(|&passed| {
+                now = streak.record(passed, now, check);
+                now
+            })
+            .collect()
+    }
+
+    use Verdict::{Checking, Failing, Passing};
+
+    #[test]
+    fn fails_in_a_row_take_a_server_out_and_passes_in_a_row_bring_it_back() {
+        let c = check(2, 3, false);
+        assert_eq!(
+            verdicts(&c, Passing, &[false, true, false, false, true, true, false, true, true, true]),
+            [Passing, Passing, Passing, Failing, Failing, Failing, Failing, Failing, Failing, Passing]
+        );
+    }
+
+    #[test]
+    fn one_and_one_follow_each_check() {
+        let c = check(1, 1, false);
+        assert_eq!(verdicts(&c, Passing, &[true, false, true, false]), [Passing, Failing, Passing, Failing]);
+    }
+
+    #[test]
+    fn the_first_check_decides_a_mandatory_server_at_once() {
+        let c = check(3, 3, true);
+        assert_eq!(verdicts(&c, Checking, &[true, false, false, false]), [Passing, Passing, Passing, Failing]);
+        assert_eq!(verdicts(&c, Checking, &[false, true, true, true]), [Failing, Failing, Failing, Passing]);
+    }
+
+    #[test]
+    fn verdicts_start_as_mandatory_says_and_only_passing_allows_traffic() {
+        let checks = Checks::new(&check(1, 1, true), 2);
+        assert_eq!((checks.verdict(0), checks.allows(0)), (Checking, false));
+        checks.set(1, Passing);
+        assert!(checks.allows(1));
+        checks.set(1, Failing);
+        assert!(!checks.allows(1));
+        assert!(!checks.allows(2), "an unknown server is not allowed");
+        assert!(Checks::new(&check(1, 1, false), 1).allows(0));
+    }
+
+    #[test]
+    fn inherit_keeps_a_verdict_but_not_checking() {
+        let checks = Checks::new(&check(1, 1, false), 2);
+        checks.inherit(0, Failing, Some("GET /: status 503".into()));
+        checks.inherit(1, Checking, None);
+        assert_eq!((checks.verdict(0), checks.verdict(1)), (Failing, Passing));
+        assert_eq!(checks.last_failure(0).as_deref(), Some("GET /: status 503"));
+        assert!(checks.claim_start() && !checks.claim_start(), "tasks start once");
+    }
+}

@@ -1,0 +1,241 @@
+//! Active health checks (`[upstream.NAME.health_check]`): a server whose
+//! checks fail takes no traffic until they pass again, without a client
+//! request failing on the way; `mandatory` holds a server back until its first
+//! check passes; a reload keeps the verdicts; checks speak the upstream's TLS.
+//!
+//! Readiness comes from `/metrics` (`portico_upstream_health_check_passing`),
+//! which turns once portico has acted on a check's answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+/// `[upstream.app]` over `backends` with `[upstream.app.health_check]` lines
+/// `check`, behind app.test, with an admin listener.
+fn config(backends: &[&TestBackend], upstream: &str, check: &str) -> String {
+    let servers: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr())).collect();
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[upstream.app]
+servers = [{}]
+{upstream}
+
+[upstream.app.health_check]
+{check}
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "app"
+"#,
+        servers.join(", ")
+    )
+}
+
+async fn admin_text(admin: SocketAddr, path: &str) -> String {
+    let mut client = Client::http1(admin).await.unwrap();
+    let reply = client.get("admin", path).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.text()
+}
+
+/// Waits (up to 10 s) until `/metrics` says the checks pass `backend`
+/// (`passing`) or do not.
+async fn wait_passing(portico: &Portico, backend: &TestBackend, passing: bool) {
+    let line = format!(
+        "portico_upstream_health_check_passing{{upstream=\"app\",peer=\"{}\"}} {}",
+        backend.addr(),
+        u8::from(passing)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = admin_text(portico.admin_addr(), "/metrics").await;
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {line:?} in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends `n` requests, each on a new connection; every one must be a 200.
+async fn send(portico: &Portico, n: usize) {
+    for _ in 0..n {
+        let mut client = Client::http1(portico.addr(0)).await.unwrap();
+        let reply = client.get("app.test", "/").await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn failing_checks_take_a_server_out_and_passing_ones_bring_it_back() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let portico = start_portico(&config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"")).await;
+    wait_passing(&portico, &b, true).await;
+
+    b.set_health(503);
+    wait_passing(&portico, &b, false).await;
+    let before = (a.traffic(), b.traffic());
+    send(&portico, 10).await;
+    assert_eq!((a.traffic(), b.traffic()), (before.0 + 10, before.1), "b takes nothing while failing");
+
+    let status = admin_text(portico.admin_addr(), "/status").await;
+    assert!(status.contains("<td class=\"unhealthy\">unhealthy</td>"), "{status}");
+    assert!(status.contains(&format!("{}: GET /health: status 503 Service Unavailable", b.addr())), "{status}");
+    let metrics = admin_text(portico.admin_addr(), "/metrics").await;
+    let failed =
+        format!("portico_upstream_health_checks_total{{upstream=\"app\",peer=\"{}\",result=\"failed\"}} ", b.addr());
+    assert!(metrics.lines().any(|l| l.starts_with(&failed) && !l.ends_with(" 0")), "{metrics}");
+    assert!(metrics.contains(&format!("portico_upstream_up{{upstream=\"app\",peer=\"{}\"}} 0", b.addr())), "{metrics}");
+
+    b.set_health(200);
+    wait_passing(&portico, &b, true).await;
+    let before = b.traffic();
+    send(&portico, 10).await;
+    assert_eq!(b.traffic(), before + 5, "round robin gives b its half again");
+
+    // What a check sends: GET of the uri, Host the server's address (no
+    // tls_server_name), a User-Agent naming portico, no keep-alive.
+    let check = b.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.method, http::Method::GET);
+    assert_eq!(check.header("host"), Some(b.addr().to_string().as_str()));
+    assert!(check.header("user-agent").is_some_and(|ua| ua.starts_with("portico/")), "{check:?}");
+    assert_eq!(check.header("connection"), Some("close"));
+    portico.shutdown().await;
+}
+
+/// `fails = 3`: every scrape from the first failed check until b is taken
+/// out shows it passing with 1 or 2 failed checks, and the scrape that shows
+/// it out counts at least 3.
+#[tokio::test]
+async fn fails_counts_failed_checks_in_a_row() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let portico = start_portico(&config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"\nfails = 3")).await;
+    wait_passing(&portico, &b, true).await;
+    b.set_health(500);
+    let failed =
+        format!("portico_upstream_health_checks_total{{upstream=\"app\",peer=\"{}\",result=\"failed\"}} ", b.addr());
+    let out = format!("portico_upstream_health_check_passing{{upstream=\"app\",peer=\"{}\"}} 0", b.addr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen_passing_with_failures = false;
+    loop {
+        let text = admin_text(portico.admin_addr(), "/metrics").await;
+        let count: u64 = text.lines().find_map(|l| l.strip_prefix(&failed)).unwrap().parse().unwrap();
+        if text.lines().any(|l| l == out) {
+            assert!(count >= 3, "taken out after {count} failed checks");
+            break;
+        }
+        seen_passing_with_failures |= count > 0;
+        assert!(Instant::now() < deadline, "never taken out:\n{text}");
+    }
+    assert!(seen_passing_with_failures, "no scrape fell between the first failure and the third");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_or_refuses_fails_its_checks() {
+    let (a, b, c) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await, TestBackend::spawn("c").await);
+    let portico =
+        start_portico(&config(&[&a, &b, &c], "", "uri = \"/health\"\ninterval = \"50ms\"\ntimeout = \"200ms\"")).await;
+    b.set_health(0);
+    c.stop().await;
+    wait_passing(&portico, &b, false).await;
+    wait_passing(&portico, &c, false).await;
+    let status = admin_text(portico.admin_addr(), "/status").await;
+    assert!(status.contains(&format!("{}: GET /health: no answer within 200ms", b.addr())), "{status}");
+    assert!(status.contains(&format!("{}: GET /health: connect failed", c.addr())), "{status}");
+    let before = a.traffic();
+    send(&portico, 6).await;
+    assert_eq!(a.traffic(), before + 6);
+    portico.shutdown().await;
+}
+
+/// `mandatory`: a server takes no traffic before its first check has passed.
+/// Here b's first check never ends (its `/health` does not answer, the
+/// timeout is an hour), so b stays "checking"; without `mandatory` the same
+/// b takes its share at once.
+#[tokio::test]
+async fn mandatory_holds_a_server_back_until_its_first_check_passes() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    b.set_health(0);
+    let check = "uri = \"/health\"\ninterval = \"1h\"\ntimeout = \"1h\"";
+
+    let portico = start_portico(&config(&[&a, &b], "", &format!("{check}\nmandatory = true"))).await;
+    wait_passing(&portico, &a, true).await;
+    send(&portico, 6).await;
+    assert_eq!((a.traffic(), b.traffic()), (6, 0));
+    let status = admin_text(portico.admin_addr(), "/status").await;
+    assert!(status.contains("<td class=\"checking\">checking</td>"), "{status}");
+    portico.shutdown().await;
+
+    let portico = start_portico(&config(&[&a, &b], "", check)).await;
+    send(&portico, 6).await;
+    assert_eq!((a.traffic(), b.traffic()), (9, 3), "without mandatory b is passing from the start");
+    portico.shutdown().await;
+}
+
+/// A reload that replaces the pool (a changed health_check) keeps each
+/// server's verdict: b, failed, takes no traffic and a, passed under
+/// `mandatory`, keeps taking it, though neither has been checked by the new
+/// configuration (its checks wait an hour for their answer).
+#[tokio::test]
+async fn a_reload_keeps_the_verdicts() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let fast = "uri = \"/health\"\ninterval = \"20ms\"\nmandatory = true";
+    let mut portico = start_portico(&config(&[&a, &b], "", fast)).await;
+    wait_passing(&portico, &a, true).await;
+    b.set_health(503);
+    wait_passing(&portico, &b, false).await;
+
+    // A kept-alive connection holds the old configuration until its next
+    // request: its checks must stop all the same.
+    let mut kept = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(kept.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+    let hanging = "uri = \"/health?ms=3600000\"\ninterval = \"1h\"\ntimeout = \"1h\"\nmandatory = true";
+    portico.reload(&config(&[&a, &b], "", hanging)).unwrap();
+    let before = (a.traffic(), b.traffic());
+    send(&portico, 6).await;
+    assert_eq!((a.traffic(), b.traffic()), (before.0 + 6, before.1));
+
+    // The old configuration's checks stopped: its 20 ms interval would have
+    // asked b again many times in this pause (there is no event for "nothing
+    // more happened"), the new one's single check of b is still waiting.
+    let asked = b.requests().len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(b.requests().len() <= asked + 1, "{} more checks after the reload", b.requests().len() - asked);
+    assert!(!kept.is_closed());
+    portico.shutdown().await;
+}
+
+/// Checks speak the upstream's TLS: SNI and Host from `tls_server_name`,
+/// trust from `ca_file`. A server whose certificate the upstream does not
+/// trust fails its checks with the handshake as the reason.
+#[tokio::test]
+async fn checks_use_the_upstream_tls_settings() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let stranger = TestCert::new(&["backend.internal"]);
+    let good = TestBackend::spawn_tls("good", &cert).await;
+    let bad = TestBackend::spawn_tls("bad", &stranger).await;
+    let upstream =
+        format!("tls = true\nca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
+    let portico = start_portico(&config(&[&good, &bad], &upstream, "uri = \"/health\"\ninterval = \"50ms\"")).await;
+    wait_passing(&portico, &bad, false).await;
+    wait_passing(&portico, &good, true).await;
+    let check = good.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.sni.as_deref(), Some("backend.internal"));
+    assert_eq!(check.header("host"), Some("backend.internal"));
+    let status = admin_text(portico.admin_addr(), "/status").await;
+    assert!(status.contains(&format!("{}: GET /health: TLS handshake failed", bad.addr())), "{status}");
+    send(&portico, 4).await;
+    assert_eq!(good.traffic(), 4);
+    portico.shutdown().await;
+}
