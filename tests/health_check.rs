@@ -1,7 +1,8 @@
 //! Active health checks (`[upstream.NAME.health_check]`): a server whose
 //! checks fail takes no traffic until they pass again, without a client
 //! request failing on the way; `mandatory` holds a server back until its first
-//! check passes; a reload keeps the verdicts; checks speak the upstream's TLS.
+//! check passes; a reload keeps the verdicts; checks speak the upstream's TLS;
+//! sticky sessions leave a server the checks took out.
 //!
 //! Readiness comes from `/metrics` (`portico_upstream_health_check_passing`),
 //! which turns once portico has acted on a check's answer.
@@ -237,5 +238,32 @@ async fn checks_use_the_upstream_tls_settings() {
     assert!(status.contains(&format!("{}: GET /health: TLS handshake failed", bad.addr())), "{status}");
     send(&portico, 4).await;
     assert_eq!(good.traffic(), 4);
+    portico.shutdown().await;
+}
+
+/// A sticky session whose server the checks take out moves to one that takes
+/// traffic, as it does for a server down by passive health.
+#[tokio::test]
+async fn sticky_sessions_leave_a_server_the_checks_took_out() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let sticky = "[upstream.app.sticky]\nlearn = \"JSESSIONID\"";
+    let toml = config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"")
+        .replace("[[server]]", &format!("{sticky}\n\n[[server]]"));
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let mut on_b = support::sessions::login(&mut client, "app.test").await;
+    if on_b.node != "b" {
+        on_b = support::sessions::login(&mut client, "app.test").await;
+    }
+    assert_eq!(on_b.node, "b", "round robin gives the second login to the other node");
+    let node_for = |reply: Reply| reply.header("x-backend").unwrap_or_default().to_owned();
+    let cookie = on_b.cookie();
+    assert_eq!(node_for(client.get_with("app.test", "/page", &[("cookie", &cookie)]).await.unwrap()), "b");
+
+    b.set_health(503);
+    wait_passing(&portico, &b, false).await;
+    for _ in 0..3 {
+        assert_eq!(node_for(client.get_with("app.test", "/page", &[("cookie", &cookie)]).await.unwrap()), "a");
+    }
     portico.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //! whose values come from the fuzzer: gets past the TOML parser to every
 //! semantic check (durations, sizes, listen addresses, CIDRs, templates,
 //! header names, cookie names, statuses, self-signed certificates, client
-//! certificate policies, upstream client certificates...).
+//! certificate policies, upstream client certificates, health checks...).
 #![no_main]
 
 use std::path::Path;
@@ -32,17 +32,17 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s29}`, `{n0}`..`{n7}` and `{b0}`..`{b5}`.
+/// Fills `{s0}`..`{s33}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..30).rev() {
+    for i in (0..34).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
         out = out.replace(&format!("{{n{i}}}"), &v.numbers.get(i).copied().unwrap_or(0).to_string());
     }
-    for i in (0..6).rev() {
+    for i in (0..8).rev() {
         out = out.replace(&format!("{{b{i}}}"), &v.flags.get(i).copied().unwrap_or(false).to_string());
     }
     out
@@ -76,6 +76,16 @@ read_timeout = {s10}
 learn = {s11}
 size = {s12}
 timeout = {s13}
+
+[upstream.pool.health_check]
+uri = {s30}
+interval = {s31}
+timeout = {s1}
+fails = {n5}
+passes = {n6}
+status = {s32}
+host = {s33}
+mandatory = {b6}
 
 [[server]]
 listen = [{s14}, "127.0.0.1:18080"]
