@@ -609,6 +609,7 @@ mod tests {
             certificate: Some(Arc::clone(certificate)),
             client_auth: None,
             locations: Vec::new(),
+            access: Default::default(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             access_log: None,

@@ -144,6 +144,7 @@ mod tests {
             certificate: None,
             client_auth: None,
             locations: Vec::new(),
+            access: Default::default(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             access_log: None,

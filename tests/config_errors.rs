@@ -621,3 +621,29 @@ host = "bad\nhost"
         ]
     );
 }
+
+#[test]
+fn allow_and_deny_problems() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "am"
+allow = ["10.0.0.0/33", "intranet"]
+deny = ["all"]
+
+[[server.location]]
+prefix = "/carbon/"
+return = 403
+allow = []
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:8:10: allow entry "10.0.0.0/33": expected a CIDR such as "10.0.0.0/8", an IP address, or "all""#,
+            r#"portico.toml:8:25: allow entry "intranet": expected a CIDR such as "10.0.0.0/8", an IP address, or "all""#,
+            r#"portico.toml:9:8: deny = ["all"] refuses every client, also those allow lists (line 8): remove deny; allow alone refuses every other address"#,
+            r#"portico.toml:14:9: allow = []: lists no address; remove it, or list CIDRs such as "10.0.0.0/8""#,
+        ]
+    );
+}

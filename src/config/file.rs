@@ -222,6 +222,10 @@ pub struct Server {
     pub headers: Option<Entries<Spanned<String>>>,
     /// `[server.response_headers]`, in file order.
     pub response_headers: Option<Entries<Spanned<String>>>,
+    /// Client addresses answered (CIDRs, IPs or `"all"`); others get 403.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Client addresses refused with 403.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     /// Path.
     pub access_log: Option<Spanned<String>>,
     /// `combined | json`.
@@ -269,6 +273,10 @@ pub struct Location {
     pub redirect: Option<Spanned<String>>,
     /// 301 | 302 | 303 | 307 | 308.
     pub redirect_status: Option<Spanned<i64>>,
+    /// Client addresses answered (CIDRs, IPs or `"all"`); replaces the server's.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Client addresses refused with 403; replaces the server's.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A size: `"16k"`, `"1m"`, `"1g"`, `"1024"` or an integer number of bytes.

@@ -330,6 +330,9 @@ pub struct VirtualServer {
     pub client_auth: Option<Arc<crate::tls::ClientAuth>>,
     /// Sorted by prefix length, longest first, so the first match wins.
     pub locations: Vec<Location>,
+    /// `allow` / `deny` for the locations without their own, and for paths
+    /// no location takes (403 before 404, as nginx).
+    pub access: Access,
     /// Headers set toward the upstream, in order; `None` removes the header.
     pub headers: Vec<HeaderRule>,
     /// Headers set on every response to the client, in order; `None` removes
@@ -383,6 +386,26 @@ pub enum AccessLogFormat {
 pub struct Location {
     pub prefix: String,
     pub action: Action,
+    /// Its own `allow` / `deny`, replacing the server's (as nginx's
+    /// `allow`/`deny` in a location replace the server's).
+    pub access: Option<Access>,
+}
+
+/// `allow` / `deny`: the client addresses a server or location answers; the
+/// others get 403. A `deny` match refuses; then, when `allow` lists any, only
+/// those are answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl Access {
+    /// Whether a client at `ip` (the connection's address) is answered.
+    pub fn permits(&self, ip: std::net::IpAddr) -> bool {
+        !self.deny.iter().any(|net| net.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(ip)))
+    }
 }
 
 /// What a location does with a request.

@@ -19,7 +19,7 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
-    AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, Listener, Location, LogLevel, Peer,
+    Access, AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, Listener, Location, LogLevel, Peer,
     RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
@@ -770,6 +770,7 @@ impl Checker<'_> {
         };
 
         let locations = self.locations(&s, upstreams, span.clone());
+        let access = self.access(s.allow.as_ref(), s.deny.as_ref()).unwrap_or_default();
         let headers = match s.headers {
             Some(h) => self.headers(h),
             None => default_headers(),
@@ -801,6 +802,7 @@ impl Checker<'_> {
                 certificate,
                 client_auth,
                 locations,
+                access,
                 headers,
                 response_headers,
                 access_log,
@@ -1040,8 +1042,8 @@ impl Checker<'_> {
     }
 
     fn locations(&mut self, s: &file::Server, upstreams: &[String], server_span: Range<usize>) -> Vec<Location> {
-        // (prefix, action, where it was declared) before sorting.
-        let mut found: Vec<(String, Action, Range<usize>)> = Vec::new();
+        // (prefix, action, its own allow/deny, where it was declared) before sorting.
+        let mut found: Vec<(String, Action, Option<Access>, Range<usize>)> = Vec::new();
 
         if s.redirect.is_none()
             && let Some(status) = &s.redirect_status
@@ -1063,12 +1065,12 @@ impl Checker<'_> {
             }
             (Some(redirect), None) => {
                 if let Some(action) = self.redirect(redirect, s.redirect_status.as_ref()) {
-                    found.push(("/".to_owned(), action, redirect.span()));
+                    found.push(("/".to_owned(), action, None, redirect.span()));
                 }
             }
             (None, Some(proxy_pass)) => {
                 if let Some(action) = self.proxy(proxy_pass, upstreams) {
-                    found.push(("/".to_owned(), action, proxy_pass.span()));
+                    found.push(("/".to_owned(), action, None, proxy_pass.span()));
                 }
             }
             (None, None) => {}
@@ -1085,7 +1087,7 @@ impl Checker<'_> {
                 self.error(prefix.span(), format!("prefix = {:?}: must start with \"/\"", prefix.get_ref()));
                 continue;
             }
-            if let Some((_, _, earlier)) = found.iter().find(|(p, _, _)| p == prefix.get_ref()) {
+            if let Some((_, _, _, earlier)) = found.iter().find(|(p, _, _, _)| p == prefix.get_ref()) {
                 let line = self.line(earlier);
                 self.error(
                     prefix.span(),
@@ -1142,8 +1144,9 @@ impl Checker<'_> {
             } else {
                 None
             };
+            let access = self.access(l.allow.as_ref(), l.deny.as_ref());
             if let Some(action) = action {
-                found.push((prefix.get_ref().clone(), action, prefix.span()));
+                found.push((prefix.get_ref().clone(), action, access, prefix.span()));
             }
         }
 
@@ -1154,8 +1157,57 @@ impl Checker<'_> {
             );
         }
         // Longest prefix first so that the first match is the best one.
-        found.sort_by_key(|(prefix, _, _)| std::cmp::Reverse(prefix.len()));
-        found.into_iter().map(|(prefix, action, _)| Location { prefix, action }).collect()
+        found.sort_by_key(|(prefix, _, _, _)| std::cmp::Reverse(prefix.len()));
+        found.into_iter().map(|(prefix, action, access, _)| Location { prefix, action, access }).collect()
+    }
+
+    /// A server's or location's `allow` and `deny`; `None` when it has neither.
+    fn access(
+        &mut self,
+        allow: Option<&Spanned<Vec<Spanned<String>>>>,
+        deny: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Option<Access> {
+        if allow.is_none() && deny.is_none() {
+            return None;
+        }
+        let mut list = |key: &str, entries: Option<&Spanned<Vec<Spanned<String>>>>| {
+            let Some(entries) = entries else { return Vec::new() };
+            if entries.get_ref().is_empty() {
+                self.error(
+                    entries.span(),
+                    format!("{key} = []: lists no address; remove it, or list CIDRs such as \"10.0.0.0/8\""),
+                );
+            }
+            let mut nets = Vec::new();
+            for entry in entries.get_ref() {
+                match entry.get_ref().as_str() {
+                    "all" => nets.extend(parse_cidr("0.0.0.0/0").into_iter().chain(parse_cidr("::/0"))),
+                    text => match parse_cidr(text) {
+                        Some(net) => nets.push(net),
+                        None => self.error(
+                            entry.span(),
+                            format!(
+                                "{key} entry {text:?}: expected a CIDR such as \"10.0.0.0/8\", an IP address, or \"all\""
+                            ),
+                        ),
+                    },
+                }
+            }
+            nets
+        };
+        let access = Access { allow: list("allow", allow), deny: list("deny", deny) };
+        if let (Some(allow), Some(deny)) = (allow, deny)
+            && deny.get_ref().iter().any(|entry| entry.get_ref() == "all")
+        {
+            self.error(
+                deny.span(),
+                format!(
+                    "deny = [\"all\"] refuses every client, also those allow lists (line {}): remove deny; allow alone refuses every other address",
+                    self.line(&allow.span())
+                ),
+            );
+        }
+        Some(access)
     }
 
     fn proxy(&mut self, proxy_pass: &Spanned<String>, upstreams: &[String]) -> Option<Action> {

@@ -283,7 +283,14 @@ pub fn handle(
             return Ok(direct(exchange, StatusCode::MISDIRECTED_REQUEST));
         }
         let path = parts.uri.path();
-        let Some(location) = vhost::location(&server.config, path) else {
+        let location = vhost::location(&server.config, path);
+        let access = location.and_then(|l| l.access.as_ref()).unwrap_or(&server.config.access);
+        if !access.permits(conn.remote.ip()) {
+            // nginx's words and level, so that log watchers written for it still match.
+            exchange.error(LogLevel::Error, format_args!("access forbidden by rule"));
+            return Ok(direct(exchange, StatusCode::FORBIDDEN));
+        }
+        let Some(location) = location else {
             return Ok(direct(exchange, StatusCode::NOT_FOUND));
         };
         let request_uri = parts.uri.path_and_query().cloned();
