@@ -26,6 +26,7 @@ fn upstream(balance: Balance) -> Upstream {
                     fail_timeout: Duration::from_secs(10),
                     backup: false,
                     down: false,
+                    drain: false,
                 }
             })
             .collect(),

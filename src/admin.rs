@@ -162,6 +162,8 @@ fn peer_state(pool: &Pool, peer: usize) -> &'static str {
         if verdict == Verdict::Checking { "checking" } else { "unhealthy" }
     } else if !pool.is_usable(peer) {
         "failed"
+    } else if config.drain {
+        "draining"
     } else if config.backup {
         "backup"
     } else {

@@ -647,3 +647,14 @@ allow = []
         ]
     );
 }
+
+#[test]
+fn drain_and_down_together() {
+    let toml = "[upstream.am]\nservers = [{ address = \"127.0.0.1:9443\", down = true, drain = true }]\n";
+    assert_eq!(
+        errors(toml),
+        [
+            "portico.toml:2:63: drain = true with down = true: a server either takes its sessions' requests (drain) or none (down); keep one"
+        ]
+    );
+}

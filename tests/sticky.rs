@@ -646,3 +646,39 @@ async fn down_node_sessions_fall_back_after_reload() {
     }
     assert_eq!(a.count(), a_count, "the down node got requests");
 }
+
+/// `drain = true` (NGINX Plus's `drain`, for taking a node out of a cluster
+/// without logging its users out): the sessions it holds keep going to it,
+/// while new clients and session-less requests go to the others; only when no
+/// other server can take a request does a draining one.
+#[tokio::test]
+async fn a_draining_server_keeps_its_sessions_and_takes_no_new_ones() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    let entries =
+        |b_extra: &str| vec![format!("\"{}\"", a.addr()), format!("{{ address = \"{}\"{b_extra} }}", b.addr())];
+    let mut portico = start_portico(&config(&entries(""), "", "", "")).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let mut sessions = [login(&mut client, HOST).await, login(&mut client, HOST).await];
+    sessions.sort_by(|x, y| x.node.cmp(&y.node));
+    assert_eq!([sessions[0].node.as_str(), sessions[1].node.as_str()], ["a", "b"]);
+
+    portico.reload(&config(&entries(", drain = true"), "", "", "")).unwrap();
+    for _ in 0..4 {
+        assert_eq!(node_of(&mut client, "/page", &[("cookie", &sessions[1].cookie())]).await, "b");
+        assert_eq!(node_of(&mut client, "/page", &[("cookie", &sessions[0].cookie())]).await, "a");
+        assert_eq!(node_of(&mut client, "/page", &[]).await, "a", "no new request for the draining b");
+        assert_eq!(login(&mut client, HOST).await.node, "a", "no new session on the draining b");
+    }
+
+    // The last server up besides it: a draining server beats a 502.
+    portico
+        .reload(&config(
+            &[format!("{{ address = \"{}\", down = true }}", a.addr()), entries(", drain = true")[1].clone()],
+            "",
+            "",
+            "",
+        ))
+        .unwrap();
+    assert_eq!(node_of(&mut client, "/page", &[]).await, "b");
+    portico.shutdown().await;
+}

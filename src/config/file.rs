@@ -152,6 +152,8 @@ pub struct UpstreamServerTable {
     pub backup: Option<bool>,
     /// Taken out by hand.
     pub down: Option<bool>,
+    /// Only requests bound to it (sticky sessions) go to it.
+    pub drain: Option<Spanned<bool>>,
 }
 
 impl<'de> Deserialize<'de> for UpstreamServer {

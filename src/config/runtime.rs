@@ -149,6 +149,7 @@ impl Upstream {
                     && a.fail_timeout == b.fail_timeout
                     && a.backup == b.backup
                     && a.down == b.down
+                    && a.drain == b.drain
             });
         let tls_same = match (&self.tls, &other.tls) {
             (None, None) => true,
@@ -182,6 +183,9 @@ pub struct Peer {
     pub fail_timeout: Duration,
     pub backup: bool,
     pub down: bool,
+    /// NGINX Plus's `drain`: requests bound to it by a sticky session still
+    /// go to it, new ones only when no other server can take them.
+    pub drain: bool,
 }
 
 /// TLS toward an upstream.

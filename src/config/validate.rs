@@ -583,6 +583,7 @@ impl Checker<'_> {
         let mut fail_timeout = Duration::from_secs(10);
         let mut backup = false;
         let mut down = false;
+        let mut drain = false;
         if let Some(t) = table {
             if let Some(w) = t.weight {
                 if *w.get_ref() == 0 {
@@ -598,6 +599,16 @@ impl Checker<'_> {
             fail_timeout = self.duration("fail_timeout", t.fail_timeout, fail_timeout);
             backup = t.backup.unwrap_or(false);
             down = t.down.unwrap_or(false);
+            if let Some(d) = t.drain {
+                drain = *d.get_ref();
+                if drain && down {
+                    self.error(
+                        d.span(),
+                        "drain = true with down = true: a server either takes its sessions' requests (drain) or none (down); keep one".into(),
+                    );
+                    ok = false;
+                }
+            }
         }
         match (host, socket_addr, ok) {
             (Some(host), Some(socket_addr), true) => Some(Peer {
@@ -609,6 +620,7 @@ impl Checker<'_> {
                 fail_timeout,
                 backup,
                 down,
+                drain,
             }),
             _ => None,
         }

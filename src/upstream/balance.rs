@@ -310,6 +310,7 @@ mod tests {
                     fail_timeout: Duration::from_secs(10),
                     backup,
                     down: false,
+                    drain: false,
                 })
                 .collect(),
             tls: None,

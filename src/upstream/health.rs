@@ -166,6 +166,7 @@ mod tests {
                     fail_timeout: Duration::from_secs(secs),
                     backup: false,
                     down,
+                    drain: false,
                 })
                 .collect(),
             tls: None,

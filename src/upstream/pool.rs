@@ -62,6 +62,8 @@ pub struct Pool {
     metrics: Vec<Arc<PeerMetrics>>,
     /// `[upstream.NAME.health_check]`: what the active checks say.
     checks: Option<Checks>,
+    /// Whether any server is `drain = true` (the fallback pick is skipped otherwise).
+    draining: bool,
 }
 
 /// How to open a TLS connection to one server.
@@ -157,6 +159,7 @@ impl Pool {
             store,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
             checks: upstream.health_check.as_ref().map(|check| Checks::new(check, upstream.peers.len())),
+            draining: upstream.peers.iter().any(|peer| peer.drain),
             upstream,
         }
     }
@@ -200,10 +203,16 @@ impl Pool {
     }
 
     /// The next server for a request from `client`, skipping servers for which
-    /// `tried` says true and those that are down or failing. `None`: no server can take it.
+    /// `tried` says true and those that are down or failing. Draining servers
+    /// only when no other can take it (a request bound to one by a sticky
+    /// session does not come here). `None`: no server can take it.
     pub fn pick(&self, client: IpAddr, tried: impl Fn(usize) -> bool) -> Option<usize> {
         let now = Instant::now();
-        self.balancer.pick(client, &|peer| !tried(peer) && self.usable(peer, now))
+        let peers = &self.upstream.peers;
+        let open = |peer: usize| !tried(peer) && self.usable(peer, now);
+        self.balancer
+            .pick(client, &|peer| peers.get(peer).is_some_and(|p| !p.drain) && open(peer))
+            .or_else(|| self.draining.then(|| self.balancer.pick(client, &open)).flatten())
     }
 
     /// The index of the server configured as `address` (sessions name servers
