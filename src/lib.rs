@@ -224,6 +224,7 @@ pub async fn start_with_workers(
     let started_with = snapshot.runtime.clone();
     let site = Arc::new(Site::build(snapshot, &logs, None)?);
     site.start_health_checks(None);
+    site.first_health_checks().await;
     let shared = Arc::new(Shared::new(site, workers));
     let mut accept_loops = Vec::with_capacity(bound.len());
     for (addr, listener) in bound {

@@ -267,3 +267,16 @@ async fn sticky_sessions_leave_a_server_the_checks_took_out() {
     }
     portico.shutdown().await;
 }
+
+/// At start, portico accepts once a mandatory upstream has a server that
+/// passed: its first client is served, not answered 502, although the first
+/// check takes 300 ms to answer.
+#[tokio::test]
+async fn start_waits_for_the_first_mandatory_pass() {
+    let a = TestBackend::spawn("a").await;
+    let check = "uri = \"/health?ms=300\"\ninterval = \"1h\"\nmandatory = true";
+    let portico = start_portico(&config(&[&a], "", check)).await;
+    send(&portico, 1).await;
+    assert_eq!(a.traffic(), 1);
+    portico.shutdown().await;
+}

@@ -27,6 +27,10 @@ use crate::upstream::pool::ConnectError;
 use crate::upstream::{self, Pool};
 use crate::vhost::{self, Router};
 
+/// The longest portico waits at start for mandatory health checks to pass a
+/// server (`Site::first_health_checks`).
+const FIRST_CHECKS_WAIT: Duration = Duration::from_secs(5);
+
 /// Everything requests need from one configuration generation: the snapshot,
 /// its routing tables, open logs and upstream pools.
 pub struct Site {
@@ -150,6 +154,28 @@ impl Site {
         for old in previous.map_or(&[][..], |site| &site.pools) {
             if !self.pools.iter().any(|pool| Arc::ptr_eq(pool, old)) {
                 old.retire();
+            }
+        }
+    }
+
+    /// At start, waits until every upstream with `mandatory` health checks has
+    /// a server that passed (or none left to check), for at most its check
+    /// `timeout` and never more than `FIRST_CHECKS_WAIT`: accepting before
+    /// that would answer the first clients with 502. Their connections wait
+    /// in the listen backlog meanwhile.
+    pub async fn first_health_checks(&self) {
+        for pool in &self.pools {
+            let (Some(checks), Some(check)) = (pool.checks(), &pool.upstream.health_check) else { continue };
+            if !check.mandatory {
+                continue;
+            }
+            let wait = check.timeout.min(FIRST_CHECKS_WAIT);
+            if tokio::time::timeout(wait, checks.first_pass()).await.is_err() {
+                tracing::warn!(
+                    "upstream \"{}\": no server passed its first health check within {wait:?}; \
+                     its requests get 502 until one does",
+                    pool.upstream.name
+                );
             }
         }
     }

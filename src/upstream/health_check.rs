@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
+use tokio::sync::Notify;
 
 use super::Pool;
 use super::http1::{self, Framing};
 use super::pool::ConnectError;
-use crate::config::runtime::HealthCheck;
+use crate::config::runtime::{HealthCheck, Peer};
 
 /// What the checks last said of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct Checks {
     /// Set when a reload replaced the pool: its tasks stop at their next turn
     /// even while old connections still hold the pool.
     retired: AtomicBool,
+    /// Told of every verdict that changes (`first_pass` waits on it).
+    changed: Notify,
 }
 
 #[derive(Debug)]
@@ -46,15 +49,43 @@ struct ServerCheck {
 }
 
 impl Checks {
-    /// Every server `Checking` under `mandatory`, else `Passing`.
-    pub fn new(check: &HealthCheck, servers: usize) -> Checks {
+    /// Every server `Checking` under `mandatory`, else `Passing`; those
+    /// `down = true`, never checked, `Failing`.
+    pub fn new(check: &HealthCheck, peers: &[Peer]) -> Checks {
         let initial = if check.mandatory { Verdict::Checking } else { Verdict::Passing };
         Checks {
-            servers: (0..servers)
-                .map(|_| ServerCheck { verdict: AtomicU8::new(initial as u8), last_failure: Mutex::new(None) })
+            servers: peers
+                .iter()
+                .map(|peer| {
+                    let verdict = if peer.down { Verdict::Failing } else { initial };
+                    ServerCheck { verdict: AtomicU8::new(verdict as u8), last_failure: Mutex::new(None) }
+                })
                 .collect(),
             started: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Resolves once some server passes, or none is waiting for its first
+    /// check: what a mandatory upstream needs to answer anything but 502.
+    pub async fn first_pass(&self) {
+        loop {
+            // Made before looking, so that a change in between still wakes it.
+            let changed = self.changed.notified();
+            let verdicts = (0..self.servers.len()).map(|peer| self.verdict(peer));
+            let mut checking = false;
+            for verdict in verdicts {
+                match verdict {
+                    Verdict::Passing => return,
+                    Verdict::Checking => checking = true,
+                    Verdict::Failing => {}
+                }
+            }
+            if !checking {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -102,6 +133,7 @@ impl Checks {
     fn set(&self, peer: usize, verdict: Verdict) {
         if let Some(server) = self.servers.get(peer) {
             server.verdict.store(verdict as u8, Ordering::Relaxed);
+            self.changed.notify_waiters();
         }
     }
 
@@ -269,6 +301,23 @@ mod tests {
         }
     }
 
+    /// `n` servers, those in `down` with `down = true`.
+    fn peers(n: usize, down: &[usize]) -> Vec<Peer> {
+        (0..n)
+            .map(|i| Peer {
+                address: format!("127.0.0.1:{}", i + 1),
+                host: "127.0.0.1".into(),
+                socket_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                weight: 1,
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+                backup: false,
+                down: down.contains(&i),
+                drain: false,
+            })
+            .collect()
+    }
+
     /// Runs `results` through a streak from `start`, returning each verdict.
     fn verdicts(check: &HealthCheck, start: Verdict, results: &[bool]) -> Vec<Verdict> {
         let mut streak = Streak::default();
@@ -308,19 +357,43 @@ mod tests {
 
     #[test]
     fn verdicts_start_as_mandatory_says_and_only_passing_allows_traffic() {
-        let checks = Checks::new(&check(1, 1, true), 2);
+        let checks = Checks::new(&check(1, 1, true), &peers(2, &[]));
         assert_eq!((checks.verdict(0), checks.allows(0)), (Checking, false));
         checks.set(1, Passing);
         assert!(checks.allows(1));
         checks.set(1, Failing);
         assert!(!checks.allows(1));
         assert!(!checks.allows(2), "an unknown server is not allowed");
-        assert!(Checks::new(&check(1, 1, false), 1).allows(0));
+        assert!(Checks::new(&check(1, 1, false), &peers(1, &[])).allows(0));
+        let with_down = Checks::new(&check(1, 1, true), &peers(2, &[1]));
+        assert_eq!((with_down.verdict(0), with_down.verdict(1)), (Checking, Failing), "down: never checked");
+    }
+
+    #[tokio::test]
+    async fn first_pass_waits_for_a_passing_server_or_no_more_checking() {
+        let checks = Checks::new(&check(1, 1, true), &peers(3, &[2]));
+        let mut first = std::pin::pin!(checks.first_pass());
+        assert!(futures_poll(&mut first).is_pending(), "two servers still checking");
+        checks.set(0, Failing);
+        assert!(futures_poll(&mut first).is_pending(), "one still checking");
+        checks.set(1, Passing);
+        assert!(futures_poll(&mut first).is_ready());
+        let none_left = Checks::new(&check(1, 1, true), &peers(1, &[]));
+        none_left.set(0, Failing);
+        assert!(
+            futures_poll(&mut std::pin::pin!(none_left.first_pass())).is_ready(),
+            "all failed: nothing to wait for"
+        );
+    }
+
+    /// Polls `future` once with a no-op waker.
+    fn futures_poll<F: std::future::Future>(future: &mut std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     }
 
     #[test]
     fn inherit_keeps_a_verdict_but_not_checking() {
-        let checks = Checks::new(&check(1, 1, false), 2);
+        let checks = Checks::new(&check(1, 1, false), &peers(2, &[]));
         checks.inherit(0, Failing, Some("GET /: status 503".into()));
         checks.inherit(1, Checking, None);
         assert_eq!((checks.verdict(0), checks.verdict(1)), (Failing, Passing));

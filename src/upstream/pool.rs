@@ -158,7 +158,7 @@ impl Pool {
             sticky,
             store,
             metrics: upstream.peers.iter().map(|peer| crate::metrics::peer(&upstream.name, &peer.address)).collect(),
-            checks: upstream.health_check.as_ref().map(|check| Checks::new(check, upstream.peers.len())),
+            checks: upstream.health_check.as_ref().map(|check| Checks::new(check, &upstream.peers)),
             draining: upstream.peers.iter().any(|peer| peer.drain),
             upstream,
         }
