@@ -235,17 +235,17 @@ pub async fn run(pool: Weak<Pool>, peer: usize) {
         }
         checks.set(peer, after);
         let uri = &check.uri;
-        match (&result, after) {
-            (Err(why), _) => tracing::warn!(
+        match &result {
+            Err(why) => tracing::warn!(
                 "upstream \"{name}\" server {address} failed {} health check(s) in a row (GET {uri}: {why}): \
                  it takes no traffic until {} pass",
                 streak.failed,
                 check.passes,
             ),
-            (Ok(()), _) if before == Verdict::Checking => {
+            Ok(()) if before == Verdict::Checking => {
                 tracing::info!("upstream \"{name}\" server {address} passed its first health check (GET {uri})")
             }
-            (Ok(()), _) => tracing::warn!(
+            Ok(()) => tracing::warn!(
                 "upstream \"{name}\" server {address} passed {} health check(s) in a row (GET {uri}): it takes traffic again",
                 streak.passed,
             ),
