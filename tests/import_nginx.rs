@@ -755,6 +755,56 @@ server {{ listen 8443 ssl; server_name b.test; ssl_verify_client optional_no_ca;
 }
 
 #[test]
+fn import_ssl_trusted_certificate_is_the_client_ca_where_there_is_no_ssl_client_certificate()
+-> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-trusted");
+    write_mtls_files(&tmp.0, &["a.test", "b.test", "c.test"])?;
+    std::fs::copy(TestCert::new(&["other.test"]).ca_path(), tmp.0.join("ca/other.pem"))?;
+    let conf = tmp.0.join("mtls.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:9000; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{
+ssl_trusted_certificate ca/clients.pem;
+server {{ listen 8443 ssl; server_name a.test; ssl_verify_client on; {tls} }}
+server {{ listen 8443 ssl; server_name b.test; ssl_verify_client on; ssl_client_certificate ca/other.pem; {tls} }}
+server {{ listen 8443 ssl; server_name c.test; ssl_verify_client optional; {tls} }}
+}}
+"
+        ),
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let (trusted, other) = (tmp.0.join("ca/clients.pem"), tmp.0.join("ca/other.pem"));
+    let with_ca =
+        |mode: &str, ca: &Path| format!(".key\", verify_client = \"{mode}\", client_ca = \"{}\" }}", ca.display());
+    // nginx (since 1.27.2) verifies against ssl_trusted_certificate alone when
+    // there is no ssl_client_certificate; with one, against both (portico: the latter).
+    assert!(tls_line(&toml, "a.test").ends_with(&with_ca("on", &trusted)), "{toml}");
+    assert!(tls_line(&toml, "b.test").ends_with(&with_ca("on", &other)), "{toml}");
+    assert!(tls_line(&toml, "c.test").ends_with(&with_ca("optional", &trusted)), "{toml}");
+    let conf = conf.display();
+    let used = |mode: &str, line: usize| {
+        format!(
+            "{conf}:2: note: ssl_trusted_certificate {} is the client_ca of the server at {conf}:{line}, which has ssl_verify_client {mode} and no ssl_client_certificate: portico sends the subjects of these CAs to clients in the handshake as the ones it accepts, where nginx sends none from ssl_trusted_certificate",
+            trusted.display()
+        )
+    };
+    assert_noted_once(
+        &notes,
+        &[
+            used("on", 3),
+            used("optional", 5),
+            format!(
+                "{conf}:2: directive \"ssl_trusted_certificate\" not translated: portico staples no OCSP responses"
+            ),
+        ],
+    );
+    assert!(!notes.contains("is left out"), "{notes}");
+    Ok(())
+}
+
+#[test]
 fn import_add_header_and_proxy_hide_header_become_response_headers() -> Result<(), Box<dyn Error>> {
     let tmp = TempDir::new("add-header");
     let conf = tmp.0.join("add-header.conf");

@@ -117,6 +117,9 @@ struct Scope {
     ssl_client_certificate: Option<(String, Place)>,
     /// `ssl_crl`, resolved, and where.
     ssl_crl: Option<(String, Place)>,
+    /// `ssl_trusted_certificate`, resolved, and where: the CAs when there is
+    /// no `ssl_client_certificate`.
+    ssl_trusted_certificate: Option<(String, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -508,20 +511,23 @@ impl Translator<'_> {
                 _ => self.untranslated(d, "expected on, optional, optional_no_ca or off"),
             },
             // Files kept with where they were named, for the notes.
-            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" | "ssl_client_certificate" | "ssl_crl" => {
-                match d.args.as_slice() {
-                    [path] if !path.contains('$') => {
-                        let slot = match d.name.as_str() {
-                            "proxy_ssl_certificate" => &mut scope.ssl_client_cert,
-                            "proxy_ssl_certificate_key" => &mut scope.ssl_client_key,
-                            "ssl_crl" => &mut scope.ssl_crl,
-                            _ => &mut scope.ssl_client_certificate,
-                        };
-                        *slot = Some((self.conf_path(path), d.place.clone()));
-                    }
-                    _ => self.untranslated(d, "expected a file path"),
+            "proxy_ssl_certificate"
+            | "proxy_ssl_certificate_key"
+            | "ssl_client_certificate"
+            | "ssl_crl"
+            | "ssl_trusted_certificate" => match d.args.as_slice() {
+                [path] if !path.contains('$') => {
+                    let slot = match d.name.as_str() {
+                        "proxy_ssl_certificate" => &mut scope.ssl_client_cert,
+                        "proxy_ssl_certificate_key" => &mut scope.ssl_client_key,
+                        "ssl_crl" => &mut scope.ssl_crl,
+                        "ssl_trusted_certificate" => &mut scope.ssl_trusted_certificate,
+                        _ => &mut scope.ssl_client_certificate,
+                    };
+                    *slot = Some((self.conf_path(path), d.place.clone()));
                 }
-            }
+                _ => self.untranslated(d, "expected a file path"),
+            },
             _ => return false,
         }
         true
@@ -1044,7 +1050,7 @@ impl Translator<'_> {
                     }
                 }
                 "location" => self.untranslated(inner, "portico has no nested locations"),
-                "ssl_verify_client" | "ssl_client_certificate" | "ssl_crl" => {
+                "ssl_verify_client" | "ssl_client_certificate" | "ssl_crl" | "ssl_trusted_certificate" => {
                     self.untranslated(inner, "nginx takes it in http and server blocks only")
                 }
                 "client_max_body_size" => self.client_max_body_size(inner),
@@ -1187,12 +1193,24 @@ impl Translator<'_> {
     }
 
     /// A TLS server's (at `server`) `ssl_verify_client`, `ssl_client_certificate`
-    /// and `ssl_crl` as `tls.verify_client`, `tls.client_ca` and `tls.client_crl`,
-    /// or nothing where nginx would refuse the pair or ignore the certificate. The
-    /// notes name the server, since an http-level directive may be kept for one
-    /// server and left out for another.
+    /// (else `ssl_trusted_certificate`) and `ssl_crl` as `tls.verify_client`,
+    /// `tls.client_ca` and `tls.client_crl`, or nothing where nginx would refuse
+    /// the pair or ignore the certificate. The notes name the server, since an
+    /// http-level directive may be kept for one server and left out for another.
     fn client_auth(&mut self, scope: &Scope, server: &Place) -> Option<ClientAuthOut> {
         let auth = self.client_verification(scope, server);
+        // A client_ca without ssl_client_certificate is ssl_trusted_certificate's.
+        let trusted_used = scope.ssl_client_certificate.is_none() && auth.as_ref().is_some_and(|a| a.ca.is_some());
+        if let Some((_, place)) = &scope.ssl_trusted_certificate
+            && !trusted_used
+        {
+            // An http-level line is met again by every TLS server inheriting it.
+            let why = why_untranslated("ssl_trusted_certificate");
+            let note = format!("{place}: directive \"ssl_trusted_certificate\" not translated: {why}");
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
         let Some((crl, place)) = &scope.ssl_crl else { return auth };
         match auth {
             Some(auth @ ClientAuthOut { ca: Some(_), .. }) => Some(ClientAuthOut { crl: Some(crl.clone()), ..auth }),
@@ -1215,6 +1233,14 @@ impl Translator<'_> {
             (Some((mode, _)), Some((ca, _))) => Some(auth(mode, Some(ca))),
             (Some((mode, _)), None) if mode == "optional_no_ca" => Some(auth(mode, None)),
             (Some((mode, place)), None) => {
+                // on or optional: nginx (since 1.27.2) verifies against ssl_trusted_certificate alone.
+                if let Some((ca, trusted)) = &scope.ssl_trusted_certificate {
+                    self.note(
+                        trusted,
+                        format!("ssl_trusted_certificate {ca} is the client_ca of the server at {server}, which has ssl_verify_client {mode} and no ssl_client_certificate: portico sends the subjects of these CAs to clients in the handshake as the ones it accepts, where nginx sends none from ssl_trusted_certificate"),
+                    );
+                    return Some(auth(mode, Some(ca)));
+                }
                 self.note(
                     place,
                     format!("ssl_verify_client {mode} is left out for the server at {server}: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it, portico's verify_client a client_ca: the CAs a client certificate must chain to"),
