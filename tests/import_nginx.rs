@@ -1001,3 +1001,24 @@ server {
     assert!(!notes.contains("grpc_service"), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_upstream_block_after_the_server_naming_it() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("upstream-after");
+    let conf = tmp.0.join("upstream-after.conf");
+    std::fs::write(
+        &conf,
+        "http {
+server { listen 8080; location / { proxy_pass http://am; health_check uri=/health; } }
+upstream am { zone am 64k; server 127.0.0.1:9443; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    // As in nginx: the block, not an upstream made for a host named am.
+    assert!(toml.contains("proxy_pass = \"am\""), "{toml}");
+    assert!(!toml.contains("am:80") && !toml.contains("no proxy_pass names this upstream"), "{toml}");
+    assert!(upstream_table(&toml, "am.health_check").contains("uri = \"/health\""), "{toml}");
+    assert!(!notes.contains("not translated"), "{notes}");
+    Ok(())
+}

@@ -365,12 +365,13 @@ impl Translator<'_> {
             }
         }
         scope.headers = own_headers;
-        for d in &http {
-            match d.name.as_str() {
-                "upstream" => self.upstream(d),
-                "server" => self.server(d, &scope),
-                _ => {}
-            }
+        // nginx resolves proxy_pass names once everything is read: an upstream
+        // block after the server that names it is still the one named.
+        for d in http.iter().filter(|d| d.name == "upstream") {
+            self.upstream(d);
+        }
+        for d in http.iter().filter(|d| d.name == "server") {
+            self.server(d, &scope);
         }
         if !self.runtime.iter().any(|(k, _, _)| k == "client_max_body_size") {
             self.set_runtime(
