@@ -755,6 +755,56 @@ server {{ listen 8443 ssl; server_name b.test; ssl_verify_client optional_no_ca;
 }
 
 #[test]
+fn import_ssl_trusted_certificate_is_the_client_ca_where_there_is_no_ssl_client_certificate()
+-> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-trusted");
+    write_mtls_files(&tmp.0, &["a.test", "b.test", "c.test"])?;
+    std::fs::copy(TestCert::new(&["other.test"]).ca_path(), tmp.0.join("ca/other.pem"))?;
+    let conf = tmp.0.join("mtls.conf");
+    let tls = "ssl_certificate a.crt; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:9000; }";
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{
+ssl_trusted_certificate ca/clients.pem;
+server {{ listen 8443 ssl; server_name a.test; ssl_verify_client on; {tls} }}
+server {{ listen 8443 ssl; server_name b.test; ssl_verify_client on; ssl_client_certificate ca/other.pem; {tls} }}
+server {{ listen 8443 ssl; server_name c.test; ssl_verify_client optional; {tls} }}
+}}
+"
+        ),
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let (trusted, other) = (tmp.0.join("ca/clients.pem"), tmp.0.join("ca/other.pem"));
+    let with_ca =
+        |mode: &str, ca: &Path| format!(".key\", verify_client = \"{mode}\", client_ca = \"{}\" }}", ca.display());
+    // nginx (since 1.27.2) verifies against ssl_trusted_certificate alone when
+    // there is no ssl_client_certificate; with one, against both (portico: the latter).
+    assert!(tls_line(&toml, "a.test").ends_with(&with_ca("on", &trusted)), "{toml}");
+    assert!(tls_line(&toml, "b.test").ends_with(&with_ca("on", &other)), "{toml}");
+    assert!(tls_line(&toml, "c.test").ends_with(&with_ca("optional", &trusted)), "{toml}");
+    let conf = conf.display();
+    let used = |mode: &str, line: usize| {
+        format!(
+            "{conf}:2: note: ssl_trusted_certificate {} is the client_ca of the server at {conf}:{line}, which has ssl_verify_client {mode} and no ssl_client_certificate: portico sends the subjects of these CAs to clients in the handshake as the ones it accepts, where nginx sends none from ssl_trusted_certificate",
+            trusted.display()
+        )
+    };
+    assert_noted_once(
+        &notes,
+        &[
+            used("on", 3),
+            used("optional", 5),
+            format!(
+                "{conf}:2: directive \"ssl_trusted_certificate\" not translated: portico staples no OCSP responses"
+            ),
+        ],
+    );
+    assert!(!notes.contains("is left out"), "{notes}");
+    Ok(())
+}
+
+#[test]
 fn import_add_header_and_proxy_hide_header_become_response_headers() -> Result<(), Box<dyn Error>> {
     let tmp = TempDir::new("add-header");
     let conf = tmp.0.join("add-header.conf");
@@ -808,5 +858,167 @@ server {
             ),
         ],
     );
+    Ok(())
+}
+
+#[test]
+fn import_health_check_becomes_the_upstreams_health_check() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("health-check");
+    let conf = tmp.0.join("health-check.conf");
+    std::fs::write(
+        &conf,
+        "http {
+match am_ok {
+    status ! 500;
+    header Content-Type = application/json;
+    body ~ \"Version\";
+}
+upstream am { zone am 64k; server 127.0.0.1:9443; server 127.0.0.1:9444; }
+upstream gw { zone gw 64k; server 127.0.0.1:8243; }
+server {
+    listen 8080;
+    location / {
+        proxy_pass https://am;
+        health_check uri=/services/Version interval=10 fails=3 passes=2 mandatory persistent match=am_ok jitter=1s;
+    }
+    location /gw {
+        proxy_pass http://gw;
+        health_check;
+    }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    assert_eq!(
+        upstream_table(&toml, "am.health_check"),
+        format!(
+            "[upstream.am.health_check]  # nginx: health_check, {conf}:13\n\
+             uri = \"/services/Version\"\n\
+             interval = \"10s\"\n\
+             fails = 3\n\
+             passes = 2\n\
+             status = \"100-499, 501-599\"  # nginx: match am_ok\n\
+             mandatory = true"
+        )
+    );
+    // NGINX Plus's defaults are portico's: a bare health_check is GET / every 5s.
+    assert_eq!(
+        upstream_table(&toml, "gw.health_check"),
+        format!("[upstream.gw.health_check]  # nginx: health_check, {conf}:17\nuri = \"/\"\ninterval = \"5s\"")
+    );
+    assert_noted_once(
+        &notes,
+        &[
+            format!("{conf}:4: directive \"header\" not translated: portico's health checks test the status alone"),
+            format!("{conf}:5: directive \"body\" not translated: portico's health checks test the status alone"),
+            format!(
+                "{conf}:13: note: health_check parameter \"jitter=1s\" is not translated: portico checks each server every interval, without a random delay"
+            ),
+        ],
+    );
+    // persistent is what portico does anyway; match and health_check are consumed.
+    assert!(
+        !notes.contains("persistent") && !notes.contains("\"match\"") && !notes.contains("\"health_check\""),
+        "{notes}"
+    );
+    Ok(())
+}
+
+#[test]
+fn import_notes_health_checks_it_leaves_out() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("health-check-notes");
+    let conf = tmp.0.join("health-check.conf");
+    std::fs::write(
+        &conf,
+        "http {
+match ok { status 200-399; }
+match never { status 200; status 204; }
+upstream am { zone am 64k; server 127.0.0.1:9443; }
+upstream gw { zone gw 64k; server 127.0.0.1:8243; }
+upstream grpc { zone grpc 64k; server 127.0.0.1:50051; }
+server {
+    listen 8080;
+    health_check;
+    location / {
+        proxy_pass http://am;
+        health_check uri=/health mandatory keepalive_time=60s;
+    }
+    location /again { proxy_pass http://am; health_check uri=/other; }
+    location /direct { proxy_pass http://127.0.0.1:9000; health_check; }
+    location /gw {
+        proxy_pass http://gw;
+        health_check port=8081 uri=/health;
+        health_check uri=health;
+        health_check match=missing;
+        health_check match=never;
+    }
+    location /grpc { proxy_pass http://grpc; health_check type=grpc grpc_service=api; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // The first check of am is kept; gw and grpc get none.
+    assert_eq!(
+        upstream_table(&toml, "am.health_check"),
+        format!(
+            "[upstream.am.health_check]  # nginx: health_check, {conf}:12\nuri = \"/health\"\ninterval = \"5s\"\nmandatory = true"
+        )
+    );
+    assert_eq!(toml.matches("health_check]").count(), 1, "{toml}");
+    let left_out = |line: usize, why: &str| format!("{conf}:{line}: directive \"health_check\" not translated: {why}");
+    assert_noted_once(
+        &notes,
+        &[
+            format!("{conf}:2: directive \"match\" not translated: no health_check translated here names it"),
+            left_out(9, "NGINX Plus takes it in a location that proxies to an upstream block"),
+            format!(
+                "{conf}:12: note: health_check parameter \"keepalive_time=60s\" is not translated: portico opens a connection for each check"
+            ),
+            format!(
+                "{conf}:12: note: health_check mandatory without persistent: portico keeps each server's verdict across a reload"
+            ),
+            format!(
+                "{conf}:14: note: health_check is left out: upstream am has the one at {conf}:12, with other settings, and portico runs one check per upstream"
+            ),
+            left_out(
+                15,
+                "NGINX Plus checks the servers of an upstream block that the location's proxy_pass names, and this location names none",
+            ),
+            left_out(
+                18,
+                "port=8081: portico checks each server on the port it proxies to, where this check's uri may not answer",
+            ),
+            left_out(19, "uri=health is not a valid value"),
+            left_out(20, "match=missing: there is no match block of that name"),
+            left_out(21, "match never: its status lines let no status pass"),
+            left_out(23, "type=grpc: portico checks with an HTTP/1.1 GET, which a gRPC server need not answer"),
+        ],
+    );
+    assert!(!notes.contains("grpc_service"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_upstream_block_after_the_server_naming_it() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("upstream-after");
+    let conf = tmp.0.join("upstream-after.conf");
+    std::fs::write(
+        &conf,
+        "http {
+server { listen 8080; location / { proxy_pass http://am; health_check uri=/health; } }
+upstream am { zone am 64k; server 127.0.0.1:9443; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    // As in nginx: the block, not an upstream made for a host named am.
+    assert!(toml.contains("proxy_pass = \"am\""), "{toml}");
+    assert!(!toml.contains("am:80") && !toml.contains("no proxy_pass names this upstream"), "{toml}");
+    assert!(upstream_table(&toml, "am.health_check").contains("uri = \"/health\""), "{toml}");
+    assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }

@@ -62,10 +62,17 @@ pub struct Translation {
 /// Translates parsed nginx `directives` read from `source`; relative
 /// certificate paths resolve against `conf_dir`, as nginx resolves them.
 pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Translation {
-    let mut t =
-        Translator { conf_dir, notes: Vec::new(), runtime: Vec::new(), upstreams: Vec::new(), servers: Vec::new() };
+    let mut t = Translator {
+        conf_dir,
+        notes: Vec::new(),
+        runtime: Vec::new(),
+        upstreams: Vec::new(),
+        servers: Vec::new(),
+        matches: Vec::new(),
+    };
     t.main(directives);
     t.finish_upstreams();
+    t.finish_matches();
     t.finish_protocols();
     let toml = t.render(source);
     Translation { toml, notes: t.notes }
@@ -117,6 +124,9 @@ struct Scope {
     ssl_client_certificate: Option<(String, Place)>,
     /// `ssl_crl`, resolved, and where.
     ssl_crl: Option<(String, Place)>,
+    /// `ssl_trusted_certificate`, resolved, and where: the CAs when there is
+    /// no `ssl_client_certificate`.
+    ssl_trusted_certificate: Option<(String, Place)>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,10 +178,32 @@ struct UpstreamOut {
     ip_hash: bool,
     keepalive: Option<u64>,
     sticky: Option<StickyOut>,
+    /// The first `health_check` of a location proxying here, and where.
+    health_check: Option<(HealthCheckOut, Place)>,
     /// `Some(None)` for http://, `Some(Some(..))` for https://.
     scheme: Option<Option<UpstreamTls>>,
     connect_timeout: Option<String>,
     comments: Vec<String>,
+}
+
+/// `[upstream.NAME.health_check]` (NGINX Plus: `health_check`), nginx's
+/// defaults filled in: they are portico's too.
+#[derive(Debug, Clone, PartialEq)]
+struct HealthCheckOut {
+    uri: String,
+    interval: String,
+    fails: u32,
+    passes: u32,
+    /// `status`, and the `match` block it came from.
+    status: Option<(String, String)>,
+    mandatory: bool,
+}
+
+/// An NGINX Plus `match` block (http level), and whether a `health_check` named it.
+#[derive(Debug)]
+struct MatchBlock {
+    directive: Directive,
+    used: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +250,7 @@ struct Translator<'a> {
     runtime: Vec<(String, String, Option<String>)>,
     upstreams: Vec<UpstreamOut>,
     servers: Vec<ServerOut>,
+    matches: Vec<MatchBlock>,
 }
 
 /// Why a directive nginx knows has no portico counterpart.
@@ -258,6 +291,8 @@ fn why_untranslated(name: &str) -> &'static str {
         "allow" | "deny" | "auth_basic" | "auth_basic_user_file" | "auth_request" => "portico has no access control",
         "events" | "worker_connections" => "portico bounds client connections with [runtime] max_connections instead",
         "stream" | "mail" => "portico proxies HTTP only",
+        "health_check" => "NGINX Plus takes it in a location that proxies to an upstream block",
+        "match" => "NGINX Plus takes match blocks at http level, for health_check",
         // NGINX Plus `sticky learn ... sync` shares the table through zone_sync.
         "sync" => "portico shares the table through Redis: add store = \"redis://HOST:6379/0\" to the sticky table",
         "map" | "geo" | "if" | "set" => "portico has no configurable variables or conditions",
@@ -330,12 +365,13 @@ impl Translator<'_> {
             }
         }
         scope.headers = own_headers;
-        for d in &http {
-            match d.name.as_str() {
-                "upstream" => self.upstream(d),
-                "server" => self.server(d, &scope),
-                _ => {}
-            }
+        // nginx resolves proxy_pass names once everything is read: an upstream
+        // block after the server that names it is still the one named.
+        for d in http.iter().filter(|d| d.name == "upstream") {
+            self.upstream(d);
+        }
+        for d in http.iter().filter(|d| d.name == "server") {
+            self.server(d, &scope);
         }
         if !self.runtime.iter().any(|(k, _, _)| k == "client_max_body_size") {
             self.set_runtime(
@@ -389,6 +425,13 @@ impl Translator<'_> {
                     self.set_runtime("keepalive_timeout", quote(&t), None);
                 }
                 None => self.untranslated(d, "expected a duration"),
+            },
+            "match" => match (d.args.as_slice(), &d.block) {
+                ([name], Some(_)) if self.matches.iter().any(|m| m.directive.args.first() == Some(name)) => {
+                    self.untranslated(d, "a second match block of the same name")
+                }
+                ([_], Some(_)) => self.matches.push(MatchBlock { directive: d.clone(), used: false }),
+                _ => self.untranslated(d, "expected a name and a block"),
             },
             "client_header_timeout" => match d.args.as_slice() {
                 [t] if duration(t).is_some() => {
@@ -508,20 +551,23 @@ impl Translator<'_> {
                 _ => self.untranslated(d, "expected on, optional, optional_no_ca or off"),
             },
             // Files kept with where they were named, for the notes.
-            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" | "ssl_client_certificate" | "ssl_crl" => {
-                match d.args.as_slice() {
-                    [path] if !path.contains('$') => {
-                        let slot = match d.name.as_str() {
-                            "proxy_ssl_certificate" => &mut scope.ssl_client_cert,
-                            "proxy_ssl_certificate_key" => &mut scope.ssl_client_key,
-                            "ssl_crl" => &mut scope.ssl_crl,
-                            _ => &mut scope.ssl_client_certificate,
-                        };
-                        *slot = Some((self.conf_path(path), d.place.clone()));
-                    }
-                    _ => self.untranslated(d, "expected a file path"),
+            "proxy_ssl_certificate"
+            | "proxy_ssl_certificate_key"
+            | "ssl_client_certificate"
+            | "ssl_crl"
+            | "ssl_trusted_certificate" => match d.args.as_slice() {
+                [path] if !path.contains('$') => {
+                    let slot = match d.name.as_str() {
+                        "proxy_ssl_certificate" => &mut scope.ssl_client_cert,
+                        "proxy_ssl_certificate_key" => &mut scope.ssl_client_key,
+                        "ssl_crl" => &mut scope.ssl_crl,
+                        "ssl_trusted_certificate" => &mut scope.ssl_trusted_certificate,
+                        _ => &mut scope.ssl_client_certificate,
+                    };
+                    *slot = Some((self.conf_path(path), d.place.clone()));
                 }
-            }
+                _ => self.untranslated(d, "expected a file path"),
+            },
             _ => return false,
         }
         true
@@ -1035,16 +1081,18 @@ impl Translator<'_> {
         let mut own_headers = Vec::new();
         let mut action = None;
         let mut proxy = None;
+        let mut checks = Vec::new();
         for inner in d.block.iter().flatten() {
             match inner.name.as_str() {
                 "proxy_pass" => proxy = Some(inner),
+                "health_check" => checks.push(inner),
                 "rewrite" | "return" => {
                     if let Some(a) = self.rewrite_or_return(inner) {
                         action.get_or_insert(a);
                     }
                 }
                 "location" => self.untranslated(inner, "portico has no nested locations"),
-                "ssl_verify_client" | "ssl_client_certificate" | "ssl_crl" => {
+                "ssl_verify_client" | "ssl_client_certificate" | "ssl_crl" | "ssl_trusted_certificate" => {
                     self.untranslated(inner, "nginx takes it in http and server blocks only")
                 }
                 "client_max_body_size" => self.client_max_body_size(inner),
@@ -1062,6 +1110,13 @@ impl Translator<'_> {
             } else {
                 action = self.proxy_pass(p, &prefix, &scope).map(Action::Proxy);
             }
+        }
+        let upstream = match &action {
+            Some(Action::Proxy(name)) => Some(name.clone()),
+            _ => None,
+        };
+        for check in checks {
+            self.health_check(check, upstream.as_deref());
         }
         match action {
             Some(action) => Some((LocationOut { prefix, action }, scope, d.place.clone())),
@@ -1186,13 +1241,148 @@ impl Translator<'_> {
         Some(name)
     }
 
+    /// NGINX Plus's `health_check` in a location proxying to `upstream`, as
+    /// that upstream's `[upstream.NAME.health_check]`.
+    fn health_check(&mut self, d: &Directive, upstream: Option<&str>) {
+        // proxy_pass to an address makes an upstream without a place; NGINX Plus
+        // checks upstream blocks (with a zone) only.
+        let Some(name) = upstream.filter(|name| self.upstreams.iter().any(|u| u.name == *name && u.place.is_some()))
+        else {
+            return self.untranslated(d, "NGINX Plus checks the servers of an upstream block that the location's proxy_pass names, and this location names none");
+        };
+        let Some(check) = self.health_check_settings(d) else { return };
+        let mut conflict = None;
+        if let Some(up) = self.upstreams.iter_mut().find(|u| u.name == name) {
+            match &up.health_check {
+                None => up.health_check = Some((check, d.place.clone())),
+                Some((first, _)) if *first == check => {}
+                Some((_, first)) => {
+                    conflict = Some(format!(
+                        "health_check is left out: upstream {name} has the one at {first}, with other settings, and portico runs one check per upstream (NGINX Plus runs both: a server failing either takes no requests)"
+                    ))
+                }
+            }
+        }
+        if let Some(text) = conflict {
+            self.note(&d.place, text);
+        }
+    }
+
+    /// A `health_check` line's settings, or `None` (with a note) where portico
+    /// would check something else than NGINX Plus does.
+    fn health_check_settings(&mut self, d: &Directive) -> Option<HealthCheckOut> {
+        let mut out = HealthCheckOut {
+            uri: "/".into(),
+            interval: "5s".into(),
+            fails: 1,
+            passes: 1,
+            status: None,
+            mandatory: false,
+        };
+        let mut persistent = false;
+        // Why it is left out, and the notes on what is lost if it is not.
+        let mut refused = Vec::new();
+        let mut lost = Vec::new();
+        for param in &d.args {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            let invalid = format!("{param} is not a valid value");
+            match key {
+                "interval" => match duration(value)
+                    .filter(|t| config::validate::parse_duration(t).is_some_and(|t| !t.is_zero()))
+                {
+                    Some(t) => out.interval = t,
+                    None => refused.push(invalid),
+                },
+                "fails" | "passes" => match value.parse::<u32>().ok().filter(|n| *n > 0) {
+                    Some(n) if key == "fails" => out.fails = n,
+                    Some(n) => out.passes = n,
+                    None => refused.push(invalid),
+                },
+                // As portico's validation takes it: a path and query, nothing to escape.
+                "uri" if value.starts_with('/')
+                    && value.parse::<http::uri::PathAndQuery>().is_ok_and(|p| p.as_str() == value) =>
+                {
+                    out.uri = value.to_owned()
+                }
+                "uri" => refused.push(invalid),
+                "mandatory" if value.is_empty() => out.mandatory = true,
+                "persistent" if value.is_empty() => persistent = true,
+                "match" => match self.match_status(value) {
+                    Ok(status) => out.status = Some((status, value.to_owned())),
+                    Err(why) => refused.push(why),
+                },
+                // A check of another port or protocol, made as portico's GET of the
+                // proxied port, could take out every server while they are fine.
+                "port" => refused.push(format!("{param}: portico checks each server on the port it proxies to, where this check's uri may not answer")),
+                "type" if value == "grpc" => {
+                    refused.push(format!("{param}: portico checks with an HTTP/1.1 GET, which a gRPC server need not answer"))
+                }
+                // They follow type=grpc, which leaves the check out.
+                "grpc_service" | "grpc_status" => {}
+                "jitter" => lost.push(format!("health_check parameter \"{param}\" is not translated: portico checks each server every interval, without a random delay")),
+                "keepalive_time" => lost.push(format!("health_check parameter \"{param}\" is not translated: portico opens a connection for each check")),
+                _ => lost.push(format!(
+                    "health_check parameter \"{param}\" is not translated: {}",
+                    why_untranslated(key)
+                )),
+            }
+        }
+        if !refused.is_empty() {
+            self.untranslated(d, &refused.join("; "));
+            return None;
+        }
+        if out.mandatory && !persistent {
+            lost.push("health_check mandatory without persistent: portico keeps each server's verdict across a reload (NGINX Plus's persistent keeps a healthy server up), where NGINX Plus holds every server back after a reload until its first check passes".into());
+        }
+        for text in lost {
+            self.note(&d.place, text);
+        }
+        Some(out)
+    }
+
+    /// The `status` of the `match` block `name`, or why there is none; its
+    /// other tests are reported the first time a `health_check` names it.
+    fn match_status(&mut self, name: &str) -> Result<String, String> {
+        let Some(m) = self.matches.iter_mut().find(|m| m.directive.args.first().is_some_and(|n| n == name)) else {
+            return Err(format!("match={name}: there is no match block of that name"));
+        };
+        let first_use = !std::mem::replace(&mut m.used, true);
+        let block = m.directive.block.clone().unwrap_or_default();
+        if first_use {
+            for test in block.iter().filter(|test| test.name != "status") {
+                self.untranslated(test, "portico's health checks test the status alone");
+            }
+        }
+        match_statuses(&block).map_err(|why| format!("match {name}: {why}"))
+    }
+
+    /// `match` blocks no translated `health_check` named.
+    fn finish_matches(&mut self) {
+        let unused: Vec<Directive> = self.matches.iter().filter(|m| !m.used).map(|m| m.directive.clone()).collect();
+        for d in unused {
+            self.untranslated(&d, "no health_check translated here names it");
+        }
+    }
+
     /// A TLS server's (at `server`) `ssl_verify_client`, `ssl_client_certificate`
-    /// and `ssl_crl` as `tls.verify_client`, `tls.client_ca` and `tls.client_crl`,
-    /// or nothing where nginx would refuse the pair or ignore the certificate. The
-    /// notes name the server, since an http-level directive may be kept for one
-    /// server and left out for another.
+    /// (else `ssl_trusted_certificate`) and `ssl_crl` as `tls.verify_client`,
+    /// `tls.client_ca` and `tls.client_crl`, or nothing where nginx would refuse
+    /// the pair or ignore the certificate. The notes name the server, since an
+    /// http-level directive may be kept for one server and left out for another.
     fn client_auth(&mut self, scope: &Scope, server: &Place) -> Option<ClientAuthOut> {
         let auth = self.client_verification(scope, server);
+        // A client_ca without ssl_client_certificate is ssl_trusted_certificate's.
+        let trusted_used = scope.ssl_client_certificate.is_none() && auth.as_ref().is_some_and(|a| a.ca.is_some());
+        if let Some((_, place)) = &scope.ssl_trusted_certificate
+            && !trusted_used
+        {
+            // An http-level line is met again by every TLS server inheriting it.
+            let why = why_untranslated("ssl_trusted_certificate");
+            let note = format!("{place}: directive \"ssl_trusted_certificate\" not translated: {why}");
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
         let Some((crl, place)) = &scope.ssl_crl else { return auth };
         match auth {
             Some(auth @ ClientAuthOut { ca: Some(_), .. }) => Some(ClientAuthOut { crl: Some(crl.clone()), ..auth }),
@@ -1215,6 +1405,14 @@ impl Translator<'_> {
             (Some((mode, _)), Some((ca, _))) => Some(auth(mode, Some(ca))),
             (Some((mode, _)), None) if mode == "optional_no_ca" => Some(auth(mode, None)),
             (Some((mode, place)), None) => {
+                // on or optional: nginx (since 1.27.2) verifies against ssl_trusted_certificate alone.
+                if let Some((ca, trusted)) = &scope.ssl_trusted_certificate {
+                    self.note(
+                        trusted,
+                        format!("ssl_trusted_certificate {ca} is the client_ca of the server at {server}, which has ssl_verify_client {mode} and no ssl_client_certificate: portico sends the subjects of these CAs to clients in the handshake as the ones it accepts, where nginx sends none from ssl_trusted_certificate"),
+                    );
+                    return Some(auth(mode, Some(ca)));
+                }
                 self.note(
                     place,
                     format!("ssl_verify_client {mode} is left out for the server at {server}: nginx requires ssl_client_certificate (or ssl_trusted_certificate) for it, portico's verify_client a client_ca: the CAs a client certificate must chain to"),
@@ -1411,6 +1609,21 @@ impl Translator<'_> {
             }
             if let Some(t) = &sticky.timeout {
                 s.push_str(&format!("timeout = {}\n", quote(t)));
+            }
+        }
+        if let Some((check, place)) = &up.health_check {
+            line(s, &format!("\n[{table}.health_check]"), Some(&format!("nginx: health_check, {place}")));
+            s.push_str(&format!("uri = {}\ninterval = {}\n", quote(&check.uri), quote(&check.interval)));
+            for (key, n) in [("fails", check.fails), ("passes", check.passes)] {
+                if n != 1 {
+                    s.push_str(&format!("{key} = {n}\n"));
+                }
+            }
+            if let Some((status, from)) = &check.status {
+                line(s, &format!("status = {}", quote(status)), Some(&format!("nginx: match {from}")));
+            }
+            if check.mandatory {
+                s.push_str("mandatory = true\n");
             }
         }
     }
@@ -1611,6 +1824,55 @@ fn error_level(level: &str) -> Option<&'static str> {
     }
 }
 
+/// The statuses an NGINX Plus `match` block's `status` lines let pass (a
+/// response must pass each; a block without one tests no status) as portico's
+/// `health_check.status`: `status ! 500` is `"100-499, 501-599"`.
+fn match_statuses(block: &[Directive]) -> Result<String, String> {
+    // Index 0 is status 100, 499 is 599: the codes portico takes.
+    let code = |text: &str| text.parse::<u16>().ok().filter(|c| (100..=599).contains(c)).map(|c| usize::from(c - 100));
+    let mut passing = [true; 500];
+    for line in block.iter().filter(|d| d.name == "status") {
+        let (negated, parts) = match line.args.split_first() {
+            Some((bang, parts)) if bang == "!" => (true, parts),
+            _ => (false, line.args.as_slice()),
+        };
+        let bad =
+            || format!("status {}: expected codes and ranges from 100 to 599, perhaps after !", line.args.join(" "));
+        if parts.is_empty() {
+            return Err(bad());
+        }
+        let mut listed = [false; 500];
+        for part in parts {
+            let (low, high) = part.split_once('-').unwrap_or((part, part));
+            match (code(low), code(high)) {
+                (Some(low), Some(high)) if low <= high => listed[low..=high].fill(true),
+                _ => return Err(bad()),
+            }
+        }
+        for (pass, listed) in passing.iter_mut().zip(listed) {
+            *pass &= listed != negated;
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut start = None;
+    // A failing status past the end closes the last range.
+    for (i, pass) in passing.into_iter().chain([false]).enumerate() {
+        match (start, pass) {
+            (None, true) => start = Some(i),
+            (Some(first), false) if first + 1 == i => ranges.push(format!("{}", first + 100)),
+            (Some(first), false) => ranges.push(format!("{}-{}", first + 100, i + 99)),
+            _ => continue,
+        }
+        if !pass {
+            start = None;
+        }
+    }
+    if ranges.is_empty() {
+        return Err("its status lines let no status pass".into());
+    }
+    Ok(ranges.join(", "))
+}
+
 /// An nginx time (`60`, `60s`, `5m`, `1h30m`, `500ms`) as a contract duration,
 /// keeping the nginx spelling when the contract has it.
 fn duration(text: &str) -> Option<String> {
@@ -1681,6 +1943,30 @@ mod tests {
         assert_eq!(duration("").as_deref(), None);
         assert_eq!(duration("5x").as_deref(), None);
         assert_eq!(duration("m").as_deref(), None);
+    }
+
+    #[test]
+    fn import_match_statuses() {
+        let statuses = |tests: &str| {
+            let parsed = nginx::parse_str(&format!("match m {{ {tests} }}"), Path::new("nginx.conf")).unwrap();
+            match_statuses(parsed[0].block.as_deref().unwrap())
+        };
+        let ok = |ranges: &str| Ok(ranges.to_owned());
+        assert_eq!(statuses("status 200;"), ok("200"));
+        assert_eq!(statuses("status ! 500;"), ok("100-499, 501-599"));
+        assert_eq!(statuses("status 200 204;"), ok("200, 204"));
+        assert_eq!(statuses("status ! 301-303 307;"), ok("100-300, 304-306, 308-599"));
+        assert_eq!(statuses("status ! 400-599;"), ok("100-399"));
+        assert_eq!(statuses("status ! 100;"), ok("101-599"));
+        assert_eq!(statuses("status 599;"), ok("599"));
+        // Every test must pass: two status lines are both met; none tests nothing.
+        assert_eq!(statuses("status 200-399; status ! 204;"), ok("200-203, 205-399"));
+        assert_eq!(statuses("body ~ ok;"), ok("100-599"));
+        assert_eq!(statuses("status 200; status 204;"), Err("its status lines let no status pass".into()));
+        for bad in ["status;", "status !;", "status 600;", "status 99;", "status 399-200;", "status 2xx;", "status -5;"]
+        {
+            assert!(statuses(bad).is_err_and(|e| e.contains("expected codes and ranges")), "{bad}");
+        }
     }
 
     #[test]
