@@ -376,6 +376,26 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
     text.sample("portico_log_lines_dropped_total", &[], dropped_lines);
     text.family("portico_uptime_seconds", Kind::Gauge, "Seconds since portico started.");
     text.sample("portico_uptime_seconds", &[], instance.uptime().as_secs());
+    if !site.zones.is_empty() {
+        text.family(
+            "portico_limit_req_requests_total",
+            Kind::Counter,
+            "Requests counted by limit_req zones: passed at once, delayed to the rate, or refused.",
+        );
+        for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
+            for (result, count) in ["passed", "delayed", "rejected"].into_iter().zip(&zone.counts) {
+                text.sample(
+                    "portico_limit_req_requests_total",
+                    &[("zone", config.name.as_str()), ("result", result)],
+                    count.load(Ordering::Relaxed),
+                );
+            }
+        }
+        text.family("portico_limit_req_addresses", Kind::Gauge, "Client addresses a limit_req zone holds now.");
+        for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
+            text.sample("portico_limit_req_addresses", &[("zone", config.name.as_str())], zone.len() as u64);
+        }
+    }
     // Only the servers of upstreams with a health_check, so that the family's
     // absence says "no active checks" rather than a row of zeros.
     let checked: Vec<_> =

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod framing;
+pub mod limit_req;
 pub mod listener;
 pub mod log;
 pub mod metrics;

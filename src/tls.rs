@@ -610,6 +610,7 @@ mod tests {
             client_auth: None,
             locations: Vec::new(),
             access: Default::default(),
+            limit_req: None,
             headers: Vec::new(),
             response_headers: Vec::new(),
             access_log: None,

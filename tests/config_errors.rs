@@ -658,3 +658,32 @@ fn drain_and_down_together() {
         ]
     );
 }
+
+#[test]
+fn limit_req_problems() {
+    let toml = format!(
+        r#"{UPSTREAMS}[limit_req.login]
+rate = "10 per second"
+size = "0"
+
+[limit_req.api]
+
+[[server]]
+listen = ["80"]
+proxy_pass = "am"
+limit_req = {{ zone = "logins", burst = -1, nodelay = true, delay = 2, status = 200 }}
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:6:8: rate = "10 per second": expected requests per second or minute, such as "10r/s" or "30r/m""#,
+            r#"portico.toml:7:8: size: the zone needs room for at least one address, such as size = "1m""#,
+            r#"portico.toml:9:1: [limit_req.api] needs rate = "Nr/s" or "Nr/m", such as rate = "10r/s""#,
+            r#"portico.toml:14:22: limit_req zone "logins" is not defined (defined: login, api); add [limit_req.logins]"#,
+            "portico.toml:14:40: burst = -1: expected 0 or more requests",
+            "portico.toml:14:54: nodelay = true and delay: keep one (nodelay sends the whole burst at once, delay that many of it)",
+            "portico.toml:14:80: status = 200: expected a status from 400 to 599, such as 429",
+        ]
+    );
+}

@@ -24,6 +24,9 @@ pub struct File {
     /// `[upstream.NAME]`, in file order.
     #[serde(default)]
     pub upstream: Entries<Spanned<Upstream>>,
+    /// `[limit_req.NAME]`: request-rate zones, in file order.
+    #[serde(default)]
+    pub limit_req: Entries<Spanned<LimitZone>>,
     /// `[[server]]`, in file order.
     #[serde(default)]
     pub server: Vec<Spanned<Server>>,
@@ -198,6 +201,32 @@ pub struct Sticky {
     pub store_timeout: Option<Spanned<String>>,
 }
 
+/// `[limit_req.NAME]` (nginx's `limit_req_zone $binary_remote_addr`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitZone {
+    /// `"10r/s"` or `"600r/m"`.
+    pub rate: Option<Spanned<String>>,
+    /// Size; 16 000 addresses per `"1m"`, as nginx.
+    pub size: Option<Spanned<Size>>,
+}
+
+/// A server's or location's `limit_req = { zone = "NAME", ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitReq {
+    /// A `[limit_req.NAME]`.
+    pub zone: Option<Spanned<String>>,
+    /// Requests that may wait in an address's bucket beyond the rate.
+    pub burst: Option<Spanned<i64>>,
+    /// Send the burst at once rather than at the rate.
+    pub nodelay: Option<Spanned<bool>>,
+    /// How many of the burst go at once (nginx's `delay=N`).
+    pub delay: Option<Spanned<i64>>,
+    /// Answer to a refused request (default 503, nginx's `limit_req_status`).
+    pub status: Option<Spanned<i64>>,
+}
+
 /// `[[server]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,6 +257,8 @@ pub struct Server {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Request rate per client address.
+    pub limit_req: Option<Spanned<LimitReq>>,
     /// Path.
     pub access_log: Option<Spanned<String>>,
     /// `combined | json`.
@@ -279,6 +310,8 @@ pub struct Location {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403; replaces the server's.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Request rate per client address; replaces the server's.
+    pub limit_req: Option<Spanned<LimitReq>>,
 }
 
 /// A size: `"16k"`, `"1m"`, `"1g"`, `"1024"` or an integer number of bytes.

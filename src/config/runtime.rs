@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub admin: Option<Admin>,
     /// `[upstream.NAME]`, in file order. `Action::Proxy` indexes into this.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// `[limit_req.NAME]`, in file order. `LimitReq::zone` indexes into this.
+    pub limit_zones: Vec<LimitZone>,
     /// One entry per distinct listen address, in order of first appearance.
     pub listeners: Vec<Listener>,
     /// Non-fatal findings (e.g. `tls_verify = false`, self-signed certificates),
@@ -337,6 +339,9 @@ pub struct VirtualServer {
     /// `allow` / `deny` for the locations without their own, and for paths
     /// no location takes (403 before 404, as nginx).
     pub access: Access,
+    /// `limit_req` for the locations without their own, and for paths no
+    /// location takes.
+    pub limit_req: Option<LimitReq>,
     /// Headers set toward the upstream, in order; `None` removes the header.
     pub headers: Vec<HeaderRule>,
     /// Headers set on every response to the client, in order; `None` removes
@@ -393,6 +398,30 @@ pub struct Location {
     /// Its own `allow` / `deny`, replacing the server's (as nginx's
     /// `allow`/`deny` in a location replace the server's).
     pub access: Option<Access>,
+    /// Its own `limit_req`, replacing the server's.
+    pub limit_req: Option<LimitReq>,
+}
+
+/// `[limit_req.NAME]`: a table of request rates per client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitZone {
+    pub name: String,
+    /// Milli-requests per second (nginx's `ctx->rate`): "10r/s" is 10 000.
+    pub rate: u64,
+    /// Most addresses held.
+    pub capacity: usize,
+}
+
+/// `limit_req = { zone, burst, nodelay | delay, status }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReq {
+    /// Index into `Snapshot::limit_zones`.
+    pub zone: usize,
+    pub burst: u64,
+    /// How many of the burst go without waiting (`nodelay`: all).
+    pub delay_free: u64,
+    /// The answer to a refused request.
+    pub status: StatusCode,
 }
 
 /// `allow` / `deny`: the client addresses a server or location answers; the

@@ -19,8 +19,9 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
-    Access, AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, Listener, Location, LogLevel, Peer,
-    RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream, UpstreamTls, VirtualServer,
+    Access, AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, LimitReq, LimitZone, Listener,
+    Location, LogLevel, Peer, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream,
+    UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
 use crate::tls;
@@ -100,7 +101,11 @@ impl Checker<'_> {
                 upstreams.push(Arc::new(u));
             }
         }
-        let servers: Vec<ServerEntry> = parsed.server.into_iter().map(|s| self.server(s, &names)).collect();
+        let zone_names: Vec<String> = parsed.limit_req.0.iter().map(|(name, _)| name.get_ref().clone()).collect();
+        let limit_zones: Vec<LimitZone> =
+            parsed.limit_req.0.into_iter().filter_map(|(name, zone)| self.limit_zone(name, zone)).collect();
+        let servers: Vec<ServerEntry> =
+            parsed.server.into_iter().map(|s| self.server(s, &names, &zone_names)).collect();
         let listeners = self.listeners(&servers);
         if runtime.trusted_proxies.is_empty()
             && let Some(open) = listeners.iter().find(|l| !l.addr.ip().is_loopback())
@@ -117,6 +122,7 @@ impl Checker<'_> {
             runtime,
             admin,
             upstreams,
+            limit_zones,
             listeners,
             warnings: std::mem::take(&mut self.warnings),
         }
@@ -730,7 +736,7 @@ impl Checker<'_> {
         if ok { Ok(Some(StickyStore { url: url.into_inner(), prefix, lookup_timeout })) } else { Err(()) }
     }
 
-    fn server(&mut self, server: Spanned<file::Server>, upstreams: &[String]) -> ServerEntry {
+    fn server(&mut self, server: Spanned<file::Server>, upstreams: &[String], zones: &[String]) -> ServerEntry {
         let span = server.span();
         let line = self.line(&span);
         let mut s = server.into_inner();
@@ -781,8 +787,9 @@ impl Checker<'_> {
             None => (TlsProtocols::default(), None),
         };
 
-        let locations = self.locations(&s, upstreams, span.clone());
+        let locations = self.locations(&s, upstreams, zones, span.clone());
         let access = self.access(s.allow.as_ref(), s.deny.as_ref()).unwrap_or_default();
+        let limit_req = s.limit_req.as_ref().and_then(|l| self.limit_req(l, zones));
         let headers = match s.headers {
             Some(h) => self.headers(h),
             None => default_headers(),
@@ -815,6 +822,7 @@ impl Checker<'_> {
                 client_auth,
                 locations,
                 access,
+                limit_req,
                 headers,
                 response_headers,
                 access_log,
@@ -1053,9 +1061,15 @@ impl Checker<'_> {
         }
     }
 
-    fn locations(&mut self, s: &file::Server, upstreams: &[String], server_span: Range<usize>) -> Vec<Location> {
-        // (prefix, action, its own allow/deny, where it was declared) before sorting.
-        let mut found: Vec<(String, Action, Option<Access>, Range<usize>)> = Vec::new();
+    fn locations(
+        &mut self,
+        s: &file::Server,
+        upstreams: &[String],
+        zones: &[String],
+        server_span: Range<usize>,
+    ) -> Vec<Location> {
+        // Each location and where it was declared, before sorting.
+        let mut found: Vec<(Location, Range<usize>)> = Vec::new();
 
         if s.redirect.is_none()
             && let Some(status) = &s.redirect_status
@@ -1077,12 +1091,12 @@ impl Checker<'_> {
             }
             (Some(redirect), None) => {
                 if let Some(action) = self.redirect(redirect, s.redirect_status.as_ref()) {
-                    found.push(("/".to_owned(), action, None, redirect.span()));
+                    found.push((shorthand(action), redirect.span()));
                 }
             }
             (None, Some(proxy_pass)) => {
                 if let Some(action) = self.proxy(proxy_pass, upstreams) {
-                    found.push(("/".to_owned(), action, None, proxy_pass.span()));
+                    found.push((shorthand(action), proxy_pass.span()));
                 }
             }
             (None, None) => {}
@@ -1099,7 +1113,7 @@ impl Checker<'_> {
                 self.error(prefix.span(), format!("prefix = {:?}: must start with \"/\"", prefix.get_ref()));
                 continue;
             }
-            if let Some((_, _, _, earlier)) = found.iter().find(|(p, _, _, _)| p == prefix.get_ref()) {
+            if let Some((_, earlier)) = found.iter().find(|(l, _)| l.prefix == *prefix.get_ref()) {
                 let line = self.line(earlier);
                 self.error(
                     prefix.span(),
@@ -1157,8 +1171,9 @@ impl Checker<'_> {
                 None
             };
             let access = self.access(l.allow.as_ref(), l.deny.as_ref());
+            let limit_req = l.limit_req.as_ref().and_then(|limit| self.limit_req(limit, zones));
             if let Some(action) = action {
-                found.push((prefix.get_ref().clone(), action, access, prefix.span()));
+                found.push((Location { prefix: prefix.get_ref().clone(), action, access, limit_req }, prefix.span()));
             }
         }
 
@@ -1169,8 +1184,111 @@ impl Checker<'_> {
             );
         }
         // Longest prefix first so that the first match is the best one.
-        found.sort_by_key(|(prefix, _, _, _)| std::cmp::Reverse(prefix.len()));
-        found.into_iter().map(|(prefix, action, access, _)| Location { prefix, action, access }).collect()
+        found.sort_by_key(|(location, _)| std::cmp::Reverse(location.prefix.len()));
+        found.into_iter().map(|(location, _)| location).collect()
+    }
+
+    /// `[limit_req.NAME]`; `None` after reporting a problem.
+    fn limit_zone(&mut self, name: Spanned<String>, zone: Spanned<file::LimitZone>) -> Option<LimitZone> {
+        let span = zone.span();
+        let z = zone.into_inner();
+        let before = self.errors.len();
+        let rate = match &z.rate {
+            None => {
+                self.error(
+                    span,
+                    format!(
+                        "[limit_req.{}] needs rate = \"Nr/s\" or \"Nr/m\", such as rate = \"10r/s\"",
+                        name.get_ref()
+                    ),
+                );
+                0
+            }
+            Some(text) => parse_rate(text.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    text.span(),
+                    format!(
+                        "rate = {:?}: expected requests per second or minute, such as \"10r/s\" or \"30r/m\"",
+                        text.get_ref()
+                    ),
+                );
+                0
+            }),
+        };
+        let size_span = z.size.as_ref().map(Spanned::span);
+        let bytes = self.size("size", z.size, 1024 * 1024);
+        // nginx: "one megabyte zone can keep about 16 thousand 64-byte states".
+        let capacity = usize::try_from(bytes / 64).unwrap_or(usize::MAX);
+        if let (Some(span), 0) = (size_span, capacity) {
+            self.error(span, "size: the zone needs room for at least one address, such as size = \"1m\"".into());
+        }
+        (self.errors.len() == before).then(|| LimitZone { name: name.into_inner(), rate, capacity })
+    }
+
+    /// A server's or location's `limit_req`; `None` after reporting a problem.
+    fn limit_req(&mut self, limit: &Spanned<file::LimitReq>, zones: &[String]) -> Option<LimitReq> {
+        let l = limit.get_ref();
+        let before = self.errors.len();
+        let zone = match &l.zone {
+            None => {
+                self.error(limit.span(), "limit_req needs zone = \"NAME\", a [limit_req.NAME] table".into());
+                None
+            }
+            Some(name) => {
+                let found = zones.iter().position(|z| z == name.get_ref());
+                if found.is_none() {
+                    let known = if zones.is_empty() { "none".to_owned() } else { zones.join(", ") };
+                    self.error(
+                        name.span(),
+                        format!(
+                            "limit_req zone {:?} is not defined (defined: {known}); add [limit_req.{}]",
+                            name.get_ref(),
+                            name.get_ref()
+                        ),
+                    );
+                }
+                found
+            }
+        };
+        let mut count = |key: &str, value: &Option<Spanned<i64>>| match value {
+            None => 0,
+            Some(n) => u64::try_from(*n.get_ref()).unwrap_or_else(|_| {
+                self.error(n.span(), format!("{key} = {}: expected 0 or more requests", n.get_ref()));
+                0
+            }),
+        };
+        let burst = count("burst", &l.burst);
+        let delay = count("delay", &l.delay);
+        let delay_free = match (&l.nodelay, &l.delay) {
+            (Some(nodelay), Some(_)) if *nodelay.get_ref() => {
+                self.error(
+                    nodelay.span(),
+                    "nodelay = true and delay: keep one (nodelay sends the whole burst at once, delay that many of it)"
+                        .into(),
+                );
+                0
+            }
+            (Some(nodelay), _) if *nodelay.get_ref() => burst,
+            _ => delay,
+        };
+        let status = match &l.status {
+            None => StatusCode::SERVICE_UNAVAILABLE,
+            Some(code) => {
+                match u16::try_from(*code.get_ref()).ok().filter(|c| (400..=599).contains(c)).map(StatusCode::from_u16)
+                {
+                    Some(Ok(status)) => status,
+                    _ => {
+                        self.error(
+                            code.span(),
+                            format!("status = {}: expected a status from 400 to 599, such as 429", code.get_ref()),
+                        );
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }
+        };
+        let zone = zone?;
+        (self.errors.len() == before).then_some(LimitReq { zone, burst, delay_free, status })
     }
 
     /// A server's or location's `allow` and `deny`; `None` when it has neither.
@@ -1557,6 +1675,23 @@ fn parse_server_name(text: &str) -> Result<ServerName, &'static str> {
 }
 
 /// RFC 6265 cookie-name: an RFC 7230 token.
+/// A server's `proxy_pass` or `redirect` as its location "/", which has no
+/// rules of its own: the server's apply.
+fn shorthand(action: Action) -> Location {
+    Location { prefix: "/".to_owned(), action, access: None, limit_req: None }
+}
+
+/// `"10r/s"` or `"30r/m"` as milli-requests per second (nginx's `ctx->rate`:
+/// `rate * 1000 / scale`); `None` for anything else or zero.
+fn parse_rate(text: &str) -> Option<u64> {
+    let (count, scale) = match text.strip_suffix("r/s") {
+        Some(count) => (count, 1),
+        None => (text.strip_suffix("r/m")?, 60),
+    };
+    let count: u64 = count.parse().ok().filter(|&n| n > 0)?;
+    count.checked_mul(1000).map(|milli| (milli / scale).max(1))
+}
+
 /// `"200-399"`, `"200, 204, 301-302"`: status codes and inclusive ranges,
 /// separated by commas or spaces, each within 100-599.
 fn parse_status_ranges(text: &str) -> Result<Vec<(u16, u16)>, String> {
@@ -1746,6 +1881,18 @@ redirect = "https://example.com$request_uri"
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
         for bad in ["", "5", "s", "1.5s", "-1s", "5 min", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_in_milli_requests_per_second() {
+        assert_eq!(parse_rate("10r/s"), Some(10_000));
+        assert_eq!(parse_rate("1r/s"), Some(1000));
+        assert_eq!(parse_rate("30r/m"), Some(500));
+        // nginx's integer division: 1r/m is 16 milli-requests per second.
+        assert_eq!(parse_rate("1r/m"), Some(16));
+        for bad in ["0r/s", "10", "r/s", "1.5r/s", "-1r/s", "10r/h", "99999999999999999999r/s"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
         }
     }
 

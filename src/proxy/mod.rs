@@ -18,7 +18,8 @@ use thiserror::Error;
 
 use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
 use self::exchange::Exchange;
-use crate::config::runtime::{Action, LogLevel, Snapshot, VirtualServer};
+use crate::config::runtime::{Action, LimitReq, LogLevel, Snapshot, VirtualServer};
+use crate::limit_req::Decision;
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
 use crate::tls::ClientCertificate;
@@ -39,6 +40,9 @@ pub struct Site {
     pub pools: Vec<Arc<Pool>>,
     /// Index-aligned with `snapshot.listeners`.
     pub listeners: Vec<ListenerState>,
+    /// Index-aligned with `snapshot.limit_zones`; kept across reloads that
+    /// leave a zone's name, rate and size alone, as nginx keeps its zones.
+    pub zones: Vec<Arc<crate::limit_req::Zone>>,
 }
 
 /// One listen address's routing table, servers and TLS acceptor.
@@ -116,6 +120,17 @@ impl Site {
                 }
             })
             .collect();
+        let zones = snapshot
+            .limit_zones
+            .iter()
+            .map(|zone| {
+                let kept = previous.and_then(|site| {
+                    let at = site.snapshot.limit_zones.iter().position(|old| old == zone)?;
+                    site.zones.get(at).cloned()
+                });
+                kept.unwrap_or_else(|| Arc::new(crate::limit_req::Zone::new(zone.rate, zone.capacity)))
+            })
+            .collect();
         let level = snapshot.runtime.error_log_level;
         let mut listeners = Vec::with_capacity(snapshot.listeners.len());
         for listener in &snapshot.listeners {
@@ -141,7 +156,7 @@ impl Site {
             let tls = if listener.tls { Some(crate::tls::ServerTls::new(listener)?) } else { None };
             listeners.push(ListenerState { router: Router::new(listener), servers, tls });
         }
-        Ok(Site { snapshot, pools, listeners })
+        Ok(Site { snapshot, pools, listeners, zones })
     }
 
     /// Starts the health checks of the pools that have none running yet, and
@@ -184,6 +199,11 @@ impl Site {
     pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
         self.snapshot.listeners.iter().position(|l| l.addr == addr)
     }
+}
+
+/// The name of the zone `limit` counts in, for log lines.
+fn zone_name<'s>(site: &'s Site, limit: &LimitReq) -> &'s str {
+    site.snapshot.limit_zones.get(limit.zone).map_or("", |zone| zone.name.as_str())
 }
 
 /// Whether two upstream versions can share one sticky table (same cookie,
@@ -315,6 +335,31 @@ pub fn handle(
             // nginx's words and level, so that log watchers written for it still match.
             exchange.error(LogLevel::Error, format_args!("access forbidden by rule"));
             return Ok(direct(exchange, StatusCode::FORBIDDEN));
+        }
+        let limit = location.and_then(|l| l.limit_req.as_ref()).or(server.config.limit_req.as_ref());
+        if let Some(limit) = limit
+            && let Some(zone) = conn.site.zones.get(limit.zone)
+        {
+            let client = crate::template::canonical_ip(conn.remote.ip());
+            match zone.admit(client, limit.burst, limit.delay_free) {
+                Decision::Pass => {}
+                Decision::Delay(wait) => {
+                    exchange.error(
+                        LogLevel::Warn,
+                        format_args!("delaying request by {wait:?}, by zone \"{}\"", zone_name(&conn.site, limit)),
+                    );
+                    // Boxed: only a delayed request pays for a timer in its future.
+                    Box::pin(tokio::time::sleep(wait)).await;
+                }
+                Decision::Reject => {
+                    // nginx's words and level, for log watchers written for it.
+                    exchange.error(
+                        LogLevel::Error,
+                        format_args!("limiting requests by zone \"{}\"", zone_name(&conn.site, limit)),
+                    );
+                    return Ok(direct(exchange, limit.status));
+                }
+            }
         }
         let Some(location) = location else {
             return Ok(direct(exchange, StatusCode::NOT_FOUND));

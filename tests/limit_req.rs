@@ -1,0 +1,136 @@
+//! `[limit_req.NAME]` and `limit_req = { zone, burst, nodelay | delay, status }`
+//! (nginx's limit_req): each client address has its own bucket; past the
+//! burst, requests are refused; without `nodelay` the burst waits its turn.
+//! Clients connect from chosen 127.0.0.0/8 addresses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+/// A server for app.test over `backend` with `[limit_req.zone]` lines `zone`
+/// and the server lines `server` (which may end with locations).
+fn config(backend: &TestBackend, zone: &str, server: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[limit_req.per_client]
+{zone}
+
+[upstream.app]
+servers = ["{}"]
+
+[[server]]
+listen = ["127.0.0.1:0"]
+server_name = ["app.test"]
+proxy_pass = "app"
+{server}
+"#,
+        backend.addr()
+    )
+}
+
+async fn status_from(portico: &Portico, source: &str, path: &str) -> StatusCode {
+    let mut client = Connect::to(portico.addr(0)).source_ip(source).connect().await.unwrap();
+    client.get("app.test", path).await.unwrap().status
+}
+
+async fn metrics(portico: &Portico) -> String {
+    let mut client = Client::http1(portico.admin_addr()).await.unwrap();
+    client.get("admin", "/metrics").await.unwrap().text()
+}
+
+/// One request per minute with a burst of 2: three at once pass, the fourth
+/// is refused; another address has a bucket of its own; a location's own
+/// limit replaces the server's and answers with its status.
+#[tokio::test]
+async fn past_the_burst_requests_are_refused_per_address() {
+    let backend = TestBackend::spawn("app").await;
+    let logs = TempDir::new("limit-req");
+    let error_log = logs.join("error.log");
+    let server = format!(
+        r#"limit_req = {{ zone = "per_client", burst = 2, nodelay = true }}
+error_log = {}
+
+[[server.location]]
+prefix = "/login/"
+proxy_pass = "app"
+limit_req = {{ zone = "per_client", status = 429 }}"#,
+        toml_path(&error_log)
+    );
+    let portico = start_portico(&config(&backend, "rate = \"1r/m\"", &server)).await;
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(status_from(&portico, "127.0.1.5", "/").await);
+    }
+    assert_eq!(seen, [StatusCode::OK, StatusCode::OK, StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE]);
+    assert_eq!(backend.count(), 3, "the refused request was not forwarded");
+    assert_eq!(status_from(&portico, "127.0.1.6", "/").await, StatusCode::OK, "another address");
+    // The location's limit has no burst, in the same zone: 127.0.1.7's
+    // first request passes, its second is refused with 429.
+    assert_eq!(status_from(&portico, "127.0.1.7", "/login/x").await, StatusCode::OK);
+    assert_eq!(status_from(&portico, "127.0.1.7", "/login/x").await, StatusCode::TOO_MANY_REQUESTS);
+
+    let text = metrics(&portico).await;
+    for (result, count) in [("passed", 5), ("delayed", 0), ("rejected", 2)] {
+        let line = format!("portico_limit_req_requests_total{{zone=\"per_client\",result=\"{result}\"}} {count}");
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    assert!(text.lines().any(|l| l == "portico_limit_req_addresses{zone=\"per_client\"} 3"), "{text}");
+    portico.shutdown().await;
+    let log = std::fs::read_to_string(&error_log).unwrap();
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("limiting requests by zone \"per_client\"")).collect();
+    assert_eq!(refusals.len(), 2, "{log}");
+    assert!(refusals[0].contains("[error]") && refusals[0].contains("client: 127.0.1.5"), "{log}");
+}
+
+/// Without `nodelay` the burst goes at the rate: of three requests sent at
+/// once at 10 per second, the third waits about 200 ms. (A lower bound: a
+/// timer never fires early.)
+#[tokio::test]
+async fn without_nodelay_the_burst_waits_its_turn() {
+    let backend = TestBackend::spawn("app").await;
+    let server = "limit_req = { zone = \"per_client\", burst = 5 }";
+    let portico = start_portico(&config(&backend, "rate = \"10r/s\"", server)).await;
+    let started = Instant::now();
+    let request = || async {
+        let status = status_from(&portico, "127.0.2.9", "/").await;
+        (status, started.elapsed())
+    };
+    let (one, two, three) = tokio::join!(request(), request(), request());
+    let mut answers = [one, two, three];
+    answers.sort_by_key(|(_, took)| *took);
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    assert!(answers[2].1 >= Duration::from_millis(150), "the third waited its turn: {answers:?}");
+    assert!(
+        metrics(&portico).await.contains("portico_limit_req_requests_total{zone=\"per_client\",result=\"delayed\"} 2")
+    );
+    portico.shutdown().await;
+}
+
+/// A reload that leaves the zone alone keeps its buckets (as nginx keeps its
+/// zones); one that changes its rate starts a new table.
+#[tokio::test]
+async fn a_reload_keeps_an_unchanged_zone() {
+    let backend = TestBackend::spawn("app").await;
+    let server = "limit_req = { zone = \"per_client\" }";
+    let mut portico = start_portico(&config(&backend, "rate = \"1r/m\"", server)).await;
+    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::OK);
+    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::SERVICE_UNAVAILABLE);
+    portico.reload(&config(&backend, "rate = \"1r/m\"", &format!("{server}\n# reloaded"))).unwrap();
+    assert_eq!(
+        status_from(&portico, "127.0.3.1", "/").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "same zone, same bucket"
+    );
+    portico.reload(&config(&backend, "rate = \"2r/m\"", server)).unwrap();
+    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::OK, "a new zone");
+    portico.shutdown().await;
+}
