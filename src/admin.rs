@@ -553,6 +553,24 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
         }
         html.push_str("</table>\n");
     }
+    if !site.zones.is_empty() {
+        html.push_str(
+            "<h2>request rates</h2>\n<table><tr><th>limit_req zone</th><th>rate</th><th>addresses</th>\
+             <th>passed</th><th>delayed</th><th>rejected</th></tr>\n",
+        );
+        for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
+            let [passed, delayed, rejected] = zone.counts.each_ref().map(|count| count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{passed}</td><td>{delayed}</td><td>{rejected}</td></tr>",
+                escape_html(&config.name),
+                escape_html(&config.rate_text),
+                zone.len(),
+                config.capacity,
+            );
+        }
+        html.push_str("</table>\n");
+    }
     html.push_str("</body></html>\n");
     html
 }

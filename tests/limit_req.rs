@@ -84,6 +84,10 @@ limit_req = {{ zone = "per_client", status = 429 }}"#,
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
     assert!(text.lines().any(|l| l == "portico_limit_req_addresses{zone=\"per_client\"} 3"), "{text}");
+    let mut admin = Client::http1(portico.admin_addr()).await.unwrap();
+    let status = admin.get("admin", "/status").await.unwrap().text();
+    let row = "<tr><td>per_client</td><td>1r/m</td><td>3 of 16384</td><td>5</td><td>0</td><td>2</td></tr>";
+    assert!(status.contains(row), "{status}");
     portico.shutdown().await;
     let log = std::fs::read_to_string(&error_log).unwrap();
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains("limiting requests by zone \"per_client\"")).collect();

@@ -2,7 +2,8 @@
 //! whose values come from the fuzzer: gets past the TOML parser to every
 //! semantic check (durations, sizes, listen addresses, CIDRs, templates,
 //! header names, cookie names, statuses, self-signed certificates, client
-//! certificate policies, upstream client certificates, health checks...).
+//! certificate policies, upstream client certificates, health checks,
+//! access rules, request rates...).
 #![no_main]
 
 use std::path::Path;
@@ -32,11 +33,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s33}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
+/// Fills `{s0}`..`{s38}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..34).rev() {
+    for i in (0..39).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
@@ -62,8 +63,12 @@ trusted_proxies = [{s5}, "10.0.0.0/8"]
 listen = {s6}
 allow_remote = {b0}
 
+[limit_req.zone]
+rate = {s34}
+size = {s35}
+
 [upstream.pool]
-servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1} }]
+servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1}, drain = {b7} }]
 balance = {s8}
 consistent = {b2}
 tls = {b5}
@@ -113,6 +118,9 @@ X-Forwarded-For = "$proxy_add_x_forwarded_for"
 prefix = {s22}
 redirect = {s23}
 redirect_status = {n3}
+allow = [{s36}, "10.0.0.0/8"]
+deny = [{s37}]
+limit_req = { zone = {s38}, burst = {n7}, nodelay = {b2} }
 
 [[server.location]]
 prefix = "/status"

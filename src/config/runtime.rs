@@ -408,6 +408,8 @@ pub struct LimitZone {
     pub name: String,
     /// Milli-requests per second (nginx's `ctx->rate`): "10r/s" is 10 000.
     pub rate: u64,
+    /// The rate as written ("10r/s", "30r/m"), for `/status`.
+    pub rate_text: String,
     /// Most addresses held.
     pub capacity: usize,
 }

@@ -1222,7 +1222,8 @@ impl Checker<'_> {
         if let (Some(span), 0) = (size_span, capacity) {
             self.error(span, "size: the zone needs room for at least one address, such as size = \"1m\"".into());
         }
-        (self.errors.len() == before).then(|| LimitZone { name: name.into_inner(), rate, capacity })
+        let rate_text = z.rate.map(Spanned::into_inner).unwrap_or_default();
+        (self.errors.len() == before).then(|| LimitZone { name: name.into_inner(), rate, rate_text, capacity })
     }
 
     /// A server's or location's `limit_req`; `None` after reporting a problem.
