@@ -1022,3 +1022,41 @@ upstream am { zone am 64k; server 127.0.0.1:9443; }
     assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_drain_marks_the_upstream_server_draining() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("drain");
+    let conf = tmp.0.join("drain.conf");
+    std::fs::write(
+        &conf,
+        "upstream am {
+    zone am 64k;
+    server 127.0.0.1:9443;
+    server 127.0.0.1:9444 drain;
+    server 127.0.0.1:9445 drain down;
+    sticky learn create=$upstream_cookie_jsessionid lookup=$cookie_jsessionid zone=client_sessions:1m;
+}
+server { listen 8080; location / { proxy_pass http://am; } }
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(
+        upstream_table(&toml, "am").contains(
+            "servers = [\n  \
+             { address = \"127.0.0.1:9443\" },\n  \
+             { address = \"127.0.0.1:9444\", drain = true },\n  \
+             { address = \"127.0.0.1:9445\", down = true },\n]"
+        ),
+        "{toml}"
+    );
+    // portico refuses drain with down; NGINX Plus lets down win.
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{}:5: note: server parameter \"drain\" is left out: the server is also down, which NGINX Plus lets win",
+            conf.display()
+        )],
+    );
+    assert!(!notes.contains(":4:"), "{notes}");
+    Ok(())
+}

@@ -137,6 +137,8 @@ struct Peer {
     fail_timeout: Option<String>,
     backup: bool,
     down: bool,
+    /// NGINX Plus `drain`: only the requests of its sticky sessions.
+    drain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -724,6 +726,7 @@ impl Translator<'_> {
             fail_timeout: None,
             backup: false,
             down: false,
+            drain: false,
         };
         for param in &d.args[1..] {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
@@ -733,6 +736,7 @@ impl Translator<'_> {
                 "fail_timeout" => peer.fail_timeout = duration(value),
                 "backup" => peer.backup = true,
                 "down" => peer.down = true,
+                "drain" => peer.drain = true,
                 _ => {
                     self.note(
                         &d.place,
@@ -750,6 +754,14 @@ impl Translator<'_> {
             if bad {
                 self.note(&d.place, format!("server parameter \"{param}\" is not translated: not a valid value"));
             }
+        }
+        // portico refuses the pair; NGINX Plus sends a down server nothing, drain or not.
+        if peer.down && peer.drain {
+            peer.drain = false;
+            self.note(
+                &d.place,
+                "server parameter \"drain\" is left out: the server is also down, which NGINX Plus lets win (it sends the server no requests at all), and portico takes down or drain, not both".into(),
+            );
         }
         Some(peer)
     }
@@ -1172,6 +1184,7 @@ impl Translator<'_> {
                             fail_timeout: None,
                             backup: false,
                             down: false,
+                            drain: false,
                         }],
                         comments: vec![format!("made for proxy_pass {url} ({})", d.place)],
                         ..UpstreamOut::default()
@@ -1533,10 +1546,9 @@ impl Translator<'_> {
         }
         let table = format!("upstream.{}", key(&up.name));
         line(s, &format!("[{table}]"), up.place.as_ref().map(|p| format!("nginx: {p}")).as_deref());
-        let simple = up
-            .peers
-            .iter()
-            .all(|p| p.weight.is_none() && p.max_fails.is_none() && p.fail_timeout.is_none() && !p.backup && !p.down);
+        let simple = up.peers.iter().all(|p| {
+            p.weight.is_none() && p.max_fails.is_none() && p.fail_timeout.is_none() && !p.backup && !p.down && !p.drain
+        });
         if simple {
             let list: Vec<String> = up.peers.iter().map(|p| quote(&p.address)).collect();
             s.push_str(&format!("servers = [{}]\n", list.join(", ")));
@@ -1552,6 +1564,9 @@ impl Translator<'_> {
                 }
                 if p.down {
                     fields.push("down = true".into());
+                }
+                if p.drain {
+                    fields.push("drain = true".into());
                 }
                 s.push_str(&format!("  {{ {} }},\n", fields.join(", ")));
             }
