@@ -1165,6 +1165,8 @@ server {
         proxy_pass http://am;
     }
     location /sock/ { allow unix:; proxy_pass http://am; }
+    location /old/ { return 301 https://example.com$request_uri; }
+    location /gone/ { return 403; }
 }
 }
 ",
@@ -1198,8 +1200,13 @@ server {
             format!(
                 "{conf}:24: directive \"allow\" not translated: portico listens on TCP only, where the line matches no client"
             ),
+            format!(
+                "{conf}:25: note: allow/deny refuse clients this redirect or return would answer: nginx answers return and rewrite before it checks allow/deny, so there every client gets the answer"
+            ),
         ],
     );
+    // A return 403 answers the refused clients alike.
+    assert!(!notes.contains(&format!("{conf}:26:")), "{notes}");
     // The servers inheriting untranslated lines, and such a location, have no
     // lists; a location's own that portico can say are kept.
     assert_eq!(

@@ -236,6 +236,13 @@ struct AccessOut {
     deny: Vec<String>,
 }
 
+impl AccessOut {
+    /// Whether some client is refused.
+    fn refuses(&self) -> bool {
+        !self.deny.is_empty() || self.allow.iter().any(|a| a != "all")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct ServerOut {
     place: Option<Place>,
@@ -940,6 +947,24 @@ impl Translator<'_> {
                     format!("location {}: its own headers, timeouts or logs are not translated: portico sets them per server, as location / has them", loc.prefix),
                 );
             }
+        }
+
+        // nginx answers return and rewrite before it checks allow/deny (a
+        // server's before its locations are even looked at); portico checks first.
+        let answers: Vec<(&Action, Option<&AccessOut>, &Place)> = match &server_action {
+            Some((action, place)) => vec![(action, None, place)],
+            None => located.iter().map(|(l, _, place)| (&l.action, l.access.as_ref(), place)).collect(),
+        };
+        let mut refused_first = Vec::new();
+        for (action, access, place) in answers {
+            let answered =
+                matches!(action, Action::Redirect { .. }) || matches!(action, Action::Return(s) if *s != 403);
+            if answered && access.unwrap_or(&out.access).refuses() {
+                refused_first.push(place.clone());
+            }
+        }
+        for place in refused_first {
+            self.note(&place, "allow/deny refuse clients this redirect or return would answer: nginx answers return and rewrite before it checks allow/deny, so there every client gets the answer".into());
         }
 
         match server_action {
