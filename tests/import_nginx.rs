@@ -1022,3 +1022,218 @@ upstream am { zone am 64k; server 127.0.0.1:9443; }
     assert!(!notes.contains("not translated"), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_drain_marks_the_upstream_server_draining() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("drain");
+    let conf = tmp.0.join("drain.conf");
+    std::fs::write(
+        &conf,
+        "upstream am {
+    zone am 64k;
+    server 127.0.0.1:9443;
+    server 127.0.0.1:9444 drain;
+    server 127.0.0.1:9445 drain down;
+    sticky learn create=$upstream_cookie_jsessionid lookup=$cookie_jsessionid zone=client_sessions:1m;
+}
+server { listen 8080; location / { proxy_pass http://am; } }
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(
+        upstream_table(&toml, "am").contains(
+            "servers = [\n  \
+             { address = \"127.0.0.1:9443\" },\n  \
+             { address = \"127.0.0.1:9444\", drain = true },\n  \
+             { address = \"127.0.0.1:9445\", down = true },\n]"
+        ),
+        "{toml}"
+    );
+    // portico refuses drain with down; NGINX Plus lets down win.
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{}:5: note: server parameter \"drain\" is left out: the server is also down, which NGINX Plus lets win",
+            conf.display()
+        )],
+    );
+    assert!(!notes.contains(":4:"), "{notes}");
+    Ok(())
+}
+
+/// The `[[server]]` of an imported `toml` that listens on `port` alone, with
+/// its locations, up to the next server.
+fn server_table(toml: &str, port: &str) -> String {
+    let at = toml.find(&format!("listen = [\"{port}\"]")).unwrap_or_else(|| panic!("{port}:\n{toml}"));
+    let rest = &toml[at..];
+    rest[..rest.find("[[server]]").unwrap_or(rest.len())].trim_end().to_owned()
+}
+
+#[test]
+fn import_allow_deny_become_the_servers_and_locations_lists() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("access");
+    let conf = tmp.0.join("access.conf");
+    std::fs::write(
+        &conf,
+        "http {
+allow 10.0.0.0/8;
+allow 192.168.1.7;
+deny all;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080;
+    location / { proxy_pass http://am; }
+    location /carbon/ {
+        deny 10.9.9.9;
+        allow 10.0.0.0/8;
+        deny all;
+        proxy_pass http://am;
+    }
+    location /public/ { allow all; proxy_pass http://am; }
+}
+server {
+    listen 8081;
+    deny 10.9.9.9;
+    deny 2001:db8::/32;
+    allow all;
+    location / { proxy_pass http://am; }
+}
+server { listen 8082; deny all; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    // The http level's lines are the server's; its location / inherits them, as in nginx.
+    assert_eq!(
+        server_table(&toml, "8080"),
+        "listen = [\"8080\"]
+allow = [\"10.0.0.0/8\", \"192.168.1.7\"]
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"am\"
+
+[[server.location]]
+prefix = \"/carbon/\"
+proxy_pass = \"am\"
+allow = [\"10.0.0.0/8\"]
+deny = [\"10.9.9.9\"]
+
+[[server.location]]
+prefix = \"/public/\"
+proxy_pass = \"am\"
+allow = [\"all\"]"
+    );
+    // A server's own lines replace the http level's.
+    assert_eq!(
+        server_table(&toml, "8081"),
+        "listen = [\"8081\"]\nproxy_pass = \"am\"  # nginx: location / { proxy_pass ... }\ndeny = [\"10.9.9.9\", \"2001:db8::/32\"]"
+    );
+    assert!(server_table(&toml, "8082").ends_with("\ndeny = [\"all\"]"), "{toml}");
+    assert!(!server_table(&toml, "8082").contains("allow"), "{toml}");
+    assert!(!notes.contains("allow") && !notes.contains("deny"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_notes_allow_deny_orders_portico_cannot_express() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("access-notes");
+    let conf = tmp.0.join("access.conf");
+    std::fs::write(
+        &conf,
+        "http {
+allow 10.1.1.1;
+deny 10.0.0.0/8;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080;
+    location / { proxy_pass http://am; }
+    location /x/ { deny 10.1.0.0/16; allow 10.0.0.0/8; deny all; proxy_pass http://am; }
+    location /y/ { allow 10.1.1.1; deny 10.1.0.0/16; proxy_pass http://am; }
+}
+server { listen 8081; location / { proxy_pass http://am; } }
+server {
+    listen 8082;
+    allow 10.0.0.0/8;
+    deny all;
+    location / { proxy_pass http://am; }
+    location /odd/ {
+        allow 10.1.1.1;
+        deny 10.1.0.0/16;
+        allow 10.0.0.0/8;
+        deny all;
+        proxy_pass http://am;
+    }
+    location /sock/ { allow unix:; proxy_pass http://am; }
+    location /old/ { return 301 https://example.com$request_uri; }
+    location /gone/ { return 403; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    let not_translated = |line: usize, why: &str, open: &str| {
+        format!(
+            "{conf}:{line}: note: allow/deny here is NOT translated: {why}, which portico's allow/deny cannot express (it refuses the clients deny lists, then, when allow lists any, all others); {open} until you write allow/deny by hand"
+        )
+    };
+    assert_noted_once(
+        &notes,
+        &[
+            // Once, though both servers inherit the lines.
+            not_translated(
+                2,
+                "allow 10.1.1.1 (line 2) lets in part of deny 10.0.0.0/8 (line 3) after it",
+                "the servers inheriting them answer every client",
+            ),
+            not_translated(
+                9,
+                "allow 10.1.1.1 (line 9) lets in part of deny 10.1.0.0/16 (line 9) after it",
+                "the location answers every client",
+            ),
+            not_translated(
+                18,
+                "allow 10.1.1.1 (line 18) lets in part of deny 10.1.0.0/16 (line 19) after it, which keeps out part of allow 10.0.0.0/8 (line 20) after that",
+                "the location takes the server's allow/deny instead",
+            ),
+            format!(
+                "{conf}:24: directive \"allow\" not translated: portico listens on TCP only, where the line matches no client"
+            ),
+            format!(
+                "{conf}:25: note: allow/deny refuse clients this redirect or return would answer: nginx answers return and rewrite before it checks allow/deny, so there every client gets the answer"
+            ),
+        ],
+    );
+    // A return 403 answers the refused clients alike.
+    assert!(!notes.contains(&format!("{conf}:26:")), "{notes}");
+    // The servers inheriting untranslated lines, and such a location, have no
+    // lists; a location's own that portico can say are kept.
+    assert_eq!(
+        server_table(&toml, "8080"),
+        "listen = [\"8080\"]
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"am\"
+
+[[server.location]]
+prefix = \"/x/\"
+proxy_pass = \"am\"
+allow = [\"10.0.0.0/8\"]
+deny = [\"10.1.0.0/16\"]
+
+[[server.location]]
+prefix = \"/y/\"
+proxy_pass = \"am\""
+    );
+    assert!(!server_table(&toml, "8081").contains("allow") && !server_table(&toml, "8081").contains("deny"));
+    let server = server_table(&toml, "8082");
+    assert!(server.starts_with("listen = [\"8082\"]\nallow = [\"10.0.0.0/8\"]\n"), "{toml}");
+    assert!(server.contains("prefix = \"/odd/\"\nproxy_pass = \"am\"\n\n"), "{toml}");
+    // A unix: line is still the location's own: it inherits none of the server's.
+    assert!(server.contains("prefix = \"/sock/\"\nproxy_pass = \"am\"\nallow = [\"all\"]"), "{toml}");
+    assert_eq!(server.matches("allow =").count(), 2, "{toml}");
+    assert!(!server.contains("deny"), "{toml}");
+    Ok(())
+}

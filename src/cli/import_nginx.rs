@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::config;
+use crate::config::runtime::Cidr;
 use crate::nginx::{self, Directive, Place};
 use crate::template::Template;
 
@@ -127,6 +128,11 @@ struct Scope {
     /// `ssl_trusted_certificate`, resolved, and where: the CAs when there is
     /// no `ssl_client_certificate`.
     ssl_trusted_certificate: Option<(String, Place)>,
+    /// The `allow` and `deny` lines in effect, in order.
+    access: Vec<Directive>,
+    /// Whether `access` is the level above's: a level with a line of its own
+    /// inherits none of them.
+    access_inherited: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +143,8 @@ struct Peer {
     fail_timeout: Option<String>,
     backup: bool,
     down: bool,
+    /// NGINX Plus `drain`: only the requests of its sticky sessions.
+    drain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +225,22 @@ enum Action {
 struct LocationOut {
     prefix: String,
     action: Action,
+    /// Its own `allow` and `deny`, which replace the server's; `None` inherits them.
+    access: Option<AccessOut>,
+}
+
+/// A server's or location's `allow` and `deny`; both empty lets every client in.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct AccessOut {
+    allow: Vec<String>,
+    deny: Vec<String>,
+}
+
+impl AccessOut {
+    /// Whether some client is refused.
+    fn refuses(&self) -> bool {
+        !self.deny.is_empty() || self.allow.iter().any(|a| a != "all")
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -240,6 +264,7 @@ struct ServerOut {
     error_log: Option<String>,
     read_timeout: Option<String>,
     send_timeout: Option<String>,
+    access: AccessOut,
     comments: Vec<String>,
 }
 
@@ -288,7 +313,9 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico has no real_ip module; [runtime] trusted_proxies decides which X-Forwarded-For to keep"
         }
         "limit_req" | "limit_req_zone" | "limit_conn" | "limit_conn_zone" => "portico has no rate limiting",
-        "allow" | "deny" | "auth_basic" | "auth_basic_user_file" | "auth_request" => "portico has no access control",
+        "auth_basic" | "auth_basic_user_file" | "auth_request" => {
+            "portico has no authentication: it allows or denies client addresses only (allow, deny)"
+        }
         "events" | "worker_connections" => "portico bounds client connections with [runtime] max_connections instead",
         "stream" | "mail" => "portico proxies HTTP only",
         "health_check" => "NGINX Plus takes it in a location that proxies to an upstream block",
@@ -540,6 +567,17 @@ impl Translator<'_> {
             {
                 scope.ssl_certificate_key = Some(self.conf_path(&d.args[0]));
             }
+            "allow" | "deny" => {
+                if std::mem::take(&mut scope.access_inherited) {
+                    scope.access.clear();
+                }
+                if d.args.first().is_some_and(|a| a.starts_with("unix:")) {
+                    // Still a line of the level's own: nginx inherits none then.
+                    self.untranslated(d, "portico listens on TCP only, where the line matches no client");
+                } else {
+                    scope.access.push(d.clone());
+                }
+            }
             "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
             "proxy_ssl_protocols" if !d.args.is_empty() => {
                 scope.proxy_ssl_protocols = Some((d.args.clone(), d.place.clone()));
@@ -724,6 +762,7 @@ impl Translator<'_> {
             fail_timeout: None,
             backup: false,
             down: false,
+            drain: false,
         };
         for param in &d.args[1..] {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
@@ -733,6 +772,7 @@ impl Translator<'_> {
                 "fail_timeout" => peer.fail_timeout = duration(value),
                 "backup" => peer.backup = true,
                 "down" => peer.down = true,
+                "drain" => peer.drain = true,
                 _ => {
                     self.note(
                         &d.place,
@@ -750,6 +790,14 @@ impl Translator<'_> {
             if bad {
                 self.note(&d.place, format!("server parameter \"{param}\" is not translated: not a valid value"));
             }
+        }
+        // portico refuses the pair; NGINX Plus sends a down server nothing, drain or not.
+        if peer.down && peer.drain {
+            peer.drain = false;
+            self.note(
+                &d.place,
+                "server parameter \"drain\" is left out: the server is also down, which NGINX Plus lets win (it sends the server no requests at all), and portico takes down or drain, not both".into(),
+            );
         }
         Some(peer)
     }
@@ -794,7 +842,7 @@ impl Translator<'_> {
     }
 
     fn server(&mut self, d: &Directive, http: &Scope) {
-        let mut scope = http.clone();
+        let mut scope = Scope { access_inherited: true, ..http.clone() };
         let mut own_headers = Vec::new();
         let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut out = ServerOut { place: Some(d.place.clone()), ..ServerOut::default() };
@@ -847,6 +895,13 @@ impl Translator<'_> {
             scope.hide_headers = own_hide;
         }
         out.response_headers = response_headers(&scope);
+        // portico has no http level: each server takes the lines it inherits.
+        let open = if scope.access_inherited {
+            "the servers inheriting them answer every client"
+        } else {
+            "this server answers every client"
+        };
+        out.access = self.access_rules(&scope.access, open).unwrap_or_default();
 
         if listens.is_empty() {
             self.note(&d.place, "a server without listen: nginx listens on *:80, so does the translation".into());
@@ -871,7 +926,7 @@ impl Translator<'_> {
         // The primary location decides the server-wide settings portico has per server.
         let mut located: Vec<(LocationOut, Scope, Place)> = Vec::new();
         for loc in locations {
-            if let Some(found) = self.location(loc, &scope) {
+            if let Some(found) = self.location(loc, &scope, &out.access) {
                 located.push(found);
             }
         }
@@ -894,6 +949,24 @@ impl Translator<'_> {
             }
         }
 
+        // nginx answers return and rewrite before it checks allow/deny (a
+        // server's before its locations are even looked at); portico checks first.
+        let answers: Vec<(&Action, Option<&AccessOut>, &Place)> = match &server_action {
+            Some((action, place)) => vec![(action, None, place)],
+            None => located.iter().map(|(l, _, place)| (&l.action, l.access.as_ref(), place)).collect(),
+        };
+        let mut refused_first = Vec::new();
+        for (action, access, place) in answers {
+            let answered =
+                matches!(action, Action::Redirect { .. }) || matches!(action, Action::Return(s) if *s != 403);
+            if answered && access.unwrap_or(&out.access).refuses() {
+                refused_first.push(place.clone());
+            }
+        }
+        for place in refused_first {
+            self.note(&place, "allow/deny refuse clients this redirect or return would answer: nginx answers return and rewrite before it checks allow/deny, so there every client gets the answer".into());
+        }
+
         match server_action {
             Some((Action::Redirect { url, status, from }, _)) => {
                 if !located.is_empty() {
@@ -902,7 +975,7 @@ impl Translator<'_> {
                 out.redirect = Some((url, status, from));
             }
             Some((Action::Return(status), _)) => {
-                out.locations.push(LocationOut { prefix: "/".into(), action: Action::Return(status) })
+                out.locations.push(LocationOut { prefix: "/".into(), action: Action::Return(status), access: None })
             }
             Some((Action::Proxy(_), _)) | None => {
                 out.locations = located.iter().map(|(l, _, _)| l.clone()).collect();
@@ -1067,7 +1140,12 @@ impl Translator<'_> {
         }
     }
 
-    fn location(&mut self, d: &Directive, server: &Scope) -> Option<(LocationOut, Scope, Place)> {
+    fn location(
+        &mut self,
+        d: &Directive,
+        server: &Scope,
+        server_access: &AccessOut,
+    ) -> Option<(LocationOut, Scope, Place)> {
         let prefix = match d.args.as_slice() {
             [prefix] if prefix.starts_with('/') => prefix.clone(),
             // `^~` only stops regex locations from winning; portico has none.
@@ -1077,7 +1155,7 @@ impl Translator<'_> {
                 return None;
             }
         };
-        let mut scope = server.clone();
+        let mut scope = Scope { access_inherited: true, ..server.clone() };
         let mut own_headers = Vec::new();
         let mut action = None;
         let mut proxy = None;
@@ -1104,6 +1182,24 @@ impl Translator<'_> {
             }
         }
         scope.headers = self.merge_headers(&server.headers, own_headers, &d.place, &format!("location {prefix}"));
+        let access = if scope.access_inherited {
+            None
+        } else {
+            let inherits = *server_access != AccessOut::default();
+            let open = if inherits {
+                "the location takes the server's allow/deny instead"
+            } else {
+                "the location answers every client"
+            };
+            match self.access_rules(&scope.access, open) {
+                // Lines letting every client in still replace the server's.
+                Some(lists) if lists == AccessOut::default() && inherits => {
+                    Some(AccessOut { allow: vec!["all".into()], deny: Vec::new() })
+                }
+                Some(lists) if lists == AccessOut::default() => None,
+                lists => lists,
+            }
+        };
         if let Some(p) = proxy {
             if action.is_some() {
                 self.note(&p.place, "proxy_pass after a redirect or return is never reached".into());
@@ -1119,10 +1215,31 @@ impl Translator<'_> {
             self.health_check(check, upstream.as_deref());
         }
         match action {
-            Some(action) => Some((LocationOut { prefix, action }, scope, d.place.clone())),
+            Some(action) => Some((LocationOut { prefix, action, access }, scope, d.place.clone())),
             None => {
                 if proxy.is_none() {
                     self.untranslated(d, "a location that neither proxies, redirects nor returns a status");
+                }
+                None
+            }
+        }
+    }
+
+    /// A level's `allow` and `deny` lines as portico's lists (both empty when
+    /// they let every client in), or `None`, with a note saying what happens
+    /// instead (`open`), where portico's lists cannot do what nginx does.
+    fn access_rules(&mut self, rules: &[Directive], open: &str) -> Option<AccessOut> {
+        let Some(first) = rules.first() else { return Some(AccessOut::default()) };
+        match access_lists(rules) {
+            Ok(lists) => Some(lists),
+            Err(why) => {
+                let note = format!(
+                    "{}: note: allow/deny here is NOT translated: {why}, which portico's allow/deny cannot express (it refuses the clients deny lists, then, when allow lists any, all others); {open} until you write allow/deny by hand",
+                    first.place
+                );
+                // http-level lines are met again by every server inheriting them.
+                if !self.notes.contains(&note) {
+                    self.notes.push(note);
                 }
                 None
             }
@@ -1172,6 +1289,7 @@ impl Translator<'_> {
                             fail_timeout: None,
                             backup: false,
                             down: false,
+                            drain: false,
                         }],
                         comments: vec![format!("made for proxy_pass {url} ({})", d.place)],
                         ..UpstreamOut::default()
@@ -1533,10 +1651,9 @@ impl Translator<'_> {
         }
         let table = format!("upstream.{}", key(&up.name));
         line(s, &format!("[{table}]"), up.place.as_ref().map(|p| format!("nginx: {p}")).as_deref());
-        let simple = up
-            .peers
-            .iter()
-            .all(|p| p.weight.is_none() && p.max_fails.is_none() && p.fail_timeout.is_none() && !p.backup && !p.down);
+        let simple = up.peers.iter().all(|p| {
+            p.weight.is_none() && p.max_fails.is_none() && p.fail_timeout.is_none() && !p.backup && !p.down && !p.drain
+        });
         if simple {
             let list: Vec<String> = up.peers.iter().map(|p| quote(&p.address)).collect();
             s.push_str(&format!("servers = [{}]\n", list.join(", ")));
@@ -1552,6 +1669,9 @@ impl Translator<'_> {
                 }
                 if p.down {
                     fields.push("down = true".into());
+                }
+                if p.drain {
+                    fields.push("drain = true".into());
                 }
                 s.push_str(&format!("  {{ {} }},\n", fields.join(", ")));
             }
@@ -1673,12 +1793,13 @@ fn render_server(s: &mut String, server: &ServerOut) {
         }
     }
     let shorthand = match server.locations.as_slice() {
-        [LocationOut { prefix, action: Action::Proxy(up) }] if prefix == "/" => Some(up),
+        [LocationOut { prefix, action: Action::Proxy(up), access: None }] if prefix == "/" => Some(up),
         _ => None,
     };
     if let Some(up) = shorthand {
         line(s, &format!("proxy_pass = {}", quote(up)), Some("nginx: location / { proxy_pass ... }"));
     }
+    render_access(s, &server.access);
     if let Some(p) = &server.access_log {
         s.push_str(&format!("access_log = {}\n", quote(p)));
     }
@@ -1717,6 +1838,19 @@ fn render_server(s: &mut String, server: &ServerOut) {
                     }
                 }
             }
+            if let Some(access) = &loc.access {
+                render_access(s, access);
+            }
+        }
+    }
+}
+
+/// `allow` and `deny`, each when it lists anything.
+fn render_access(s: &mut String, access: &AccessOut) {
+    for (key, list) in [("allow", &access.allow), ("deny", &access.deny)] {
+        if !list.is_empty() {
+            let listed: Vec<String> = list.iter().map(|a| quote(a)).collect();
+            s.push_str(&format!("{key} = [{}]\n", listed.join(", ")));
         }
     }
 }
@@ -1873,6 +2007,78 @@ fn match_statuses(block: &[Directive]) -> Result<String, String> {
     Ok(ranges.join(", "))
 }
 
+/// A level's nginx `allow` and `deny` lines (the first that matches a client
+/// decides; none lets it in) as portico's lists (a client in deny is refused,
+/// then, when allow lists any, every client outside it), when they let in
+/// exactly the same clients; else which lines portico cannot say.
+fn access_lists(rules: &[Directive]) -> Result<AccessOut, String> {
+    let Some(first) = rules.first() else { return Ok(AccessOut::default()) };
+    let at = |d: &Directive| {
+        let place =
+            if d.place.file == first.place.file { format!("line {}", d.place.line) } else { d.place.to_string() };
+        format!("{} {} ({place})", d.name, d.args.join(" "))
+    };
+    // The lines a client can reach, in order: whether each allows, what it names, its network.
+    let mut reached: Vec<(bool, &String, &Directive, Cidr)> = Vec::new();
+    // What a client no line matches gets: the `all` line, if any, decides.
+    let mut others_allowed = true;
+    for d in rules {
+        let allows = d.name == "allow";
+        match d.args.as_slice() {
+            [all] if all == "all" => {
+                others_allowed = allows;
+                // The lines after it are never reached.
+                break;
+            }
+            [target] => match config::validate::parse_cidr(target) {
+                // Within an earlier line's network: that line always matches first.
+                Some(net) if reached.iter().any(|(_, _, _, earlier)| within(&net, earlier)) => {}
+                Some(net) => reached.push((allows, target, d, net)),
+                None => return Err(format!("{}: expected an IP address, a CIDR, unix: or all", at(d))),
+            },
+            _ => return Err(format!("{}: expected one address", at(d))),
+        }
+    }
+    let mut out = AccessOut::default();
+    for (i, (allows, target, d, net)) in reached.iter().enumerate() {
+        if *allows {
+            // Everyone else is let in anyway when no all line refuses them.
+            if !others_allowed {
+                out.allow.push((*target).clone());
+            }
+            continue;
+        }
+        // Two networks either nest or are apart: a reached line never lies within an earlier one.
+        let excepted = reached[..i].iter().find(|(a, _, _, earlier)| *a && within(earlier, net));
+        let excepting = reached[i + 1..].iter().find(|(a, _, _, later)| *a && within(net, later));
+        match (excepted, excepting) {
+            (None, _) => out.deny.push((*target).clone()),
+            // Others are refused anyway; the line mattered only to allow lines after it.
+            (Some(_), None) if !others_allowed => {}
+            (Some((_, _, earlier, _)), None) => {
+                return Err(format!("{} lets in part of {} after it", at(earlier), at(d)));
+            }
+            (Some((_, _, earlier, _)), Some((_, _, later, _))) => {
+                return Err(format!(
+                    "{} lets in part of {} after it, which keeps out part of {} after that",
+                    at(earlier),
+                    at(d),
+                    at(later)
+                ));
+            }
+        }
+    }
+    if !others_allowed && out.allow.is_empty() {
+        return Ok(AccessOut { allow: Vec::new(), deny: vec!["all".into()] });
+    }
+    Ok(out)
+}
+
+/// Whether network `inner` lies within `outer`.
+fn within(inner: &Cidr, outer: &Cidr) -> bool {
+    inner.addr.is_ipv4() == outer.addr.is_ipv4() && inner.prefix_len >= outer.prefix_len && outer.contains(inner.addr)
+}
+
 /// An nginx time (`60`, `60s`, `5m`, `1h30m`, `500ms`) as a contract duration,
 /// keeping the nginx spelling when the contract has it.
 fn duration(text: &str) -> Option<String> {
@@ -1967,6 +2173,90 @@ mod tests {
         {
             assert!(statuses(bad).is_err_and(|e| e.contains("expected codes and ranges")), "{bad}");
         }
+    }
+
+    #[test]
+    fn import_access_lists() {
+        let lists = |rules: &str| access_lists(&nginx::parse_str(rules, Path::new("nginx.conf")).unwrap());
+        let ok = |allow: &[&str], deny: &[&str]| {
+            let owned = |l: &[&str]| l.iter().map(|a| (*a).to_owned()).collect();
+            Ok(AccessOut { allow: owned(allow), deny: owned(deny) })
+        };
+        let (a, b) = ("10.0.0.0/8", "192.168.1.7");
+        assert_eq!(lists("allow 10.0.0.0/8; allow 192.168.1.7; deny all;"), ok(&[a, b], &[]));
+        assert_eq!(lists("deny 10.0.0.0/8; deny 192.168.1.7;"), ok(&[], &[a, b]));
+        assert_eq!(lists("deny 10.0.0.0/8; allow all;"), ok(&[], &[a]));
+        assert_eq!(lists("deny 10.9.9.9; allow 10.0.0.0/8; deny all;"), ok(&[a], &["10.9.9.9"]));
+        assert_eq!(lists("deny 2001:db8::1; allow 2001:db8::/32; deny all;"), ok(&["2001:db8::/32"], &["2001:db8::1"]));
+        assert_eq!(lists("allow all;"), ok(&[], &[]));
+        assert_eq!(lists("deny all;"), ok(&[], &["all"]));
+        assert_eq!(lists("deny 10.0.0.0/8; deny all;"), ok(&[], &["all"]));
+        // A deny apart from every allow refuses what nginx refuses; lines after all are never reached.
+        assert_eq!(lists("allow 10.0.0.0/8; deny 192.168.1.7; deny all; allow 1.2.3.4;"), ok(&[a], &[b]));
+        // Allows before no deny change nothing when the others are let in.
+        assert_eq!(lists("deny 192.168.1.7; allow 10.0.0.0/8;"), ok(&[], &[b]));
+        // A line within an earlier one's network is never reached.
+        assert_eq!(lists("allow 10.0.0.0/8; deny 10.1.1.1;"), ok(&[], &[]));
+        assert_eq!(lists("deny 10.0.0.0/8; allow 10.1.1.1; deny all;"), ok(&[], &["all"]));
+        assert_eq!(lists("deny 10.0.0.0/8; deny 10.1.2.3/8;"), ok(&[], &[a]));
+        // With the others refused, a deny after the allow it cuts into refuses no one that allow lets in.
+        assert_eq!(lists("allow 10.1.1.1; deny 10.0.0.0/8; deny all;"), ok(&["10.1.1.1"], &[]));
+        // An allow that excepts part of a later deny: nginx lets the rest of the world in.
+        assert_eq!(
+            lists("allow 10.1.1.1;\ndeny 10.0.0.0/8;"),
+            Err("allow 10.1.1.1 (line 1) lets in part of deny 10.0.0.0/8 (line 2) after it".into())
+        );
+        assert_eq!(
+            lists("allow 10.1.1.1; deny 10.1.0.0/16; allow 10.0.0.0/8; deny all;"),
+            Err("allow 10.1.1.1 (line 1) lets in part of deny 10.1.0.0/16 (line 1) after it, which keeps out part of allow 10.0.0.0/8 (line 1) after that".into())
+        );
+        // IPv4 and IPv6 networks never nest.
+        assert_eq!(lists("allow ::/0; deny 10.0.0.0/8;"), ok(&[], &[a]));
+        for bad in ["allow;", "deny example.com;", "allow 10.0.0.0/33;", "deny 10.0.0.1 10.0.0.2;"] {
+            assert!(lists(bad).is_err_and(|e| e.contains("expected")), "{bad}");
+        }
+    }
+
+    /// Every list of up to three lines over the networks within 10.0.0.0/29,
+    /// all and an IPv6 one: what translates lets in whom nginx lets in.
+    #[test]
+    fn import_access_lists_let_in_whom_nginx_does() {
+        let mut targets = vec!["all".to_owned(), "::1".to_owned()];
+        for (prefix, count) in [(29, 1), (30, 2), (31, 4), (32, 8)] {
+            let size = 1 << (32 - prefix);
+            targets.extend((0..count).map(|n| format!("10.0.0.{}/{prefix}", n * size)));
+        }
+        let rules: Vec<String> =
+            ["allow", "deny"].iter().flat_map(|a| targets.iter().map(move |t| format!("{a} {t};"))).collect();
+        let clients: Vec<std::net::IpAddr> = (0..8)
+            .map(|n| format!("10.0.0.{n}"))
+            .chain(["10.0.0.8".into(), "::1".into(), "::2".into()])
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+        let net = |t: &str| config::validate::parse_cidr(if t == "all" { "::/0" } else { t }).unwrap();
+        let matches = |t: &str, ip: std::net::IpAddr| t == "all" || net(t).contains(ip);
+        let (mut translated, mut refused) = (0, 0);
+        let mut lists = vec![String::new()];
+        for _ in 0..3 {
+            lists = lists.iter().flat_map(|l| rules.iter().map(move |r| format!("{l}{r}"))).collect();
+            for text in &lists {
+                let parsed = nginx::parse_str(text, Path::new("nginx.conf")).unwrap();
+                let Ok(out) = access_lists(&parsed) else {
+                    refused += 1;
+                    continue;
+                };
+                translated += 1;
+                assert!(out.allow.is_empty() || !out.deny.contains(&"all".to_owned()), "{text}");
+                let any = |list: &[String], ip| list.iter().any(|t| matches(t, ip));
+                for &ip in &clients {
+                    let nginx = parsed.iter().find(|d| matches(&d.args[0], ip)).is_none_or(|d| d.name == "allow");
+                    let portico = !any(&out.deny, ip) && (out.allow.is_empty() || any(&out.allow, ip));
+                    assert_eq!(nginx, portico, "{text} -> {out:?} for {ip}");
+                }
+            }
+        }
+        // The orders portico cannot say are the exception.
+        assert!(refused > 0 && translated > 10 * refused, "{translated} translated, {refused} refused");
     }
 
     #[test]
