@@ -67,3 +67,38 @@ async fn an_upstream_header_of_the_same_name_is_replaced_not_doubled() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.headers_all("x-backend"), ["portico"]);
 }
+
+/// `[server.location.response_headers]` replaces the server's for the
+/// requests that location takes (as nginx's add_header in a location does),
+/// proxied or answered by portico; other locations keep the server's.
+#[tokio::test]
+async fn a_location_s_own_response_headers_replace_the_server_s() {
+    let backend = TestBackend::spawn("app").await;
+    let toml = AppConfig::new(backend.addr())
+        .server(&format!(
+            "{HEADERS}\n[[server.location]]\nprefix = \"/api/\"\nproxy_pass = \"app\"\n\
+             [server.location.response_headers]\nAccess-Control-Allow-Origin = \"*\"\n\n\
+             [[server.location]]\nprefix = \"/gone/\"\nreturn = 410\n\
+             [server.location.response_headers]\nCache-Control = \"no-store\"\n\n\
+             [[server.location]]\nprefix = \"/plain/\"\nreturn = 204\n"
+        ))
+        .build();
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+
+    let api = client.get("app.test", "/api/users").await.unwrap();
+    assert_eq!(api.status, StatusCode::OK);
+    assert_eq!(api.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(api.header("x-frame-options"), None, "the server's are replaced, not added to");
+    assert_eq!(api.header("x-backend"), Some("app"), "nor is the server's removal applied");
+
+    let gone = client.get("app.test", "/gone/x").await.unwrap();
+    assert_eq!((gone.status, gone.header("cache-control")), (StatusCode::GONE, Some("no-store")));
+    assert_eq!(gone.header("strict-transport-security"), None);
+
+    for path in ["/plain/x", "/"] {
+        let reply = client.get("app.test", path).await.unwrap();
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}: the server's");
+        assert_eq!(reply.header("access-control-allow-origin"), None, "{path}");
+    }
+}

@@ -312,6 +312,8 @@ pub struct Location {
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     /// Request rate per client address; replaces the server's.
     pub limit_req: Option<Spanned<LimitReq>>,
+    /// `[server.location.response_headers]`, in file order; replaces the server's.
+    pub response_headers: Option<Entries<Spanned<String>>>,
 }
 
 /// A size: `"16k"`, `"1m"`, `"1g"`, `"1024"` or an integer number of bytes.

@@ -346,7 +346,7 @@ pub struct VirtualServer {
     pub headers: Vec<HeaderRule>,
     /// Headers set on every response to the client, in order; `None` removes
     /// the upstream's.
-    pub response_headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
+    pub response_headers: ResponseHeaders,
     pub access_log: Option<PathBuf>,
     pub access_log_format: AccessLogFormat,
     pub error_log: Option<PathBuf>,
@@ -400,7 +400,14 @@ pub struct Location {
     pub access: Option<Access>,
     /// Its own `limit_req`, replacing the server's.
     pub limit_req: Option<LimitReq>,
+    /// Its own `[server.location.response_headers]`, replacing the server's
+    /// (as nginx's `add_header` in a location replaces the server's).
+    pub response_headers: Option<ResponseHeaders>,
 }
+
+/// Headers set on responses to the client, in order; `None` removes the
+/// upstream's header of that name.
+pub type ResponseHeaders = Vec<(http::HeaderName, Option<http::HeaderValue>)>;
 
 /// `[limit_req.NAME]`: a table of request rates per client address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
     Access, AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, LimitReq, LimitZone, Listener,
-    Location, LogLevel, Peer, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore, TlsProtocols, Upstream,
-    UpstreamTls, VirtualServer,
+    Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
+    TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::template::Template;
 use crate::tls;
@@ -794,7 +794,7 @@ impl Checker<'_> {
             Some(h) => self.headers(h),
             None => default_headers(),
         };
-        let response_headers = s.response_headers.map(|h| self.response_headers(h)).unwrap_or_default();
+        let response_headers = s.response_headers.as_ref().map(|h| self.response_headers(h)).unwrap_or_default();
         let access_log_format = match s.access_log_format {
             None => AccessLogFormat::Combined,
             Some(f) => match f.get_ref().as_str() {
@@ -1172,8 +1172,11 @@ impl Checker<'_> {
             };
             let access = self.access(l.allow.as_ref(), l.deny.as_ref());
             let limit_req = l.limit_req.as_ref().and_then(|limit| self.limit_req(limit, zones));
+            let response_headers = l.response_headers.as_ref().map(|h| self.response_headers(h));
             if let Some(action) = action {
-                found.push((Location { prefix: prefix.get_ref().clone(), action, access, limit_req }, prefix.span()));
+                let location =
+                    Location { prefix: prefix.get_ref().clone(), action, access, limit_req, response_headers };
+                found.push((location, prefix.span()));
             }
         }
 
@@ -1416,12 +1419,9 @@ impl Checker<'_> {
 
     /// `[server.response_headers]`: literal values (a header the same for every
     /// response: HSTS, X-Frame-Options...), `""` to remove the upstream's.
-    fn response_headers(
-        &mut self,
-        headers: file::Entries<Spanned<String>>,
-    ) -> Vec<(HeaderName, Option<http::HeaderValue>)> {
+    fn response_headers(&mut self, headers: &file::Entries<Spanned<String>>) -> ResponseHeaders {
         let mut rules = Vec::new();
-        for (key, value) in headers.0 {
+        for (key, value) in &headers.0 {
             let Ok(name) = HeaderName::from_bytes(key.get_ref().as_bytes()) else {
                 self.error(key.span(), format!("header {:?}: not a valid header name", key.get_ref()));
                 continue;
@@ -1679,7 +1679,7 @@ fn parse_server_name(text: &str) -> Result<ServerName, &'static str> {
 /// A server's `proxy_pass` or `redirect` as its location "/", which has no
 /// rules of its own: the server's apply.
 fn shorthand(action: Action) -> Location {
-    Location { prefix: "/".to_owned(), action, access: None, limit_req: None }
+    Location { prefix: "/".to_owned(), action, access: None, limit_req: None, response_headers: None }
 }
 
 /// `"10r/s"` or `"30r/m"` as milli-requests per second (nginx's `ctx->rate`:

@@ -299,11 +299,16 @@ pub fn handle(
         let server = listener.servers[listener.router.route(&host)].clone();
         let host: &str = if host.is_empty() { &server.config.name } else { &host };
         let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+        let location = vhost::location(&server.config, parts.uri.path());
+        // A location's own response headers replace the server's, for every
+        // answer to a request it takes, as nginx's add_header in a location.
+        let response_headers =
+            location.and_then(|l| l.response_headers.as_deref()).unwrap_or(&server.config.response_headers);
         if let Some(status) = ambiguous(&parts, conn.site.snapshot.runtime.max_request_header_size) {
             exchange.error(LogLevel::Info, format_args!("rejected: {status}"));
             let mut response = answer(exchange, status);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            set_response_headers(&server.config, response.headers_mut());
+            set_response_headers(response_headers, response.headers_mut());
             return Ok(response);
         }
 
@@ -316,7 +321,7 @@ pub fn handle(
             if close_after_answer {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            set_response_headers(&server.config, response.headers_mut());
+            set_response_headers(response_headers, response.headers_mut());
             response
         };
         if !conn.meets_client_auth(&server.config) {
@@ -328,8 +333,6 @@ pub fn handle(
             );
             return Ok(direct(exchange, StatusCode::MISDIRECTED_REQUEST));
         }
-        let path = parts.uri.path();
-        let location = vhost::location(&server.config, path);
         let access = location.and_then(|l| l.access.as_ref()).unwrap_or(&server.config.access);
         if !access.permits(conn.remote.ip()) {
             // nginx's words and level, so that log watchers written for it still match.
@@ -413,17 +416,17 @@ pub fn handle(
                 let mut response =
                     std::pin::pin!(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange))
                         .await;
-                set_response_headers(&server.config, response.headers_mut());
+                set_response_headers(response_headers, response.headers_mut());
                 Ok(response)
             }
         }
     }
 }
 
-/// A server's `[server.response_headers]`, on a response about to be sent:
-/// each replaces the header of its name, or removes it.
-fn set_response_headers(server: &VirtualServer, headers: &mut http::HeaderMap) {
-    for (name, value) in &server.response_headers {
+/// A server's or location's response headers, on a response about to be
+/// sent: each replaces the header of its name, or removes it.
+fn set_response_headers(rules: &[(header::HeaderName, Option<HeaderValue>)], headers: &mut http::HeaderMap) {
+    for (name, value) in rules {
         match value {
             Some(value) => {
                 headers.insert(name.clone(), value.clone());
