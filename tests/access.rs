@@ -10,12 +10,6 @@ mod support;
 use http::StatusCode;
 use support::*;
 
-/// What a client at `source` gets for `path` on app.test.
-async fn status_from(portico: &Portico, source: &str, path: &str) -> StatusCode {
-    let mut client = Connect::to(portico.addr(0)).source_ip(source).connect().await.unwrap();
-    client.get("app.test", path).await.unwrap().status
-}
-
 #[tokio::test]
 async fn allow_and_deny_per_server_and_location() {
     let backend = TestBackend::spawn("app").await;
@@ -64,7 +58,7 @@ return = 204"#,
         ("127.0.1.7", "/", StatusCode::OK),
     ] {
         let before = backend.count();
-        assert_eq!(status_from(&portico, source, path).await, expected, "{source} {path}");
+        assert_eq!(portico.status_from(source, "app.test", path).await, expected, "{source} {path}");
         let forwarded = usize::from(expected == StatusCode::OK);
         assert_eq!(backend.count(), before + forwarded, "{source} {path}: forwarded only when answered");
     }
@@ -98,8 +92,8 @@ proxy_pass = "app"
         backend.addr()
     );
     let portico = start_portico(&toml).await;
-    assert_eq!(status_from(&portico, "127.0.2.5", "/elsewhere").await, StatusCode::FORBIDDEN);
-    assert_eq!(status_from(&portico, "127.0.1.5", "/elsewhere").await, StatusCode::NOT_FOUND);
-    assert_eq!(status_from(&portico, "127.0.1.5", "/only/x").await, StatusCode::OK);
+    assert_eq!(portico.status_from("127.0.2.5", "app.test", "/elsewhere").await, StatusCode::FORBIDDEN);
+    assert_eq!(portico.status_from("127.0.1.5", "app.test", "/elsewhere").await, StatusCode::NOT_FOUND);
+    assert_eq!(portico.status_from("127.0.1.5", "app.test", "/only/x").await, StatusCode::OK);
     portico.shutdown().await;
 }

@@ -36,11 +36,6 @@ proxy_pass = "app"
     )
 }
 
-async fn status_from(portico: &Portico, source: &str, path: &str) -> StatusCode {
-    let mut client = Connect::to(portico.addr(0)).source_ip(source).connect().await.unwrap();
-    client.get("app.test", path).await.unwrap().status
-}
-
 async fn metrics(portico: &Portico) -> String {
     let mut client = Client::http1(portico.admin_addr()).await.unwrap();
     client.get("admin", "/metrics").await.unwrap().text()
@@ -68,15 +63,15 @@ limit_req = {{ zone = "per_client", status = 429 }}"#,
 
     let mut seen = Vec::new();
     for _ in 0..4 {
-        seen.push(status_from(&portico, "127.0.1.5", "/").await);
+        seen.push(portico.status_from("127.0.1.5", "app.test", "/").await);
     }
     assert_eq!(seen, [StatusCode::OK, StatusCode::OK, StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE]);
     assert_eq!(backend.count(), 3, "the refused request was not forwarded");
-    assert_eq!(status_from(&portico, "127.0.1.6", "/").await, StatusCode::OK, "another address");
+    assert_eq!(portico.status_from("127.0.1.6", "app.test", "/").await, StatusCode::OK, "another address");
     // The location's limit has no burst, in the same zone: 127.0.1.7's
     // first request passes, its second is refused with 429.
-    assert_eq!(status_from(&portico, "127.0.1.7", "/login/x").await, StatusCode::OK);
-    assert_eq!(status_from(&portico, "127.0.1.7", "/login/x").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(portico.status_from("127.0.1.7", "app.test", "/login/x").await, StatusCode::OK);
+    assert_eq!(portico.status_from("127.0.1.7", "app.test", "/login/x").await, StatusCode::TOO_MANY_REQUESTS);
 
     let text = metrics(&portico).await;
     for (result, count) in [("passed", 5), ("delayed", 0), ("rejected", 2)] {
@@ -105,7 +100,7 @@ async fn without_nodelay_the_burst_waits_its_turn() {
     let portico = start_portico(&config(&backend, "rate = \"10r/s\"", server)).await;
     let started = Instant::now();
     let request = || async {
-        let status = status_from(&portico, "127.0.2.9", "/").await;
+        let status = portico.status_from("127.0.2.9", "app.test", "/").await;
         (status, started.elapsed())
     };
     let (one, two, three) = tokio::join!(request(), request(), request());
@@ -126,15 +121,15 @@ async fn a_reload_keeps_an_unchanged_zone() {
     let backend = TestBackend::spawn("app").await;
     let server = "limit_req = { zone = \"per_client\" }";
     let mut portico = start_portico(&config(&backend, "rate = \"1r/m\"", server)).await;
-    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::OK);
-    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(portico.status_from("127.0.3.1", "app.test", "/").await, StatusCode::OK);
+    assert_eq!(portico.status_from("127.0.3.1", "app.test", "/").await, StatusCode::SERVICE_UNAVAILABLE);
     portico.reload(&config(&backend, "rate = \"1r/m\"", &format!("{server}\n# reloaded"))).unwrap();
     assert_eq!(
-        status_from(&portico, "127.0.3.1", "/").await,
+        portico.status_from("127.0.3.1", "app.test", "/").await,
         StatusCode::SERVICE_UNAVAILABLE,
         "same zone, same bucket"
     );
     portico.reload(&config(&backend, "rate = \"2r/m\"", server)).unwrap();
-    assert_eq!(status_from(&portico, "127.0.3.1", "/").await, StatusCode::OK, "a new zone");
+    assert_eq!(portico.status_from("127.0.3.1", "app.test", "/").await, StatusCode::OK, "a new zone");
     portico.shutdown().await;
 }

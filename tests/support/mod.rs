@@ -126,6 +126,13 @@ impl Portico {
         self.running().admin_addr().expect("the test config has an [admin] listen")
     }
 
+    /// The status of `GET path` for `host` on listener 0, from a client bound
+    /// to `source` (a 127.0.0.0/8 address: per-address behaviour).
+    pub async fn status_from(&self, source: &str, host: &str, path: &str) -> http::StatusCode {
+        let mut client = Connect::to(self.addr(0)).source_ip(source).connect().await.unwrap();
+        client.get(host, path).await.unwrap().status
+    }
+
     /// The process's log files: `logs().reopen()` is what SIGUSR1 does.
     pub fn logs(&self) -> &portico::log::Logs {
         self.running().logs()
