@@ -1237,3 +1237,64 @@ proxy_pass = \"am\""
     assert!(!server.contains("deny"), "{toml}");
     Ok(())
 }
+
+#[test]
+fn import_limit_req_zone_becomes_a_limit_req_table() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-zone");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
+limit_req_zone $remote_addr zone=slow:1m rate=30r/m sync;
+limit_req_zone $binary_remote_addr zone=bare:64k rate=5;
+limit_req_zone $server_name zone=per_host:10m rate=100r/s;
+limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
+limit_req_zone $binary_remote_addr zone=per_client:1m rate=1r/s;
+limit_conn_zone $binary_remote_addr zone=conns:10m;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // Near the upstreams, before the servers; a bare count is per second, as nginx reads it.
+    let zones = format!(
+        "[limit_req.per_client]  # nginx: {conf}:2
+rate = \"10r/s\"
+size = \"10m\"
+
+[limit_req.slow]  # nginx: {conf}:3
+rate = \"30r/m\"
+size = \"1m\"
+
+[limit_req.bare]  # nginx: {conf}:4
+rate = \"5r/s\"
+size = \"64k\"
+
+[[server]]"
+    );
+    assert!(toml.contains(&zones), "{toml}");
+    assert!(toml.find("[upstream.am]") < toml.find("[limit_req."), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:3: note: limit_req_zone slow: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"
+            ),
+            format!(
+                "{conf}:5: directive \"limit_req_zone\" not translated: portico keys limit_req by client address only ($binary_remote_addr), not $server_name"
+            ),
+            format!(
+                "{conf}:6: directive \"limit_req_zone\" not translated: rate=10r/h: expected Nr/s or Nr/m, N a whole number above 0"
+            ),
+            format!("{conf}:7: directive \"limit_req_zone\" not translated: a second limit_req_zone of the same name"),
+            format!(
+                "{conf}:8: directive \"limit_conn_zone\" not translated: portico does not limit connections per key; [runtime] max_connections bounds them all"
+            ),
+        ],
+    );
+    assert!(!toml.contains("per_host") && !toml.contains("hourly"), "{toml}");
+    Ok(())
+}

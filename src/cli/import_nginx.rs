@@ -70,6 +70,7 @@ pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Tr
         upstreams: Vec::new(),
         servers: Vec::new(),
         matches: Vec::new(),
+        zones: Vec::new(),
     };
     t.main(directives);
     t.finish_upstreams();
@@ -207,6 +208,14 @@ struct HealthCheckOut {
     mandatory: bool,
 }
 
+/// A `limit_req_zone`, and its `[limit_req.NAME]` rate and size when it translates.
+#[derive(Debug)]
+struct LimitZoneOut {
+    name: String,
+    place: Place,
+    table: Option<(String, String)>,
+}
+
 /// An NGINX Plus `match` block (http level), and whether a `health_check` named it.
 #[derive(Debug)]
 struct MatchBlock {
@@ -276,6 +285,8 @@ struct Translator<'a> {
     upstreams: Vec<UpstreamOut>,
     servers: Vec<ServerOut>,
     matches: Vec<MatchBlock>,
+    /// Every `limit_req_zone` with a name, translated or not, for the `limit_req` lines naming it.
+    zones: Vec<LimitZoneOut>,
 }
 
 /// Why a directive nginx knows has no portico counterpart.
@@ -312,7 +323,10 @@ fn why_untranslated(name: &str) -> &'static str {
         "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
             "portico has no real_ip module; [runtime] trusted_proxies decides which X-Forwarded-For to keep"
         }
-        "limit_req" | "limit_req_zone" | "limit_conn" | "limit_conn_zone" => "portico has no rate limiting",
+        "limit_req_zone" => "nginx takes it at http level only",
+        n if n.starts_with("limit_conn") => {
+            "portico does not limit connections per key; [runtime] max_connections bounds them all"
+        }
         "auth_basic" | "auth_basic_user_file" | "auth_request" => {
             "portico has no authentication: it allows or denies client addresses only (allow, deny)"
         }
@@ -460,6 +474,7 @@ impl Translator<'_> {
                 ([_], Some(_)) => self.matches.push(MatchBlock { directive: d.clone(), used: false }),
                 _ => self.untranslated(d, "expected a name and a block"),
             },
+            "limit_req_zone" => self.limit_req_zone(d),
             "client_header_timeout" => match d.args.as_slice() {
                 [t] if duration(t).is_some() => {
                     self.set_runtime("client_header_timeout", quote(&duration(t).unwrap_or_default()), None);
@@ -472,6 +487,54 @@ impl Translator<'_> {
                 }
             }
         }
+    }
+
+    /// `limit_req_zone KEY zone=NAME:SIZE [rate=RATE] [sync]` as `[limit_req.NAME]`.
+    fn limit_req_zone(&mut self, d: &Directive) {
+        let Some((key, params)) = d.args.split_first() else {
+            return self.untranslated(d, "expected a key, zone=NAME:SIZE and rate=RATE");
+        };
+        let zone = params.iter().find_map(|p| p.strip_prefix("zone=")).and_then(|z| z.split_once(':'));
+        let Some((name, size)) = zone.filter(|(name, _)| !name.is_empty()) else {
+            return self.untranslated(d, "expected zone=NAME:SIZE");
+        };
+        if self.zones.iter().any(|z| z.name == name) {
+            return self.untranslated(d, "a second limit_req_zone of the same name");
+        }
+        let mut problems = Vec::new();
+        if key != "$binary_remote_addr" && key != "$remote_addr" {
+            problems.push(format!("portico keys limit_req by client address only ($binary_remote_addr), not {key}"));
+        }
+        // nginx's default rate, when none is written.
+        let mut rate = "1r/s".to_owned();
+        let mut sync = false;
+        for param in params {
+            match param.split_once('=') {
+                Some(("zone", _)) => {}
+                Some(("rate", value)) => match limit_rate(value) {
+                    Some(r) => rate = r,
+                    None => problems.push(format!("{param}: expected Nr/s or Nr/m, N a whole number above 0")),
+                },
+                None if param == "sync" => sync = true,
+                _ => problems.push(format!("unknown parameter {param}")),
+            }
+        }
+        // portico's zone must hold one address (64 bytes); nginx's 8 memory pages.
+        if config::validate::parse_size(size).is_none_or(|bytes| bytes < 64) {
+            problems.push(format!("zone size {size:?}: expected a size such as 10m"));
+        }
+        // Kept without a table when untranslated: the limit_req lines naming it are left out then.
+        let table = problems.is_empty().then(|| (rate, size.to_owned()));
+        if !problems.is_empty() {
+            self.untranslated(d, &problems.join("; "));
+        }
+        if sync && table.is_some() {
+            self.note(
+                &d.place,
+                format!("limit_req_zone {name}: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"),
+            );
+        }
+        self.zones.push(LimitZoneOut { name: name.to_owned(), place: d.place.clone(), table });
     }
 
     fn client_max_body_size(&mut self, d: &Directive) {
@@ -1638,6 +1701,13 @@ impl Translator<'_> {
         for up in &self.upstreams {
             self.render_upstream(&mut s, up);
         }
+        for zone in &self.zones {
+            if let Some((rate, size)) = &zone.table {
+                s.push('\n');
+                line(&mut s, &format!("[limit_req.{}]", key(&zone.name)), Some(&format!("nginx: {}", zone.place)));
+                s.push_str(&format!("rate = {}\nsize = {}\n", quote(rate), quote(size)));
+            }
+        }
         for server in &self.servers {
             render_server(&mut s, server);
         }
@@ -1945,6 +2015,19 @@ fn with_port(address: &str, port: u16) -> String {
         None => false,
     };
     if has_port { address.to_owned() } else { format!("{address}:{port}") }
+}
+
+/// An nginx `limit_req_zone` rate (`10r/s`, `30r/m`; a bare count is per
+/// second) as portico's, or `None`.
+fn limit_rate(text: &str) -> Option<String> {
+    let (count, unit) = match (text.strip_suffix("r/s"), text.strip_suffix("r/m")) {
+        (Some(count), _) => (count, "s"),
+        (_, Some(count)) => (count, "m"),
+        _ => (text, "s"),
+    };
+    // u32: far above any real rate, and within what portico's arithmetic takes.
+    let n = count.parse::<u32>().ok().filter(|n| *n > 0 && count.bytes().all(|b| b.is_ascii_digit()))?;
+    Some(format!("{n}r/{unit}"))
 }
 
 /// nginx's error_log levels in portico's four.
