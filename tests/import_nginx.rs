@@ -1474,3 +1474,45 @@ server { listen 8084; return 301 https://example.com$request_uri; }
     assert!(!notes.contains(&format!("{conf}:28:")), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_notes_that_nginx_counts_limit_req_before_allow_deny() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-req-access");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=a:10m rate=10r/s;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080;
+    limit_req zone=a;
+    deny 10.9.9.9;
+    location / { proxy_pass http://am; }
+    location /open/ { allow all; proxy_pass http://am; }
+    location /gone/ { return 410; }
+}
+server {
+    listen 8081;
+    location / { proxy_pass http://am; }
+    location /admin/ { limit_req zone=a burst=5; allow 10.0.0.0/8; deny all; proxy_pass http://am; }
+}
+server {
+    listen 8082;
+    allow 10.0.0.0/8;
+    deny all;
+    location / { proxy_pass http://am; }
+    location /api/ { limit_req zone=a; proxy_pass http://am; }
+}
+}
+",
+    )?;
+    let (_, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    let both = "note: limit_req and allow/deny both apply here: portico checks allow/deny first and counts only the clients it lets in, where nginx counts every request first (a refused client over the limit gets limit_req's status there, not 403)";
+    // Once for each server or location that has either of its own and both in
+    // effect: not where a location lets everyone in or answers before nginx counts.
+    assert_noted_once(&notes, &[4, 15, 22].map(|line| format!("{conf}:{line}: {both}")));
+    assert_eq!(notes.matches(both).count(), 3, "{notes}");
+    Ok(())
+}

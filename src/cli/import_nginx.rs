@@ -1089,6 +1089,24 @@ impl Translator<'_> {
         }
         out.limit_req = server_limit.clone();
 
+        // nginx counts a request before allow/deny refuse it; portico refuses first.
+        let mut counted_first = Vec::new();
+        if server_limit.is_some() && out.access.refuses() {
+            counted_first.push(d.place.clone());
+        }
+        // A server's return or redirect leaves its locations unreached.
+        for (loc, _, place) in located.iter().filter(|_| server_action.is_none()) {
+            let inherited = server_limit.as_ref().filter(|_| matches!(loc.action, Action::Proxy(_)));
+            let limited = loc.limit_req.as_ref().or(inherited).is_some();
+            let own = loc.limit_req.is_some() || loc.access.is_some();
+            if own && limited && loc.access.as_ref().unwrap_or(&out.access).refuses() {
+                counted_first.push(place.clone());
+            }
+        }
+        for place in counted_first {
+            self.note(&place, "limit_req and allow/deny both apply here: portico checks allow/deny first and counts only the clients it lets in, where nginx counts every request first (a refused client over the limit gets limit_req's status there, not 403)".into());
+        }
+
         // nginx answers return and rewrite before it checks allow/deny (a
         // server's before its locations are even looked at); portico checks first.
         let answers: Vec<(&Action, Option<&AccessOut>, &Place)> = match &server_action {
