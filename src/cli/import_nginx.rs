@@ -139,8 +139,8 @@ struct Scope {
     limit_req_inherited: bool,
     /// `limit_req_status`, inherited apart from the lines, as nginx does.
     limit_req_status: Option<u16>,
-    /// Where `limit_req_dry_run on`, in effect here, was written.
-    limit_req_dry_run: Option<Place>,
+    /// Whether `limit_req_dry_run on` is in effect: nginx only counts then.
+    limit_req_dry_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -683,10 +683,10 @@ impl Translator<'_> {
             "limit_req_log_level" if d.args.len() == 1 && one == Some("error") => {}
             "limit_req_dry_run" => match (one, d.args.len()) {
                 (Some("on"), 1) => {
-                    scope.limit_req_dry_run = Some(d.place.clone());
+                    scope.limit_req_dry_run = true;
                     self.untranslated(d, why_untranslated(&d.name));
                 }
-                (Some("off"), 1) => scope.limit_req_dry_run = None,
+                (Some("off"), 1) => scope.limit_req_dry_run = false,
                 _ => self.untranslated(d, "expected on or off"),
             },
             "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
@@ -1073,7 +1073,7 @@ impl Translator<'_> {
                 (None, Some(server)) => {
                     let why = if !counted {
                         "nginx answers its return or redirect before it counts a request"
-                    } else if s.limit_req_dry_run.is_some() {
+                    } else if s.limit_req_dry_run {
                         "there, with limit_req_dry_run on, nginx only counts"
                     } else {
                         "nginx applies the location's own limit_req lines, which are not translated"
@@ -1407,7 +1407,7 @@ impl Translator<'_> {
                 self.notes.push(note);
             }
         }
-        if scope.limit_req_dry_run.is_some() {
+        if scope.limit_req_dry_run {
             return None;
         }
         let status = scope.limit_req_status.filter(|s| *s != 503);
