@@ -1237,3 +1237,282 @@ proxy_pass = \"am\""
     assert!(!server.contains("deny"), "{toml}");
     Ok(())
 }
+
+#[test]
+fn import_limit_req_zone_becomes_a_limit_req_table() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-zone");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
+limit_req_zone $remote_addr zone=slow:1m rate=30r/m sync;
+limit_req_zone $binary_remote_addr zone=bare:64k rate=5;
+limit_req_zone $server_name zone=per_host:10m rate=100r/s;
+limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
+limit_req_zone $binary_remote_addr zone=per_client:1m rate=1r/s;
+limit_conn_zone $binary_remote_addr zone=conns:10m;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // Near the upstreams, before the servers; a bare count is per second, as nginx reads it.
+    let zones = format!(
+        "[limit_req.per_client]  # nginx: {conf}:2
+rate = \"10r/s\"
+size = \"10m\"
+
+[limit_req.slow]  # nginx: {conf}:3
+rate = \"30r/m\"
+size = \"1m\"
+
+[limit_req.bare]  # nginx: {conf}:4
+rate = \"5r/s\"
+size = \"64k\"
+
+[[server]]"
+    );
+    assert!(toml.contains(&zones), "{toml}");
+    assert!(toml.find("[upstream.am]") < toml.find("[limit_req."), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:3: note: limit_req_zone slow: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"
+            ),
+            format!(
+                "{conf}:5: directive \"limit_req_zone\" not translated: portico keys limit_req by client address only ($binary_remote_addr), not $server_name"
+            ),
+            format!(
+                "{conf}:6: directive \"limit_req_zone\" not translated: rate=10r/h: expected Nr/s or Nr/m, N a whole number above 0"
+            ),
+            format!("{conf}:7: directive \"limit_req_zone\" not translated: a second limit_req_zone of the same name"),
+            format!(
+                "{conf}:8: directive \"limit_conn_zone\" not translated: portico does not limit connections per key; [runtime] max_connections bounds them all"
+            ),
+        ],
+    );
+    assert!(!toml.contains("per_host") && !toml.contains("hourly"), "{toml}");
+    Ok(())
+}
+
+#[test]
+fn import_limit_req_becomes_the_servers_and_locations_limit_req() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-req");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
+limit_req_zone $binary_remote_addr zone=token:1m rate=30r/m;
+limit_req zone=per_client burst=20;
+limit_req_status 429;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server {
+    listen 8081;
+    limit_req zone=per_client burst=20 nodelay;
+    limit_req_status 503;
+    location / { proxy_pass http://am; }
+    location /oauth2/token { limit_req zone=token burst=5 delay=2; proxy_pass http://am; }
+    location /api/ { limit_req_status 429; proxy_pass http://am; }
+}
+server {
+    listen 8082;
+    location / { limit_req zone=token nodelay delay=3; proxy_pass http://am; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // The http level's line and status go to each server without its own.
+    assert_eq!(
+        server_table(&toml, "8080"),
+        format!(
+            "listen = [\"8080\"]
+proxy_pass = \"am\"  # nginx: location / {{ proxy_pass ... }}
+limit_req = {{ zone = \"per_client\", burst = 20, status = 429 }}  # nginx: {conf}:4"
+        )
+    );
+    // A location's own line replaces the server's; its own limit_req_status
+    // alone applies the server's line with that status, as nginx inherits them apart.
+    assert_eq!(
+        server_table(&toml, "8081"),
+        format!(
+            "listen = [\"8081\"]
+limit_req = {{ zone = \"per_client\", burst = 20, nodelay = true }}  # nginx: {conf}:10
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"am\"
+
+[[server.location]]
+prefix = \"/oauth2/token\"
+proxy_pass = \"am\"
+limit_req = {{ zone = \"token\", burst = 5, delay = 2 }}  # nginx: {conf}:13
+
+[[server.location]]
+prefix = \"/api/\"
+proxy_pass = \"am\"
+limit_req = {{ zone = \"per_client\", burst = 20, nodelay = true, status = 429 }}  # nginx: {conf}:10"
+        )
+    );
+    // A location / with a line of its own is written out in full; the later
+    // of nodelay and delay wins, as in nginx.
+    assert_eq!(
+        server_table(&toml, "8082"),
+        format!(
+            "listen = [\"8082\"]
+limit_req = {{ zone = \"per_client\", burst = 20, status = 429 }}  # nginx: {conf}:4
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"am\"
+limit_req = {{ zone = \"token\", delay = 3, status = 429 }}  # nginx: {conf}:18"
+        )
+    );
+    assert!(!notes.contains("limit_req"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_notes_limit_req_lines_it_leaves_out() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-req-notes");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=a:10m rate=10r/s;
+limit_req_zone $binary_remote_addr zone=b:10m rate=1r/s;
+limit_req_zone $http_x_api_key zone=keyed:10m rate=10r/s;
+limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
+limit_req zone=a;
+limit_req zone=b burst=5;
+limit_req_log_level warn;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server { listen 8081; location / { proxy_pass http://am; } }
+server {
+    listen 8082;
+    limit_req zone=keyed;
+    limit_req zone=b burst=0;
+    limit_req zone=nowhere;
+    limit_req zone=hourly;
+    limit_req_status 600;
+    location / { proxy_pass http://am; }
+}
+server {
+    listen 8083;
+    location / { proxy_pass http://am; }
+    location /old/ { return 301 https://example.com$request_uri; }
+    location /keyed/ { limit_req zone=keyed; proxy_pass http://am; }
+    location /dry/ { limit_req_dry_run on; proxy_pass http://am; }
+}
+server { listen 8084; return 301 https://example.com$request_uri; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    let not_translated = |line: usize, directive: &str, why: &str| {
+        format!("{conf}:{line}: directive \"{directive}\" not translated: {why}")
+    };
+    let kept_for = |line: usize, prefix: &str, why: &str| {
+        format!(
+            "{conf}:{line}: note: location {prefix}: portico applies the server's limit_req (zone a) here too, having no way to turn it off for a location: {why}"
+        )
+    };
+    assert_noted_once(
+        &notes,
+        &[
+            // Once, though three servers inherit the lines.
+            format!(
+                "{conf}:7: note: limit_req zone=b is left out: portico applies one limit_req per server or location, here the one at {conf}:6 (zone=a)"
+            ),
+            not_translated(
+                8,
+                "limit_req_log_level",
+                "portico logs refused requests at error and delayed ones at warn, nginx's default",
+            ),
+            not_translated(14, "limit_req", &format!("the limit_req_zone of zone keyed ({conf}:4) is not translated")),
+            not_translated(
+                15,
+                "limit_req",
+                "burst=0: expected zone=NAME, burst=N, nodelay or delay=N, N a whole number above 0",
+            ),
+            not_translated(16, "limit_req", "no limit_req_zone defines zone nowhere"),
+            not_translated(17, "limit_req", &format!("the limit_req_zone of zone hourly ({conf}:5) is not translated")),
+            not_translated(18, "limit_req_status", "expected a status from 400 to 599"),
+            kept_for(24, "/old/", "nginx answers its return or redirect before it counts a request"),
+            not_translated(25, "limit_req", &format!("the limit_req_zone of zone keyed ({conf}:4) is not translated")),
+            kept_for(25, "/keyed/", "nginx applies the location's own limit_req lines, which are not translated"),
+            not_translated(
+                26,
+                "limit_req_dry_run",
+                "portico has no dry run: the limit_req lines it covers are left out, since nginx only counts their requests",
+            ),
+            kept_for(26, "/dry/", "there, with limit_req_dry_run on, nginx only counts"),
+        ],
+    );
+    // The first line of a level is kept; a server whose own lines all go has none.
+    for port in ["8080", "8081"] {
+        assert!(server_table(&toml, port).ends_with(&format!("limit_req = {{ zone = \"a\" }}  # nginx: {conf}:6")));
+    }
+    assert!(!server_table(&toml, "8082").contains("limit_req"), "{toml}");
+    let server = server_table(&toml, "8083");
+    assert!(
+        server.starts_with(&format!("listen = [\"8083\"]\nlimit_req = {{ zone = \"a\" }}  # nginx: {conf}:6\n")),
+        "{toml}"
+    );
+    assert_eq!(server.matches("limit_req").count(), 1, "{toml}");
+    // nginx answers a server's redirect before it counts: no limit_req, and nothing to say.
+    assert!(!server_table(&toml, "8084").contains("limit_req"), "{toml}");
+    assert!(!notes.contains(&format!("{conf}:28:")), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_notes_that_nginx_counts_limit_req_before_allow_deny() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-req-access");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=a:10m rate=10r/s;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080;
+    limit_req zone=a;
+    deny 10.9.9.9;
+    location / { proxy_pass http://am; }
+    location /open/ { allow all; proxy_pass http://am; }
+    location /gone/ { return 410; }
+}
+server {
+    listen 8081;
+    location / { proxy_pass http://am; }
+    location /admin/ { limit_req zone=a burst=5; allow 10.0.0.0/8; deny all; proxy_pass http://am; }
+}
+server {
+    listen 8082;
+    allow 10.0.0.0/8;
+    deny all;
+    location / { proxy_pass http://am; }
+    location /api/ { limit_req zone=a; proxy_pass http://am; }
+}
+}
+",
+    )?;
+    let (_, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    let both = "note: limit_req and allow/deny both apply here: portico checks allow/deny first and counts only the clients it lets in, where nginx counts every request first (a refused client over the limit gets limit_req's status there, not 403)";
+    // Once for each server or location that has either of its own and both in
+    // effect: not where a location lets everyone in or answers before nginx counts.
+    assert_noted_once(&notes, &[4, 15, 22].map(|line| format!("{conf}:{line}: {both}")));
+    assert_eq!(notes.matches(both).count(), 3, "{notes}");
+    Ok(())
+}

@@ -70,6 +70,7 @@ pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Tr
         upstreams: Vec::new(),
         servers: Vec::new(),
         matches: Vec::new(),
+        zones: Vec::new(),
     };
     t.main(directives);
     t.finish_upstreams();
@@ -133,6 +134,13 @@ struct Scope {
     /// Whether `access` is the level above's: a level with a line of its own
     /// inherits none of them.
     access_inherited: bool,
+    /// The `limit_req` lines in effect, inherited as `access` is.
+    limit_req: Vec<Directive>,
+    limit_req_inherited: bool,
+    /// `limit_req_status`, inherited apart from the lines, as nginx does.
+    limit_req_status: Option<u16>,
+    /// Whether `limit_req_dry_run on` is in effect: nginx only counts then.
+    limit_req_dry_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +215,14 @@ struct HealthCheckOut {
     mandatory: bool,
 }
 
+/// A `limit_req_zone`, and its `[limit_req.NAME]` rate and size when it translates.
+#[derive(Debug)]
+struct LimitZoneOut {
+    name: String,
+    place: Place,
+    table: Option<(String, String)>,
+}
+
 /// An NGINX Plus `match` block (http level), and whether a `health_check` named it.
 #[derive(Debug)]
 struct MatchBlock {
@@ -227,6 +243,20 @@ struct LocationOut {
     action: Action,
     /// Its own `allow` and `deny`, which replace the server's; `None` inherits them.
     access: Option<AccessOut>,
+    /// Its own `limit_req`, which replaces the server's; `None` inherits it.
+    limit_req: Option<LimitOut>,
+}
+
+/// A server's or location's `limit_req`, and the line it came from.
+#[derive(Debug, Clone, PartialEq)]
+struct LimitOut {
+    zone: String,
+    burst: Option<u32>,
+    nodelay: bool,
+    delay: Option<u32>,
+    /// When not 503, portico's default as nginx's.
+    status: Option<u16>,
+    place: Place,
 }
 
 /// A server's or location's `allow` and `deny`; both empty lets every client in.
@@ -265,6 +295,7 @@ struct ServerOut {
     read_timeout: Option<String>,
     send_timeout: Option<String>,
     access: AccessOut,
+    limit_req: Option<LimitOut>,
     comments: Vec<String>,
 }
 
@@ -276,6 +307,8 @@ struct Translator<'a> {
     upstreams: Vec<UpstreamOut>,
     servers: Vec<ServerOut>,
     matches: Vec<MatchBlock>,
+    /// Every `limit_req_zone` with a name, translated or not, for the `limit_req` lines naming it.
+    zones: Vec<LimitZoneOut>,
 }
 
 /// Why a directive nginx knows has no portico counterpart.
@@ -312,7 +345,15 @@ fn why_untranslated(name: &str) -> &'static str {
         "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
             "portico has no real_ip module; [runtime] trusted_proxies decides which X-Forwarded-For to keep"
         }
-        "limit_req" | "limit_req_zone" | "limit_conn" | "limit_conn_zone" => "portico has no rate limiting",
+        "limit_req_zone" => "nginx takes it at http level only",
+        "limit_req" | "limit_req_status" => "nginx takes it in http, server and location blocks",
+        "limit_req_log_level" => "portico logs refused requests at error and delayed ones at warn, nginx's default",
+        "limit_req_dry_run" => {
+            "portico has no dry run: the limit_req lines it covers are left out, since nginx only counts their requests"
+        }
+        n if n.starts_with("limit_conn") => {
+            "portico does not limit connections per key; [runtime] max_connections bounds them all"
+        }
         "auth_basic" | "auth_basic_user_file" | "auth_request" => {
             "portico has no authentication: it allows or denies client addresses only (allow, deny)"
         }
@@ -460,6 +501,7 @@ impl Translator<'_> {
                 ([_], Some(_)) => self.matches.push(MatchBlock { directive: d.clone(), used: false }),
                 _ => self.untranslated(d, "expected a name and a block"),
             },
+            "limit_req_zone" => self.limit_req_zone(d),
             "client_header_timeout" => match d.args.as_slice() {
                 [t] if duration(t).is_some() => {
                     self.set_runtime("client_header_timeout", quote(&duration(t).unwrap_or_default()), None);
@@ -472,6 +514,54 @@ impl Translator<'_> {
                 }
             }
         }
+    }
+
+    /// `limit_req_zone KEY zone=NAME:SIZE [rate=RATE] [sync]` as `[limit_req.NAME]`.
+    fn limit_req_zone(&mut self, d: &Directive) {
+        let Some((key, params)) = d.args.split_first() else {
+            return self.untranslated(d, "expected a key, zone=NAME:SIZE and rate=RATE");
+        };
+        let zone = params.iter().find_map(|p| p.strip_prefix("zone=")).and_then(|z| z.split_once(':'));
+        let Some((name, size)) = zone.filter(|(name, _)| !name.is_empty()) else {
+            return self.untranslated(d, "expected zone=NAME:SIZE");
+        };
+        if self.zones.iter().any(|z| z.name == name) {
+            return self.untranslated(d, "a second limit_req_zone of the same name");
+        }
+        let mut problems = Vec::new();
+        if key != "$binary_remote_addr" && key != "$remote_addr" {
+            problems.push(format!("portico keys limit_req by client address only ($binary_remote_addr), not {key}"));
+        }
+        // nginx's default rate, when none is written.
+        let mut rate = "1r/s".to_owned();
+        let mut sync = false;
+        for param in params {
+            match param.split_once('=') {
+                Some(("zone", _)) => {}
+                Some(("rate", value)) => match limit_rate(value) {
+                    Some(r) => rate = r,
+                    None => problems.push(format!("{param}: expected Nr/s or Nr/m, N a whole number above 0")),
+                },
+                None if param == "sync" => sync = true,
+                _ => problems.push(format!("unknown parameter {param}")),
+            }
+        }
+        // portico's zone must hold one address (64 bytes); nginx's 8 memory pages.
+        if config::validate::parse_size(size).is_none_or(|bytes| bytes < 64) {
+            problems.push(format!("zone size {size:?}: expected a size such as 10m"));
+        }
+        // Kept without a table when untranslated: the limit_req lines naming it are left out then.
+        let table = problems.is_empty().then(|| (rate, size.to_owned()));
+        if !problems.is_empty() {
+            self.untranslated(d, &problems.join("; "));
+        }
+        if sync && table.is_some() {
+            self.note(
+                &d.place,
+                format!("limit_req_zone {name}: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"),
+            );
+        }
+        self.zones.push(LimitZoneOut { name: name.to_owned(), place: d.place.clone(), table });
     }
 
     fn client_max_body_size(&mut self, d: &Directive) {
@@ -578,6 +668,27 @@ impl Translator<'_> {
                     scope.access.push(d.clone());
                 }
             }
+            "limit_req" => {
+                if std::mem::take(&mut scope.limit_req_inherited) {
+                    scope.limit_req.clear();
+                }
+                scope.limit_req.push(d.clone());
+            }
+            "limit_req_status" => {
+                match one.and_then(positive).filter(|c| d.args.len() == 1 && (400..=599).contains(c)) {
+                    Some(code) => scope.limit_req_status = u16::try_from(code).ok(),
+                    None => self.untranslated(d, "expected a status from 400 to 599"),
+                }
+            }
+            "limit_req_log_level" if d.args.len() == 1 && one == Some("error") => {}
+            "limit_req_dry_run" => match (one, d.args.len()) {
+                (Some("on"), 1) => {
+                    scope.limit_req_dry_run = true;
+                    self.untranslated(d, why_untranslated(&d.name));
+                }
+                (Some("off"), 1) => scope.limit_req_dry_run = false,
+                _ => self.untranslated(d, "expected on or off"),
+            },
             "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
             "proxy_ssl_protocols" if !d.args.is_empty() => {
                 scope.proxy_ssl_protocols = Some((d.args.clone(), d.place.clone()));
@@ -842,7 +953,7 @@ impl Translator<'_> {
     }
 
     fn server(&mut self, d: &Directive, http: &Scope) {
-        let mut scope = Scope { access_inherited: true, ..http.clone() };
+        let mut scope = Scope { access_inherited: true, limit_req_inherited: true, ..http.clone() };
         let mut own_headers = Vec::new();
         let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut out = ServerOut { place: Some(d.place.clone()), ..ServerOut::default() };
@@ -949,6 +1060,53 @@ impl Translator<'_> {
             }
         }
 
+        // nginx answers a server's return or rewrite before it counts a request
+        // (its locations are never looked at), and a location's: portico writes
+        // a limit_req only where nginx counts.
+        let server_limit = self.limit_req(&scope).filter(|_| server_action.is_none());
+        for (loc, s, place) in &mut located {
+            let counted = matches!(loc.action, Action::Proxy(_));
+            let limit = self.limit_req(s).filter(|_| counted);
+            match (limit, &server_limit) {
+                (limit, server) if limit.as_ref() == server.as_ref() => {}
+                (Some(limit), _) => loc.limit_req = Some(limit),
+                (None, Some(server)) => {
+                    let why = if !counted {
+                        "nginx answers its return or redirect before it counts a request"
+                    } else if s.limit_req_dry_run {
+                        "there, with limit_req_dry_run on, nginx only counts"
+                    } else {
+                        "nginx applies the location's own limit_req lines, which are not translated"
+                    };
+                    let text = format!(
+                        "location {}: portico applies the server's limit_req (zone {}) here too, having no way to turn it off for a location: {why}",
+                        loc.prefix, server.zone
+                    );
+                    self.note(place, text);
+                }
+                (None, None) => {}
+            }
+        }
+        out.limit_req = server_limit.clone();
+
+        // nginx counts a request before allow/deny refuse it; portico refuses first.
+        let mut counted_first = Vec::new();
+        if server_limit.is_some() && out.access.refuses() {
+            counted_first.push(d.place.clone());
+        }
+        // A server's return or redirect leaves its locations unreached.
+        for (loc, _, place) in located.iter().filter(|_| server_action.is_none()) {
+            let inherited = server_limit.as_ref().filter(|_| matches!(loc.action, Action::Proxy(_)));
+            let limited = loc.limit_req.as_ref().or(inherited).is_some();
+            let own = loc.limit_req.is_some() || loc.access.is_some();
+            if own && limited && loc.access.as_ref().unwrap_or(&out.access).refuses() {
+                counted_first.push(place.clone());
+            }
+        }
+        for place in counted_first {
+            self.note(&place, "limit_req and allow/deny both apply here: portico checks allow/deny first and counts only the clients it lets in, where nginx counts every request first (a refused client over the limit gets limit_req's status there, not 403)".into());
+        }
+
         // nginx answers return and rewrite before it checks allow/deny (a
         // server's before its locations are even looked at); portico checks first.
         let answers: Vec<(&Action, Option<&AccessOut>, &Place)> = match &server_action {
@@ -974,9 +1132,12 @@ impl Translator<'_> {
                 }
                 out.redirect = Some((url, status, from));
             }
-            Some((Action::Return(status), _)) => {
-                out.locations.push(LocationOut { prefix: "/".into(), action: Action::Return(status), access: None })
-            }
+            Some((Action::Return(status), _)) => out.locations.push(LocationOut {
+                prefix: "/".into(),
+                action: Action::Return(status),
+                access: None,
+                limit_req: None,
+            }),
             Some((Action::Proxy(_), _)) | None => {
                 out.locations = located.iter().map(|(l, _, _)| l.clone()).collect();
             }
@@ -1155,7 +1316,7 @@ impl Translator<'_> {
                 return None;
             }
         };
-        let mut scope = Scope { access_inherited: true, ..server.clone() };
+        let mut scope = Scope { access_inherited: true, limit_req_inherited: true, ..server.clone() };
         let mut own_headers = Vec::new();
         let mut action = None;
         let mut proxy = None;
@@ -1215,13 +1376,77 @@ impl Translator<'_> {
             self.health_check(check, upstream.as_deref());
         }
         match action {
-            Some(action) => Some((LocationOut { prefix, action, access }, scope, d.place.clone())),
+            Some(action) => Some((LocationOut { prefix, action, access, limit_req: None }, scope, d.place.clone())),
             None => {
                 if proxy.is_none() {
                     self.untranslated(d, "a location that neither proxies, redirects nor returns a status");
                 }
                 None
             }
+        }
+    }
+
+    /// The `limit_req` in effect at a level (`scope`) as portico's one, or
+    /// `None` where nginx applies none that portico can say.
+    fn limit_req(&mut self, scope: &Scope) -> Option<LimitOut> {
+        let mut kept: Option<LimitOut> = None;
+        for d in &scope.limit_req {
+            let note = match (self.limit_req_line(d), &kept) {
+                (Ok(limit), None) => {
+                    kept = Some(limit);
+                    continue;
+                }
+                (Ok(limit), Some(first)) => format!(
+                    "{}: note: limit_req zone={} is left out: portico applies one limit_req per server or location, here the one at {} (zone={})",
+                    d.place, limit.zone, first.place, first.zone
+                ),
+                (Err(why), _) => format!("{}: directive \"limit_req\" not translated: {why}", d.place),
+            };
+            // Lines of the level above are met again by every level inheriting them.
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+        if scope.limit_req_dry_run {
+            return None;
+        }
+        let status = scope.limit_req_status.filter(|s| *s != 503);
+        kept.map(|limit| LimitOut { status, ..limit })
+    }
+
+    /// One `limit_req zone=NAME [burst=N] [nodelay | delay=N]` line, or why it is left out.
+    fn limit_req_line(&self, d: &Directive) -> Result<LimitOut, String> {
+        let mut out = LimitOut {
+            zone: String::new(),
+            burst: None,
+            nodelay: false,
+            delay: None,
+            status: None,
+            place: d.place.clone(),
+        };
+        for arg in &d.args {
+            match arg.split_once('=') {
+                Some(("zone", name)) => out.zone = name.to_owned(),
+                Some(("burst", n)) if positive(n).is_some() => out.burst = positive(n),
+                // The later of nodelay and delay wins, as in nginx.
+                Some(("delay", n)) if positive(n).is_some() => (out.nodelay, out.delay) = (false, positive(n)),
+                None if arg == "nodelay" => (out.nodelay, out.delay) = (true, None),
+                _ => {
+                    return Err(format!(
+                        "{arg}: expected zone=NAME, burst=N, nodelay or delay=N, N a whole number above 0"
+                    ));
+                }
+            }
+        }
+        if out.zone.is_empty() {
+            return Err("expected zone=NAME".into());
+        }
+        match self.zones.iter().find(|z| z.name == out.zone) {
+            None => Err(format!("no limit_req_zone defines zone {}", out.zone)),
+            Some(zone) if zone.table.is_none() => {
+                Err(format!("the limit_req_zone of zone {} ({}) is not translated", out.zone, zone.place))
+            }
+            Some(_) => Ok(out),
         }
     }
 
@@ -1638,6 +1863,13 @@ impl Translator<'_> {
         for up in &self.upstreams {
             self.render_upstream(&mut s, up);
         }
+        for zone in &self.zones {
+            if let Some((rate, size)) = &zone.table {
+                s.push('\n');
+                line(&mut s, &format!("[limit_req.{}]", key(&zone.name)), Some(&format!("nginx: {}", zone.place)));
+                s.push_str(&format!("rate = {}\nsize = {}\n", quote(rate), quote(size)));
+            }
+        }
         for server in &self.servers {
             render_server(&mut s, server);
         }
@@ -1793,13 +2025,16 @@ fn render_server(s: &mut String, server: &ServerOut) {
         }
     }
     let shorthand = match server.locations.as_slice() {
-        [LocationOut { prefix, action: Action::Proxy(up), access: None }] if prefix == "/" => Some(up),
+        [LocationOut { prefix, action: Action::Proxy(up), access: None, limit_req: None }] if prefix == "/" => Some(up),
         _ => None,
     };
     if let Some(up) = shorthand {
         line(s, &format!("proxy_pass = {}", quote(up)), Some("nginx: location / { proxy_pass ... }"));
     }
     render_access(s, &server.access);
+    if let Some(limit) = &server.limit_req {
+        render_limit(s, limit);
+    }
     if let Some(p) = &server.access_log {
         s.push_str(&format!("access_log = {}\n", quote(p)));
     }
@@ -1841,6 +2076,9 @@ fn render_server(s: &mut String, server: &ServerOut) {
             if let Some(access) = &loc.access {
                 render_access(s, access);
             }
+            if let Some(limit) = &loc.limit_req {
+                render_limit(s, limit);
+            }
         }
     }
 }
@@ -1853,6 +2091,18 @@ fn render_access(s: &mut String, access: &AccessOut) {
             s.push_str(&format!("{key} = [{}]\n", listed.join(", ")));
         }
     }
+}
+
+/// `limit_req = { ... }`, the keys portico's defaults make unnecessary left out.
+fn render_limit(s: &mut String, limit: &LimitOut) {
+    let mut fields = vec![format!("zone = {}", quote(&limit.zone))];
+    fields.extend(limit.burst.map(|n| format!("burst = {n}")));
+    if limit.nodelay {
+        fields.push("nodelay = true".into());
+    }
+    fields.extend(limit.delay.map(|n| format!("delay = {n}")));
+    fields.extend(limit.status.map(|n| format!("status = {n}")));
+    line(s, &format!("limit_req = {{ {} }}", fields.join(", ")), Some(&format!("nginx: {}", limit.place)));
 }
 
 /// Appends `text`, with `# note` after it when there is one.
@@ -1945,6 +2195,23 @@ fn with_port(address: &str, port: u16) -> String {
         None => false,
     };
     if has_port { address.to_owned() } else { format!("{address}:{port}") }
+}
+
+/// A whole number above 0, as nginx reads one (digits only), or `None`.
+fn positive(text: &str) -> Option<u32> {
+    text.parse().ok().filter(|n| *n > 0 && text.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An nginx `limit_req_zone` rate (`10r/s`, `30r/m`; a bare count is per
+/// second) as portico's, or `None`.
+fn limit_rate(text: &str) -> Option<String> {
+    let (count, unit) = match (text.strip_suffix("r/s"), text.strip_suffix("r/m")) {
+        (Some(count), _) => (count, "s"),
+        (_, Some(count)) => (count, "m"),
+        _ => (text, "s"),
+    };
+    // u32: far above any real rate, and within what portico's arithmetic takes.
+    Some(format!("{}r/{unit}", positive(count)?))
 }
 
 /// nginx's error_log levels in portico's four.
