@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use support::*;
 
+/// Checks every 50 ms that fail only on a real failure: a check's timeout
+/// defaults to its interval, which a loaded test machine can overrun.
+const CHECK_50MS: &str = "uri = \"/health\"\ninterval = \"50ms\"\ntimeout = \"5s\"";
+
 /// `[upstream.app]` over `backends` with `[upstream.app.health_check]` lines
 /// `check`, behind app.test, with an admin listener.
 fn config(backends: &[&TestBackend], upstream: &str, check: &str) -> String {
@@ -80,7 +84,7 @@ async fn send(portico: &Portico, n: usize) {
 #[tokio::test]
 async fn failing_checks_take_a_server_out_and_passing_ones_bring_it_back() {
     let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
-    let portico = start_portico(&config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"")).await;
+    let portico = start_portico(&config(&[&a, &b], "", CHECK_50MS)).await;
     wait_passing(&portico, &b, true).await;
 
     b.set_health(503);
@@ -114,20 +118,20 @@ async fn failing_checks_take_a_server_out_and_passing_ones_bring_it_back() {
     portico.shutdown().await;
 }
 
-/// `fails = 3`: every scrape from the first failed check until b is taken
-/// out shows it passing with 1 or 2 failed checks, and the scrape that shows
-/// it out counts at least 3.
+/// `fails = 3`: the first scrape that shows b taken out counts at least 3
+/// failed checks. (Scrapes come every few milliseconds and checks every 50,
+/// so with `fails` ignored the scrape would show 1 or 2; a slow machine can
+/// only make the count larger, never fail the test.)
 #[tokio::test]
 async fn fails_counts_failed_checks_in_a_row() {
     let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
-    let portico = start_portico(&config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"\nfails = 3")).await;
+    let portico = start_portico(&config(&[&a, &b], "", &format!("{CHECK_50MS}\nfails = 3"))).await;
     wait_passing(&portico, &b, true).await;
     b.set_health(500);
     let failed =
         format!("portico_upstream_health_checks_total{{upstream=\"app\",peer=\"{}\",result=\"failed\"}} ", b.addr());
     let out = format!("portico_upstream_health_check_passing{{upstream=\"app\",peer=\"{}\"}} 0", b.addr());
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen_passing_with_failures = false;
     loop {
         let text = admin_text(portico.admin_addr(), "/metrics").await;
         let count: u64 = text.lines().find_map(|l| l.strip_prefix(&failed)).unwrap().parse().unwrap();
@@ -135,10 +139,8 @@ async fn fails_counts_failed_checks_in_a_row() {
             assert!(count >= 3, "taken out after {count} failed checks");
             break;
         }
-        seen_passing_with_failures |= count > 0;
         assert!(Instant::now() < deadline, "never taken out:\n{text}");
     }
-    assert!(seen_passing_with_failures, "no scrape fell between the first failure and the third");
     portico.shutdown().await;
 }
 
@@ -146,13 +148,13 @@ async fn fails_counts_failed_checks_in_a_row() {
 async fn a_server_that_does_not_answer_or_refuses_fails_its_checks() {
     let (a, b, c) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await, TestBackend::spawn("c").await);
     let portico =
-        start_portico(&config(&[&a, &b, &c], "", "uri = \"/health\"\ninterval = \"50ms\"\ntimeout = \"200ms\"")).await;
+        start_portico(&config(&[&a, &b, &c], "", "uri = \"/health\"\ninterval = \"50ms\"\ntimeout = \"1s\"")).await;
     b.set_health(0);
     c.stop().await;
     wait_passing(&portico, &b, false).await;
     wait_passing(&portico, &c, false).await;
     let status = admin_text(portico.admin_addr(), "/status").await;
-    assert!(status.contains(&format!("{}: GET /health: no answer within 200ms", b.addr())), "{status}");
+    assert!(status.contains(&format!("{}: GET /health: no answer within 1s", b.addr())), "{status}");
     assert!(status.contains(&format!("{}: GET /health: connect failed", c.addr())), "{status}");
     let before = a.traffic();
     send(&portico, 6).await;
@@ -191,7 +193,7 @@ async fn mandatory_holds_a_server_back_until_its_first_check_passes() {
 #[tokio::test]
 async fn a_reload_keeps_the_verdicts() {
     let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
-    let fast = "uri = \"/health\"\ninterval = \"20ms\"\nmandatory = true";
+    let fast = "uri = \"/health\"\ninterval = \"20ms\"\ntimeout = \"5s\"\nmandatory = true";
     let mut portico = start_portico(&config(&[&a, &b], "", fast)).await;
     wait_passing(&portico, &a, true).await;
     b.set_health(503);
@@ -228,7 +230,7 @@ async fn checks_use_the_upstream_tls_settings() {
     let bad = TestBackend::spawn_tls("bad", &stranger).await;
     let upstream =
         format!("tls = true\nca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
-    let portico = start_portico(&config(&[&good, &bad], &upstream, "uri = \"/health\"\ninterval = \"50ms\"")).await;
+    let portico = start_portico(&config(&[&good, &bad], &upstream, CHECK_50MS)).await;
     wait_passing(&portico, &bad, false).await;
     wait_passing(&portico, &good, true).await;
     let check = good.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
@@ -247,8 +249,7 @@ async fn checks_use_the_upstream_tls_settings() {
 async fn sticky_sessions_leave_a_server_the_checks_took_out() {
     let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
     let sticky = "[upstream.app.sticky]\nlearn = \"JSESSIONID\"";
-    let toml = config(&[&a, &b], "", "uri = \"/health\"\ninterval = \"50ms\"")
-        .replace("[[server]]", &format!("{sticky}\n\n[[server]]"));
+    let toml = config(&[&a, &b], "", CHECK_50MS).replace("[[server]]", &format!("{sticky}\n\n[[server]]"));
     let portico = start_portico(&toml).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut on_b = support::sessions::login(&mut client, "app.test").await;
