@@ -245,6 +245,9 @@ struct LocationOut {
     access: Option<AccessOut>,
     /// Its own `limit_req`, which replaces the server's; `None` inherits it.
     limit_req: Option<LimitOut>,
+    /// Its own response headers (it has `add_header` or `proxy_hide_header`
+    /// lines), which replace the server's; `None` inherits them.
+    response_headers: Option<Vec<(Header, &'static str)>>,
 }
 
 /// A server's or location's `limit_req`, and the line it came from.
@@ -337,7 +340,9 @@ fn why_untranslated(name: &str) -> &'static str {
             "portico cancels the upstream request when the client goes and logs it as 499, as nginx does by default (off)"
         }
         "proxy_redirect" => "portico does not rewrite the upstream's Location headers",
-        "add_header" | "proxy_hide_header" => "portico sets response headers per server ([server.response_headers])",
+        "add_header" | "proxy_hide_header" => {
+            "portico sets response headers per server and location ([server.response_headers])"
+        }
         "more_set_headers" => "portico does not add response headers",
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
         | "default_type" | "etag" => "portico serves no files",
@@ -1137,6 +1142,7 @@ impl Translator<'_> {
                 action: Action::Return(status),
                 access: None,
                 limit_req: None,
+                response_headers: None,
             }),
             Some((Action::Proxy(_), _)) | None => {
                 out.locations = located.iter().map(|(l, _, _)| l.clone()).collect();
@@ -1318,6 +1324,7 @@ impl Translator<'_> {
         };
         let mut scope = Scope { access_inherited: true, limit_req_inherited: true, ..server.clone() };
         let mut own_headers = Vec::new();
+        let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut action = None;
         let mut proxy = None;
         let mut checks = Vec::new();
@@ -1335,6 +1342,12 @@ impl Translator<'_> {
                     self.untranslated(inner, "nginx takes it in http and server blocks only")
                 }
                 "client_max_body_size" => self.client_max_body_size(inner),
+                "add_header" | "proxy_hide_header" => {
+                    if let Some(header) = self.response_header(inner) {
+                        let own = if inner.name == "add_header" { &mut own_add } else { &mut own_hide };
+                        own.push(header);
+                    }
+                }
                 _ => {
                     if !self.common(inner, &mut scope, &mut own_headers) {
                         self.untranslated(inner, why_untranslated(&inner.name));
@@ -1343,6 +1356,16 @@ impl Translator<'_> {
             }
         }
         scope.headers = self.merge_headers(&server.headers, own_headers, &d.place, &format!("location {prefix}"));
+        // As nginx: lines of its own of either kind replace the server's of
+        // that kind; portico's location table then replaces the server's whole.
+        let has_own = !own_add.is_empty() || !own_hide.is_empty();
+        if !own_add.is_empty() {
+            scope.add_headers = own_add;
+        }
+        if !own_hide.is_empty() {
+            scope.hide_headers = own_hide;
+        }
+        let response_headers = has_own.then(|| response_headers(&scope));
         let access = if scope.access_inherited {
             None
         } else {
@@ -1376,7 +1399,10 @@ impl Translator<'_> {
             self.health_check(check, upstream.as_deref());
         }
         match action {
-            Some(action) => Some((LocationOut { prefix, action, access, limit_req: None }, scope, d.place.clone())),
+            Some(action) => {
+                let location = LocationOut { prefix, action, access, limit_req: None, response_headers };
+                Some((location, scope, d.place.clone()))
+            }
             None => {
                 if proxy.is_none() {
                     self.untranslated(d, "a location that neither proxies, redirects nor returns a status");
@@ -2025,7 +2051,11 @@ fn render_server(s: &mut String, server: &ServerOut) {
         }
     }
     let shorthand = match server.locations.as_slice() {
-        [LocationOut { prefix, action: Action::Proxy(up), access: None, limit_req: None }] if prefix == "/" => Some(up),
+        [LocationOut { prefix, action: Action::Proxy(up), access: None, limit_req: None, response_headers: None }]
+            if prefix == "/" =>
+        {
+            Some(up)
+        }
         _ => None,
     };
     if let Some(up) = shorthand {
@@ -2054,10 +2084,7 @@ fn render_server(s: &mut String, server: &ServerOut) {
         }
     }
     if !server.response_headers.is_empty() {
-        s.push_str("\n[server.response_headers]\n");
-        for (h, directive) in &server.response_headers {
-            line(s, &format!("{} = {}", key(&h.name), quote(&h.value)), Some(&format!("nginx: {directive}")));
-        }
+        render_response_headers(s, "\n[server.response_headers]", &server.response_headers);
     }
     if shorthand.is_none() {
         for loc in &server.locations {
@@ -2079,7 +2106,18 @@ fn render_server(s: &mut String, server: &ServerOut) {
             if let Some(limit) = &loc.limit_req {
                 render_limit(s, limit);
             }
+            if let Some(headers) = &loc.response_headers {
+                render_response_headers(s, "[server.location.response_headers]", headers);
+            }
         }
+    }
+}
+
+/// A response headers table (`title`), each line naming its nginx directive.
+fn render_response_headers(s: &mut String, title: &str, headers: &[(Header, &'static str)]) {
+    s.push_str(&format!("{title}\n"));
+    for (h, directive) in headers {
+        line(s, &format!("{} = {}", key(&h.name), quote(&h.value)), Some(&format!("nginx: {directive}")));
     }
 }
 
