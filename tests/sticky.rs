@@ -656,13 +656,17 @@ async fn a_draining_server_keeps_its_sessions_and_takes_no_new_ones() {
     let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
     let entries =
         |b_extra: &str| vec![format!("\"{}\"", a.addr()), format!("{{ address = \"{}\"{b_extra} }}", b.addr())];
-    let mut portico = start_portico(&config(&entries(""), "", "", "")).await;
+    let admin = |toml: String| format!("[admin]\nlisten = \"127.0.0.1:0\"\n{toml}");
+    let mut portico = start_portico(&admin(config(&entries(""), "", "", ""))).await;
     let mut client = Client::http1(portico.addr(0)).await.unwrap();
     let mut sessions = [login(&mut client, HOST).await, login(&mut client, HOST).await];
     sessions.sort_by(|x, y| x.node.cmp(&y.node));
     assert_eq!([sessions[0].node.as_str(), sessions[1].node.as_str()], ["a", "b"]);
 
-    portico.reload(&config(&entries(", drain = true"), "", "", "")).unwrap();
+    portico.reload(&admin(config(&entries(", drain = true"), "", "", ""))).unwrap();
+    let mut status = Client::http1(portico.admin_addr()).await.unwrap();
+    let page = status.get("admin", "/status").await.unwrap().text();
+    assert!(page.contains(&format!("<td>{}</td><td class=\"draining\">draining</td>", b.addr())), "{page}");
     for _ in 0..4 {
         assert_eq!(node_of(&mut client, "/page", &[("cookie", &sessions[1].cookie())]).await, "b");
         assert_eq!(node_of(&mut client, "/page", &[("cookie", &sessions[0].cookie())]).await, "a");
@@ -672,12 +676,12 @@ async fn a_draining_server_keeps_its_sessions_and_takes_no_new_ones() {
 
     // The last server up besides it: a draining server beats a 502.
     portico
-        .reload(&config(
+        .reload(&admin(config(
             &[format!("{{ address = \"{}\", down = true }}", a.addr()), entries(", drain = true")[1].clone()],
             "",
             "",
             "",
-        ))
+        )))
         .unwrap();
     assert_eq!(node_of(&mut client, "/page", &[]).await, "b");
     portico.shutdown().await;
