@@ -281,3 +281,27 @@ async fn start_waits_for_the_first_mandatory_pass() {
     assert_eq!(a.traffic(), 1);
     portico.shutdown().await;
 }
+
+/// The start's wait for mandatory checks is one wait, not one per upstream:
+/// with three upstreams whose only server never answers its check (timeout an
+/// hour, so the start's own 5 s cap decides), portico starts after 5 s, not 15.
+#[tokio::test]
+async fn the_start_waits_once_for_all_mandatory_upstreams() {
+    let backends = [TestBackend::spawn("a").await, TestBackend::spawn("b").await, TestBackend::spawn("c").await];
+    let mut toml = String::new();
+    for (name, backend) in ["one", "two", "three"].iter().zip(&backends) {
+        backend.set_health(0);
+        toml += &format!(
+            "[upstream.{name}]\nservers = [\"{}\"]\n[upstream.{name}.health_check]\n\
+             uri = \"/health\"\ninterval = \"1h\"\ntimeout = \"1h\"\nmandatory = true\n\n",
+            backend.addr()
+        );
+    }
+    toml += "[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"app.test\"]\nproxy_pass = \"one\"\n";
+    let started = Instant::now();
+    let portico = start_portico(&toml).await;
+    let took = started.elapsed();
+    // The cap (a lower bound a timer keeps), and well under two of them.
+    assert!(took >= Duration::from_millis(4900) && took < Duration::from_secs(9), "start took {took:?}");
+    portico.shutdown().await;
+}

@@ -177,15 +177,17 @@ impl Site {
     /// a server that passed (or none left to check), for at most its check
     /// `timeout` and never more than `FIRST_CHECKS_WAIT`: accepting before
     /// that would answer the first clients with 502. Their connections wait
-    /// in the listen backlog meanwhile.
+    /// in the listen backlog meanwhile. All checks began together, so each
+    /// upstream's limit counts from now, not from the end of the last wait.
     pub async fn first_health_checks(&self) {
+        let started = tokio::time::Instant::now();
         for pool in &self.pools {
             let (Some(checks), Some(check)) = (pool.checks(), &pool.upstream.health_check) else { continue };
             if !check.mandatory {
                 continue;
             }
             let wait = check.timeout.min(FIRST_CHECKS_WAIT);
-            if tokio::time::timeout(wait, checks.first_pass()).await.is_err() {
+            if tokio::time::timeout_at(started + wait, checks.first_pass()).await.is_err() {
                 tracing::warn!(
                     "upstream \"{}\": no server passed its first health check within {wait:?}; \
                      its requests get 502 until one does",
