@@ -92,10 +92,11 @@ impl Site {
                     {
                         pool.clone()
                     }
-                    // Sessions name servers by address: they stay valid for the
-                    // servers still present, whatever else changed.
-                    Some(pool) if same_sticky(&pool.upstream, upstream) => {
-                        if let Some(table) = &pool.sticky {
+                    Some(pool) => {
+                        // Sessions name servers by address: they stay valid for the
+                        // servers still present, whatever else changed.
+                        let sticky = pool.sticky.clone().filter(|_| same_sticky(&pool.upstream, upstream));
+                        if let Some(table) = &sticky {
                             // A removed server that comes back later starts afresh.
                             for gone in pool
                                 .upstream
@@ -107,12 +108,7 @@ impl Site {
                             }
                         }
                         // The store is kept when its settings are (Pool::new checks).
-                        let new = Pool::new(upstream.clone(), pool.sticky.clone(), pool.store.clone());
-                        new.inherit_checks(pool);
-                        Arc::new(new)
-                    }
-                    Some(pool) => {
-                        let new = Pool::new(upstream.clone(), None, pool.store.clone());
+                        let new = Pool::new(upstream.clone(), sticky, pool.store.clone());
                         new.inherit_checks(pool);
                         Arc::new(new)
                     }

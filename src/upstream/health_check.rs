@@ -112,12 +112,9 @@ impl Checks {
     /// send traffic to a server the checks had taken out, nor hold back one
     /// they had passed. A server never checked there keeps its own start.
     pub fn inherit(&self, peer: usize, verdict: Verdict, last_failure: Option<String>) {
-        if verdict == Verdict::Checking {
-            return;
-        }
-        if let Some(server) = self.servers.get(peer) {
-            server.verdict.store(verdict as u8, Ordering::Relaxed);
-            *server.last_failure.lock().unwrap_or_else(PoisonError::into_inner) = last_failure;
+        if verdict != Verdict::Checking {
+            self.set(peer, verdict);
+            self.set_failure(peer, last_failure);
         }
     }
 
