@@ -383,11 +383,11 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
             "Requests counted by limit_req zones: passed at once, delayed to the rate, or refused.",
         );
         for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
-            for (result, count) in ["passed", "delayed", "rejected"].into_iter().zip(&zone.counts) {
+            for (result, count) in zone.counts() {
                 text.sample(
                     "portico_limit_req_requests_total",
                     &[("zone", config.name.as_str()), ("result", result)],
-                    count.load(Ordering::Relaxed),
+                    count,
                 );
             }
         }
@@ -559,7 +559,7 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
              <th>passed</th><th>delayed</th><th>rejected</th></tr>\n",
         );
         for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
-            let [passed, delayed, rejected] = zone.counts.each_ref().map(|count| count.load(Ordering::Relaxed));
+            let [(_, passed), (_, delayed), (_, rejected)] = zone.counts();
             let _ = writeln!(
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{passed}</td><td>{delayed}</td><td>{rejected}</td></tr>",

@@ -44,8 +44,8 @@ pub struct Zone {
     shards: Box<[Mutex<Shard>]>,
     /// Times are milliseconds since this instant.
     epoch: Instant,
-    /// Requests passed at once, delayed and refused, for `/metrics`.
-    pub counts: [AtomicU64; 3],
+    /// Requests passed at once, delayed and refused (`counts` names them).
+    counts: [AtomicU64; 3],
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +129,13 @@ impl Zone {
             // allowance wait their turn.
             Decision::Delay(Duration::from_millis((excess - free).saturating_mul(1000) / self.rate))
         }
+    }
+
+    /// The requests counted so far by fate: `passed`, `delayed`, `rejected`.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        let [passed, delayed, rejected] = &self.counts;
+        [("passed", passed), ("delayed", delayed), ("rejected", rejected)]
+            .map(|(name, count)| (name, count.load(Ordering::Relaxed)))
     }
 
     /// Addresses held now (for tests and `/metrics`).
