@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -46,13 +45,6 @@ proxy_pass = "app"
     )
 }
 
-async fn admin_text(admin: SocketAddr, path: &str) -> String {
-    let mut client = Client::http1(admin).await.unwrap();
-    let reply = client.get("admin", path).await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK);
-    reply.text()
-}
-
 /// Waits (up to 10 s) until `/metrics` says the checks pass `backend`
 /// (`passing`) or do not.
 async fn wait_passing(portico: &Portico, backend: &TestBackend, passing: bool) {
@@ -63,7 +55,7 @@ async fn wait_passing(portico: &Portico, backend: &TestBackend, passing: bool) {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = admin_text(portico.admin_addr(), "/metrics").await;
+        let text = portico.admin_text("/metrics").await;
         if text.lines().any(|l| l == line) {
             return;
         }
@@ -93,10 +85,10 @@ async fn failing_checks_take_a_server_out_and_passing_ones_bring_it_back() {
     send(&portico, 10).await;
     assert_eq!((a.traffic(), b.traffic()), (before.0 + 10, before.1), "b takes nothing while failing");
 
-    let status = admin_text(portico.admin_addr(), "/status").await;
+    let status = portico.admin_text("/status").await;
     assert!(status.contains("<td class=\"unhealthy\">unhealthy</td>"), "{status}");
     assert!(status.contains(&format!("{}: GET /health: status 503 Service Unavailable", b.addr())), "{status}");
-    let metrics = admin_text(portico.admin_addr(), "/metrics").await;
+    let metrics = portico.admin_text("/metrics").await;
     let failed =
         format!("portico_upstream_health_checks_total{{upstream=\"app\",peer=\"{}\",result=\"failed\"}} ", b.addr());
     assert!(metrics.lines().any(|l| l.starts_with(&failed) && !l.ends_with(" 0")), "{metrics}");
@@ -133,7 +125,7 @@ async fn fails_counts_failed_checks_in_a_row() {
     let out = format!("portico_upstream_health_check_passing{{upstream=\"app\",peer=\"{}\"}} 0", b.addr());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = admin_text(portico.admin_addr(), "/metrics").await;
+        let text = portico.admin_text("/metrics").await;
         let count: u64 = text.lines().find_map(|l| l.strip_prefix(&failed)).unwrap().parse().unwrap();
         if text.lines().any(|l| l == out) {
             assert!(count >= 3, "taken out after {count} failed checks");
@@ -153,7 +145,7 @@ async fn a_server_that_does_not_answer_or_refuses_fails_its_checks() {
     c.stop().await;
     wait_passing(&portico, &b, false).await;
     wait_passing(&portico, &c, false).await;
-    let status = admin_text(portico.admin_addr(), "/status").await;
+    let status = portico.admin_text("/status").await;
     assert!(status.contains(&format!("{}: GET /health: no answer within 1s", b.addr())), "{status}");
     assert!(status.contains(&format!("{}: GET /health: connect failed", c.addr())), "{status}");
     let before = a.traffic();
@@ -176,7 +168,7 @@ async fn mandatory_holds_a_server_back_until_its_first_check_passes() {
     wait_passing(&portico, &a, true).await;
     send(&portico, 6).await;
     assert_eq!((a.traffic(), b.traffic()), (6, 0));
-    let status = admin_text(portico.admin_addr(), "/status").await;
+    let status = portico.admin_text("/status").await;
     assert!(status.contains("<td class=\"checking\">checking</td>"), "{status}");
     portico.shutdown().await;
 
@@ -236,7 +228,7 @@ async fn checks_use_the_upstream_tls_settings() {
     let check = good.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
     assert_eq!(check.sni.as_deref(), Some("backend.internal"));
     assert_eq!(check.header("host"), Some("backend.internal"));
-    let status = admin_text(portico.admin_addr(), "/status").await;
+    let status = portico.admin_text("/status").await;
     assert!(status.contains(&format!("{}: GET /health: TLS handshake failed", bad.addr())), "{status}");
     send(&portico, 4).await;
     assert_eq!(good.traffic(), 4);

@@ -36,11 +36,6 @@ proxy_pass = "app"
     )
 }
 
-async fn metrics(portico: &Portico) -> String {
-    let mut client = Client::http1(portico.admin_addr()).await.unwrap();
-    client.get("admin", "/metrics").await.unwrap().text()
-}
-
 /// One request per minute with a burst of 2: three at once pass, the fourth
 /// is refused; another address has a bucket of its own; a location's own
 /// limit replaces the server's and answers with its status.
@@ -73,14 +68,13 @@ limit_req = {{ zone = "per_client", status = 429 }}"#,
     assert_eq!(portico.status_from("127.0.1.7", "app.test", "/login/x").await, StatusCode::OK);
     assert_eq!(portico.status_from("127.0.1.7", "app.test", "/login/x").await, StatusCode::TOO_MANY_REQUESTS);
 
-    let text = metrics(&portico).await;
+    let text = portico.admin_text("/metrics").await;
     for (result, count) in [("passed", 5), ("delayed", 0), ("rejected", 2)] {
         let line = format!("portico_limit_req_requests_total{{zone=\"per_client\",result=\"{result}\"}} {count}");
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
     assert!(text.lines().any(|l| l == "portico_limit_req_addresses{zone=\"per_client\"} 3"), "{text}");
-    let mut admin = Client::http1(portico.admin_addr()).await.unwrap();
-    let status = admin.get("admin", "/status").await.unwrap().text();
+    let status = portico.admin_text("/status").await;
     let row = "<tr><td>per_client</td><td>1r/m</td><td>3 of 16384</td><td>5</td><td>0</td><td>2</td></tr>";
     assert!(status.contains(row), "{status}");
     portico.shutdown().await;
@@ -109,7 +103,10 @@ async fn without_nodelay_the_burst_waits_its_turn() {
     assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
     assert!(answers[2].1 >= Duration::from_millis(150), "the third waited its turn: {answers:?}");
     assert!(
-        metrics(&portico).await.contains("portico_limit_req_requests_total{zone=\"per_client\",result=\"delayed\"} 2")
+        portico
+            .admin_text("/metrics")
+            .await
+            .contains("portico_limit_req_requests_total{zone=\"per_client\",result=\"delayed\"} 2")
     );
     portico.shutdown().await;
 }

@@ -664,8 +664,7 @@ async fn a_draining_server_keeps_its_sessions_and_takes_no_new_ones() {
     assert_eq!([sessions[0].node.as_str(), sessions[1].node.as_str()], ["a", "b"]);
 
     portico.reload(&admin(config(&entries(", drain = true"), "", "", ""))).unwrap();
-    let mut status = Client::http1(portico.admin_addr()).await.unwrap();
-    let page = status.get("admin", "/status").await.unwrap().text();
+    let page = portico.admin_text("/status").await;
     assert!(page.contains(&format!("<td>{}</td><td class=\"draining\">draining</td>", b.addr())), "{page}");
     for _ in 0..4 {
         assert_eq!(node_of(&mut client, "/page", &[("cookie", &sessions[1].cookie())]).await, "b");

@@ -133,6 +133,15 @@ impl Portico {
         client.get(host, path).await.unwrap().status
     }
 
+    /// The body of the admin endpoint's `path` (`/metrics`, `/status`),
+    /// asserting a 200; panics without `[admin]`.
+    pub async fn admin_text(&self, path: &str) -> String {
+        let mut client = Client::http1(self.admin_addr()).await.unwrap();
+        let reply = client.get("admin", path).await.unwrap();
+        assert_eq!(reply.status, http::StatusCode::OK, "admin {path}");
+        reply.text()
+    }
+
     /// The process's log files: `logs().reopen()` is what SIGUSR1 does.
     pub fn logs(&self) -> &portico::log::Logs {
         self.running().logs()
