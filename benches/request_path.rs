@@ -57,6 +57,7 @@ fn request_path(c: &mut Criterion) {
         host: "api.am.wso2.com",
         http_host: "api.am.wso2.com",
         remote: ([192, 0, 2, 10], 51000).into(),
+        peer: [192, 0, 2, 10].into(),
         scheme: "https",
         server_port: 443,
         server_name: "api.am.wso2.com",

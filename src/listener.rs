@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::framing;
 use crate::proxy::{self, ConnInfo, Site};
+use crate::proxy_protocol::{Header, ProxyHeaderError};
 use crate::ratelimit::{ListenerErrors, ReportOnDrop};
 
 // Public for its fuzz target (fuzz/fuzz_targets/client_request.rs) only.
@@ -884,7 +885,7 @@ impl Accepted {
 
 /// Serves one accepted connection to its end: TLS handshake, then HTTP/1 or h2.
 async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<ListenerErrors>) {
-    let Accepted { stream, remote, addr, permit, mut drain, site } = accepted;
+    let Accepted { mut stream, mut remote, addr, permit, mut drain, site } = accepted;
     let _permit = permit;
     let _active = shared.instance.connection();
     let _ = stream.set_nodelay(true);
@@ -894,6 +895,16 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
     let Some(index) = site.listener_index(addr) else { return };
     let state = &site.listeners[index];
     let handshake_timeout = site.snapshot.runtime.client_header_timeout;
+    if site.snapshot.listeners[index].proxy_protocol {
+        match tokio::time::timeout(handshake_timeout, crate::proxy_protocol::read(&mut stream)).await {
+            // Only a trusted balancer may say who the client is; from anyone
+            // else the header is read past and the socket's address stands.
+            Ok(Ok(Header::Client(client))) if site.snapshot.runtime.is_trusted_proxy(remote.ip()) => remote = client,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return errors.proxy_header_failed(remote, &e),
+            Err(_) => return errors.proxy_header_failed(remote, &ProxyHeaderError::TimedOut),
+        }
+    }
     match &state.tls {
         Some(acceptor) => {
             // Boxed, like the connection below: the handshake's state is

@@ -92,6 +92,7 @@ pub struct ListenerErrors {
     accept: RateLimited,
     handshake_failed: RateLimited,
     handshake_timeout: RateLimited,
+    proxy_header: RateLimited,
     connection: RateLimited,
     abandoned: RateLimited,
 }
@@ -103,6 +104,7 @@ impl ListenerErrors {
             accept: RateLimited::new(INTERVAL),
             handshake_failed: RateLimited::new(INTERVAL),
             handshake_timeout: RateLimited::new(INTERVAL),
+            proxy_header: RateLimited::new(INTERVAL),
             connection: RateLimited::new(INTERVAL),
             abandoned: RateLimited::new(INTERVAL),
         }
@@ -127,6 +129,27 @@ impl ListenerErrors {
     pub fn handshake_timed_out(&self, remote: SocketAddr) {
         if let Some(held) = self.handshake_timeout.allow() {
             tracing::info!("TLS handshake with {remote} on {} timed out{held}", self.addr);
+        }
+    }
+
+    /// A connection on a `proxy_protocol` listener did not begin with a good
+    /// PROXY header. One closed before sending anything (a balancer's TCP
+    /// health check) is not worth a line; one without a header is a warning,
+    /// since the balancer in front is likely not set to send it.
+    pub fn proxy_header_failed(&self, remote: SocketAddr, error: &crate::proxy_protocol::ProxyHeaderError) {
+        use crate::proxy_protocol::ProxyHeaderError::{Closed, Missing};
+        if matches!(error, Closed) {
+            return;
+        }
+        if let Some(held) = self.proxy_header.allow() {
+            if matches!(error, Missing(_)) {
+                tracing::warn!(
+                    "connection from {remote} on {}: {error}; is the load balancer in front set to send one?{held}",
+                    self.addr
+                );
+            } else {
+                tracing::info!("connection from {remote} on {}: {error}{held}", self.addr);
+            }
         }
     }
 
@@ -157,6 +180,7 @@ impl ListenerErrors {
             (&self.accept, "accept errors", true),
             (&self.handshake_failed, "TLS handshake failures", true),
             (&self.handshake_timeout, "TLS handshake timeouts", false),
+            (&self.proxy_header, "PROXY protocol header failures", false),
             (&self.connection, "connection errors", false),
             (&self.abandoned, "connections closed for abandoned requests", true),
         ];

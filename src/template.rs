@@ -2,7 +2,7 @@
 //! load, rendered per request without re-parsing.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 use thiserror::Error;
@@ -65,7 +65,12 @@ pub enum TemplateError {
 pub struct RequestContext<'a> {
     pub host: &'a str,
     pub http_host: &'a str,
+    /// The client: `$remote_addr`, `$remote_port`.
     pub remote: SocketAddr,
+    /// Whom the connection came from, which `$proxy_add_x_forwarded_for`
+    /// appends: the client, unless `real_ip_header` found it in a header
+    /// (and then the proxy that sent it).
+    pub peer: IpAddr,
     pub scheme: &'a str,
     pub server_port: u16,
     pub server_name: &'a str,
@@ -221,7 +226,7 @@ impl Variable {
                         out.push_str(", ");
                     }
                 }
-                let _ = write!(out, "{}", canonical_ip(ctx.remote.ip()));
+                let _ = write!(out, "{}", canonical_ip(ctx.peer));
             }
             Variable::Http(name) => {
                 let mut first = true;
@@ -288,6 +293,7 @@ mod tests {
             host: "api.example.com",
             http_host: "API.example.com:8443",
             remote: "127.0.1.5:40000".parse().unwrap_or_else(|_| unreachable!()),
+            peer: "127.0.1.5".parse().unwrap_or_else(|_| unreachable!()),
             scheme: "https",
             server_port: 8443,
             server_name: "api.example.com",

@@ -626,6 +626,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], 443)),
             tls: true,
             tls_protocols: Default::default(),
+            proxy_protocol: false,
             servers,
             default_server,
         }

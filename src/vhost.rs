@@ -162,6 +162,7 @@ mod tests {
             addr: "127.0.0.1:0".parse()?,
             tls: false,
             tls_protocols: Default::default(),
+            proxy_protocol: false,
             servers: vec![
                 server(&[ServerName::Exact("api.example.com".into())]),
                 server(&[ServerName::Wildcard(".example.com".into())]),

@@ -49,6 +49,7 @@ fuzz_target!(|input: Input<'_>| {
         host: input.host,
         http_host: input.http_host,
         remote: SocketAddr::new(IpAddr::V6(Ipv6Addr::from(input.remote)), input.port),
+        peer: IpAddr::V6(Ipv6Addr::from(input.remote)),
         scheme: "https",
         server_port: input.port,
         server_name: "api.example.com",

@@ -58,6 +58,10 @@ pub struct Runtime {
     pub max_connections: Option<Spanned<usize>>,
     /// CIDRs or bare IPs.
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// A header name (nginx: `real_ip_header`).
+    pub real_ip_header: Option<Spanned<String>>,
+    /// nginx: `real_ip_recursive`.
+    pub real_ip_recursive: Option<Spanned<bool>>,
 }
 
 /// `[admin]`.
@@ -238,6 +242,8 @@ pub struct Server {
     pub server_name: Vec<Spanned<String>>,
     /// The listener's default server.
     pub default_server: Option<Spanned<bool>>,
+    /// Connections on its addresses begin with a PROXY protocol header.
+    pub proxy_protocol: Option<Spanned<bool>>,
     /// TLS termination.
     pub tls: Option<Spanned<ServerTls>>,
     /// Redirect every request (template).

@@ -52,6 +52,15 @@ pub struct RuntimeSettings {
     pub client_max_body_size: Option<u64>,
     pub max_connections: usize,
     pub trusted_proxies: Vec<Cidr>,
+    /// `real_ip_header`: the client's address from a trusted proxy's header.
+    pub real_ip: Option<crate::real_ip::RealIp>,
+}
+
+impl RuntimeSettings {
+    /// Whether `ip` is one of `trusted_proxies` (none when the list is empty).
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|cidr| cidr.contains(ip))
+    }
 }
 
 impl Default for RuntimeSettings {
@@ -68,6 +77,7 @@ impl Default for RuntimeSettings {
             client_max_body_size: None,
             max_connections: 10_000,
             trusted_proxies: Vec::new(),
+            real_ip: None,
         }
     }
 }
@@ -319,6 +329,9 @@ pub struct Listener {
     pub tls: bool,
     /// The TLS versions its handshakes offer (every server on it agrees).
     pub tls_protocols: TlsProtocols,
+    /// Whether each connection begins with a PROXY protocol header naming
+    /// the client (every server on it agrees).
+    pub proxy_protocol: bool,
     pub servers: Vec<Arc<VirtualServer>>,
     /// Index into `servers`: `default_server = true`, else the first declared.
     pub default_server: usize,

@@ -23,6 +23,7 @@ use super::runtime::{
     Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
+use crate::real_ip::RealIp;
 use crate::template::Template;
 use crate::tls;
 
@@ -76,6 +77,8 @@ struct ServerEntry {
     /// `tls.protocols`, and where it is written when it is.
     protocols: (TlsProtocols, Option<Range<usize>>),
     default_server: Option<Range<usize>>,
+    /// `proxy_protocol = true`, where it is written.
+    proxy_protocol: Option<Range<usize>>,
 }
 
 impl Checker<'_> {
@@ -107,6 +110,16 @@ impl Checker<'_> {
         let servers: Vec<ServerEntry> =
             parsed.server.into_iter().map(|s| self.server(s, &names, &zone_names)).collect();
         let listeners = self.listeners(&servers);
+        if runtime.trusted_proxies.is_empty()
+            && let Some(span) = servers.iter().find_map(|s| s.proxy_protocol.clone())
+        {
+            self.error(
+                span,
+                "proxy_protocol = true needs [runtime] trusted_proxies: the addresses of the load balancers \
+                 whose PROXY header names the client (nginx: set_real_ip_from)"
+                    .into(),
+            );
+        }
         if runtime.trusted_proxies.is_empty()
             && let Some(open) = listeners.iter().find(|l| !l.addr.ip().is_loopback())
         {
@@ -233,7 +246,8 @@ impl Checker<'_> {
                 }
                 parsed
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let real_ip = self.real_ip(r.real_ip_header, r.real_ip_recursive, &trusted_proxies);
         RuntimeSettings {
             worker_threads,
             error_log: self.file_path("error_log", r.error_log),
@@ -250,7 +264,57 @@ impl Checker<'_> {
             client_max_body_size,
             max_connections,
             trusted_proxies,
+            real_ip,
         }
+    }
+
+    /// `real_ip_header` and `real_ip_recursive`, which believe only `trusted`.
+    fn real_ip(
+        &mut self,
+        header: Option<Spanned<String>>,
+        recursive: Option<Spanned<bool>>,
+        trusted: &[Cidr],
+    ) -> Option<RealIp> {
+        let Some(header) = header else {
+            if let Some(recursive) = recursive {
+                self.error(
+                    recursive.span(),
+                    "real_ip_recursive without real_ip_header: name the header the proxies in front of portico \
+                     put the client's address in, such as real_ip_header = \"X-Forwarded-For\""
+                        .into(),
+                );
+            }
+            return None;
+        };
+        if header.get_ref().eq_ignore_ascii_case("proxy_protocol") {
+            self.error(
+                header.span(),
+                "real_ip_header = \"proxy_protocol\": set proxy_protocol = true on the [[server]]s whose \
+                 balancer sends the PROXY header instead; the address it names is the client's"
+                    .into(),
+            );
+            return None;
+        }
+        let Ok(name) = HeaderName::from_bytes(header.get_ref().as_bytes()) else {
+            self.error(
+                header.span(),
+                format!(
+                    "real_ip_header = {:?}: not a header name; expected one such as \"X-Forwarded-For\"",
+                    header.get_ref()
+                ),
+            );
+            return None;
+        };
+        if trusted.is_empty() {
+            self.error(
+                header.span(),
+                "real_ip_header needs [runtime] trusted_proxies: the addresses of the proxies whose header is believed \
+                 (nginx: set_real_ip_from); from any other client the header would let it choose its own address"
+                    .into(),
+            );
+            return None;
+        }
+        Some(RealIp { header: name, recursive: recursive.is_some_and(|r| *r.get_ref()) })
     }
 
     fn admin(&mut self, admin: Spanned<file::Admin>) -> Option<Admin> {
@@ -811,6 +875,7 @@ impl Checker<'_> {
         let read_timeout = self.optional_duration("read_timeout", s.read_timeout);
         let send_timeout = self.optional_duration("send_timeout", s.send_timeout);
         let default_server = s.default_server.filter(|d| *d.get_ref()).map(|d| d.span());
+        let proxy_protocol = s.proxy_protocol.filter(|p| *p.get_ref()).map(|p| p.span());
 
         // Kept even when something above failed: the listener checks only need
         // its names and addresses, and their findings are worth reporting too.
@@ -837,6 +902,7 @@ impl Checker<'_> {
             tls: s.tls.is_some(),
             protocols,
             default_server,
+            proxy_protocol,
         }
     }
 
@@ -1487,6 +1553,7 @@ impl Checker<'_> {
                             addr: *addr,
                             tls: entry.tls,
                             tls_protocols: entry.protocols.0,
+                            proxy_protocol: entry.proxy_protocol.is_some(),
                             servers: Vec::new(),
                             default_server: 0,
                         },
@@ -1531,6 +1598,20 @@ impl Checker<'_> {
                         other.protocols.0
                     );
                     self.error(entry.protocols.1.clone().unwrap_or_else(|| listen.span()), message);
+                    continue;
+                }
+                // The header comes before anything that could tell the
+                // servers on one address apart.
+                if let Some(&first) = b.members.first()
+                    && let Some(other) = servers.get(first)
+                    && other.proxy_protocol.is_some() != entry.proxy_protocol.is_some()
+                {
+                    let (with, without) = if entry.proxy_protocol.is_some() { (entry, other) } else { (other, entry) };
+                    let message = format!(
+                        "proxy_protocol: server \"{}\" (line {}) expects a PROXY protocol header on {addr} but server \"{}\" (line {}) does not; the servers on one address must agree",
+                        with.server.name, with.line, without.server.name, without.line
+                    );
+                    self.error(entry.proxy_protocol.clone().unwrap_or_else(|| listen.span()), message);
                     continue;
                 }
                 let mut clashed = false;

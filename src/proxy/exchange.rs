@@ -60,6 +60,11 @@ impl Exchange {
         }
     }
 
+    /// The client's address, as logged.
+    pub fn client(&self) -> SocketAddr {
+        self.remote
+    }
+
     /// The HTTP version the client spoke.
     pub fn version(&self) -> Version {
         self.version

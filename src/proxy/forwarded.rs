@@ -292,7 +292,7 @@ impl HeaderPlan {
                 Planned::ServerPort => conn.server_port(ctx.server_port).or_else(|| render_one(rule, ctx)),
                 Planned::AddForwardedFor => {
                     if !ctx.peer_trusted || !ctx.headers.contains_key(X_FORWARDED_FOR) {
-                        conn.remote_ip(ctx.remote.ip()).or_else(|| render_one(rule, ctx))
+                        conn.remote_ip(ctx.peer).or_else(|| render_one(rule, ctx))
                     } else {
                         render_one(rule, ctx)
                     }
@@ -381,6 +381,7 @@ mod tests {
             host: "h",
             http_host: "h",
             remote: "127.0.0.1:5".parse().unwrap(),
+            peer: "127.0.0.1".parse().unwrap(),
             scheme: "https",
             server_port: 443,
             server_name: "h",
@@ -575,6 +576,7 @@ mod tests {
                     host,
                     http_host: host_header.unwrap_or(""),
                     remote: remote.parse().unwrap(),
+                    peer: remote.parse::<std::net::SocketAddr>().unwrap().ip(),
                     scheme: "https",
                     server_port: 8443,
                     server_name: "s",

@@ -257,6 +257,19 @@ impl ConnInfo {
         }
     }
 
+    /// The client's address for a request with `headers`: the connection's
+    /// peer, or the address a trusted proxy names in `real_ip_header`.
+    fn client(&self, headers: &http::HeaderMap) -> SocketAddr {
+        let runtime = &self.site.snapshot.runtime;
+        match &runtime.real_ip {
+            // `peer_trusted` is exact here: real_ip needs trusted_proxies.
+            Some(real_ip) if self.peer_trusted => {
+                real_ip.client(headers, &runtime.trusted_proxies).unwrap_or(self.remote)
+            }
+            _ => self.remote,
+        }
+    }
+
     /// Whether this connection's handshake asked for a client certificate as
     /// `server` does (nginx answers 421 too when a request's Host names a
     /// server whose `ssl_verify_client` the SNI-chosen handshake did not run).
@@ -296,7 +309,8 @@ pub fn handle(
         let host = vhost::normalize_host(http_host);
         let server = listener.servers[listener.router.route(&host)].clone();
         let host: &str = if host.is_empty() { &server.config.name } else { &host };
-        let exchange = Exchange::new(server.clone(), conn.remote, &parts, host);
+        let client = conn.client(&parts.headers);
+        let exchange = Exchange::new(server.clone(), client, &parts, host);
         let location = vhost::location(&server.config, parts.uri.path());
         // A location's own response headers replace the server's, for every
         // answer to a request it takes, as nginx's add_header in a location.
@@ -332,7 +346,7 @@ pub fn handle(
             return Ok(direct(exchange, StatusCode::MISDIRECTED_REQUEST));
         }
         let access = location.and_then(|l| l.access.as_ref()).unwrap_or(&server.config.access);
-        if !access.permits(conn.remote.ip()) {
+        if !access.permits(client.ip()) {
             // nginx's words and level, so that log watchers written for it still match.
             exchange.error(LogLevel::Error, format_args!("access forbidden by rule"));
             return Ok(direct(exchange, StatusCode::FORBIDDEN));
@@ -341,8 +355,7 @@ pub fn handle(
         if let Some(limit) = limit
             && let Some(zone) = conn.site.zones.get(limit.zone)
         {
-            let client = crate::template::canonical_ip(conn.remote.ip());
-            match zone.admit(client, limit.burst, limit.delay_free) {
+            match zone.admit(crate::template::canonical_ip(client.ip()), limit.burst, limit.delay_free) {
                 Decision::Pass => {}
                 Decision::Delay(wait) => {
                     exchange.error(
@@ -369,7 +382,8 @@ pub fn handle(
         let ctx = RequestContext {
             host,
             http_host,
-            remote: conn.remote,
+            remote: client,
+            peer: conn.remote.ip(),
             scheme: if conn.tls { "https" } else { "http" },
             server_port: conn.local.port(),
             server_name: &server.config.name,
@@ -567,7 +581,7 @@ fn forward(
         let mut body = Some(request_body);
         // A request may be sent again only when nothing of it is lost by doing so.
         let repeatable = body_empty && is_idempotent(&head.method);
-        let client_ip: IpAddr = conn.remote.ip();
+        let client_ip: IpAddr = exchange.client().ip();
         // Sticky sessions: the session the request carries, and its server if known.
         let sticky = pool.sticky.as_ref().zip(upstream.sticky.as_ref());
         let session = sticky.and_then(|(_, config)| {
