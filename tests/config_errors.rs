@@ -687,3 +687,62 @@ limit_req = {{ zone = "logins", burst = -1, nodelay = true, delay = 2, status = 
         ]
     );
 }
+
+#[test]
+fn client_address_problems() {
+    // proxy_protocol and real_ip_header believe only trusted_proxies, which is empty.
+    let toml = format!(
+        r#"{UPSTREAMS}[runtime]
+real_ip_header = "X-Forwarded-For"
+
+[[server]]
+listen = ["80"]
+proxy_pass = "am"
+proxy_protocol = true
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:6:18: real_ip_header needs [runtime] trusted_proxies: the addresses of the proxies whose header is believed (nginx: set_real_ip_from); from any other client the header would let it choose its own address"#,
+            "portico.toml:11:18: proxy_protocol = true needs [runtime] trusted_proxies: the addresses of the load balancers whose PROXY header names the client (nginx: set_real_ip_from)",
+        ]
+    );
+    let toml = format!(
+        r#"{UPSTREAMS}[runtime]
+trusted_proxies = ["10.0.0.0/8"]
+real_ip_header = "proxy_protocol"
+
+[[server]]
+listen = ["443"]
+proxy_pass = "am"
+proxy_protocol = true
+
+[[server]]
+listen = ["443"]
+server_name = ["gw.example"]
+proxy_pass = "gw"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:7:18: real_ip_header = "proxy_protocol": set proxy_protocol = true on the [[server]]s whose balancer sends the PROXY header instead; the address it names is the client's"#,
+            r#"portico.toml:15:11: proxy_protocol: server "_" (line 9) expects a PROXY protocol header on 0.0.0.0:443 but server "gw.example" (line 14) does not; the servers on one address must agree"#,
+        ]
+    );
+    let toml = "[runtime]\ntrusted_proxies = [\"10.0.0.0/8\"]\nreal_ip_header = \"X Forwarded\"\n";
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:3:18: real_ip_header = "X Forwarded": not a header name; expected one such as "X-Forwarded-For""#
+        ]
+    );
+    let toml = "[runtime]\nreal_ip_recursive = true\n";
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:2:21: real_ip_recursive without real_ip_header: name the header the proxies in front of portico put the client's address in, such as real_ip_header = "X-Forwarded-For""#
+        ]
+    );
+}

@@ -36,6 +36,8 @@ pub struct Connect {
     addr: SocketAddr,
     source: Option<IpAddr>,
     tls: Option<TlsOptions>,
+    /// Written as soon as the socket connects (a PROXY protocol header).
+    preamble: Vec<u8>,
 }
 
 struct TlsOptions {
@@ -57,7 +59,14 @@ enum Verify {
 impl Connect {
     /// Plain TCP to `addr`, from an ephemeral source address.
     pub fn to(addr: SocketAddr) -> Connect {
-        Connect { addr, source: None, tls: None }
+        Connect { addr, source: None, tls: None, preamble: Vec::new() }
+    }
+
+    /// Sends `bytes` first, before any TLS or HTTP: what a load balancer
+    /// speaking the PROXY protocol puts in front of a connection.
+    pub fn preamble(mut self, bytes: &[u8]) -> Connect {
+        self.preamble = bytes.to_vec();
+        self
     }
 
     /// Binds the client socket to this address (port 0) before connecting,
@@ -135,6 +144,11 @@ impl Connect {
             }
         };
         stream.set_nodelay(true)?;
+        if !self.preamble.is_empty() {
+            let mut stream = stream;
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &self.preamble).await?;
+            return Ok(stream);
+        }
         Ok(stream)
     }
 
