@@ -601,3 +601,31 @@ async fn a_flood_of_malformed_requests_logs_a_line_and_a_count() {
     assert!(!lines.is_empty() && lines.len() <= 3, "expected one line and a count, got:\n{log}");
     assert!(lines.iter().any(|l| l.contains("similar suppressed since the previous line")), "{log}");
 }
+
+/// On a `proxy_protocol` server, a connection that does not begin with the
+/// header is closed unanswered, with a warning that asks about the balancer.
+/// Connections that close before sending anything, as the readiness probes
+/// here and balancers' TCP checks do, are not worth a line.
+#[tokio::test]
+async fn a_connection_without_its_proxy_header_is_warned_about() {
+    let dir = TempDir::new("cli-proxy-header");
+    let app = TestBackend::spawn("app").await;
+    let error_log = dir.join("error.log");
+    let runtime = format!("error_log = {}\ntrusted_proxies = [\"127.0.5.0/24\"]", toml_path(&error_log));
+    let mut process = Process::run(&dir, &app, &runtime, "proxy_protocol = true").await;
+
+    let answer = raw_request(process.addr, b"GET / HTTP/1.1\r\nHost: cli.test\r\n\r\n").await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let log = wait_for_text(&error_log, "no PROXY protocol header", Duration::from_secs(10)).await;
+    assert!(
+        log.contains(
+            r#"the connection began with "GET / HTTP/1.1\r\n"; is the load balancer in front set to send one?"#
+        ),
+        "{log}"
+    );
+    process.signal("TERM");
+    assert_eq!(process.exit_within(Duration::from_secs(10)).await.code(), Some(0), "{}", process.stderr());
+    let log = std::fs::read_to_string(&error_log).unwrap();
+    assert!(!log.contains("closed before"), "{log}");
+    assert_eq!(app.count(), 0);
+}
