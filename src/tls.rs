@@ -613,6 +613,7 @@ mod tests {
             limit_req: None,
             headers: Vec::new(),
             response_headers: Vec::new(),
+            gzip: None,
             access_log: None,
             access_log_format: AccessLogFormat::Combined,
             error_log: None,

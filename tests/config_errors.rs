@@ -746,3 +746,52 @@ proxy_pass = "gw"
         ]
     );
 }
+
+#[test]
+fn gzip_problems() {
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "am"
+gzip = true
+
+[[server.location]]
+prefix = "/api/"
+proxy_pass = "gw"
+gzip = "on"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:13:8: invalid type: string "on", expected true, false, or a table such as { types = ["application/json"], level = 1 }"#,
+        ]
+    );
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "am"
+gzip = {{ types = ["application/json", "json", "text/ html"], min_length = "1 k", level = 10, vary = true }}
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        ["portico.toml:8:94: unknown field `vary`, expected one of `types`, `min_length`, `level`"]
+    );
+    let toml = format!(
+        r#"{UPSTREAMS}[[server]]
+listen = ["80"]
+proxy_pass = "am"
+gzip = {{ types = ["application/json", "json", "text/ html"], min_length = "1 k", level = 10 }}
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            r#"portico.toml:8:39: gzip types entry "json": expected a media type such as "application/json", or "*" for any"#,
+            r#"portico.toml:8:47: gzip types entry "text/ html": expected a media type such as "application/json", or "*" for any"#,
+            r#"portico.toml:8:75: gzip min_length = "1 k": expected a size such as "16k", "1m", "1g" or a number of bytes"#,
+            "portico.toml:8:90: gzip level = 10: expected 1 (fastest, the default) to 9 (smallest)",
+        ]
+    );
+}

@@ -265,6 +265,8 @@ pub struct Server {
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     /// Request rate per client address.
     pub limit_req: Option<Spanned<LimitReq>>,
+    /// Compress upstream responses.
+    pub gzip: Option<Spanned<GzipSetting>>,
     /// Path.
     pub access_log: Option<Spanned<String>>,
     /// `combined | json`.
@@ -320,6 +322,46 @@ pub struct Location {
     pub limit_req: Option<Spanned<LimitReq>>,
     /// `[server.location.response_headers]`, in file order; replaces the server's.
     pub response_headers: Option<Entries<Spanned<String>>>,
+    /// Compress upstream responses; replaces the server's (`false` turns it off).
+    pub gzip: Option<Spanned<GzipSetting>>,
+}
+
+/// `gzip = true | false | { types, min_length, level }`.
+#[derive(Debug)]
+pub enum GzipSetting {
+    Switch(bool),
+    Table(Gzip),
+}
+
+/// `gzip = { ... }`: on, with these settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gzip {
+    /// Content types compressed (`"*"`: any); text/html always is.
+    pub types: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Size; shorter bodies (by Content-Length) go as they are.
+    pub min_length: Option<Spanned<Size>>,
+    /// 1 (fastest) to 9 (smallest).
+    pub level: Option<Spanned<i64>>,
+}
+
+impl<'de> Deserialize<'de> for GzipSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct GzipVisitor;
+        impl<'de> Visitor<'de> for GzipVisitor {
+            type Value = GzipSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or a table such as { types = [\"application/json\"], level = 1 }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(GzipSetting::Switch(v))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Gzip::deserialize(de::value::MapAccessDeserializer::new(map)).map(GzipSetting::Table)
+            }
+        }
+        deserializer.deserialize_any(GzipVisitor)
+    }
 }
 
 /// A size: `"16k"`, `"1m"`, `"1g"`, `"1024"` or an integer number of bytes.

@@ -360,6 +360,8 @@ pub struct VirtualServer {
     /// Headers set on every response to the client, in order; `None` removes
     /// the upstream's.
     pub response_headers: ResponseHeaders,
+    /// `gzip`: compress upstream responses.
+    pub gzip: Option<Gzip>,
     pub access_log: Option<PathBuf>,
     pub access_log_format: AccessLogFormat,
     pub error_log: Option<PathBuf>,
@@ -416,6 +418,47 @@ pub struct Location {
     /// Its own `[server.location.response_headers]`, replacing the server's
     /// (as nginx's `add_header` in a location replaces the server's).
     pub response_headers: Option<ResponseHeaders>,
+    /// Its own `gzip`, replacing the server's: `Some(None)` is `gzip = false`.
+    pub gzip: Option<Option<Gzip>>,
+}
+
+/// `gzip`: which upstream responses are compressed, and how hard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gzip {
+    /// Media types, lower case; `"*"` is any.
+    pub types: Vec<String>,
+    /// Bodies with a Content-Length below this go as they are.
+    pub min_length: u64,
+    /// 1 to 9.
+    pub level: u32,
+}
+
+impl Gzip {
+    /// What is compressed without a `types` list: text, and the text-based
+    /// formats APIs and web apps send (nginx's default is text/html alone).
+    pub const DEFAULT_TYPES: [&str; 10] = [
+        "text/html",
+        "text/plain",
+        "text/css",
+        "text/xml",
+        "text/javascript",
+        "application/javascript",
+        "application/json",
+        "application/xml",
+        "application/problem+json",
+        "image/svg+xml",
+    ];
+
+    /// Whether a response with this Content-Type is compressed (`"*"`: any,
+    /// one without a type too, as nginx's `gzip_types *`).
+    pub fn covers(&self, content_type: Option<&http::HeaderValue>) -> bool {
+        if self.types.iter().any(|t| t == "*") {
+            return true;
+        }
+        let Some(media) = content_type.and_then(|v| v.to_str().ok()) else { return false };
+        let media = media.split(';').next().unwrap_or("").trim();
+        self.types.iter().any(|t| t.eq_ignore_ascii_case(media))
+    }
 }
 
 /// Headers set on responses to the client, in order; `None` removes the

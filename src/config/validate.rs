@@ -19,8 +19,8 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 use super::file;
 use super::runtime::{
-    Access, AccessLogFormat, Action, Admin, Balance, Cidr, HeaderRule, HealthCheck, LimitReq, LimitZone, Listener,
-    Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
+    Access, AccessLogFormat, Action, Admin, Balance, Cidr, Gzip, HeaderRule, HealthCheck, LimitReq, LimitZone,
+    Listener, Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::real_ip::RealIp;
@@ -859,6 +859,7 @@ impl Checker<'_> {
             None => default_headers(),
         };
         let response_headers = s.response_headers.as_ref().map(|h| self.response_headers(h)).unwrap_or_default();
+        let gzip = s.gzip.as_ref().and_then(|g| self.gzip(g));
         let access_log_format = match s.access_log_format {
             None => AccessLogFormat::Combined,
             Some(f) => match f.get_ref().as_str() {
@@ -890,6 +891,7 @@ impl Checker<'_> {
                 limit_req,
                 headers,
                 response_headers,
+                gzip,
                 access_log,
                 access_log_format,
                 error_log,
@@ -1239,9 +1241,10 @@ impl Checker<'_> {
             let access = self.access(l.allow.as_ref(), l.deny.as_ref());
             let limit_req = l.limit_req.as_ref().and_then(|limit| self.limit_req(limit, zones));
             let response_headers = l.response_headers.as_ref().map(|h| self.response_headers(h));
+            let gzip = l.gzip.as_ref().map(|g| self.gzip(g));
             if let Some(action) = action {
                 let location =
-                    Location { prefix: prefix.get_ref().clone(), action, access, limit_req, response_headers };
+                    Location { prefix: prefix.get_ref().clone(), action, access, limit_req, response_headers, gzip };
                 found.push((location, prefix.span()));
             }
         }
@@ -1485,6 +1488,60 @@ impl Checker<'_> {
 
     /// `[server.response_headers]`: literal values (a header the same for every
     /// response: HSTS, X-Frame-Options...), `""` to remove the upstream's.
+    /// `gzip = true | false | { types, min_length, level }`; `None` is off.
+    fn gzip(&mut self, setting: &Spanned<file::GzipSetting>) -> Option<Gzip> {
+        let defaults = file::Gzip::default();
+        let table = match setting.get_ref() {
+            file::GzipSetting::Switch(false) => return None,
+            file::GzipSetting::Switch(true) => &defaults,
+            file::GzipSetting::Table(table) => table,
+        };
+        let mut types: Vec<String> = match &table.types {
+            None => Gzip::DEFAULT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .filter_map(|t| {
+                    let text = t.get_ref().trim().to_ascii_lowercase();
+                    let media = text.split_once('/').filter(|(kind, subtype)| {
+                        let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+                        token(kind) && token(subtype) && !subtype.contains('/')
+                    });
+                    if media.is_none() && text != "*" {
+                        self.error(
+                            t.span(),
+                            format!(
+                                "gzip types entry {:?}: expected a media type such as \"application/json\", or \"*\" for any",
+                                t.get_ref()
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(text)
+                })
+                .collect(),
+        };
+        // As nginx's gzip_types: text/html is always compressed.
+        if !types.iter().any(|t| t == "text/html") {
+            types.push("text/html".to_owned());
+        }
+        let min_length = self.size("gzip min_length", table.min_length.clone(), 20);
+        let level = match &table.level {
+            None => 1,
+            Some(level) => match u32::try_from(*level.get_ref()).ok().filter(|l| (1..=9).contains(l)) {
+                Some(level) => level,
+                None => {
+                    self.error(
+                        level.span(),
+                        format!("gzip level = {}: expected 1 (fastest, the default) to 9 (smallest)", level.get_ref()),
+                    );
+                    1
+                }
+            },
+        };
+        Some(Gzip { types, min_length, level })
+    }
+
     fn response_headers(&mut self, headers: &file::Entries<Spanned<String>>) -> ResponseHeaders {
         let mut rules = Vec::new();
         for (key, value) in &headers.0 {
@@ -1760,7 +1817,7 @@ fn parse_server_name(text: &str) -> Result<ServerName, &'static str> {
 /// A server's `proxy_pass` or `redirect` as its location "/", which has no
 /// rules of its own: the server's apply.
 fn shorthand(action: Action) -> Location {
-    Location { prefix: "/".to_owned(), action, access: None, limit_req: None, response_headers: None }
+    Location { prefix: "/".to_owned(), action, access: None, limit_req: None, response_headers: None, gzip: None }
 }
 
 /// `"10r/s"` or `"30r/m"` as milli-requests per second (nginx's `ctx->rate`:

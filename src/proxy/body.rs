@@ -155,6 +155,8 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// An upstream's body, streamed.
     Upstream(Box<UpstreamBody>),
+    /// An upstream's body, compressed as it streams (`gzip`).
+    Gzip(Box<super::gzip::GzipBody>),
 }
 
 impl ResponseBody {
@@ -295,6 +297,7 @@ impl Body for ResponseBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Gzip(body) => body.poll_frame(cx),
             ResponseBody::Upstream(body) => {
                 let body = &mut **body;
                 let Some(connection) = body.connection.as_mut() else { return Poll::Ready(None) };
@@ -348,6 +351,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.reader.is_end(),
+            ResponseBody::Gzip(body) => body.is_end_stream(),
         }
     }
 
@@ -358,6 +362,7 @@ impl Body for ResponseBody {
                 Some(remaining) => SizeHint::with_exact(remaining),
                 None => SizeHint::default(),
             },
+            ResponseBody::Gzip(body) => body.size_hint(),
         }
     }
 }

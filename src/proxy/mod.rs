@@ -4,6 +4,7 @@
 pub mod body;
 pub mod exchange;
 pub mod forwarded;
+pub mod gzip;
 pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
@@ -403,6 +404,10 @@ pub fn handle(
                 Ok(response)
             }
             Action::Proxy { upstream } => {
+                // A location's own gzip (or `gzip = false`) replaces the server's.
+                let gzip = location.gzip.as_ref().map_or(server.config.gzip.as_ref(), Option::as_ref);
+                let accepts_gzip =
+                    gzip.is_some() && gzip::request_accepts(&parts.method, parts.version, &parts.headers);
                 let mut rendered = server.headers.render(&ctx, host_header, &conn.values);
                 forwarded::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
                 if parts.version == Version::HTTP_2 {
@@ -428,6 +433,9 @@ pub fn handle(
                 let mut response =
                     std::pin::pin!(forward(&conn, &server.config, pool, head, incoming, client_upgrade, exchange))
                         .await;
+                if let Some(gzip) = gzip {
+                    gzip::apply(gzip, accepts_gzip, &mut response);
+                }
                 set_response_headers(response_headers, response.headers_mut());
                 Ok(response)
             }

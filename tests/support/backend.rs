@@ -69,7 +69,7 @@ struct Shared {
 /// behaves as `/echo`:
 /// - `.../echo`: streams the request body back.
 /// - `.../big?bytes=N`: streams N pattern bytes (see `body::verify_pattern`)
-///   in 64 KiB chunks, with Content-Length.
+///   in 64 KiB chunks, with Content-Length (and the `set=` headers below).
 /// - `.../slow?ms=N`: waits N ms, then answers as the default.
 /// - `.../login`: sets `JSESSIONID=<random>; Path=/; HttpOnly`, body = name.
 /// - `.../status/NNN`: answers status NNN, body = name.
@@ -85,6 +85,7 @@ struct Shared {
 /// - `.../trickle?chunks=N&ms=M`: 200 at once, then N body chunks
 ///   (`chunk 0\n`, `chunk 1\n`, ...), each after M ms of silence (no
 ///   Content-Length): for read timeouts that limit silence, not totals.
+///   `set=` headers as for `/big`.
 /// - anything else: 200, body = name.
 ///
 /// Each request is recorded (and counted) before it is answered, so once a
@@ -290,6 +291,7 @@ where
 
 async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
     let route = Route::of(req.uri());
+    let extra_headers = set_headers(req.uri());
     let (mut parts, incoming) = req.into_parts();
     let mut seen = Seen {
         method: parts.method.clone(),
@@ -316,7 +318,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             seen.body_len = body::count(incoming).await.ok();
             record(&ctx, seen);
             match route {
-                Route::Big(n) => respond(&name, StatusCode::OK, body::pattern(n)),
+                Route::Big(n) => with_headers(respond(&name, StatusCode::OK, body::pattern(n)), extra_headers),
                 Route::Slow(ms) => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     respond(&name, StatusCode::OK, body::full(name.clone()))
@@ -347,7 +349,9 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
                     }
                     response
                 }
-                Route::Trickle { chunks, ms } => respond(&name, StatusCode::OK, trickle(chunks, ms)),
+                Route::Trickle { chunks, ms } => {
+                    with_headers(respond(&name, StatusCode::OK, trickle(chunks, ms)), extra_headers)
+                }
                 _ => respond(&name, StatusCode::OK, body::full(name.clone())),
             }
         }
@@ -453,6 +457,14 @@ fn trickle(chunks: u64, ms: u64) -> Body {
         }
     });
     body::channel(receiver)
+}
+
+/// `response` with `headers` added (the `set=` parameters of `/big` and `/trickle`).
+fn with_headers(mut response: Response<Body>, headers: Vec<(http::HeaderName, HeaderValue)>) -> Response<Body> {
+    for (name, value) in headers {
+        response.headers_mut().append(name, value);
+    }
+    response
 }
 
 fn respond(name: &str, status: StatusCode, body: Body) -> Response<Body> {

@@ -1,0 +1,201 @@
+//! gzip for upstream responses (`gzip = true` on a server or location; nginx's
+//! `gzip on`): what is compressed is decided from the request and the response
+//! head as nginx's gzip filter decides it, and the body is compressed as it
+//! streams, each piece the upstream sends flushed on at once so that a
+//! trickling answer (server-sent events, a long poll) is not held back.
+
+use std::io::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::body::{BoxError, ResponseBody};
+use crate::config::runtime::Gzip;
+
+/// Whether the request lets its answer be compressed: HTTP/1.1 or later (an
+/// HTTP/1.0 client gets no chunked body, and the length is not known before
+/// the end; nginx's `gzip_http_version 1.1`), not HEAD, and `gzip` in
+/// Accept-Encoding with a q above 0.
+pub fn request_accepts(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+    version >= Version::HTTP_11 && *method != Method::HEAD && accepts_gzip(headers)
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip"))
+                && parts.all(|param| match param.trim().split_once('=') {
+                    Some((q, value)) if q.trim().eq_ignore_ascii_case("q") => {
+                        value.trim().parse::<f32>().is_ok_and(|q| q > 0.0)
+                    }
+                    _ => true,
+                })
+        })
+}
+
+/// Compresses `response` when `gzip` takes it and the client `accepts`. A
+/// response of a type `gzip` covers is marked `Vary: Accept-Encoding` either
+/// way, so that a cache in between does not hand one client's form to another.
+pub fn apply(gzip: &Gzip, accepts: bool, response: &mut Response<ResponseBody>) {
+    let headers = response.headers();
+    // nginx's gzip filter: these statuses only, nothing already encoded.
+    if !matches!(response.status(), StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+        || headers.get(header::CONTENT_ENCODING).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
+        || !gzip.covers(headers.get(header::CONTENT_TYPE))
+    {
+        return;
+    }
+    let headers = response.headers_mut();
+    add_vary(headers);
+    let too_short = response.body().size_hint().exact().is_some_and(|length| length < gzip.min_length);
+    // A proxy must not change a body its sender marked `no-transform` (RFC 9111).
+    let no_transform =
+        response.headers().get_all(header::CACHE_CONTROL).iter().any(|value| {
+            value.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-transform")))
+        });
+    if !accepts || too_short || no_transform || matches!(response.body(), ResponseBody::Full(None)) {
+        return;
+    }
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::ACCEPT_RANGES);
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    // The compressed bytes are not the ones a strong validator named; as
+    // nginx does, it stays a weak one (the content is the same).
+    if let Some(etag) = headers.get(header::ETAG)
+        && !etag.as_bytes().starts_with(b"W/")
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(etag.as_bytes());
+        match HeaderValue::from_bytes(&weak) {
+            Ok(value) => headers.insert(header::ETAG, value),
+            Err(_) => headers.remove(header::ETAG),
+        };
+    }
+    let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+    *response.body_mut() = ResponseBody::Gzip(Box::new(GzipBody::new(body, gzip.level)));
+}
+
+/// Adds `Accept-Encoding` to the Vary header unless it is there (or `*` is).
+fn add_vary(headers: &mut HeaderMap) {
+    let listed = headers.get_all(header::VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|name| name.trim() == "*" || name.trim().eq_ignore_ascii_case("accept-encoding"))
+        })
+    });
+    if !listed {
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
+/// An upstream body, compressed as it streams.
+pub struct GzipBody {
+    inner: ResponseBody,
+    /// `None` once the gzip trailer has gone out.
+    encoder: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl GzipBody {
+    fn new(inner: ResponseBody, level: u32) -> GzipBody {
+        GzipBody { inner, encoder: Some(GzEncoder::new(Vec::new(), Compression::new(level))) }
+    }
+
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(encoder) = self.encoder.as_mut() else { return Poll::Ready(None) };
+            match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    // Writing into a Vec fails only when memory does.
+                    encoder.write_all(&data)?;
+                    // A sync flush: what came in so far can be decoded now.
+                    encoder.flush()?;
+                    let out = std::mem::take(encoder.get_mut());
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.encoder = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    let Some(encoder) = self.encoder.take() else { return Poll::Ready(None) };
+                    let out = encoder.finish()?;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            }
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.encoder.is_none()
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn accepts(values: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+        }
+        request_accepts(&Method::GET, Version::HTTP_11, &headers)
+    }
+
+    #[test]
+    fn accept_encoding() {
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5, br"]));
+        assert!(accepts(&["br", "x-gzip"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.0"]));
+        assert!(!accepts(&["gzipped"]));
+        // `*` is not taken as gzip (nginx does not either).
+        assert!(!accepts(&["*"]));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(!request_accepts(&Method::HEAD, Version::HTTP_11, &headers));
+        assert!(!request_accepts(&Method::GET, Version::HTTP_10, &headers));
+        assert!(request_accepts(&Method::GET, Version::HTTP_2, &headers));
+    }
+
+    #[test]
+    fn vary_is_added_once() {
+        let mut headers = HeaderMap::new();
+        add_vary(&mut headers);
+        add_vary(&mut headers);
+        assert_eq!(headers.get_all(header::VARY).iter().count(), 1);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        add_vary(&mut headers);
+        let all: Vec<_> = headers.get_all(header::VARY).iter().collect();
+        assert_eq!(all, ["Origin", "Accept-Encoding"]);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::VARY, HeaderValue::from_static("origin, accept-encoding"));
+        add_vary(&mut headers);
+        assert_eq!(headers.get_all(header::VARY).iter().count(), 1);
+    }
+}
