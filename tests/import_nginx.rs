@@ -1537,3 +1537,351 @@ server {
     assert_eq!(notes.matches(both).count(), 3, "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_realip_becomes_the_runtime_client_address_keys() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("realip");
+    let conf = tmp.0.join("realip.conf");
+    std::fs::write(
+        &conf,
+        "http {
+set_real_ip_from 10.0.0.0/8;
+set_real_ip_from 192.0.2.1;
+set_real_ip_from 10.0.0.0/8;
+real_ip_header X-Forwarded-For;
+real_ip_recursive on;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server { listen 8081; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let runtime = "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]  # nginx: set_real_ip_from
+real_ip_header = \"X-Forwarded-For\"  # nginx: real_ip_header
+real_ip_recursive = true  # nginx: real_ip_recursive on
+";
+    assert!(toml.contains(runtime), "{toml}");
+    assert!(!notes.contains("real_ip"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_set_real_ip_from_alone_reads_x_real_ip_as_nginx_does() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("realip-default");
+    let conf = tmp.0.join("realip.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8080;
+    set_real_ip_from 10.0.0.0/8;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(
+        toml.contains("trusted_proxies = [\"10.0.0.0/8\"]  # nginx: set_real_ip_from\nreal_ip_header = \"X-Real-IP\"  # nginx's default without real_ip_header\n"),
+        "{toml}"
+    );
+    assert!(!toml.contains("real_ip_recursive"), "{toml}");
+    let conf = conf.display();
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{conf}:3: note: set_real_ip_from without real_ip_header: nginx reads X-Real-IP, its default: real_ip_header = \"X-Real-IP\"\n"
+        )],
+    );
+    Ok(())
+}
+
+#[test]
+fn import_real_ip_header_and_recursive_are_one_for_every_server() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("realip-differ");
+    let conf = tmp.0.join("realip.conf");
+    std::fs::write(
+        &conf,
+        "http {
+set_real_ip_from 10.0.0.0/8;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; real_ip_header X-Forwarded-For; real_ip_recursive on; location / { proxy_pass http://am; } }
+server { listen 8081; real_ip_header CF-Connecting-IP; location / { proxy_pass http://am; } }
+server { listen 8082; location / { proxy_pass http://am; } }
+server { listen 8083; real_ip_header x-forwarded-for; real_ip_recursive on; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    // The first line written is kept; nginx's default (8082) is no line written.
+    assert!(
+        toml.contains("real_ip_header = \"X-Forwarded-For\"  # nginx: real_ip_header\nreal_ip_recursive = true"),
+        "{toml}"
+    );
+    let conf = conf.display();
+    let kept_header = format!("portico reads one header for every server, X-Forwarded-For ({conf}:4)");
+    let kept_recursive = format!("portico has one for every server, on ({conf}:4)");
+    assert_noted_once(
+        &notes,
+        &[
+            format!("{conf}:5: note: real_ip_header CF-Connecting-IP: {kept_header}\n"),
+            format!("{conf}:5: note: real_ip_recursive is off here: {kept_recursive}\n"),
+            format!(
+                "{conf}:6: note: set_real_ip_from without real_ip_header: nginx reads X-Real-IP here, its default; {kept_header}\n"
+            ),
+            format!("{conf}:6: note: real_ip_recursive is off here: {kept_recursive}\n"),
+        ],
+    );
+    assert!(!notes.contains(&format!("{conf}:7: note: real_ip")), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_set_real_ip_from_per_server_becomes_their_union() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("realip-union");
+    let conf = tmp.0.join("realip.conf");
+    std::fs::write(
+        &conf,
+        "http {
+set_real_ip_from 10.0.0.0/8;
+real_ip_header X-Forwarded-For;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server { listen 8081; set_real_ip_from 192.0.2.1; location / { proxy_pass http://am; } }
+server {
+    listen 8082;
+    location / { proxy_pass http://am; }
+    location /lb/ { set_real_ip_from 2001:db8::/32; proxy_pass http://am; }
+}
+server { listen 8083; set_real_ip_from unix:; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(
+        toml.contains(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\"]  # nginx: set_real_ip_from\n"
+        ),
+        "{toml}"
+    );
+    let conf = conf.display();
+    let union = "portico's [runtime] trusted_proxies is one list for every server, so it trusts 10.0.0.0/8, 192.0.2.1, 2001:db8::/32 here too";
+    assert_noted_once(
+        &notes,
+        &[
+            format!("{conf}:5: note: set_real_ip_from: nginx trusts only 10.0.0.0/8 here; {union}\n"),
+            format!("{conf}:6: note: set_real_ip_from: nginx trusts only 192.0.2.1 here; {union}\n"),
+            format!("{conf}:7: note: set_real_ip_from: nginx trusts only 10.0.0.0/8 here; {union}\n"),
+            format!("{conf}:10: note: set_real_ip_from: nginx trusts only 2001:db8::/32 here; {union}\n"),
+            format!("{conf}:12: note: set_real_ip_from: nginx trusts no proxy here; {union}\n"),
+        ],
+    );
+    assert_eq!(notes.matches("note: set_real_ip_from:").count(), 5, "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_notes_set_real_ip_from_it_cannot_trust() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("realip-unix");
+    let conf = tmp.0.join("realip.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8080;
+    set_real_ip_from unix:;
+    set_real_ip_from lb.example.com;
+    set_real_ip_from 10.0.0.0/33;
+    real_ip_header X-Forwarded-For;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(!toml.contains("trusted_proxies") && !toml.contains("real_ip"), "{toml}");
+    let conf = conf.display();
+    let cidr = "portico's trusted_proxies takes a CIDR such as 10.0.0.0/8 or an IP address";
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:3: directive \"set_real_ip_from\" not translated: portico listens on TCP only, where no client comes from a UNIX socket\n"
+            ),
+            format!("{conf}:4: directive \"set_real_ip_from\" not translated: {cidr}\n"),
+            format!("{conf}:5: directive \"set_real_ip_from\" not translated: {cidr}\n"),
+            format!(
+                "{conf}:6: directive \"real_ip_header\" not translated: no set_real_ip_from address is in effect, so nginx believes no proxy's header\n"
+            ),
+        ],
+    );
+    Ok(())
+}
+
+#[test]
+fn import_listen_proxy_protocol_becomes_the_servers_proxy_protocol() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-protocol");
+    write_mtls_files(&tmp.0, &["a.test"])?;
+    let conf = tmp.0.join("pp.conf");
+    std::fs::write(
+        &conf,
+        "http {
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 443 ssl proxy_protocol;
+    server_name a.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    set_real_ip_from 10.1.0.0/16;
+    real_ip_header proxy_protocol;
+    location / { proxy_pass http://am; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(toml.contains("trusted_proxies = [\"10.1.0.0/16\"]"), "{toml}");
+    assert!(toml.contains("\nproxy_protocol = true  # nginx: listen ... proxy_protocol\n"), "{toml}");
+    // The PROXY header is no header portico reads: the server's proxy_protocol covers it.
+    assert!(!toml.contains("real_ip_header") && !toml.contains("real_ip_recursive"), "{toml}");
+    assert!(!notes.contains("proxy_protocol") && !notes.contains("real_ip"), "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_listen_proxy_protocol_without_realip() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-protocol-untrusted");
+    let conf = tmp.0.join("pp.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8080 proxy_protocol;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    // Without set_real_ip_from, portico has no balancer to trust: commented out, so that it still validates.
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(
+        toml.contains("\n# proxy_protocol = true  # needs [runtime] trusted_proxies: the balancers' addresses\n"),
+        "{toml}"
+    );
+    assert!(!toml.contains("\nproxy_protocol"), "{toml}");
+    let at = conf.display();
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{at}:1: note: listen ... proxy_protocol: proxy_protocol = true is written commented out: portico needs [runtime] trusted_proxies listing the balancers (nginx: set_real_ip_from) to take their PROXY headers; add them and uncomment it\n"
+        )],
+    );
+
+    // With set_real_ip_from but not real_ip_header proxy_protocol, nginx kept
+    // the balancer's address; portico takes the client's.
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8080 proxy_protocol;
+    set_real_ip_from 10.1.0.0/16;
+    real_ip_header X-Forwarded-For;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(toml.contains("\nproxy_protocol = true  # nginx: listen ... proxy_protocol\n"), "{toml}");
+    assert!(toml.contains("real_ip_header = \"X-Forwarded-For\""), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{at}:1: note: listen ... proxy_protocol without set_real_ip_from and real_ip_header proxy_protocol: nginx keeps the balancer's address in $remote_addr, portico takes the PROXY header's client address from a trusted balancer (logs, allow/deny, limit_req and ip_hash now see clients)\n"
+        )],
+    );
+
+    // real_ip_header proxy_protocol where no listen has proxy_protocol: nginx takes no address from it.
+    std::fs::write(
+        &conf,
+        "server {
+    listen 8080;
+    set_real_ip_from 10.1.0.0/16;
+    real_ip_header proxy_protocol;
+    location / { proxy_pass http://127.0.0.1:9000; }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert!(!toml.contains("proxy_protocol") && !toml.contains("real_ip_header"), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{at}:4: note: real_ip_header proxy_protocol: no server it applies to has listen ... proxy_protocol, so nginx takes no address from it here either\n"
+        )],
+    );
+    Ok(())
+}
+
+#[test]
+fn import_proxy_protocol_on_some_listens_of_a_server() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-protocol-mixed");
+    write_mtls_files(&tmp.0, &["a.test"])?;
+    let conf = tmp.0.join("pp.conf");
+    std::fs::write(
+        &conf,
+        "http {
+set_real_ip_from 10.1.0.0/16;
+real_ip_header proxy_protocol;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080 proxy_protocol;
+    listen 8081;
+    location / { proxy_pass http://am; }
+}
+server {
+    listen 8090;
+    listen 8443 ssl proxy_protocol;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    location / { proxy_pass http://am; }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    assert!(!server_table(&toml, "8080\", \"8081").contains("proxy_protocol"), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{conf}:5: note: proxy_protocol is NOT translated: nginx expects a PROXY protocol header on listen 8080 ({conf}:6) but not on 8081 ({conf}:7), and portico's proxy_protocol is per server: split this server into two [[server]] blocks, with proxy_protocol = true on the first\n"
+        )],
+    );
+    // A server the importer splits into its plain and TLS listens gets it where all are marked.
+    assert!(!server_table(&toml, "8090").contains("proxy_protocol"), "{toml}");
+    assert!(server_table(&toml, "8443").contains("\nproxy_protocol = true"), "{toml}");
+    assert_eq!(notes.lines().filter(|l| l.contains("proxy_protocol")).count(), 1, "{notes}");
+    Ok(())
+}
+
+#[test]
+fn import_proxy_protocol_applies_to_every_server_on_the_address() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("proxy-protocol-address");
+    let conf = tmp.0.join("pp.conf");
+    std::fs::write(
+        &conf,
+        "http {
+set_real_ip_from 10.1.0.0/16;
+real_ip_header proxy_protocol;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080 proxy_protocol; server_name a.test; location / { proxy_pass http://am; } }
+server { listen 8080; server_name b.test; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    // nginx expects the header on the address for both servers; portico would refuse them disagreeing.
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    assert_eq!(toml.matches("\nproxy_protocol = true").count(), 2, "{toml}");
+    let conf = conf.display();
+    assert_noted_once(
+        &notes,
+        &[format!(
+            "{conf}:6: note: listen 8080: nginx expects a PROXY protocol header on every connection to it, as the listen at {conf}:5 says: so does this server (proxy_protocol = true)\n"
+        )],
+    );
+    Ok(())
+}

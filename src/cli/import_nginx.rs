@@ -71,11 +71,16 @@ pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Tr
         servers: Vec::new(),
         matches: Vec::new(),
         zones: Vec::new(),
+        real_ip: Vec::new(),
     };
     t.main(directives);
     t.finish_upstreams();
     t.finish_matches();
     t.finish_protocols();
+    t.finish_proxy_protocol();
+    let trusted = t.finish_trusted_proxies();
+    t.finish_real_ip_header();
+    t.finish_proxy_protocol_trust(trusted);
     let toml = t.render(source);
     Translation { toml, notes: t.notes }
 }
@@ -141,6 +146,55 @@ struct Scope {
     limit_req_status: Option<u16>,
     /// Whether `limit_req_dry_run on` is in effect: nginx only counts then.
     limit_req_dry_run: bool,
+    /// nginx's realip settings in effect.
+    real_ip: RealIp,
+    /// Whether `real_ip.from` is the level above's: a level with
+    /// `set_real_ip_from` lines of its own inherits none, as nginx merges them.
+    real_ip_from_inherited: bool,
+}
+
+/// nginx's realip settings at a level (`set_real_ip_from`, `real_ip_header`,
+/// `real_ip_recursive`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RealIp {
+    /// The `set_real_ip_from` addresses portico can trust.
+    from: Vec<String>,
+    /// The first `set_real_ip_from` line in effect, translated or not.
+    from_place: Option<Place>,
+    /// `real_ip_header`, as written, and where.
+    header: Option<(String, Place)>,
+    /// `real_ip_recursive`, and where.
+    recursive: Option<(bool, Place)>,
+}
+
+impl RealIp {
+    /// The header nginx reads, `None` where its realip module does nothing
+    /// (no address to trust), and the line naming it (`None`: nginx's default).
+    fn header_read(&self) -> Option<(&str, Option<&Place>)> {
+        if self.from.is_empty() {
+            return None;
+        }
+        Some(match &self.header {
+            Some((name, place)) => (name.as_str(), Some(place)),
+            None => ("X-Real-IP", None),
+        })
+    }
+
+    /// Whether nginx takes the client's address from the PROXY header here.
+    fn reads_proxy_protocol(&self) -> bool {
+        self.header_read().is_some_and(|(name, _)| name.eq_ignore_ascii_case("proxy_protocol"))
+    }
+}
+
+/// A server's or location's realip settings, weighed once every server is read:
+/// portico has one set for all.
+#[derive(Debug)]
+struct RealIpContext {
+    /// The server's or location's line.
+    place: Place,
+    /// The server's line (the same for a server).
+    server: Place,
+    real_ip: RealIp,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +353,11 @@ struct ServerOut {
     send_timeout: Option<String>,
     access: AccessOut,
     limit_req: Option<LimitOut>,
+    /// Each listen line: address, whether it has `proxy_protocol`, and where.
+    listen_lines: Vec<(String, bool, Place)>,
+    /// `proxy_protocol = true`, or `Some(false)` to write it commented out
+    /// (portico needs trusted_proxies for it).
+    proxy_protocol: Option<bool>,
     comments: Vec<String>,
 }
 
@@ -312,6 +371,8 @@ struct Translator<'a> {
     matches: Vec<MatchBlock>,
     /// Every `limit_req_zone` with a name, translated or not, for the `limit_req` lines naming it.
     zones: Vec<LimitZoneOut>,
+    /// Every server's realip settings, and each location's that differ from its server's.
+    real_ip: Vec<RealIpContext>,
 }
 
 /// Why a directive nginx knows has no portico counterpart.
@@ -347,9 +408,6 @@ fn why_untranslated(name: &str) -> &'static str {
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
         | "default_type" | "etag" => "portico serves no files",
         "log_format" => "portico writes access logs in nginx's combined format, or json (access_log_format)",
-        "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
-            "portico has no real_ip module; [runtime] trusted_proxies decides which X-Forwarded-For to keep"
-        }
         "limit_req_zone" => "nginx takes it at http level only",
         "limit_req" | "limit_req_status" => "nginx takes it in http, server and location blocks",
         "limit_req_log_level" => "portico logs refused requests at error and delayed ones at warn, nginx's default",
@@ -694,6 +752,21 @@ impl Translator<'_> {
                 (Some("off"), 1) => scope.limit_req_dry_run = false,
                 _ => self.untranslated(d, "expected on or off"),
             },
+            "set_real_ip_from" => self.set_real_ip_from(d, scope),
+            "real_ip_header" => match d.args.as_slice() {
+                [name]
+                    if name.eq_ignore_ascii_case("proxy_protocol")
+                        || http::HeaderName::from_bytes(name.as_bytes()).is_ok() =>
+                {
+                    scope.real_ip.header = Some((name.clone(), d.place.clone()));
+                }
+                _ => self.untranslated(d, "expected a header name or proxy_protocol"),
+            },
+            "real_ip_recursive" => match (one, d.args.len()) {
+                (Some("on"), 1) => scope.real_ip.recursive = Some((true, d.place.clone())),
+                (Some("off"), 1) => scope.real_ip.recursive = Some((false, d.place.clone())),
+                _ => self.untranslated(d, "expected on or off"),
+            },
             "ssl_protocols" if !d.args.is_empty() => scope.ssl_protocols = Some((d.args.clone(), d.place.clone())),
             "proxy_ssl_protocols" if !d.args.is_empty() => {
                 scope.proxy_ssl_protocols = Some((d.args.clone(), d.place.clone()));
@@ -725,6 +798,27 @@ impl Translator<'_> {
             _ => return false,
         }
         true
+    }
+
+    /// `set_real_ip_from ADDRESS|CIDR`: an address for `[runtime] trusted_proxies`.
+    fn set_real_ip_from(&mut self, d: &Directive, scope: &mut Scope) {
+        if std::mem::take(&mut scope.real_ip_from_inherited) {
+            scope.real_ip.from.clear();
+            scope.real_ip.from_place = None;
+        }
+        // Still a line of the level's own, translated or not: nginx inherits none then.
+        scope.real_ip.from_place.get_or_insert_with(|| d.place.clone());
+        match d.args.as_slice() {
+            [unix] if unix == "unix:" => {
+                self.untranslated(d, "portico listens on TCP only, where no client comes from a UNIX socket")
+            }
+            [address] if config::validate::parse_cidr(address).is_some() => {
+                if !scope.real_ip.from.contains(address) {
+                    scope.real_ip.from.push(address.clone());
+                }
+            }
+            _ => self.untranslated(d, "portico's trusted_proxies takes a CIDR such as 10.0.0.0/8 or an IP address"),
+        }
     }
 
     fn header(&mut self, d: &Directive, name: &str, value: &str, own: &mut Vec<Header>) {
@@ -958,7 +1052,8 @@ impl Translator<'_> {
     }
 
     fn server(&mut self, d: &Directive, http: &Scope) {
-        let mut scope = Scope { access_inherited: true, limit_req_inherited: true, ..http.clone() };
+        let mut scope =
+            Scope { access_inherited: true, limit_req_inherited: true, real_ip_from_inherited: true, ..http.clone() };
         let mut own_headers = Vec::new();
         let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut out = ServerOut { place: Some(d.place.clone()), ..ServerOut::default() };
@@ -1045,6 +1140,19 @@ impl Translator<'_> {
             if let Some(found) = self.location(loc, &scope, &out.access) {
                 located.push(found);
             }
+        }
+        // A location's realip settings matter apart from its server's only where they differ.
+        self.real_ip.push(RealIpContext {
+            place: d.place.clone(),
+            server: d.place.clone(),
+            real_ip: scope.real_ip.clone(),
+        });
+        for (_, s, place) in located.iter().filter(|(_, s, _)| s.real_ip != scope.real_ip) {
+            self.real_ip.push(RealIpContext {
+                place: place.clone(),
+                server: d.place.clone(),
+                real_ip: s.real_ip.clone(),
+            });
         }
         let primary = located.iter().position(|(l, _, _)| l.prefix == "/").or((located.len() == 1).then_some(0));
         let settings = primary.map_or(scope.clone(), |i| located[i].1.clone());
@@ -1206,15 +1314,19 @@ impl Translator<'_> {
             return self.untranslated(d, "portico listens on \"PORT\", \"IP:PORT\" or \"[IPv6]:PORT\"");
         }
         let mut ssl = false;
+        let mut proxy_protocol = false;
         for param in &d.args[1..] {
             match param.as_str() {
                 "ssl" => ssl = true,
                 "default_server" | "default" => out.default_server = true,
                 // portico offers h2 by ALPN on every TLS listener.
                 "http2" => {}
+                // Made the server's proxy_protocol by finish_proxy_protocol.
+                "proxy_protocol" => proxy_protocol = true,
                 _ => self.note(&d.place, format!("listen parameter \"{param}\" is not translated")),
             }
         }
+        out.listen_lines.push((address.clone(), proxy_protocol, d.place.clone()));
         if !listens.iter().any(|(a, _)| *a == address) {
             listens.push((address, ssl));
         }
@@ -1322,7 +1434,8 @@ impl Translator<'_> {
                 return None;
             }
         };
-        let mut scope = Scope { access_inherited: true, limit_req_inherited: true, ..server.clone() };
+        let mut scope =
+            Scope { access_inherited: true, limit_req_inherited: true, real_ip_from_inherited: true, ..server.clone() };
         let mut own_headers = Vec::new();
         let (mut own_add, mut own_hide) = (Vec::new(), Vec::new());
         let mut action = None;
@@ -1864,6 +1977,238 @@ impl Translator<'_> {
         }
     }
 
+    /// nginx expects a PROXY protocol header on every connection to an address
+    /// that any server's `listen ... proxy_protocol` names (it ORs the flag
+    /// over the servers there); portico's flag is per server: a server gets it
+    /// when all its addresses are such, and a note when only some are.
+    fn finish_proxy_protocol(&mut self) {
+        let marked: Vec<(std::net::SocketAddr, Place)> = self
+            .servers
+            .iter()
+            .flat_map(|s| &s.listen_lines)
+            .filter(|(_, proxy_protocol, _)| *proxy_protocol)
+            .filter_map(|(address, _, place)| Some((config::validate::parse_listen(address)?, place.clone())))
+            .collect();
+        let mut notes = Vec::new();
+        for server in &mut self.servers {
+            let Some(place) = server.place.clone() else { continue };
+            // The listen line marking an address, this server's or another's.
+            let marking = |address: &String| {
+                let addr = config::validate::parse_listen(address)?;
+                marked.iter().find(|(a, _)| *a == addr).map(|(_, p)| p)
+            };
+            let (with, without): (Vec<&String>, Vec<&String>) =
+                server.listen.iter().partition(|a| marking(a).is_some());
+            if with.is_empty() {
+                continue;
+            }
+            if !without.is_empty() {
+                let shown = |list: &[&String]| {
+                    let shown: Vec<String> = list
+                        .iter()
+                        .map(|address| match server.listen_lines.iter().find(|(a, _, _)| a == *address) {
+                            Some((_, _, p)) => format!("{address} ({p})"),
+                            None => (*address).clone(),
+                        })
+                        .collect();
+                    shown.join(", ")
+                };
+                let text = format!(
+                    "proxy_protocol is NOT translated: nginx expects a PROXY protocol header on listen {} but not on {}, and portico's proxy_protocol is per server: split this server into two [[server]] blocks, with proxy_protocol = true on the first",
+                    shown(&with),
+                    shown(&without)
+                );
+                notes.push((place, text));
+                continue;
+            }
+            for address in &with {
+                let own = server.listen_lines.iter().any(|(a, pp, _)| a == *address && *pp);
+                if let Some(by) = marking(address).filter(|_| !own) {
+                    notes.push((
+                        place.clone(),
+                        format!(
+                            "listen {address}: nginx expects a PROXY protocol header on every connection to it, as the listen at {by} says: so does this server (proxy_protocol = true)"
+                        ),
+                    ));
+                }
+            }
+            server.proxy_protocol = Some(true);
+        }
+        for (place, text) in notes {
+            self.note(&place, text);
+        }
+    }
+
+    /// `[runtime] trusted_proxies`: every address a server or location trusts
+    /// (nginx: set_real_ip_from), in the order met. nginx's list is per level,
+    /// portico's one for all: a note where a level's is not the whole.
+    /// Returns whether it lists any.
+    fn finish_trusted_proxies(&mut self) -> bool {
+        let mut trusted: Vec<String> = Vec::new();
+        for address in self.real_ip.iter().flat_map(|c| &c.real_ip.from) {
+            if !trusted.contains(address) {
+                trusted.push(address.clone());
+            }
+        }
+        if trusted.is_empty() {
+            return false;
+        }
+        let mut notes = Vec::new();
+        for c in self.real_ip.iter().filter(|c| trusted.iter().any(|a| !c.real_ip.from.contains(a))) {
+            let here = if c.real_ip.from.is_empty() {
+                "no proxy".to_owned()
+            } else {
+                format!("only {}", c.real_ip.from.join(", "))
+            };
+            let text = format!(
+                "set_real_ip_from: nginx trusts {here} here; portico's [runtime] trusted_proxies is one list for every server, so it trusts {} here too",
+                trusted.join(", ")
+            );
+            notes.push((c.place.clone(), text));
+        }
+        for (place, text) in notes {
+            self.note(&place, text);
+        }
+        let listed: Vec<String> = trusted.iter().map(|a| quote(a)).collect();
+        self.set_runtime("trusted_proxies", format!("[{}]", listed.join(", ")), Some("nginx: set_real_ip_from".into()));
+        true
+    }
+
+    /// `[runtime] real_ip_header`, one for every server where nginx's is per
+    /// level: the first written where nginx reads a header, else nginx's
+    /// default (X-Real-IP), with a note where nginx reads another.
+    /// `real_ip_header proxy_protocol` is no header: proxy_protocol covers it.
+    fn finish_real_ip_header(&mut self) {
+        if self.real_ip.iter().all(|c| c.real_ip.from.is_empty()) {
+            // Nothing to trust: nginx reads no header, and portico cannot without trusted_proxies.
+            let mut lines = Vec::new();
+            for c in &self.real_ip {
+                let header = c.real_ip.header.as_ref().map(|(_, p)| ("real_ip_header", p));
+                let recursive = c.real_ip.recursive.as_ref().map(|(_, p)| ("real_ip_recursive", p));
+                for (name, place) in header.into_iter().chain(recursive) {
+                    lines.push(format!(
+                        "{place}: directive \"{name}\" not translated: no set_real_ip_from address is in effect, so nginx believes no proxy's header"
+                    ));
+                }
+            }
+            for line in lines {
+                if !self.notes.contains(&line) {
+                    self.notes.push(line);
+                }
+            }
+            return;
+        }
+        // Where nginx reads a header for the client's address (not the PROXY header).
+        let reading: Vec<&RealIpContext> = self
+            .real_ip
+            .iter()
+            .filter(|c| c.real_ip.header_read().is_some() && !c.real_ip.reads_proxy_protocol())
+            .collect();
+        let header = |c: &RealIpContext| c.real_ip.header.clone();
+        let Some(first) = reading.iter().find(|c| c.real_ip.header.is_some()).or(reading.first()) else {
+            return;
+        };
+        let (kept, kept_line) = match header(first) {
+            Some((name, line)) => (name, Some(line)),
+            None => ("X-Real-IP".to_owned(), None),
+        };
+        let kept_at = kept_line.as_ref().map_or_else(|| "nginx's default".to_owned(), |p| p.to_string());
+        let mut notes = Vec::new();
+        if kept_line.is_none() {
+            let at = first.real_ip.from_place.as_ref().unwrap_or(&first.place);
+            let text = "set_real_ip_from without real_ip_header: nginx reads X-Real-IP, its default: real_ip_header = \"X-Real-IP\"";
+            notes.push(format!("{at}: note: {text}"));
+        }
+        for c in &reading {
+            let note = match header(c) {
+                Some((name, _)) if name.eq_ignore_ascii_case(&kept) => continue,
+                Some((name, line)) => format!(
+                    "{line}: note: real_ip_header {name}: portico reads one header for every server, {kept} ({kept_at})"
+                ),
+                None if kept.eq_ignore_ascii_case("X-Real-IP") => continue,
+                None => format!(
+                    "{}: note: set_real_ip_from without real_ip_header: nginx reads X-Real-IP here, its default; portico reads one header for every server, {kept} ({kept_at})",
+                    c.place
+                ),
+            };
+            notes.push(note);
+        }
+        let recursive = self.real_ip_recursive(&reading);
+        for note in notes.into_iter().chain(recursive.1) {
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+        let comment =
+            if kept_line.is_some() { "nginx: real_ip_header" } else { "nginx's default without real_ip_header" };
+        self.set_runtime("real_ip_header", quote(&kept), Some(comment.into()));
+        if recursive.0 {
+            self.set_runtime("real_ip_recursive", "true".into(), Some("nginx: real_ip_recursive on".into()));
+        }
+    }
+
+    /// portico's one `real_ip_recursive` for the levels `reading` a header:
+    /// the first written (else off), and notes where nginx's differs.
+    fn real_ip_recursive(&self, reading: &[&RealIpContext]) -> (bool, Vec<String>) {
+        let kept = reading.iter().find_map(|c| c.real_ip.recursive.clone());
+        let on = kept.as_ref().is_some_and(|(on, _)| *on);
+        let word = |on: bool| if on { "on" } else { "off" };
+        let kept_at = kept.as_ref().map_or_else(|| "nginx's default".to_owned(), |(_, p)| p.to_string());
+        let mut notes = Vec::new();
+        for c in reading {
+            let here = c.real_ip.recursive.as_ref().is_some_and(|(on, _)| *on);
+            if here != on {
+                let at = c.real_ip.recursive.as_ref().map_or(&c.place, |(_, p)| p);
+                notes.push(format!(
+                    "{at}: note: real_ip_recursive is {} here: portico has one for every server, {} ({kept_at})",
+                    word(here),
+                    word(on)
+                ));
+            }
+        }
+        (on, notes)
+    }
+
+    /// Each server's proxy_protocol against nginx's realip settings: portico
+    /// takes the PROXY header's address as the client's from a trusted
+    /// balancer, nginx only with set_real_ip_from and real_ip_header
+    /// proxy_protocol; and portico needs trusted_proxies for it at all.
+    fn finish_proxy_protocol_trust(&mut self, trusted: bool) {
+        let mut notes = Vec::new();
+        for server in self.servers.iter_mut().filter(|s| s.proxy_protocol.is_some()) {
+            let Some(place) = server.place.clone() else { continue };
+            if !trusted {
+                // Commented out, so that the output still passes `portico check`.
+                server.proxy_protocol = Some(false);
+                notes.push((place, "listen ... proxy_protocol: proxy_protocol = true is written commented out: portico needs [runtime] trusted_proxies listing the balancers (nginx: set_real_ip_from) to take their PROXY headers; add them and uncomment it".to_owned()));
+            } else if !self.real_ip.iter().any(|c| c.place == place && c.real_ip.reads_proxy_protocol()) {
+                notes.push((place, "listen ... proxy_protocol without set_real_ip_from and real_ip_header proxy_protocol: nginx keeps the balancer's address in $remote_addr, portico takes the PROXY header's client address from a trusted balancer (logs, allow/deny, limit_req and ip_hash now see clients)".to_owned()));
+            }
+        }
+        // `real_ip_header proxy_protocol` lines, and whether a server they apply to has a proxy_protocol listen.
+        let mut lines: Vec<(Place, bool)> = Vec::new();
+        for c in self.real_ip.iter().filter(|c| c.real_ip.reads_proxy_protocol()) {
+            let Some((_, line)) = &c.real_ip.header else { continue };
+            let listens = self.servers.iter().any(|s| {
+                s.place.as_ref() == Some(&c.server)
+                    && (s.proxy_protocol.is_some() || s.listen_lines.iter().any(|(_, pp, _)| *pp))
+            });
+            match lines.iter_mut().find(|(p, _)| p == line) {
+                Some((_, any)) => *any |= listens,
+                None => lines.push((line.clone(), listens)),
+            }
+        }
+        for (line, _) in lines.into_iter().filter(|(_, listens)| !listens) {
+            notes.push((line, "real_ip_header proxy_protocol: no server it applies to has listen ... proxy_protocol, so nginx takes no address from it here either".to_owned()));
+        }
+        for (place, text) in notes {
+            let note = format!("{place}: note: {text}");
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+    }
+
     /// TLS comments on the upstreams, once every proxy_pass is known.
     fn finish_upstreams(&mut self) {
         for up in &mut self.upstreams {
@@ -2021,6 +2366,13 @@ fn render_server(s: &mut String, server: &ServerOut) {
     }
     if server.default_server {
         s.push_str("default_server = true\n");
+    }
+    match server.proxy_protocol {
+        Some(true) => line(s, "proxy_protocol = true", Some("nginx: listen ... proxy_protocol")),
+        Some(false) => {
+            line(s, "# proxy_protocol = true", Some("needs [runtime] trusted_proxies: the balancers' addresses"))
+        }
+        None => {}
     }
     // The tls table's keys after the certificate.
     let mut options = server.protocols.as_ref().map_or_else(String::new, |p| {
