@@ -256,7 +256,9 @@ fn import_reports_untranslated_directives_with_file_and_line() -> Result<(), Box
     )?;
     let (toml, notes) = import(&conf)?;
     let at = |line: usize, name: &str| format!("{}:{line}: directive \"{name}\" not translated: ", conf.display());
-    assert!(notes.contains(&format!("{}portico does not compress responses", at(3, "gzip"))), "{notes}");
+    // gzip on alone: nginx's default types, text/html.
+    assert!(!notes.contains(":3:"), "{notes}");
+    assert!(toml.contains("gzip = { types = [\"text/html\"] }"), "{toml}");
     assert!(notes.contains(&at(4, "location")), "{notes}");
     assert!(notes.contains(&at(11, "rewrite")), "{notes}");
     assert!(
@@ -1883,5 +1885,71 @@ server { listen 8080; server_name b.test; location / { proxy_pass http://am; } }
             "{conf}:6: note: listen 8080: nginx expects a PROXY protocol header on every connection to it, as the listen at {conf}:5 says: so does this server (proxy_protocol = true)\n"
         )],
     );
+    Ok(())
+}
+
+#[test]
+fn import_gzip_becomes_the_servers_and_locations_gzip() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("gzip");
+    let conf = tmp.0.join("gzip.conf");
+    std::fs::write(
+        &conf,
+        "http {
+gzip on;
+gzip_types application/json text/CSS;
+gzip_min_length 1k;
+gzip_proxied expired;
+gzip_vary on;
+gzip_buffers 16 8k;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server {
+    listen 8081;
+    gzip_comp_level 5;
+    location / { proxy_pass http://am; }
+    location /files/ { gzip off; proxy_pass http://am; }
+    location /api/ { gzip_types *; proxy_pass http://am; }
+}
+server { listen 8082; gzip off; location / { proxy_pass http://am; } location /ui/ { gzip on; proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let on = "# nginx: gzip on, gzip_types, gzip_min_length, gzip_comp_level";
+    let servers: Vec<&str> = toml.split("[[server]]").skip(1).collect();
+    assert_eq!(servers.len(), 3, "{toml}");
+    // nginx's settings inherited one by one; text/html stays implied.
+    assert!(
+        servers[0]
+            .contains(&format!("gzip = {{ types = [\"application/json\", \"text/css\"], min_length = \"1k\" }}  {on}")),
+        "{toml}"
+    );
+    assert!(
+        servers[1].contains(&format!(
+            "gzip = {{ types = [\"application/json\", \"text/css\"], min_length = \"1k\", level = 5 }}  {on}"
+        )),
+        "{toml}"
+    );
+    // Locations whose gzip differs from their server's have their own.
+    let files = servers[1].split("prefix = \"/files/\"").nth(1).unwrap_or_default();
+    assert!(files.starts_with("\nproxy_pass = \"am\"\ngzip = false  # nginx: gzip off\n"), "{toml}");
+    let api = servers[1].split("prefix = \"/api/\"").nth(1).unwrap_or_default();
+    assert!(api.contains("gzip = { types = [\"*\"], min_length = \"1k\", level = 5 }"), "{toml}");
+    assert!(!servers[2].split("[[server.location]]").next().unwrap_or_default().contains("gzip ="), "{toml}");
+    let ui = servers[2].split("prefix = \"/ui/\"").nth(1).unwrap_or_default();
+    assert!(ui.contains("gzip = { types = [\"application/json\", \"text/css\"], min_length = \"1k\" }"), "{toml}");
+    let conf = conf.display();
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:5: note: gzip_proxied expired: portico compresses answers to every request, those that came through another proxy (with a Via header) too, as nginx's gzip_proxied any"
+            ),
+            format!(
+                "{conf}:7: directive \"gzip_buffers\" not translated: portico compresses as the body streams, without gzip buffers"
+            ),
+        ],
+    );
+    assert!(!notes.contains("gzip_vary") && !notes.contains(":2:") && !notes.contains(":3:"), "{notes}");
     Ok(())
 }

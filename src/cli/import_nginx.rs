@@ -148,9 +148,40 @@ struct Scope {
     limit_req_dry_run: bool,
     /// nginx's realip settings in effect.
     real_ip: RealIp,
+    /// nginx's gzip settings in effect, each inherited on its own as nginx does.
+    gzip: GzipScope,
     /// Whether `real_ip.from` is the level above's: a level with
     /// `set_real_ip_from` lines of its own inherits none, as nginx merges them.
     real_ip_from_inherited: bool,
+}
+
+/// nginx's `gzip`, `gzip_types`, `gzip_min_length` and `gzip_comp_level` at a level.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct GzipScope {
+    on: bool,
+    /// `gzip_types` as written (nginx's default is text/html alone).
+    types: Option<Vec<String>>,
+    min_length: Option<String>,
+    level: Option<u32>,
+}
+
+impl GzipScope {
+    /// portico's `gzip` for these settings; `None` when off.
+    fn out(&self) -> Option<GzipOut> {
+        self.on.then(|| GzipOut {
+            types: self.types.clone().unwrap_or_else(|| vec!["text/html".to_owned()]),
+            min_length: self.min_length.clone(),
+            level: self.level,
+        })
+    }
+}
+
+/// A server's or location's `gzip = { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+struct GzipOut {
+    types: Vec<String>,
+    min_length: Option<String>,
+    level: Option<u32>,
 }
 
 /// nginx's realip settings at a level (`set_real_ip_from`, `real_ip_header`,
@@ -302,6 +333,8 @@ struct LocationOut {
     /// Its own response headers (it has `add_header` or `proxy_hide_header`
     /// lines), which replace the server's; `None` inherits them.
     response_headers: Option<Vec<(Header, &'static str)>>,
+    /// Its own `gzip` where it differs from the server's (`Some(None)`: off).
+    gzip: Option<Option<GzipOut>>,
 }
 
 /// A server's or location's `limit_req`, and the line it came from.
@@ -358,6 +391,7 @@ struct ServerOut {
     /// `proxy_protocol = true`, or `Some(false)` to write it commented out
     /// (portico needs trusted_proxies for it).
     proxy_protocol: Option<bool>,
+    gzip: Option<GzipOut>,
     comments: Vec<String>,
 }
 
@@ -378,7 +412,9 @@ struct Translator<'a> {
 /// Why a directive nginx knows has no portico counterpart.
 fn why_untranslated(name: &str) -> &'static str {
     match name {
-        n if n.starts_with("gzip") => "portico does not compress responses",
+        "gzip_disable" => "portico compresses for every client that accepts gzip, without per-browser exceptions",
+        "gzip_buffers" => "portico compresses as the body streams, without gzip buffers",
+        "gzip_static" | "gunzip" => "portico serves no files and does not decompress",
         n if n.starts_with("proxy_buffer") || n.starts_with("proxy_temp") || n.starts_with("proxy_max_temp") => {
             "portico streams bodies without buffering them"
         }
@@ -660,6 +696,45 @@ impl Translator<'_> {
                         _ => scope.connect_timeout = Some(t),
                     },
                     _ => self.untranslated(d, "expected a duration such as 60s or 5m"),
+                }
+            }
+            "gzip" => match (one, d.args.len()) {
+                (Some("on"), 1) => scope.gzip.on = true,
+                (Some("off"), 1) => scope.gzip.on = false,
+                _ => self.untranslated(d, "expected on or off"),
+            },
+            "gzip_types" if !d.args.is_empty() => {
+                scope.gzip.types = Some(d.args.iter().map(|t| t.to_ascii_lowercase()).collect());
+            }
+            "gzip_min_length" => match one.filter(|n| d.args.len() == 1 && config::validate::parse_size(n).is_some()) {
+                Some(length) => scope.gzip.min_length = Some(length.to_owned()),
+                None => self.untranslated(d, "expected a length such as 256 or 1k"),
+            },
+            "gzip_comp_level" => match one.and_then(|n| n.parse::<u32>().ok()).filter(|l| (1..=9).contains(l)) {
+                Some(level) if d.args.len() == 1 => scope.gzip.level = Some(level),
+                _ => self.untranslated(d, "expected a level from 1 to 9"),
+            },
+            // portico always sends Vary: Accept-Encoding with what it may compress.
+            "gzip_vary" if matches!(one, Some("on" | "off")) && d.args.len() == 1 => {}
+            "gzip_http_version" => match one {
+                Some("1.1") if d.args.len() == 1 => {}
+                _ => self.note(
+                    &d.place,
+                    format!(
+                        "gzip_http_version {}: portico compresses for HTTP/1.1 and h2 clients only (an HTTP/1.0 client gets no chunked body)",
+                        d.args.join(" ")
+                    ),
+                ),
+            },
+            "gzip_proxied" => {
+                if d.args != ["any"] {
+                    self.note(
+                        &d.place,
+                        format!(
+                            "gzip_proxied {}: portico compresses answers to every request, those that came through another proxy (with a Via header) too, as nginx's gzip_proxied any",
+                            d.args.join(" ")
+                        ),
+                    );
                 }
             }
             "proxy_ssl_verify" => match one {
@@ -1202,6 +1277,15 @@ impl Translator<'_> {
         }
         out.limit_req = server_limit.clone();
 
+        // gzip: the server's, and a location's own where nginx's differs there.
+        out.gzip = scope.gzip.out();
+        for (loc, s, _) in &mut located {
+            let own = s.gzip.out();
+            if matches!(loc.action, Action::Proxy(_)) && own != out.gzip {
+                loc.gzip = Some(own);
+            }
+        }
+
         // nginx counts a request before allow/deny refuse it; portico refuses first.
         let mut counted_first = Vec::new();
         if server_limit.is_some() && out.access.refuses() {
@@ -1251,6 +1335,7 @@ impl Translator<'_> {
                 access: None,
                 limit_req: None,
                 response_headers: None,
+                gzip: None,
             }),
             Some((Action::Proxy(_), _)) | None => {
                 out.locations = located.iter().map(|(l, _, _)| l.clone()).collect();
@@ -1513,7 +1598,7 @@ impl Translator<'_> {
         }
         match action {
             Some(action) => {
-                let location = LocationOut { prefix, action, access, limit_req: None, response_headers };
+                let location = LocationOut { prefix, action, access, limit_req: None, response_headers, gzip: None };
                 Some((location, scope, d.place.clone()))
             }
             None => {
@@ -2403,11 +2488,16 @@ fn render_server(s: &mut String, server: &ServerOut) {
         }
     }
     let shorthand = match server.locations.as_slice() {
-        [LocationOut { prefix, action: Action::Proxy(up), access: None, limit_req: None, response_headers: None }]
-            if prefix == "/" =>
-        {
-            Some(up)
-        }
+        [
+            LocationOut {
+                prefix,
+                action: Action::Proxy(up),
+                access: None,
+                limit_req: None,
+                response_headers: None,
+                gzip: None,
+            },
+        ] if prefix == "/" => Some(up),
         _ => None,
     };
     if let Some(up) = shorthand {
@@ -2416,6 +2506,9 @@ fn render_server(s: &mut String, server: &ServerOut) {
     render_access(s, &server.access);
     if let Some(limit) = &server.limit_req {
         render_limit(s, limit);
+    }
+    if let Some(gzip) = &server.gzip {
+        render_gzip(s, Some(gzip));
     }
     if let Some(p) = &server.access_log {
         s.push_str(&format!("access_log = {}\n", quote(p)));
@@ -2458,11 +2551,30 @@ fn render_server(s: &mut String, server: &ServerOut) {
             if let Some(limit) = &loc.limit_req {
                 render_limit(s, limit);
             }
+            if let Some(gzip) = &loc.gzip {
+                render_gzip(s, gzip.as_ref());
+            }
             if let Some(headers) = &loc.response_headers {
                 render_response_headers(s, "[server.location.response_headers]", headers);
             }
         }
     }
+}
+
+/// `gzip = { ... }`, or `gzip = false` (`None`) for a location where nginx's is off.
+fn render_gzip(s: &mut String, gzip: Option<&GzipOut>) {
+    let Some(gzip) = gzip else {
+        return line(s, "gzip = false", Some("nginx: gzip off"));
+    };
+    let types: Vec<String> = gzip.types.iter().map(|t| quote(t)).collect();
+    let mut table = format!("types = [{}]", types.join(", "));
+    if let Some(length) = &gzip.min_length {
+        table.push_str(&format!(", min_length = {}", quote(length)));
+    }
+    if let Some(level) = gzip.level {
+        table.push_str(&format!(", level = {level}"));
+    }
+    line(s, &format!("gzip = {{ {table} }}"), Some("nginx: gzip on, gzip_types, gzip_min_length, gzip_comp_level"));
 }
 
 /// A response headers table (`title`), each line naming its nginx directive.
