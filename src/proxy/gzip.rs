@@ -4,13 +4,12 @@
 //! streams, each piece the upstream sends flushed on at once so that a
 //! trickling answer (server-sent events, a long poll) is not held back.
 
-use std::io::Write as _;
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::{Body, Frame, SizeHint};
@@ -100,52 +99,138 @@ fn add_vary(headers: &mut HeaderMap) {
     }
 }
 
+/// The gzip header (RFC 1952) before the deflate stream: no name, no time,
+/// "unknown" operating system.
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Compressors kept per thread for the next answer, at most this many: one
+/// is ~300 KiB made and zeroed, which is most of the cost of compressing a
+/// small answer (benches/gzip.rs); a reset one serves again.
+const SPARE_COMPRESSORS: usize = 4;
+
+thread_local! {
+    static SPARE: RefCell<Vec<(u32, Compress)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A compressor at `level`: a spare one of this thread's, or a new one.
+fn compressor(level: u32) -> Compress {
+    let spare = SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let found = spare.iter().rposition(|(l, _)| *l == level)?;
+        Some(spare.swap_remove(found).1)
+    });
+    spare.unwrap_or_else(|| Compress::new(Compression::new(level), false))
+}
+
+/// Gives `compress` back to this thread's spares (or drops it: there are enough).
+fn give_back(level: u32, mut compress: Compress) {
+    compress.reset();
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_COMPRESSORS {
+            spare.push((level, compress));
+        }
+    });
+}
+
 /// An upstream body, compressed as it streams.
 pub struct GzipBody {
     inner: ResponseBody,
+    level: u32,
     /// `None` once the gzip trailer has gone out.
-    encoder: Option<GzEncoder<Vec<u8>>>,
+    compress: Option<Compress>,
+    crc: Crc,
+    header_sent: bool,
 }
 
 impl GzipBody {
     fn new(inner: ResponseBody, level: u32) -> GzipBody {
-        GzipBody { inner, encoder: Some(GzEncoder::new(Vec::new(), Compression::new(level))) }
+        GzipBody { inner, level, compress: Some(compressor(level)), crc: Crc::new(), header_sent: false }
     }
 
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
-            let Some(encoder) = self.encoder.as_mut() else { return Poll::Ready(None) };
+            if self.compress.is_none() {
+                return Poll::Ready(None);
+            }
             match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    // Writing into a Vec fails only when memory does.
-                    encoder.write_all(&data)?;
-                    // A sync flush: what came in so far can be decoded now.
-                    encoder.flush()?;
-                    let out = std::mem::take(encoder.get_mut());
+                    self.crc.update(&data);
+                    // The last piece ends the stream at once (one block, not
+                    // a flushed one and an empty last: a small answer's whole
+                    // body comes as one piece); any other is sync-flushed, so
+                    // that what came in so far can be decoded now.
+                    if self.inner.is_end_stream() {
+                        return Poll::Ready(Some(self.finish(&data).map(Frame::data)));
+                    }
+                    let out = self.deflate(&data, FlushCompress::Sync)?;
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
                 }
                 Some(Err(e)) => {
-                    self.encoder = None;
+                    self.release();
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => {
-                    let Some(encoder) = self.encoder.take() else { return Poll::Ready(None) };
-                    let out = encoder.finish()?;
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                }
+                None => return Poll::Ready(Some(self.finish(&[]).map(Frame::data))),
             }
         }
     }
 
+    /// Compresses `input` and flushes as `flush` says; the header first, once.
+    fn deflate(&mut self, input: &[u8], flush: FlushCompress) -> Result<Vec<u8>, BoxError> {
+        let Some(compress) = self.compress.as_mut() else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        if !std::mem::replace(&mut self.header_sent, true) {
+            out.extend_from_slice(&HEADER);
+        }
+        let mut rest = input;
+        loop {
+            let before = compress.total_in();
+            let status = compress.compress_vec(rest, &mut out, flush)?;
+            let taken = usize::try_from(compress.total_in() - before).unwrap_or(rest.len());
+            rest = rest.get(taken..).unwrap_or_default();
+            // Done when all is taken and the flush did not fill the output.
+            let done = match flush {
+                FlushCompress::Finish => status == Status::StreamEnd,
+                _ => rest.is_empty() && out.len() < out.capacity(),
+            };
+            if done {
+                return Ok(out);
+            }
+            out.reserve(out.capacity().max(256));
+        }
+    }
+
+    /// The stream's end: `last` compressed, then the trailer.
+    fn finish(&mut self, last: &[u8]) -> Result<Bytes, BoxError> {
+        let mut out = self.deflate(last, FlushCompress::Finish)?;
+        out.extend_from_slice(&self.crc.sum().to_le_bytes());
+        // ISIZE: the input's length modulo 2^32, as RFC 1952 has it.
+        out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        self.release();
+        Ok(Bytes::from(out))
+    }
+
+    fn release(&mut self) {
+        if let Some(compress) = self.compress.take() {
+            give_back(self.level, compress);
+        }
+    }
+
     pub fn is_end_stream(&self) -> bool {
-        self.encoder.is_none()
+        self.compress.is_none()
     }
 
     pub fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+impl Drop for GzipBody {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
