@@ -297,3 +297,64 @@ async fn the_start_waits_once_for_all_mandatory_upstreams() {
     assert!(took >= Duration::from_millis(4900) && took < Duration::from_secs(9), "start took {took:?}");
     portico.shutdown().await;
 }
+
+/// `port`: checks go to the server's host on the check's port, not to the
+/// port that takes the traffic (a WSO2 node answering checks on its servlet
+/// port beside its gateway port). The check port's answer alone decides: the
+/// server goes out while its traffic port is healthy, and comes back.
+#[tokio::test]
+async fn a_check_port_of_its_own_decides_for_the_server() {
+    let (a, servlet) = (TestBackend::spawn("a").await, TestBackend::spawn("a-servlet").await);
+    let port = servlet.addr().port();
+    // mandatory: a takes traffic only once a check on the other port passed.
+    let check = format!("{CHECK_50MS}\nmandatory = true\nport = {port}");
+    let portico = start_portico(&config(&[&a], "", &check)).await;
+    wait_passing(&portico, &a, true).await;
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 2);
+
+    servlet.set_health(503);
+    wait_passing(&portico, &a, false).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.traffic(), 2, "a takes nothing while its check port fails");
+    let status = portico.admin_text("/status").await;
+    assert!(status.contains(&format!("health checks: GET /health on port {port} every")), "{status}");
+    assert!(
+        status.contains(&format!("{}: GET /health on port {port}: status 503 Service Unavailable", a.addr())),
+        "{status}"
+    );
+
+    servlet.set_health(200);
+    wait_passing(&portico, &a, true).await;
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 4);
+    // Every check went to the other port, named in its Host.
+    assert!(a.requests().iter().all(|seen| seen.uri.path() != "/health"), "{:?}", a.requests());
+    assert_eq!(servlet.traffic(), 0);
+    let check = servlet.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.header("host"), Some(format!("127.0.0.1:{port}").as_str()));
+    portico.shutdown().await;
+}
+
+/// A check port of its own speaks the upstream's TLS: SNI and Host from
+/// `tls_server_name`, trust from `ca_file` (a plain check, or one naming
+/// another server, would not pass there).
+#[tokio::test]
+async fn a_check_port_speaks_the_upstream_tls() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let a = TestBackend::spawn_tls("a", &cert).await;
+    let servlet = TestBackend::spawn_tls("a-servlet", &cert).await;
+    let upstream =
+        format!("tls = true\nca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
+    let check = format!("{CHECK_50MS}\nmandatory = true\nport = {}", servlet.addr().port());
+    let portico = start_portico(&config(&[&a], &upstream, &check)).await;
+    wait_passing(&portico, &a, true).await;
+    let check = servlet.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.sni.as_deref(), Some("backend.internal"));
+    assert_eq!(check.header("host"), Some("backend.internal"));
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 2);
+    assert!(a.requests().iter().all(|seen| seen.uri.path() != "/health"));
+    portico.shutdown().await;
+}

@@ -213,6 +213,8 @@ struct HealthCheckOut {
     /// `status`, and the `match` block it came from.
     status: Option<(String, String)>,
     mandatory: bool,
+    /// `port=`: each server's host is checked on this port.
+    port: Option<u16>,
 }
 
 /// A `limit_req_zone`, and its `[limit_req.NAME]` rate and size when it translates.
@@ -1647,6 +1649,7 @@ impl Translator<'_> {
             passes: 1,
             status: None,
             mandatory: false,
+            port: None,
         };
         let mut persistent = false;
         // Why it is left out, and the notes on what is lost if it is not.
@@ -1680,9 +1683,12 @@ impl Translator<'_> {
                     Ok(status) => out.status = Some((status, value.to_owned())),
                     Err(why) => refused.push(why),
                 },
-                // A check of another port or protocol, made as portico's GET of the
-                // proxied port, could take out every server while they are fine.
-                "port" => refused.push(format!("{param}: portico checks each server on the port it proxies to, where this check's uri may not answer")),
+                "port" => match value.parse::<u16>().ok().filter(|port| *port > 0) {
+                    Some(port) => out.port = Some(port),
+                    None => refused.push(invalid),
+                },
+                // A check of another protocol, made as portico's GET, could take
+                // out every server while they are fine.
                 "type" if value == "grpc" => {
                     refused.push(format!("{param}: portico checks with an HTTP/1.1 GET, which a gRPC server need not answer"))
                 }
@@ -1996,6 +2002,9 @@ impl Translator<'_> {
                 if n != 1 {
                     s.push_str(&format!("{key} = {n}\n"));
                 }
+            }
+            if let Some(port) = check.port {
+                s.push_str(&format!("port = {port}\n"));
             }
             if let Some((status, from)) = &check.status {
                 line(s, &format!("status = {}", quote(status)), Some(&format!("nginx: match {from}")));

@@ -257,10 +257,13 @@ pub struct HealthCheck {
     pub passes: u32,
     /// Statuses that pass, as inclusive ranges.
     pub status: Vec<(u16, u16)>,
-    /// The Host header; `None`: `tls_server_name`, else the server's address.
+    /// The Host header; `None`: `tls_server_name`, else the server's address
+    /// (with `port` in place of its own).
     pub host: Option<String>,
     /// A server takes no traffic until its first check has passed.
     pub mandatory: bool,
+    /// Checks go to each server's host on this port; `None`: its own port.
+    pub port: Option<u16>,
 }
 
 impl HealthCheck {

@@ -594,6 +594,20 @@ impl Checker<'_> {
             }
             Some(host.into_inner())
         });
+        let port = c.port.and_then(|port| match u16::try_from(*port.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.error(
+                    port.span(),
+                    format!(
+                        "port = {}: expected a port from 1 to 65535, such as port = 9763 (leave it out to check \
+                         each server on its own port)",
+                        port.get_ref()
+                    ),
+                );
+                None
+            }
+        });
         if self.errors.len() > before {
             return None;
         }
@@ -606,6 +620,7 @@ impl Checker<'_> {
             status,
             host,
             mandatory: c.mandatory.unwrap_or(false),
+            port,
         })
     }
 
@@ -1997,6 +2012,7 @@ redirect = "https://example.com$request_uri"
                 status: vec![(200, 399)],
                 host: None,
                 mandatory: false,
+                port: None,
             }
         );
         assert!(defaults.accepts(StatusCode::OK) && defaults.accepts(StatusCode::FOUND));
@@ -2008,6 +2024,7 @@ redirect = "https://example.com$request_uri"
         assert_eq!(listed.status, [(200, 200), (204, 204), (300, 302)]);
         assert!(listed.accepts(StatusCode::NO_CONTENT) && !listed.accepts(StatusCode::CREATED));
         assert_eq!((listed.uri.as_str(), listed.mandatory), ("/health?full=1", true));
+        assert_eq!(with("port = 9763").port, Some(9763));
         assert!(
             validate("[upstream.am]\nservers = [\"127.0.0.1:1\"]", Path::new("p.toml")).unwrap().upstreams[0]
                 .health_check
