@@ -358,3 +358,96 @@ async fn a_check_port_speaks_the_upstream_tls() {
     assert!(a.requests().iter().all(|seen| seen.uri.path() != "/health"));
     portico.shutdown().await;
 }
+
+/// `[upstream.app.health_check]` lines that check `uri` every 50 ms, hold a
+/// server back until its first check passes, and look for `UP` in the body.
+fn body_check(uri: &str) -> String {
+    format!("uri = \"{uri}\"\ninterval = \"50ms\"\ntimeout = \"5s\"\nmandatory = true\nbody = \"UP\"")
+}
+
+/// Waits (up to 10 s) until `/status` contains `text`.
+async fn wait_status(portico: &Portico, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = portico.admin_text("/status").await;
+        if status.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {text:?} in:\n{status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `body`: a check passes when its status passes and the body contains the
+/// text. A 200 without it fails (the reason in `/status`), and so does a 503
+/// with it. Content-Length and chunked bodies alike; the chunks are 3 bytes,
+/// so that the text spans two of them.
+#[tokio::test]
+async fn a_body_check_passes_only_with_the_text_in_the_body() {
+    for uri in ["/health", "/health?chunk=3"] {
+        let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+        for backend in [&a, &b] {
+            backend.set_health_body(r#"{"status":"UP"}"#);
+        }
+        let portico = start_portico(&config(&[&a, &b], "", &body_check(uri))).await;
+        wait_passing(&portico, &b, true).await;
+
+        b.set_health_body(r#"{"status":"DOWN"}"#);
+        wait_passing(&portico, &b, false).await;
+        let status = portico.admin_text("/status").await;
+        assert!(status.contains(&format!("{}: GET {uri}: body lacks &quot;UP&quot;</p>", b.addr())), "{status}");
+        assert!(status.contains(", the body to contain &quot;UP&quot;</p>"), "{status}");
+        let before = (a.traffic(), b.traffic());
+        send(&portico, 4).await;
+        assert_eq!((a.traffic(), b.traffic()), (before.0 + 4, before.1), "{uri}: b takes nothing while failing");
+
+        b.set_health(503);
+        b.set_health_body(r#"{"status":"UP"}"#);
+        wait_status(&portico, &format!("{}: GET {uri}: status 503 Service Unavailable", b.addr())).await;
+        assert_eq!(b.traffic(), before.1, "{uri}");
+        b.set_health(200);
+        wait_passing(&portico, &b, true).await;
+        portico.shutdown().await;
+    }
+}
+
+/// A check reads at most the body's first 64 KiB: a text ending at its
+/// 65536th byte is found, one ending a byte later is not, in a Content-Length
+/// body and a chunked one.
+#[tokio::test]
+async fn a_body_check_reads_the_first_64_kib() {
+    for uri in ["/health", "/health?chunk=1000"] {
+        let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+        a.set_health_body(format!("{}UP", ".".repeat(65534)));
+        b.set_health_body(format!("{}UP", ".".repeat(65535)));
+        let portico = start_portico(&config(&[&a, &b], "", &body_check(uri))).await;
+        wait_passing(&portico, &a, true).await;
+        wait_passing(&portico, &b, false).await;
+        let status = portico.admin_text("/status").await;
+        assert!(
+            status.contains(&format!("{}: GET {uri}: body lacks &quot;UP&quot; in its first 64 KiB", b.addr())),
+            "{status}"
+        );
+        portico.shutdown().await;
+    }
+}
+
+/// A check stops reading once the text shows, or once 64 KiB went by
+/// without it: bodies that never end pass or fail at once, not at the
+/// timeout (an hour here, so a check that read on would never end).
+#[tokio::test]
+async fn a_body_check_stops_reading_at_the_text_or_the_limit() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    a.set_health_body("UP");
+    b.set_health_body(".".repeat(70_000));
+    let check = body_check("/health?hang=1").replace("timeout = \"5s\"", "timeout = \"1h\"");
+    let portico = start_portico(&config(&[&a, &b], "", &check)).await;
+    wait_passing(&portico, &a, true).await;
+    wait_passing(&portico, &b, false).await;
+    let status = portico.admin_text("/status").await;
+    assert!(
+        status.contains(&format!("{}: GET /health?hang=1: body lacks &quot;UP&quot; in its first 64 KiB", b.addr())),
+        "{status}"
+    );
+    portico.shutdown().await;
+}

@@ -135,6 +135,8 @@ pub struct HealthCheck {
     /// The port checked on each server's host, instead of its own (wide
     /// enough to report 0 or 70000 as portico's error, not serde's).
     pub port: Option<Spanned<i64>>,
+    /// Text the response body must contain.
+    pub body: Option<Spanned<String>>,
 }
 
 /// One entry of `servers`: `"host:port"` or a table.

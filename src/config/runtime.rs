@@ -251,7 +251,8 @@ pub struct HealthCheck {
     /// Origin-form request target: path and query.
     pub uri: String,
     pub interval: Duration,
-    /// The connect, the request and the response head, all within this.
+    /// The connect, the request, the response head and (with `body`) as much
+    /// of the body as is read, all within this.
     pub timeout: Duration,
     pub fails: u32,
     pub passes: u32,
@@ -264,9 +265,15 @@ pub struct HealthCheck {
     pub mandatory: bool,
     /// Checks go to each server's host on this port; `None`: its own port.
     pub port: Option<u16>,
+    /// A check passes only if the body's first [`HealthCheck::BODY_LIMIT`]
+    /// bytes contain this (never empty, at most that long).
+    pub body: Option<String>,
 }
 
 impl HealthCheck {
+    /// The most of a response body a check reads looking for `body`.
+    pub const BODY_LIMIT: usize = 64 * 1024;
+
     /// Whether `status` is one that passes.
     pub fn accepts(&self, status: StatusCode) -> bool {
         let code = status.as_u16();

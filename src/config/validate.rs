@@ -608,6 +608,24 @@ impl Checker<'_> {
                 None
             }
         });
+        let body = c.body.and_then(|body| {
+            let len = body.get_ref().len();
+            let why = if len == 0 {
+                "body = \"\": every response contains the empty text; leave body out to test the status alone, \
+                 or name text only a healthy answer contains, such as body = \"UP\""
+                    .to_owned()
+            } else if len > HealthCheck::BODY_LIMIT {
+                format!(
+                    "body is {len} bytes long: a check reads at most the first {} bytes of the response body, \
+                     so it could never be found",
+                    HealthCheck::BODY_LIMIT
+                )
+            } else {
+                return Some(body.into_inner());
+            };
+            self.error(body.span(), why);
+            None
+        });
         if self.errors.len() > before {
             return None;
         }
@@ -621,6 +639,7 @@ impl Checker<'_> {
             host,
             mandatory: c.mandatory.unwrap_or(false),
             port,
+            body,
         })
     }
 
@@ -2013,6 +2032,7 @@ redirect = "https://example.com$request_uri"
                 host: None,
                 mandatory: false,
                 port: None,
+                body: None,
             }
         );
         assert!(defaults.accepts(StatusCode::OK) && defaults.accepts(StatusCode::FOUND));
@@ -2025,6 +2045,7 @@ redirect = "https://example.com$request_uri"
         assert!(listed.accepts(StatusCode::NO_CONTENT) && !listed.accepts(StatusCode::CREATED));
         assert_eq!((listed.uri.as_str(), listed.mandatory), ("/health?full=1", true));
         assert_eq!(with("port = 9763").port, Some(9763));
+        assert_eq!(with("body = \"\\\"status\\\": \\\"UP\\\"\"").body.as_deref(), Some("\"status\": \"UP\""));
         assert!(
             validate("[upstream.am]\nservers = [\"127.0.0.1:1\"]", Path::new("p.toml")).unwrap().upstreams[0]
                 .health_check

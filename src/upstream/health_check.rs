@@ -1,7 +1,8 @@
 //! Active health checks, `[upstream.NAME.health_check]` (NGINX Plus's
 //! `health_check`): each server is asked for a URI every `interval`, on a
 //! connection of its own (to the check's `port` on the server's host, when it
-//! has one), and `fails` failed checks in a row take it out of
+//! has one), its status judged and, with `body`, its body searched for a
+//! text; `fails` failed checks in a row take it out of
 //! the balancing until `passes` pass in a row. Requests never wait for a
 //! check: they read one atomic per server. Passive health (`max_fails`)
 //! still applies on top.
@@ -15,7 +16,7 @@ use http::{Method, StatusCode};
 use tokio::sync::Notify;
 
 use super::Pool;
-use super::http1::{self, Framing};
+use super::http1::{self, BodyReader, Conn, Framing};
 use super::pool::{ConnectError, PeerTls};
 use crate::config::runtime::{HealthCheck, Peer};
 
@@ -183,6 +184,12 @@ pub enum CheckFailure {
     Timeout(Duration),
     #[error("status {0}")]
     Status(StatusCode),
+    /// The body ended without `body`'s text.
+    #[error("body lacks {0:?}")]
+    BodyLacks(String),
+    /// The body's first [`HealthCheck::BODY_LIMIT`] bytes lack it.
+    #[error("body lacks {0:?} in its first 64 KiB")]
+    BodyLacksWithin(String),
 }
 
 /// Checks server `peer` of `pool` until the pool is gone or retired.
@@ -231,9 +238,7 @@ pub async fn run(pool: Weak<Pool>, peer: usize) {
             return;
         }
         let result = match tokio::time::timeout(check.timeout, ask(&pool, peer, &check, &target, &fields)).await {
-            Ok(Ok(status)) if check.accepts(status) => Ok(()),
-            Ok(Ok(status)) => Err(CheckFailure::Status(status)),
-            Ok(Err(e)) => Err(e),
+            Ok(result) => result,
             Err(_) => Err(CheckFailure::Timeout(check.timeout)),
         };
         pool.count_check(peer, result.is_ok());
@@ -274,21 +279,54 @@ struct Target {
     what: String,
 }
 
-/// One check: a new connection, `GET uri`, the response head's status.
+/// One check: a new connection, `GET uri`, the response's status and (with
+/// `body`) as much of its body as it takes to find the text.
 async fn ask(
     pool: &Pool,
     peer: usize,
     check: &HealthCheck,
     target: &Target,
     fields: &[(HeaderName, HeaderValue)],
-) -> Result<StatusCode, CheckFailure> {
+) -> Result<(), CheckFailure> {
     let mut conn = match &target.port {
         Some((port, tls)) => pool.open_port(peer, *port, tls.as_ref()).await?,
         None => pool.open(peer).await?,
     };
     conn.send_head(&Method::GET, &check.uri, fields.iter().map(|(n, v)| (n, v)), Framing::Empty).await?;
-    let head = std::future::poll_fn(|cx| conn.poll_head(cx, &mut None, false)).await?;
-    Ok(head.status)
+    let mut head = std::future::poll_fn(|cx| conn.poll_head(cx, &mut None, false)).await?;
+    if !check.accepts(head.status) {
+        return Err(CheckFailure::Status(head.status));
+    }
+    match &check.body {
+        None => Ok(()),
+        Some(text) => find_in_body(&mut conn, &mut head.body, text).await,
+    }
+}
+
+/// Reads the response body until `text` shows in it, at most its first
+/// [`HealthCheck::BODY_LIMIT`] bytes (Content-Length, chunked or up to the
+/// close alike). Only a piece and the few bytes before it that a match across
+/// pieces needs are held.
+async fn find_in_body(conn: &mut Conn, body: &mut BodyReader, text: &str) -> Result<(), CheckFailure> {
+    let finder = memchr::memmem::Finder::new(text.as_bytes());
+    let overlap = text.len().saturating_sub(1);
+    let mut window: Vec<u8> = Vec::new();
+    let mut read = 0;
+    loop {
+        let Some(piece) = std::future::poll_fn(|cx| conn.poll_body(cx, body, &mut None)).await.transpose()? else {
+            return Err(CheckFailure::BodyLacks(text.to_owned()));
+        };
+        let piece = piece.get(..HealthCheck::BODY_LIMIT - read).unwrap_or(&piece);
+        read += piece.len();
+        window.extend_from_slice(piece);
+        if finder.find(&window).is_some() {
+            return Ok(());
+        }
+        if read == HealthCheck::BODY_LIMIT {
+            return Err(CheckFailure::BodyLacksWithin(text.to_owned()));
+        }
+        window.drain(..window.len().saturating_sub(overlap));
+    }
 }
 
 /// Starts the tasks checking `pool`'s servers (not those `down = true`) on the
@@ -324,6 +362,7 @@ mod tests {
             host: None,
             mandatory,
             port: None,
+            body: None,
         }
     }
 
