@@ -492,7 +492,15 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
         }
         html.push_str("</table>\n");
         if let (Some(checks), Some(check)) = (pool.checks(), &pool.upstream.health_check) {
-            let _ = writeln!(html, "<p>health checks: GET {} every {:?}</p>", escape_html(&check.uri), check.interval);
+            let port = check.port.map(|port| format!(" on port {port}")).unwrap_or_default();
+            let body = check.body.as_ref().map(|text| format!(", the body to contain {text:?}")).unwrap_or_default();
+            let _ = writeln!(
+                html,
+                "<p>health checks: GET {}{port} every {:?}{}</p>",
+                escape_html(&check.uri),
+                check.interval,
+                escape_html(&body)
+            );
             for (i, peer) in pool.upstream.peers.iter().enumerate() {
                 if let (Verdict::Failing, Some(why)) = (checks.verdict(i), checks.last_failure(i)) {
                     let _ = writeln!(

@@ -613,6 +613,29 @@ host = "bad\nhost"
     let unknown = "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nurl = \"/\"\n";
     let found = errors(unknown);
     assert!(found[0].starts_with("portico.toml:4:1: unknown field `url`, expected one of `uri`,"), "{found:?}");
+    let ports = "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nport = 0\n\
+                 [upstream.gw]\nservers = [\"127.0.0.1:8243\"]\n[upstream.gw.health_check]\nport = 65536\n";
+    assert_eq!(
+        errors(ports),
+        [
+            "portico.toml:4:8: port = 0: expected a port from 1 to 65535, such as port = 9763 (leave it out to check each server on its own port)",
+            "portico.toml:8:8: port = 65536: expected a port from 1 to 65535, such as port = 9763 (leave it out to check each server on its own port)",
+        ]
+    );
+    let body = |text: &str, gw_text: &str| {
+        format!(
+            "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nbody = \"{text}\"\n\
+             [upstream.gw]\nservers = [\"127.0.0.1:8243\"]\n[upstream.gw.health_check]\nbody = \"{gw_text}\"\n"
+        )
+    };
+    assert_eq!(
+        errors(&body("", &"x".repeat(65537))),
+        [
+            r#"portico.toml:4:8: body = "": every response contains the empty text; leave body out to test the status alone, or name text only a healthy answer contains, such as body = "UP""#,
+            "portico.toml:8:8: body is 65537 bytes long: a check reads at most the first 65536 bytes of the response body, so it could never be found",
+        ]
+    );
+    assert!(errors(&body("UP", &"x".repeat(65536))).is_empty(), "64 KiB of text can be found");
     let backwards = "[upstream.am]\nservers = [\"127.0.0.1:9443\"]\n[upstream.am.health_check]\nstatus = \"399-200\"\n";
     assert_eq!(
         errors(backwards),

@@ -297,3 +297,157 @@ async fn the_start_waits_once_for_all_mandatory_upstreams() {
     assert!(took >= Duration::from_millis(4900) && took < Duration::from_secs(9), "start took {took:?}");
     portico.shutdown().await;
 }
+
+/// `port`: checks go to the server's host on the check's port, not to the
+/// port that takes the traffic (a WSO2 node answering checks on its servlet
+/// port beside its gateway port). The check port's answer alone decides: the
+/// server goes out while its traffic port is healthy, and comes back.
+#[tokio::test]
+async fn a_check_port_of_its_own_decides_for_the_server() {
+    let (a, servlet) = (TestBackend::spawn("a").await, TestBackend::spawn("a-servlet").await);
+    let port = servlet.addr().port();
+    // mandatory: a takes traffic only once a check on the other port passed.
+    let check = format!("{CHECK_50MS}\nmandatory = true\nport = {port}");
+    let portico = start_portico(&config(&[&a], "", &check)).await;
+    wait_passing(&portico, &a, true).await;
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 2);
+
+    servlet.set_health(503);
+    wait_passing(&portico, &a, false).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.traffic(), 2, "a takes nothing while its check port fails");
+    let status = portico.admin_text("/status").await;
+    assert!(status.contains(&format!("health checks: GET /health on port {port} every")), "{status}");
+    assert!(
+        status.contains(&format!("{}: GET /health on port {port}: status 503 Service Unavailable", a.addr())),
+        "{status}"
+    );
+
+    servlet.set_health(200);
+    wait_passing(&portico, &a, true).await;
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 4);
+    // Every check went to the other port, named in its Host.
+    assert!(a.requests().iter().all(|seen| seen.uri.path() != "/health"), "{:?}", a.requests());
+    assert_eq!(servlet.traffic(), 0);
+    let check = servlet.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.header("host"), Some(format!("127.0.0.1:{port}").as_str()));
+    portico.shutdown().await;
+}
+
+/// A check port of its own speaks the upstream's TLS: SNI and Host from
+/// `tls_server_name`, trust from `ca_file` (a plain check, or one naming
+/// another server, would not pass there).
+#[tokio::test]
+async fn a_check_port_speaks_the_upstream_tls() {
+    let cert = TestCert::new(&["backend.internal"]);
+    let a = TestBackend::spawn_tls("a", &cert).await;
+    let servlet = TestBackend::spawn_tls("a-servlet", &cert).await;
+    let upstream =
+        format!("tls = true\nca_file = {}\ntls_server_name = \"backend.internal\"", toml_path(&cert.ca_path()));
+    let check = format!("{CHECK_50MS}\nmandatory = true\nport = {}", servlet.addr().port());
+    let portico = start_portico(&config(&[&a], &upstream, &check)).await;
+    wait_passing(&portico, &a, true).await;
+    let check = servlet.requests().into_iter().find(|seen| seen.uri.path() == "/health").unwrap();
+    assert_eq!(check.sni.as_deref(), Some("backend.internal"));
+    assert_eq!(check.header("host"), Some("backend.internal"));
+    send(&portico, 2).await;
+    assert_eq!(a.traffic(), 2);
+    assert!(a.requests().iter().all(|seen| seen.uri.path() != "/health"));
+    portico.shutdown().await;
+}
+
+/// `[upstream.app.health_check]` lines that check `uri` every 50 ms, hold a
+/// server back until its first check passes, and look for `UP` in the body.
+fn body_check(uri: &str) -> String {
+    format!("uri = \"{uri}\"\ninterval = \"50ms\"\ntimeout = \"5s\"\nmandatory = true\nbody = \"UP\"")
+}
+
+/// Waits (up to 10 s) until `/status` contains `text`.
+async fn wait_status(portico: &Portico, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = portico.admin_text("/status").await;
+        if status.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {text:?} in:\n{status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `body`: a check passes when its status passes and the body contains the
+/// text. A 200 without it fails (the reason in `/status`), and so does a 503
+/// with it. Content-Length and chunked bodies alike; the chunks are 3 bytes,
+/// so that the text spans two of them.
+#[tokio::test]
+async fn a_body_check_passes_only_with_the_text_in_the_body() {
+    for uri in ["/health", "/health?chunk=3"] {
+        let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+        for backend in [&a, &b] {
+            backend.set_health_body(r#"{"status":"UP"}"#);
+        }
+        let portico = start_portico(&config(&[&a, &b], "", &body_check(uri))).await;
+        wait_passing(&portico, &b, true).await;
+
+        b.set_health_body(r#"{"status":"DOWN"}"#);
+        wait_passing(&portico, &b, false).await;
+        let status = portico.admin_text("/status").await;
+        assert!(status.contains(&format!("{}: GET {uri}: body lacks &quot;UP&quot;</p>", b.addr())), "{status}");
+        assert!(status.contains(", the body to contain &quot;UP&quot;</p>"), "{status}");
+        let before = (a.traffic(), b.traffic());
+        send(&portico, 4).await;
+        assert_eq!((a.traffic(), b.traffic()), (before.0 + 4, before.1), "{uri}: b takes nothing while failing");
+
+        b.set_health(503);
+        b.set_health_body(r#"{"status":"UP"}"#);
+        wait_status(&portico, &format!("{}: GET {uri}: status 503 Service Unavailable", b.addr())).await;
+        assert_eq!(b.traffic(), before.1, "{uri}");
+        b.set_health(200);
+        wait_passing(&portico, &b, true).await;
+        portico.shutdown().await;
+    }
+}
+
+/// A check reads at most the body's first 64 KiB: a text ending at its
+/// 65536th byte is found, one ending a byte later is not, in a Content-Length
+/// body and a chunked one.
+#[tokio::test]
+async fn a_body_check_reads_the_first_64_kib() {
+    for uri in ["/health", "/health?chunk=1000"] {
+        let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+        a.set_health_body(format!("{}UP", ".".repeat(65534)));
+        b.set_health_body(format!("{}UP", ".".repeat(65535)));
+        let portico = start_portico(&config(&[&a, &b], "", &body_check(uri))).await;
+        wait_passing(&portico, &a, true).await;
+        wait_passing(&portico, &b, false).await;
+        let status = portico.admin_text("/status").await;
+        assert!(
+            status.contains(&format!("{}: GET {uri}: body lacks &quot;UP&quot; in its first 64 KiB", b.addr())),
+            "{status}"
+        );
+        portico.shutdown().await;
+    }
+}
+
+/// A check stops reading once the text shows, or once 64 KiB went by
+/// without it: bodies that never end pass or fail at once, not at the
+/// timeout (an hour here, so a check that read on would never end).
+#[tokio::test]
+async fn a_body_check_stops_reading_at_the_text_or_the_limit() {
+    let (a, b) = (TestBackend::spawn("a").await, TestBackend::spawn("b").await);
+    a.set_health_body("UP");
+    b.set_health_body(".".repeat(70_000));
+    let check = body_check("/health?hang=1").replace("timeout = \"5s\"", "timeout = \"1h\"");
+    let portico = start_portico(&config(&[&a, &b], "", &check)).await;
+    wait_passing(&portico, &a, true).await;
+    wait_passing(&portico, &b, false).await;
+    let status = portico.admin_text("/status").await;
+    assert!(
+        status.contains(&format!("{}: GET /health?hang=1: body lacks &quot;UP&quot; in its first 64 KiB", b.addr())),
+        "{status}"
+    );
+    portico.shutdown().await;
+}

@@ -902,7 +902,7 @@ server {
     listen 8080;
     location / {
         proxy_pass https://am;
-        health_check uri=/services/Version interval=10 fails=3 passes=2 mandatory persistent match=am_ok jitter=1s;
+        health_check uri=/services/Version interval=10 fails=3 passes=2 port=9763 mandatory persistent match=am_ok jitter=1s;
     }
     location /gw {
         proxy_pass http://gw;
@@ -922,7 +922,9 @@ server {
              interval = \"10s\"\n\
              fails = 3\n\
              passes = 2\n\
+             port = 9763\n\
              status = \"100-499, 501-599\"  # nginx: match am_ok\n\
+             body = \"Version\"  # nginx: match am_ok\n\
              mandatory = true"
         )
     );
@@ -934,8 +936,9 @@ server {
     assert_noted_once(
         &notes,
         &[
-            format!("{conf}:4: directive \"header\" not translated: portico's health checks test the status alone"),
-            format!("{conf}:5: directive \"body\" not translated: portico's health checks test the status alone"),
+            format!(
+                "{conf}:4: directive \"header\" not translated: portico's health checks test the status and a text in the body, not headers"
+            ),
             format!(
                 "{conf}:13: note: health_check parameter \"jitter=1s\" is not translated: portico checks each server every interval, without a random delay"
             ),
@@ -945,6 +948,84 @@ server {
     assert!(
         !notes.contains("persistent") && !notes.contains("\"match\"") && !notes.contains("\"health_check\""),
         "{notes}"
+    );
+    Ok(())
+}
+
+/// A match block's `body ~` line whose regular expression is a plain text
+/// (escapes such as `\.` taken as the character) is portico's `body`; other
+/// body tests are left out, each named.
+#[test]
+fn import_match_body_becomes_the_checks_body() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("health-check-body");
+    let conf = tmp.0.join("health-check-body.conf");
+    std::fs::write(
+        &conf,
+        r#"http {
+match literal {
+    status 200;
+    body ~ "\"status\": ?\"UP\"";
+    body ~ "\"version\":\"4\.2\.0\"";
+}
+match plain { body ~ "\"version\":\"4\.2\.0\""; body ~ "\"status\":\"UP\""; }
+match regex {
+    body ~ "UP|OK";
+    body !~ "maintenance";
+}
+upstream am { zone am 64k; server 127.0.0.1:9443; }
+upstream gw { zone gw 64k; server 127.0.0.1:8243; }
+upstream km { zone km 64k; server 127.0.0.1:9444; }
+server {
+    listen 8080;
+    location / { proxy_pass http://am; health_check match=literal; }
+    location /gw { proxy_pass http://gw; health_check match=plain; }
+    location /km { proxy_pass http://km; health_check match=regex; }
+}
+}
+"#,
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // The regex on line 4 is not a text; line 5's is, with its dots escaped.
+    assert_eq!(
+        upstream_table(&toml, "am.health_check"),
+        format!(
+            "[upstream.am.health_check]  # nginx: health_check, {conf}:17\n\
+             uri = \"/\"\n\
+             interval = \"5s\"\n\
+             status = \"200\"  # nginx: match literal\n\
+             body = \"\\\"version\\\":\\\"4.2.0\\\"\"  # nginx: match literal"
+        )
+    );
+    // portico looks for one text: the first.
+    assert!(
+        upstream_table(&toml, "gw.health_check")
+            .contains("body = \"\\\"version\\\":\\\"4.2.0\\\"\"  # nginx: match plain"),
+        "{toml}"
+    );
+    let km = upstream_table(&toml, "km.health_check");
+    assert!(km.contains("status = \"100-599\"  # nginx: match regex") && !km.contains("\nbody = "), "{km}");
+    let left_out = |line: usize, why: &str| format!("{conf}:{line}: directive \"body\" not translated: {why}");
+    assert_noted_once(
+        &notes,
+        &[
+            left_out(
+                4,
+                "portico's health checks look for a literal text in the body (body = \"...\"), and this regular expression is not one",
+            ),
+            left_out(
+                7,
+                "portico's health checks look for one text in the body, and an earlier body line of this match block is it",
+            ),
+            left_out(
+                9,
+                "portico's health checks look for a literal text in the body (body = \"...\"), and this regular expression is not one",
+            ),
+            left_out(
+                10,
+                "portico's health checks look for a text the body contains (body = \"...\"), not one it lacks",
+            ),
+        ],
     );
     Ok(())
 }
@@ -972,7 +1053,7 @@ server {
     location /direct { proxy_pass http://127.0.0.1:9000; health_check; }
     location /gw {
         proxy_pass http://gw;
-        health_check port=8081 uri=/health;
+        health_check port=65536 uri=/health;
         health_check uri=health;
         health_check match=missing;
         health_check match=never;
@@ -1011,10 +1092,7 @@ server {
                 15,
                 "NGINX Plus checks the servers of an upstream block that the location's proxy_pass names, and this location names none",
             ),
-            left_out(
-                18,
-                "port=8081: portico checks each server on the port it proxies to, where this check's uri may not answer",
-            ),
+            left_out(18, "port=65536 is not a valid value"),
             left_out(19, "uri=health is not a valid value"),
             left_out(20, "match=missing: there is no match block of that name"),
             left_out(21, "match never: its status lines let no status pass"),

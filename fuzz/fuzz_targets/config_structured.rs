@@ -33,14 +33,14 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s38}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
+/// Fills `{s0}`..`{s39}`, `{n0}`..`{n8}` and `{b0}`..`{b7}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..39).rev() {
+    for i in (0..40).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
-    for i in (0..8).rev() {
+    for i in (0..9).rev() {
         out = out.replace(&format!("{{n{i}}}"), &v.numbers.get(i).copied().unwrap_or(0).to_string());
     }
     for i in (0..8).rev() {
@@ -91,6 +91,8 @@ passes = {n6}
 status = {s32}
 host = {s33}
 mandatory = {b6}
+port = {n8}
+body = {s39}
 
 [[server]]
 listen = [{s14}, "127.0.0.1:18080"]

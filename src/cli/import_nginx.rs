@@ -297,7 +297,12 @@ struct HealthCheckOut {
     passes: u32,
     /// `status`, and the `match` block it came from.
     status: Option<(String, String)>,
+    /// `body`: the literal text of the `match` block's `body ~` line, and
+    /// the block's name.
+    body: Option<(String, String)>,
     mandatory: bool,
+    /// `port=`: each server's host is checked on this port.
+    port: Option<u16>,
 }
 
 /// A `limit_req_zone`, and its `[limit_req.NAME]` rate and size when it translates.
@@ -1844,7 +1849,9 @@ impl Translator<'_> {
             fails: 1,
             passes: 1,
             status: None,
+            body: None,
             mandatory: false,
+            port: None,
         };
         let mut persistent = false;
         // Why it is left out, and the notes on what is lost if it is not.
@@ -1874,13 +1881,19 @@ impl Translator<'_> {
                 "uri" => refused.push(invalid),
                 "mandatory" if value.is_empty() => out.mandatory = true,
                 "persistent" if value.is_empty() => persistent = true,
-                "match" => match self.match_status(value) {
-                    Ok(status) => out.status = Some((status, value.to_owned())),
+                "match" => match self.match_tests(value) {
+                    Ok((status, body)) => {
+                        out.status = Some((status, value.to_owned()));
+                        out.body = body.map(|text| (text, value.to_owned()));
+                    }
                     Err(why) => refused.push(why),
                 },
-                // A check of another port or protocol, made as portico's GET of the
-                // proxied port, could take out every server while they are fine.
-                "port" => refused.push(format!("{param}: portico checks each server on the port it proxies to, where this check's uri may not answer")),
+                "port" => match value.parse::<u16>().ok().filter(|port| *port > 0) {
+                    Some(port) => out.port = Some(port),
+                    None => refused.push(invalid),
+                },
+                // A check of another protocol, made as portico's GET, could take
+                // out every server while they are fine.
                 "type" if value == "grpc" => {
                     refused.push(format!("{param}: portico checks with an HTTP/1.1 GET, which a gRPC server need not answer"))
                 }
@@ -1907,20 +1920,26 @@ impl Translator<'_> {
         Some(out)
     }
 
-    /// The `status` of the `match` block `name`, or why there is none; its
-    /// other tests are reported the first time a `health_check` names it.
-    fn match_status(&mut self, name: &str) -> Result<String, String> {
+    /// The `status` and `body` of the `match` block `name`, or why there is
+    /// none; its other tests are reported the first time a `health_check`
+    /// names it.
+    fn match_tests(&mut self, name: &str) -> Result<(String, Option<String>), String> {
         let Some(m) = self.matches.iter_mut().find(|m| m.directive.args.first().is_some_and(|n| n == name)) else {
             return Err(format!("match={name}: there is no match block of that name"));
         };
         let first_use = !std::mem::replace(&mut m.used, true);
         let block = m.directive.block.clone().unwrap_or_default();
+        let (body, left_out) = match_body(&block);
         if first_use {
-            for test in block.iter().filter(|test| test.name != "status") {
-                self.untranslated(test, "portico's health checks test the status alone");
+            for test in block.iter().filter(|test| test.name != "status" && test.name != "body") {
+                self.untranslated(test, "portico's health checks test the status and a text in the body, not headers");
+            }
+            for (test, why) in left_out {
+                self.untranslated(test, why);
             }
         }
-        match_statuses(&block).map_err(|why| format!("match {name}: {why}"))
+        let status = match_statuses(&block).map_err(|why| format!("match {name}: {why}"))?;
+        Ok((status, body))
     }
 
     /// `match` blocks no translated `health_check` named.
@@ -2427,8 +2446,14 @@ impl Translator<'_> {
                     s.push_str(&format!("{key} = {n}\n"));
                 }
             }
+            if let Some(port) = check.port {
+                s.push_str(&format!("port = {port}\n"));
+            }
             if let Some((status, from)) = &check.status {
                 line(s, &format!("status = {}", quote(status)), Some(&format!("nginx: match {from}")));
+            }
+            if let Some((body, from)) = &check.body {
+                line(s, &format!("body = {}", quote(body)), Some(&format!("nginx: match {from}")));
             }
             if check.mandatory {
                 s.push_str("mandatory = true\n");
@@ -2727,6 +2752,60 @@ fn error_level(level: &str) -> Option<&'static str> {
     }
 }
 
+/// The text an NGINX Plus `match` block's `body ~ REGEX` line looks for, as
+/// portico's `health_check.body`, when the regular expression is a literal
+/// text (`\.` a dot); and the `body` lines left out, with why. portico tests
+/// one text: a second `body ~` line is left out.
+fn match_body(block: &[Directive]) -> (Option<String>, Vec<(&Directive, &'static str)>) {
+    let mut body = None;
+    let mut left_out = Vec::new();
+    for line in block.iter().filter(|d| d.name == "body") {
+        let why = match line.args.as_slice() {
+            [op, regex] if op == "~" => match regex_literal(regex) {
+                Some(text) if text.len() > config::runtime::HealthCheck::BODY_LIMIT => {
+                    "portico's health checks look for the text in the body's first 64 KiB, and this one is longer"
+                }
+                Some(_) if body.is_some() => {
+                    "portico's health checks look for one text in the body, and an earlier body line of this match block is it"
+                }
+                Some(text) => {
+                    body = Some(text);
+                    continue;
+                }
+                None => {
+                    "portico's health checks look for a literal text in the body (body = \"...\"), and this regular expression is not one"
+                }
+            },
+            [op, _] if op == "!~" => {
+                "portico's health checks look for a text the body contains (body = \"...\"), not one it lacks"
+            }
+            _ => "expected body ~ or !~ and a regular expression",
+        };
+        left_out.push((line, why));
+    }
+    (body, left_out)
+}
+
+/// The one text a PCRE regular expression matches, when it is a plain text:
+/// no metacharacter (`.^$|?*+()[]{}`) but escaped ones, such as `\.`, which
+/// are themselves (`\d`, `\b` and the like are classes and anchors, `\Q` a
+/// quote: not plain). `None` otherwise, and for the empty regex.
+fn regex_literal(regex: &str) -> Option<String> {
+    let mut text = String::with_capacity(regex.len());
+    let mut chars = regex.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) if escaped.is_ascii_punctuation() => text.push(escaped),
+                _ => return None,
+            },
+            '.' | '^' | '$' | '|' | '?' | '*' | '+' | '(' | ')' | '[' | ']' | '{' | '}' => return None,
+            c => text.push(c),
+        }
+    }
+    (!text.is_empty()).then_some(text)
+}
+
 /// The statuses an NGINX Plus `match` block's `status` lines let pass (a
 /// response must pass each; a block without one tests no status) as portico's
 /// `health_check.status`: `status ! 500` is `"100-499, 501-599"`.
@@ -2918,6 +2997,34 @@ mod tests {
         assert_eq!(duration("").as_deref(), None);
         assert_eq!(duration("5x").as_deref(), None);
         assert_eq!(duration("m").as_deref(), None);
+    }
+
+    #[test]
+    fn import_regex_literal() {
+        assert_eq!(regex_literal("Welcome to nginx!").as_deref(), Some("Welcome to nginx!"));
+        assert_eq!(regex_literal(r#""status":"UP""#).as_deref(), Some(r#""status":"UP""#));
+        assert_eq!(regex_literal(r"version 4\.2\.0 \(GA\)").as_deref(), Some("version 4.2.0 (GA)"));
+        assert_eq!(regex_literal(r"C:\\wso2").as_deref(), Some(r"C:\wso2"));
+        for regex in ["", "UP|OK", "^UP$", "4.2", "a+", "[Uu]P", r"\d+", r"\bUP", r"\Q.\E", "{\"a\":1}", "x\\"] {
+            assert_eq!(regex_literal(regex), None, "{regex}");
+        }
+    }
+
+    #[test]
+    fn import_match_bodies() {
+        let body = |tests: &str| {
+            let parsed = nginx::parse_str(&format!("match m {{ {tests} }}"), Path::new("nginx.conf")).unwrap();
+            let block = parsed[0].block.clone().unwrap();
+            let (text, left_out) = match_body(&block);
+            (text, left_out.len())
+        };
+        assert_eq!(body("status 200;"), (None, 0));
+        assert_eq!(body("body ~ \"Version\";"), (Some("Version".into()), 0));
+        assert_eq!(body("body ~ \"Ver.ion\";"), (None, 1));
+        assert_eq!(body("body !~ maintenance;"), (None, 1));
+        assert_eq!(body("body ~ UP; body ~ OK;"), (Some("UP".into()), 1));
+        assert_eq!(body("body ~ a b;"), (None, 1));
+        assert_eq!(body(&format!("body ~ {};", "x".repeat(64 * 1024 + 1))), (None, 1));
     }
 
     #[test]

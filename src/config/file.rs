@@ -132,6 +132,11 @@ pub struct HealthCheck {
     pub host: Option<Spanned<String>>,
     /// No traffic to a server until its first check passes.
     pub mandatory: Option<bool>,
+    /// The port checked on each server's host, instead of its own (wide
+    /// enough to report 0 or 70000 as portico's error, not serde's).
+    pub port: Option<Spanned<i64>>,
+    /// Text the response body must contain.
+    pub body: Option<Spanned<String>>,
 }
 
 /// One entry of `servers`: `"host:port"` or a table.

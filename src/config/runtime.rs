@@ -251,19 +251,29 @@ pub struct HealthCheck {
     /// Origin-form request target: path and query.
     pub uri: String,
     pub interval: Duration,
-    /// The connect, the request and the response head, all within this.
+    /// The connect, the request, the response head and (with `body`) as much
+    /// of the body as is read, all within this.
     pub timeout: Duration,
     pub fails: u32,
     pub passes: u32,
     /// Statuses that pass, as inclusive ranges.
     pub status: Vec<(u16, u16)>,
-    /// The Host header; `None`: `tls_server_name`, else the server's address.
+    /// The Host header; `None`: `tls_server_name`, else the server's address
+    /// (with `port` in place of its own).
     pub host: Option<String>,
     /// A server takes no traffic until its first check has passed.
     pub mandatory: bool,
+    /// Checks go to each server's host on this port; `None`: its own port.
+    pub port: Option<u16>,
+    /// A check passes only if the body's first [`HealthCheck::BODY_LIMIT`]
+    /// bytes contain this (never empty, at most that long).
+    pub body: Option<String>,
 }
 
 impl HealthCheck {
+    /// The most of a response body a check reads looking for `body`.
+    pub const BODY_LIMIT: usize = 64 * 1024;
+
     /// Whether `status` is one that passes.
     pub fn accepts(&self, status: StatusCode) -> bool {
         let code = status.as_u16();

@@ -594,6 +594,38 @@ impl Checker<'_> {
             }
             Some(host.into_inner())
         });
+        let port = c.port.and_then(|port| match u16::try_from(*port.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.error(
+                    port.span(),
+                    format!(
+                        "port = {}: expected a port from 1 to 65535, such as port = 9763 (leave it out to check \
+                         each server on its own port)",
+                        port.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+        let body = c.body.and_then(|body| {
+            let len = body.get_ref().len();
+            let why = if len == 0 {
+                "body = \"\": every response contains the empty text; leave body out to test the status alone, \
+                 or name text only a healthy answer contains, such as body = \"UP\""
+                    .to_owned()
+            } else if len > HealthCheck::BODY_LIMIT {
+                format!(
+                    "body is {len} bytes long: a check reads at most the first {} bytes of the response body, \
+                     so it could never be found",
+                    HealthCheck::BODY_LIMIT
+                )
+            } else {
+                return Some(body.into_inner());
+            };
+            self.error(body.span(), why);
+            None
+        });
         if self.errors.len() > before {
             return None;
         }
@@ -606,6 +638,8 @@ impl Checker<'_> {
             status,
             host,
             mandatory: c.mandatory.unwrap_or(false),
+            port,
+            body,
         })
     }
 
@@ -2054,6 +2088,8 @@ redirect = "https://example.com$request_uri"
                 status: vec![(200, 399)],
                 host: None,
                 mandatory: false,
+                port: None,
+                body: None,
             }
         );
         assert!(defaults.accepts(StatusCode::OK) && defaults.accepts(StatusCode::FOUND));
@@ -2065,6 +2101,8 @@ redirect = "https://example.com$request_uri"
         assert_eq!(listed.status, [(200, 200), (204, 204), (300, 302)]);
         assert!(listed.accepts(StatusCode::NO_CONTENT) && !listed.accepts(StatusCode::CREATED));
         assert_eq!((listed.uri.as_str(), listed.mandatory), ("/health?full=1", true));
+        assert_eq!(with("port = 9763").port, Some(9763));
+        assert_eq!(with("body = \"\\\"status\\\": \\\"UP\\\"\"").body.as_deref(), Some("\"status\": \"UP\""));
         assert!(
             validate("[upstream.am]\nservers = [\"127.0.0.1:1\"]", Path::new("p.toml")).unwrap().upstreams[0]
                 .health_check

@@ -1,6 +1,8 @@
 //! Active health checks, `[upstream.NAME.health_check]` (NGINX Plus's
 //! `health_check`): each server is asked for a URI every `interval`, on a
-//! connection of its own, and `fails` failed checks in a row take it out of
+//! connection of its own (to the check's `port` on the server's host, when it
+//! has one), its status judged and, with `body`, its body searched for a
+//! text; `fails` failed checks in a row take it out of
 //! the balancing until `passes` pass in a row. Requests never wait for a
 //! check: they read one atomic per server. Passive health (`max_fails`)
 //! still applies on top.
@@ -14,8 +16,8 @@ use http::{Method, StatusCode};
 use tokio::sync::Notify;
 
 use super::Pool;
-use super::http1::{self, Framing};
-use super::pool::ConnectError;
+use super::http1::{self, BodyReader, Conn, Framing};
+use super::pool::{ConnectError, PeerTls};
 use crate::config::runtime::{HealthCheck, Peer};
 
 /// What the checks last said of a server.
@@ -182,21 +184,40 @@ pub enum CheckFailure {
     Timeout(Duration),
     #[error("status {0}")]
     Status(StatusCode),
+    /// The body ended without `body`'s text.
+    #[error("body lacks {0:?}")]
+    BodyLacks(String),
+    /// The body's first [`HealthCheck::BODY_LIMIT`] bytes lack it.
+    #[error("body lacks {0:?} in its first 64 KiB")]
+    BodyLacksWithin(String),
 }
 
 /// Checks server `peer` of `pool` until the pool is gone or retired.
 pub async fn run(pool: Weak<Pool>, peer: usize) {
-    let Some((check, host, name, address)) = pool.upgrade().and_then(|pool| {
+    let Some((check, host, name, address, target)) = pool.upgrade().and_then(|pool| {
         let check = pool.upstream.health_check.clone()?;
         let server = pool.upstream.peers.get(peer)?;
+        // A port of the check's own: the same port written again is the server's.
+        let port = check.port.filter(|&port| port != server.socket_addr.port());
+        // The server's address with the check's port in place of its own.
+        let other_port =
+            port.map(|port| format!("{}:{port}", server.address.rsplit_once(':').map_or(&*server.address, |(h, _)| h)));
         // Validated as a header value; the server's address always is one.
         let host = check
             .host
             .as_deref()
             .or(pool.upstream.tls.as_ref().and_then(|tls| tls.server_name.as_deref()))
+            .or(other_port.as_deref())
             .unwrap_or(&server.address);
         let host = HeaderValue::from_str(host).ok()?;
-        Some((check, host, pool.upstream.name.clone(), server.address.clone()))
+        let target = Target {
+            what: match port {
+                Some(port) => format!("GET {} on port {port}", check.uri),
+                None => format!("GET {}", check.uri),
+            },
+            port: port.map(|port| (port, pool.check_tls(peer))),
+        };
+        Some((check, host, pool.upstream.name.clone(), server.address.clone(), target))
     }) else {
         return;
     };
@@ -208,6 +229,7 @@ pub async fn run(pool: Weak<Pool>, peer: usize) {
     let mut streak = Streak::default();
     let mut ticks = tokio::time::interval(check.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let what = &target.what;
     loop {
         ticks.tick().await;
         let Some(pool) = pool.upgrade() else { return };
@@ -215,52 +237,96 @@ pub async fn run(pool: Weak<Pool>, peer: usize) {
         if checks.retired.load(Ordering::Relaxed) {
             return;
         }
-        let result = match tokio::time::timeout(check.timeout, ask(&pool, peer, &check, &fields)).await {
-            Ok(Ok(status)) if check.accepts(status) => Ok(()),
-            Ok(Ok(status)) => Err(CheckFailure::Status(status)),
-            Ok(Err(e)) => Err(e),
+        let result = match tokio::time::timeout(check.timeout, ask(&pool, peer, &check, &target, &fields)).await {
+            Ok(result) => result,
             Err(_) => Err(CheckFailure::Timeout(check.timeout)),
         };
         pool.count_check(peer, result.is_ok());
         let before = checks.verdict(peer);
         let after = streak.record(result.is_ok(), before, &check);
         if let Err(why) = &result {
-            checks.set_failure(peer, Some(format!("GET {}: {why}", check.uri)));
+            checks.set_failure(peer, Some(format!("{what}: {why}")));
         }
         if after == before {
             continue;
         }
         checks.set(peer, after);
-        let uri = &check.uri;
         match &result {
             Err(why) => tracing::warn!(
-                "upstream \"{name}\" server {address} failed {} health check(s) in a row (GET {uri}: {why}): \
+                "upstream \"{name}\" server {address} failed {} health check(s) in a row ({what}: {why}): \
                  it takes no traffic until {} pass",
                 streak.failed,
                 check.passes,
             ),
             Ok(()) if before == Verdict::Checking => {
-                tracing::info!("upstream \"{name}\" server {address} passed its first health check (GET {uri})")
+                tracing::info!("upstream \"{name}\" server {address} passed its first health check ({what})")
             }
             Ok(()) => tracing::warn!(
-                "upstream \"{name}\" server {address} passed {} health check(s) in a row (GET {uri}): it takes traffic again",
+                "upstream \"{name}\" server {address} passed {} health check(s) in a row ({what}): it takes traffic again",
                 streak.passed,
             ),
         }
     }
 }
 
-/// One check: a new connection, `GET uri`, the response head's status.
+/// Where one server's checks go.
+struct Target {
+    /// A port of the check's own, other than the server's, and how to speak
+    /// TLS there; `None`: the server's own port, as traffic goes.
+    port: Option<(u16, Option<PeerTls>)>,
+    /// `GET /health`, or `GET /health on port 9763`: the check as `/status`
+    /// and the log name it.
+    what: String,
+}
+
+/// One check: a new connection, `GET uri`, the response's status and (with
+/// `body`) as much of its body as it takes to find the text.
 async fn ask(
     pool: &Pool,
     peer: usize,
     check: &HealthCheck,
+    target: &Target,
     fields: &[(HeaderName, HeaderValue)],
-) -> Result<StatusCode, CheckFailure> {
-    let mut conn = pool.open(peer).await?;
+) -> Result<(), CheckFailure> {
+    let mut conn = match &target.port {
+        Some((port, tls)) => pool.open_port(peer, *port, tls.as_ref()).await?,
+        None => pool.open(peer).await?,
+    };
     conn.send_head(&Method::GET, &check.uri, fields.iter().map(|(n, v)| (n, v)), Framing::Empty).await?;
-    let head = std::future::poll_fn(|cx| conn.poll_head(cx, &mut None, false)).await?;
-    Ok(head.status)
+    let mut head = std::future::poll_fn(|cx| conn.poll_head(cx, &mut None, false)).await?;
+    if !check.accepts(head.status) {
+        return Err(CheckFailure::Status(head.status));
+    }
+    match &check.body {
+        None => Ok(()),
+        Some(text) => find_in_body(&mut conn, &mut head.body, text).await,
+    }
+}
+
+/// Reads the response body until `text` shows in it, at most its first
+/// [`HealthCheck::BODY_LIMIT`] bytes (Content-Length, chunked or up to the
+/// close alike). Only a piece and the few bytes before it that a match across
+/// pieces needs are held.
+async fn find_in_body(conn: &mut Conn, body: &mut BodyReader, text: &str) -> Result<(), CheckFailure> {
+    let finder = memchr::memmem::Finder::new(text.as_bytes());
+    let overlap = text.len().saturating_sub(1);
+    let mut window: Vec<u8> = Vec::new();
+    let mut read = 0;
+    loop {
+        let Some(piece) = std::future::poll_fn(|cx| conn.poll_body(cx, body, &mut None)).await.transpose()? else {
+            return Err(CheckFailure::BodyLacks(text.to_owned()));
+        };
+        let piece = piece.get(..HealthCheck::BODY_LIMIT - read).unwrap_or(&piece);
+        read += piece.len();
+        window.extend_from_slice(piece);
+        if finder.find(&window).is_some() {
+            return Ok(());
+        }
+        if read == HealthCheck::BODY_LIMIT {
+            return Err(CheckFailure::BodyLacksWithin(text.to_owned()));
+        }
+        window.drain(..window.len().saturating_sub(overlap));
+    }
 }
 
 /// Starts the tasks checking `pool`'s servers (not those `down = true`) on the
@@ -295,6 +361,8 @@ mod tests {
             status: vec![(200, 399)],
             host: None,
             mandatory,
+            port: None,
+            body: None,
         }
     }
 

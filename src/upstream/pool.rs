@@ -1,7 +1,7 @@
 //! One upstream's live state: which server is next (`balance`), which are
 //! failing (`health`), and the idle kept-alive connections to each.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -32,6 +32,10 @@ const SURPLUS_GRACE: Duration = Duration::from_secs(1);
 
 /// TLS sessions kept per server for resumption (TLS 1.3 tickets are single-use).
 const SESSIONS_PER_SERVER: usize = 64;
+
+/// TLS sessions kept per server for health checks on a port of their own:
+/// one check at a time uses them.
+const CHECK_SESSIONS: usize = 4;
 
 /// One upstream pool.
 #[derive(Debug)]
@@ -68,7 +72,7 @@ pub struct Pool {
 
 /// How to open a TLS connection to one server.
 #[derive(Debug)]
-struct PeerTls {
+pub(super) struct PeerTls {
     /// The name for SNI and the certificate check (`None`: not a valid name).
     name: Option<ServerName<'static>>,
     /// The upstream's client settings with a session cache of this server's
@@ -357,15 +361,40 @@ impl Pool {
     /// A new connection to `peer`, TCP and TLS as the upstream says (health
     /// checks use it directly, outside the pool).
     pub(super) async fn open(&self, peer: usize) -> Result<Conn, ConnectError> {
+        self.open_at(peer, self.upstream.peers[peer].socket_addr, self.tls[peer].as_ref()).await
+    }
+
+    /// How a health check on another port of `peer`'s host speaks TLS, when
+    /// the upstream does: the same settings and name, with a session cache of
+    /// its own. The other port is often another TLS server (a WSO2 node's
+    /// servlet port beside its gateway port), whose sessions the traffic port
+    /// would not resume: shared, they would cost traffic full handshakes.
+    pub(super) fn check_tls(&self, peer: usize) -> Option<PeerTls> {
+        let tls = self.tls.get(peer)?.as_ref()?;
+        let mut config = (*tls.config).clone();
+        config.resumption = rustls::client::Resumption::in_memory_sessions(CHECK_SESSIONS);
+        Some(PeerTls { name: tls.name.clone(), config: Arc::new(config) })
+    }
+
+    /// A new connection to `peer`'s host on `port` (a health check's own),
+    /// speaking TLS as `tls` (from [`Pool::check_tls`]) says.
+    pub(super) async fn open_port(&self, peer: usize, port: u16, tls: Option<&PeerTls>) -> Result<Conn, ConnectError> {
+        let mut addr = self.upstream.peers[peer].socket_addr;
+        addr.set_port(port);
+        self.open_at(peer, addr, tls).await
+    }
+
+    /// A new connection to `addr`, on behalf of `peer` (whose host names it
+    /// when TLS has no valid name), TLS as `tls` says.
+    async fn open_at(&self, peer: usize, addr: SocketAddr, tls: Option<&PeerTls>) -> Result<Conn, ConnectError> {
         let timeout = self.upstream.connect_timeout;
-        let addr = self.upstream.peers[peer].socket_addr;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))?
             .map_err(ConnectError::Io)?;
         // Small proxied messages must not wait for Nagle's delayed ACK.
         tcp.set_nodelay(true).map_err(ConnectError::Io)?;
-        match &self.tls[peer] {
+        match tls {
             None => Ok(Conn::new(Stream::Plain(tcp))),
             Some(tls) => {
                 let name =

@@ -60,6 +60,8 @@ struct Shared {
     tunnels: AtomicUsize,
     /// What `/health` answers (`set_health`); 0: never answers.
     health: AtomicU16,
+    /// The body `/health` answers with (`set_health_body`); `None`: the name.
+    health_body: Mutex<Option<bytes::Bytes>>,
 }
 
 /// An HTTP/1.1 (keep-alive) backend on `127.0.0.1:<ephemeral>`.
@@ -79,9 +81,11 @@ struct Shared {
 /// - `.../headers?set=Name:Value&set=...`: 200, body = name, with each
 ///   `Name: Value` added to the response (`%XX` escapes decoded), for
 ///   response-header tests (hop-by-hop headers and the like).
-/// - `.../health[?ms=N]`: after N ms (default 0), the status `set_health`
-///   chose (200 at first; 0: never answers), body = name: for active health
-///   checks.
+/// - `.../health[?ms=N][&chunk=N][&hang=1]`: after N ms (default 0), the
+///   status `set_health` chose (200 at first; 0: never answers), body = name
+///   or what `set_health_body` chose, with Content-Length: for active health
+///   checks. `chunk=N`: the body chunked, N bytes a chunk; `hang=1`: chunked
+///   (4 KiB chunks unless `chunk` says), and never ended after the body.
 /// - `.../trickle?chunks=N&ms=M`: 200 at once, then N body chunks
 ///   (`chunk 0\n`, `chunk 1\n`, ...), each after M ms of silence (no
 ///   Content-Length): for read timeouts that limit silence, not totals.
@@ -140,6 +144,7 @@ impl TestBackend {
             resumed: AtomicU64::new(0),
             tunnels: AtomicUsize::new(0),
             health: AtomicU16::new(200),
+            health_body: Mutex::new(None),
         });
         let tasks = Tasks::default();
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone(), tls));
@@ -198,6 +203,11 @@ impl TestBackend {
     /// Makes `.../health` answer `status` from now on; 0: never answer.
     pub fn set_health(&self, status: u16) {
         self.shared.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes `.../health` answer `body` from now on, instead of the name.
+    pub fn set_health_body(&self, body: impl Into<bytes::Bytes>) {
+        *lock(&self.shared.health_body) = Some(body.into());
     }
 
     /// The requests seen so far that were not for `.../health`: the traffic,
@@ -334,13 +344,18 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
                     response
                 }
                 Route::Status(status) => respond(&name, status, body::full(name.clone())),
-                Route::Health(ms) => {
+                Route::Health { ms, chunk, hang } => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     let code = ctx.shared.health.load(Ordering::SeqCst);
                     let Ok(status) = StatusCode::from_u16(code) else {
                         return std::future::pending().await;
                     };
-                    respond(&name, status, body::full(name.clone()))
+                    let text = lock(&ctx.shared.health_body).clone().unwrap_or_else(|| name.clone().into());
+                    let body = match (chunk, hang) {
+                        (None, false) => body::full(text),
+                        (chunk, hang) => chunked(&ctx.tasks, text, chunk.unwrap_or(4096), hang),
+                    };
+                    respond(&name, status, body)
                 }
                 Route::Headers(extra) => {
                     let mut response = respond(&name, StatusCode::OK, body::full(name.clone()));
@@ -369,8 +384,16 @@ enum Route {
     Status(StatusCode),
     WebSocket,
     Headers(Vec<(http::HeaderName, HeaderValue)>),
-    Trickle { chunks: u64, ms: u64 },
-    Health(u64),
+    Trickle {
+        chunks: u64,
+        ms: u64,
+    },
+    /// `chunk`: bytes a chunk (the body chunked); `hang`: chunked, never ended.
+    Health {
+        ms: u64,
+        chunk: Option<usize>,
+        hang: bool,
+    },
 }
 
 impl Route {
@@ -388,7 +411,11 @@ impl Route {
             "big" => Route::Big(query_number(uri, "bytes").unwrap_or(0)),
             "slow" => Route::Slow(query_number(uri, "ms").unwrap_or(0)),
             "login" => Route::Login,
-            "health" => Route::Health(query_number(uri, "ms").unwrap_or(0)),
+            "health" => Route::Health {
+                ms: query_number(uri, "ms").unwrap_or(0),
+                chunk: query_number(uri, "chunk").and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0),
+                hang: query_number(uri, "hang") == Some(1),
+            },
             "ws" => Route::WebSocket,
             "headers" => Route::Headers(set_headers(uri)),
             "trickle" => Route::Trickle {
@@ -465,6 +492,24 @@ fn with_headers(mut response: Response<Body>, headers: Vec<(http::HeaderName, He
         response.headers_mut().append(name, value);
     }
     response
+}
+
+/// `text` in chunks of `size` bytes (no Content-Length: chunked on
+/// HTTP/1.1), from a task of the backend's; `hang`: the body never ends.
+fn chunked(tasks: &Tasks, text: bytes::Bytes, size: usize, hang: bool) -> Body {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tasks.spawn(async move {
+        for start in (0..text.len()).step_by(size) {
+            if sender.send(text.slice(start..text.len().min(start + size))).await.is_err() {
+                return;
+            }
+        }
+        if hang {
+            // The sender, kept, holds the body open until the client goes.
+            sender.closed().await;
+        }
+    });
+    body::channel(receiver)
 }
 
 fn respond(name: &str, status: StatusCode, body: Body) -> Response<Body> {
