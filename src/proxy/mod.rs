@@ -19,7 +19,7 @@ use thiserror::Error;
 use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
 use self::exchange::Exchange;
 use crate::config::runtime::{Action, LimitReq, LogLevel, Snapshot, VirtualServer};
-use crate::limit_req::Decision;
+use crate::limit_req::{Decision, ZoneKey};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
 use crate::tls::ClientCertificate;
@@ -355,7 +355,7 @@ pub fn handle(
         if let Some(limit) = limit
             && let Some(zone) = conn.site.zones.get(limit.zone)
         {
-            match zone.admit(crate::template::canonical_ip(client.ip()), limit.burst, limit.delay_free) {
+            match zone.admit(ZoneKey::Addr(crate::template::canonical_ip(client.ip())), limit.burst, limit.delay_free) {
                 Decision::Pass => {}
                 Decision::Delay(wait) => {
                     exchange.error(
