@@ -687,3 +687,25 @@ limit_req = {{ zone = "logins", burst = -1, nodelay = true, delay = 2, status = 
         ]
     );
 }
+
+#[test]
+fn limit_req_keys() {
+    let toml = format!(
+        r#"{UPSTREAMS}[limit_req.a]
+rate = "1r/s"
+key = "$uri"
+
+[limit_req.b]
+rate = "1r/s"
+key = "${{http_x_api_key"
+"#
+    );
+    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME";
+    assert_eq!(
+        errors(&toml),
+        [
+            format!("portico.toml:7:7: key = \"$uri\": unknown variable `$uri` ({known})"),
+            r#"portico.toml:11:7: key = "${http_x_api_key": `${` is not closed by `}`"#.to_owned(),
+        ]
+    );
+}

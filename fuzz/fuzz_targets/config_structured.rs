@@ -33,11 +33,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s38}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
+/// Fills `{s0}`..`{s39}`, `{n0}`..`{n7}` and `{b0}`..`{b7}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..39).rev() {
+    for i in (0..40).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..8).rev() {
@@ -66,6 +66,10 @@ allow_remote = {b0}
 [limit_req.zone]
 rate = {s34}
 size = {s35}
+
+[limit_req.keyed]
+key = {s39}
+rate = "10r/s"
 
 [upstream.pool]
 servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1}, drain = {b7} }]

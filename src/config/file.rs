@@ -205,13 +205,15 @@ pub struct Sticky {
     pub store_timeout: Option<Spanned<String>>,
 }
 
-/// `[limit_req.NAME]` (nginx's `limit_req_zone $binary_remote_addr`).
+/// `[limit_req.NAME]` (nginx's `limit_req_zone KEY zone=NAME:SIZE rate=RATE`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitZone {
+    /// What requests are counted under (template); default the client address.
+    pub key: Option<Spanned<String>>,
     /// `"10r/s"` or `"600r/m"`.
     pub rate: Option<Spanned<String>>,
-    /// Size; 16 000 addresses per `"1m"`, as nginx.
+    /// Size; 16 000 keys per `"1m"`, as nginx.
     pub size: Option<Spanned<Size>>,
 }
 
@@ -221,7 +223,7 @@ pub struct LimitZone {
 pub struct LimitReq {
     /// A `[limit_req.NAME]`.
     pub zone: Option<Spanned<String>>,
-    /// Requests that may wait in an address's bucket beyond the rate.
+    /// Requests that may wait in a key's bucket beyond the rate.
     pub burst: Option<Spanned<i64>>,
     /// Send the burst at once rather than at the rate.
     pub nodelay: Option<Spanned<bool>>,

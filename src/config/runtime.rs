@@ -422,15 +422,21 @@ pub struct Location {
 /// upstream's header of that name.
 pub type ResponseHeaders = Vec<(http::HeaderName, Option<http::HeaderValue>)>;
 
-/// `[limit_req.NAME]`: a table of request rates per client address.
+/// `[limit_req.NAME]`: a table of request rates per client address, or per
+/// value of `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitZone {
     pub name: String,
+    /// What requests are counted under; `None`: the client's address
+    /// (`limit_req::ZoneKey::Addr`, nothing rendered).
+    pub key: Option<Template>,
+    /// The key as written (`"$remote_addr"` without one), for `/status`.
+    pub key_text: String,
     /// Milli-requests per second (nginx's `ctx->rate`): "10r/s" is 10 000.
     pub rate: u64,
     /// The rate as written ("10r/s", "30r/m"), for `/status`.
     pub rate_text: String,
-    /// Most addresses held.
+    /// Most keys held.
     pub capacity: usize,
 }
 

@@ -24,7 +24,7 @@ use super::runtime::{
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::real_ip::RealIp;
-use crate::template::Template;
+use crate::template::{Template, Variable};
 use crate::tls;
 
 const DURATION_HINT: &str = r#"expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#;
@@ -1291,8 +1291,28 @@ impl Checker<'_> {
         if let (Some(span), 0) = (size_span, capacity) {
             self.error(span, "size: the zone needs room for at least one address, such as size = \"1m\"".into());
         }
+        let key = match &z.key {
+            None => None,
+            Some(text) => match Template::parse(text.get_ref()) {
+                // The address itself, without rendering it: as no key.
+                Ok(key) if key.is_just(&Variable::RemoteAddr) => None,
+                Ok(key) => Some(key),
+                Err(e) => {
+                    self.error(text.span(), format!("key = {:?}: {e}", text.get_ref()));
+                    None
+                }
+            },
+        };
+        let key_text = z.key.map_or_else(|| "$remote_addr".to_owned(), Spanned::into_inner);
         let rate_text = z.rate.map(Spanned::into_inner).unwrap_or_default();
-        (self.errors.len() == before).then(|| LimitZone { name: name.into_inner(), rate, rate_text, capacity })
+        (self.errors.len() == before).then(|| LimitZone {
+            name: name.into_inner(),
+            key,
+            key_text,
+            rate,
+            rate_text,
+            capacity,
+        })
     }
 
     /// A server's or location's `limit_req`; `None` after reporting a problem.

@@ -19,7 +19,7 @@ use thiserror::Error;
 use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
 use self::exchange::Exchange;
 use crate::config::runtime::{Action, LimitReq, LogLevel, Snapshot, VirtualServer};
-use crate::limit_req::{Decision, ZoneKey};
+use crate::limit_req::{Decision, Zone, ZoneKey};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
 use crate::tls::ClientCertificate;
@@ -41,7 +41,7 @@ pub struct Site {
     /// Index-aligned with `snapshot.listeners`.
     pub listeners: Vec<ListenerState>,
     /// Index-aligned with `snapshot.limit_zones`; kept across reloads that
-    /// leave a zone's name, rate and size alone, as nginx keeps its zones.
+    /// leave a zone's name, key, rate and size alone, as nginx keeps its zones.
     pub zones: Vec<Arc<crate::limit_req::Zone>>,
 }
 
@@ -199,6 +199,16 @@ impl Site {
     }
 }
 
+/// What `limit`'s zone counts a request from `client` under: the address,
+/// or the hash of the zone's `key` rendered; `None` when that renders empty
+/// (nginx does not count such a request).
+fn zone_key(site: &Site, limit: &LimitReq, zone: &Zone, client: IpAddr, ctx: &RequestContext<'_>) -> Option<ZoneKey> {
+    match site.snapshot.limit_zones.get(limit.zone).and_then(|z| z.key.as_ref()) {
+        None => Some(ZoneKey::Addr(crate::template::canonical_ip(client))),
+        Some(key) => zone.hash_key(&key.render(ctx)),
+    }
+}
+
 /// The name of the zone `limit` counts in, for log lines.
 fn zone_name<'s>(site: &'s Site, limit: &LimitReq) -> &'s str {
     site.snapshot.limit_zones.get(limit.zone).map_or("", |zone| zone.name.as_str())
@@ -351,11 +361,26 @@ pub fn handle(
             exchange.error(LogLevel::Error, format_args!("access forbidden by rule"));
             return Ok(direct(exchange, StatusCode::FORBIDDEN));
         }
+        let request_uri = parts.uri.path_and_query().cloned();
+        let ctx = RequestContext {
+            host,
+            http_host,
+            remote: client,
+            peer: conn.remote.ip(),
+            scheme: if conn.tls { "https" } else { "http" },
+            server_port: conn.local.port(),
+            server_name: &server.config.name,
+            request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
+            headers: &parts.headers,
+            peer_trusted: conn.peer_trusted,
+            client_cert: conn.client_cert.as_deref(),
+        };
         let limit = location.and_then(|l| l.limit_req.as_ref()).or(server.config.limit_req.as_ref());
         if let Some(limit) = limit
             && let Some(zone) = conn.site.zones.get(limit.zone)
+            && let Some(key) = zone_key(&conn.site, limit, zone, client.ip(), &ctx)
         {
-            match zone.admit(ZoneKey::Addr(crate::template::canonical_ip(client.ip())), limit.burst, limit.delay_free) {
+            match zone.admit(key, limit.burst, limit.delay_free) {
                 Decision::Pass => {}
                 Decision::Delay(wait) => {
                     exchange.error(
@@ -377,20 +402,6 @@ pub fn handle(
         }
         let Some(location) = location else {
             return Ok(direct(exchange, StatusCode::NOT_FOUND));
-        };
-        let request_uri = parts.uri.path_and_query().cloned();
-        let ctx = RequestContext {
-            host,
-            http_host,
-            remote: client,
-            peer: conn.remote.ip(),
-            scheme: if conn.tls { "https" } else { "http" },
-            server_port: conn.local.port(),
-            server_name: &server.config.name,
-            request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
-            headers: &parts.headers,
-            peer_trusted: conn.peer_trusted,
-            client_cert: conn.client_cert.as_deref(),
         };
         match &location.action {
             Action::Return { status } => Ok(direct(exchange, *status)),
