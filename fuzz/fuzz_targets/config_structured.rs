@@ -124,7 +124,7 @@ redirect = {s23}
 redirect_status = {n3}
 allow = [{s36}, "10.0.0.0/8"]
 deny = [{s37}]
-limit_req = { zone = {s38}, burst = {n7}, nodelay = {b2} }
+limit_req = [{ zone = {s38}, burst = {n7}, nodelay = {b2} }, { zone = "keyed", delay = {n1} }]
 
 [[server.location]]
 prefix = "/status"

@@ -10,7 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// The whole `portico.toml`.
@@ -217,6 +217,41 @@ pub struct LimitZone {
     pub size: Option<Spanned<Size>>,
 }
 
+/// A server's or location's `limit_req`: one table, or an array of them
+/// (nginx's several `limit_req` lines on a level), every one applied.
+#[derive(Debug)]
+pub enum LimitReqs {
+    /// `limit_req = { zone = "NAME", ... }` (its span is the enclosing `Spanned`'s).
+    One(LimitReq),
+    /// `limit_req = [{ zone = "A" }, { zone = "B", ... }]`.
+    List(Vec<Spanned<LimitReq>>),
+}
+
+impl<'de> Deserialize<'de> for LimitReqs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Hand-written, as `UpstreamServer`'s: a mistake inside a table keeps
+        // its own message and position.
+        struct LimitReqsVisitor;
+        impl<'de> Visitor<'de> for LimitReqsVisitor {
+            type Value = LimitReqs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a table such as { zone = "NAME", burst = 20 } or an array of them"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(LimitReqs::One(LimitReq::deserialize(de::value::MapAccessDeserializer::new(map))?))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::new();
+                while let Some(limit) = seq.next_element()? {
+                    list.push(limit);
+                }
+                Ok(LimitReqs::List(list))
+            }
+        }
+        deserializer.deserialize_any(LimitReqsVisitor)
+    }
+}
+
 /// A server's or location's `limit_req = { zone = "NAME", ... }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,8 +300,8 @@ pub struct Server {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Request rate per client address.
-    pub limit_req: Option<Spanned<LimitReq>>,
+    /// Request rates (per client address, or per zone key).
+    pub limit_req: Option<Spanned<LimitReqs>>,
     /// Path.
     pub access_log: Option<Spanned<String>>,
     /// `combined | json`.
@@ -318,8 +353,8 @@ pub struct Location {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403; replaces the server's.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Request rate per client address; replaces the server's.
-    pub limit_req: Option<Spanned<LimitReq>>,
+    /// Request rates (per client address, or per zone key); replace the server's.
+    pub limit_req: Option<Spanned<LimitReqs>>,
     /// `[server.location.response_headers]`, in file order; replaces the server's.
     pub response_headers: Option<Entries<Spanned<String>>>,
 }

@@ -353,8 +353,8 @@ pub struct VirtualServer {
     /// no location takes (403 before 404, as nginx).
     pub access: Access,
     /// `limit_req` for the locations without their own, and for paths no
-    /// location takes.
-    pub limit_req: Option<LimitReq>,
+    /// location takes: every one applies (empty: none).
+    pub limit_req: Vec<LimitReq>,
     /// Headers set toward the upstream, in order; `None` removes the header.
     pub headers: Vec<HeaderRule>,
     /// Headers set on every response to the client, in order; `None` removes
@@ -411,8 +411,8 @@ pub struct Location {
     /// Its own `allow` / `deny`, replacing the server's (as nginx's
     /// `allow`/`deny` in a location replace the server's).
     pub access: Option<Access>,
-    /// Its own `limit_req`, replacing the server's.
-    pub limit_req: Option<LimitReq>,
+    /// Its own `limit_req` list, replacing the server's entirely.
+    pub limit_req: Option<Vec<LimitReq>>,
     /// Its own `[server.location.response_headers]`, replacing the server's
     /// (as nginx's `add_header` in a location replaces the server's).
     pub response_headers: Option<ResponseHeaders>,

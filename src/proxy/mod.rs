@@ -19,7 +19,7 @@ use thiserror::Error;
 use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
 use self::exchange::Exchange;
 use crate::config::runtime::{Action, LimitReq, LogLevel, Snapshot, VirtualServer};
-use crate::limit_req::{Decision, Zone, ZoneKey};
+use crate::limit_req::{Decision, Limit, Verdict, Zone, ZoneKey, admit_all};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
 use crate::tls::ClientCertificate;
@@ -199,6 +199,40 @@ impl Site {
     }
 }
 
+/// What a request's `limits` (one or more, `limit_req`) decide, naming the
+/// limit that decided. One limit counts in one step (`Zone::admit`, the
+/// address made into a key without rendering anything when its zone has no
+/// `key`); several are checked all before any counts (`admit_all`).
+fn limit_requests<'l>(
+    site: &Site,
+    limits: &'l [LimitReq],
+    client: IpAddr,
+    ctx: &RequestContext<'_>,
+) -> Verdict<&'l LimitReq> {
+    if let [limit] = limits {
+        let Some(zone) = site.zones.get(limit.zone) else { return Verdict::Pass };
+        let Some(key) = zone_key(site, limit, zone, client, ctx) else { return Verdict::Pass };
+        return match zone.admit(key, limit.burst, limit.delay_free) {
+            Decision::Pass => Verdict::Pass,
+            Decision::Delay(wait) => Verdict::Delay(wait, limit),
+            Decision::Reject => Verdict::Reject(limit),
+        };
+    }
+    let pending: Vec<(Limit<'_>, &LimitReq)> = limits
+        .iter()
+        .filter_map(|limit| {
+            let zone = site.zones.get(limit.zone)?;
+            let key = zone_key(site, limit, zone, client, ctx);
+            Some((Limit { zone, key, burst: limit.burst, delay_free: limit.delay_free }, limit))
+        })
+        .collect();
+    match admit_all(&pending, std::time::Instant::now()) {
+        Verdict::Pass => Verdict::Pass,
+        Verdict::Delay(wait, limit) => Verdict::Delay(wait, *limit),
+        Verdict::Reject(limit) => Verdict::Reject(*limit),
+    }
+}
+
 /// What `limit`'s zone counts a request from `client` under: the address,
 /// or the hash of the zone's `key` rendered; `None` when that renders empty
 /// (nginx does not count such a request).
@@ -375,14 +409,12 @@ pub fn handle(
             peer_trusted: conn.peer_trusted,
             client_cert: conn.client_cert.as_deref(),
         };
-        let limit = location.and_then(|l| l.limit_req.as_ref()).or(server.config.limit_req.as_ref());
-        if let Some(limit) = limit
-            && let Some(zone) = conn.site.zones.get(limit.zone)
-            && let Some(key) = zone_key(&conn.site, limit, zone, client.ip(), &ctx)
-        {
-            match zone.admit(key, limit.burst, limit.delay_free) {
-                Decision::Pass => {}
-                Decision::Delay(wait) => {
+        // A location's list replaces the server's entirely, as nginx's lines.
+        let limits = location.and_then(|l| l.limit_req.as_deref()).unwrap_or(&server.config.limit_req);
+        if !limits.is_empty() {
+            match limit_requests(&conn.site, limits, client.ip(), &ctx) {
+                Verdict::Pass => {}
+                Verdict::Delay(wait, limit) => {
                     exchange.error(
                         LogLevel::Warn,
                         format_args!("delaying request by {wait:?}, by zone \"{}\"", zone_name(&conn.site, limit)),
@@ -390,7 +422,7 @@ pub fn handle(
                     // Boxed: only a delayed request pays for a timer in its future.
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
-                Decision::Reject => {
+                Verdict::Reject(limit) => {
                     // nginx's words and level, for log watchers written for it.
                     exchange.error(
                         LogLevel::Error,
