@@ -391,7 +391,11 @@ pub fn render_metrics(site: &Site, instance: &metrics::Instance, dropped_lines: 
                 );
             }
         }
-        text.family("portico_limit_req_addresses", Kind::Gauge, "Client addresses a limit_req zone holds now.");
+        text.family(
+            "portico_limit_req_addresses",
+            Kind::Gauge,
+            "Client addresses (or, for a zone with a key, keys) a limit_req zone holds now.",
+        );
         for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
             text.sample("portico_limit_req_addresses", &[("zone", config.name.as_str())], zone.len() as u64);
         }
@@ -563,15 +567,16 @@ pub fn render_status(site: &Site, instance: &metrics::Instance) -> String {
     }
     if !site.zones.is_empty() {
         html.push_str(
-            "<h2>request rates</h2>\n<table><tr><th>limit_req zone</th><th>rate</th><th>addresses</th>\
+            "<h2>request rates</h2>\n<table><tr><th>limit_req zone</th><th>key</th><th>rate</th><th>held</th>\
              <th>passed</th><th>delayed</th><th>rejected</th></tr>\n",
         );
         for (config, zone) in site.snapshot.limit_zones.iter().zip(&site.zones) {
             let [(_, passed), (_, delayed), (_, rejected)] = zone.counts();
             let _ = writeln!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{passed}</td><td>{delayed}</td><td>{rejected}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{passed}</td><td>{delayed}</td><td>{rejected}</td></tr>",
                 escape_html(&config.name),
+                escape_html(&config.key_text),
                 escape_html(&config.rate_text),
                 zone.len(),
                 config.capacity,

@@ -137,6 +137,11 @@ impl Template {
         }
     }
 
+    /// Whether the template is `var` alone.
+    pub fn is_just(&self, var: &Variable) -> bool {
+        matches!(self.parts.as_slice(), [Part::Var(v)] if v == var)
+    }
+
     /// Whether the template uses `var`.
     pub fn uses(&self, var: &Variable) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Var(v) if v == var))

@@ -145,7 +145,7 @@ mod tests {
             client_auth: None,
             locations: Vec::new(),
             access: Default::default(),
-            limit_req: None,
+            limit_req: Vec::new(),
             headers: Vec::new(),
             response_headers: Vec::new(),
             gzip: None,

@@ -818,3 +818,40 @@ gzip = {{ types = ["application/json", "json", "text/ html"], min_length = "1 k"
         ]
     );
 }
+
+#[test]
+fn limit_req_keys_and_lists() {
+    let toml = format!(
+        r#"{UPSTREAMS}[limit_req.a]
+rate = "1r/s"
+key = "$uri"
+
+[limit_req.b]
+rate = "1r/s"
+key = "${{http_x_api_key"
+
+[[server]]
+listen = ["80"]
+proxy_pass = "am"
+limit_req = []
+
+[[server.location]]
+prefix = "/x/"
+proxy_pass = "am"
+limit_req = [{{ zone = "a" }}, {{ burst = 2 }}, {{ zone = "b", burst = -1 }}, {{ zone = "a", nodelay = true }}]
+"#
+    );
+    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME";
+    assert_eq!(
+        errors(&toml),
+        [
+            format!("portico.toml:7:7: key = \"$uri\": unknown variable `$uri` ({known})"),
+            r#"portico.toml:11:7: key = "${http_x_api_key": `${` is not closed by `}`"#.to_owned(),
+            r#"portico.toml:16:13: limit_req = []: list at least one { zone = "NAME" }, or remove the line"#.to_owned(),
+            r#"portico.toml:21:30: limit_req needs zone = "NAME", a [limit_req.NAME] table"#.to_owned(),
+            "portico.toml:21:67: burst = -1: expected 0 or more requests".to_owned(),
+            r#"portico.toml:21:82: limit_req zone "a" is listed twice here; keep one (a zone counts a request once)"#
+                .to_owned(),
+        ]
+    );
+}

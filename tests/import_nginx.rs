@@ -1349,7 +1349,7 @@ fn import_limit_req_zone_becomes_a_limit_req_table() -> Result<(), Box<dyn Error
 limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
 limit_req_zone $remote_addr zone=slow:1m rate=30r/m sync;
 limit_req_zone $binary_remote_addr zone=bare:64k rate=5;
-limit_req_zone $server_name zone=per_host:10m rate=100r/s;
+limit_req_zone $uri zone=per_uri:10m rate=100r/s;
 limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
 limit_req_zone $binary_remote_addr zone=per_client:1m rate=1r/s;
 limit_conn_zone $binary_remote_addr zone=conns:10m;
@@ -1385,7 +1385,7 @@ size = \"64k\"
                 "{conf}:3: note: limit_req_zone slow: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"
             ),
             format!(
-                "{conf}:5: directive \"limit_req_zone\" not translated: portico keys limit_req by client address only ($binary_remote_addr), not $server_name"
+                "{conf}:5: directive \"limit_req_zone\" not translated: the key $uri: unknown variable `$uri` ({KNOWN})"
             ),
             format!(
                 "{conf}:6: directive \"limit_req_zone\" not translated: rate=10r/h: expected Nr/s or Nr/m, N a whole number above 0"
@@ -1396,7 +1396,106 @@ size = \"64k\"
             ),
         ],
     );
-    assert!(!toml.contains("per_host") && !toml.contains("hourly"), "{toml}");
+    assert!(!toml.contains("per_uri") && !toml.contains("hourly"), "{toml}");
+    Ok(())
+}
+
+/// The variables a template knows, as the importer's notes name them.
+const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME";
+
+#[test]
+fn import_limit_req_zone_keys_and_several_lines_per_level() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-keys");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
+limit_req_zone $http_x_api_key zone=per_key:10m rate=100r/s;
+limit_req_zone \"$binary_remote_addr:${cookie_session}\" zone=per_session:1m rate=1r/s;
+limit_req_zone $server_name zone=per_host:1m rate=1000r/s;
+limit_req_zone $binary_remote_addr$arg_token zone=per_token:1m rate=1r/s;
+upstream am { server 127.0.0.1:9443; }
+server {
+    listen 8080;
+    limit_req zone=per_client burst=20;
+    limit_req zone=per_key burst=100 nodelay;
+    limit_req_status 429;
+    location / { proxy_pass http://am; }
+    location /token {
+        limit_req zone=per_session;
+        limit_req zone=per_host burst=5;
+        limit_req zone=per_session burst=1;
+        proxy_pass http://am;
+    }
+}
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // The client address is portico's default key; any other key of
+    // variables portico has is written as is, $binary_remote_addr inside it
+    // as $remote_addr.
+    let zones = format!(
+        "[limit_req.per_client]  # nginx: {conf}:2
+rate = \"10r/s\"
+size = \"10m\"
+
+[limit_req.per_key]  # nginx: {conf}:3
+key = \"$http_x_api_key\"
+rate = \"100r/s\"
+size = \"10m\"
+
+[limit_req.per_session]  # nginx: {conf}:4
+key = \"$remote_addr:${{cookie_session}}\"
+rate = \"1r/s\"
+size = \"1m\"
+
+[limit_req.per_host]  # nginx: {conf}:5
+key = \"$server_name\"
+rate = \"1000r/s\"
+size = \"1m\"
+
+[[server]]"
+    );
+    assert!(toml.contains(&zones), "{toml}");
+    assert!(!toml.contains("per_token"), "{toml}");
+    // Several lines on a level are all kept, as an array; a location's replace the server's.
+    assert_eq!(
+        server_table(&toml, "8080"),
+        format!(
+            "listen = [\"8080\"]
+limit_req = [
+  {{ zone = \"per_client\", burst = 20, status = 429 }},  # nginx: {conf}:10
+  {{ zone = \"per_key\", burst = 100, nodelay = true, status = 429 }},  # nginx: {conf}:11
+]
+
+[[server.location]]
+prefix = \"/\"
+proxy_pass = \"am\"
+
+[[server.location]]
+prefix = \"/token\"
+proxy_pass = \"am\"
+limit_req = [
+  {{ zone = \"per_session\", status = 429 }},  # nginx: {conf}:15
+  {{ zone = \"per_host\", burst = 5, status = 429 }},  # nginx: {conf}:16
+]"
+        )
+    );
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:6: directive \"limit_req_zone\" not translated: the key $binary_remote_addr$arg_token: unknown variable `$arg_token` ({KNOWN})"
+            ),
+            format!(
+                "{conf}:17: directive \"limit_req\" not translated: zone per_session is limited at {conf}:15 already (nginx: \"is duplicate\")"
+            ),
+        ],
+    );
+    assert_eq!(notes.matches("limit_req").count(), 2, "{notes}");
     Ok(())
 }
 
@@ -1489,7 +1588,7 @@ fn import_notes_limit_req_lines_it_leaves_out() -> Result<(), Box<dyn Error>> {
         "http {
 limit_req_zone $binary_remote_addr zone=a:10m rate=10r/s;
 limit_req_zone $binary_remote_addr zone=b:10m rate=1r/s;
-limit_req_zone $http_x_api_key zone=keyed:10m rate=10r/s;
+limit_req_zone $arg_api_key zone=keyed:10m rate=10r/s;
 limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
 limit_req zone=a;
 limit_req zone=b burst=5;
@@ -1524,15 +1623,14 @@ server { listen 8084; return 301 https://example.com$request_uri; }
     };
     let kept_for = |line: usize, prefix: &str, why: &str| {
         format!(
-            "{conf}:{line}: note: location {prefix}: portico applies the server's limit_req (zone a) here too, having no way to turn it off for a location: {why}"
+            "{conf}:{line}: note: location {prefix}: portico applies the server's limit_req (zones a, b) here too, having no way to turn it off for a location: {why}"
         )
     };
     assert_noted_once(
         &notes,
         &[
-            // Once, though three servers inherit the lines.
             format!(
-                "{conf}:7: note: limit_req zone=b is left out: portico applies one limit_req per server or location, here the one at {conf}:6 (zone=a)"
+                "{conf}:4: directive \"limit_req_zone\" not translated: the key $arg_api_key: unknown variable `$arg_api_key` ({KNOWN})"
             ),
             not_translated(
                 8,
@@ -1559,16 +1657,18 @@ server { listen 8084; return 301 https://example.com$request_uri; }
             kept_for(26, "/dry/", "there, with limit_req_dry_run on, nginx only counts"),
         ],
     );
-    // The first line of a level is kept; a server whose own lines all go has none.
+    // Every line of a level is kept (none is "left out"); a server whose own
+    // lines all go has none.
+    assert!(!notes.contains("one limit_req per"), "{notes}");
+    let inherited = format!(
+        "limit_req = [\n  {{ zone = \"a\" }},  # nginx: {conf}:6\n  {{ zone = \"b\", burst = 5 }},  # nginx: {conf}:7\n]"
+    );
     for port in ["8080", "8081"] {
-        assert!(server_table(&toml, port).ends_with(&format!("limit_req = {{ zone = \"a\" }}  # nginx: {conf}:6")));
+        assert!(server_table(&toml, port).ends_with(&inherited), "{toml}");
     }
     assert!(!server_table(&toml, "8082").contains("limit_req"), "{toml}");
     let server = server_table(&toml, "8083");
-    assert!(
-        server.starts_with(&format!("listen = [\"8083\"]\nlimit_req = {{ zone = \"a\" }}  # nginx: {conf}:6\n")),
-        "{toml}"
-    );
+    assert!(server.starts_with(&format!("listen = [\"8083\"]\n{inherited}\n")), "{toml}");
     assert_eq!(server.matches("limit_req").count(), 1, "{toml}");
     // nginx answers a server's redirect before it counts: no limit_req, and nothing to say.
     assert!(!server_table(&toml, "8084").contains("limit_req"), "{toml}");

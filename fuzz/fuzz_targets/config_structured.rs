@@ -33,17 +33,17 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s39}`, `{n0}`..`{n8}` and `{b0}`..`{b7}`.
+/// Fills `{s0}`..`{s43}`, `{n0}`..`{n9}` and `{b0}`..`{b9}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..40).rev() {
+    for i in (0..44).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
-    for i in (0..9).rev() {
+    for i in (0..10).rev() {
         out = out.replace(&format!("{{n{i}}}"), &v.numbers.get(i).copied().unwrap_or(0).to_string());
     }
-    for i in (0..8).rev() {
+    for i in (0..10).rev() {
         out = out.replace(&format!("{{b{i}}}"), &v.flags.get(i).copied().unwrap_or(false).to_string());
     }
     out
@@ -58,6 +58,8 @@ keepalive_timeout = {s3}
 max_request_header_size = {s4}
 client_max_body_size = {n0}
 trusted_proxies = [{s5}, "10.0.0.0/8"]
+real_ip_header = {s41}
+real_ip_recursive = {b8}
 
 [admin]
 listen = {s6}
@@ -66,6 +68,10 @@ allow_remote = {b0}
 [limit_req.zone]
 rate = {s34}
 size = {s35}
+
+[limit_req.keyed]
+key = {s40}
+rate = "10r/s"
 
 [upstream.pool]
 servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1}, drain = {b7} }]
@@ -100,12 +106,14 @@ server_name = [{s15}, "*.example.com"]
 default_server = {b3}
 redirect = {s16}
 redirect_status = {n2}
+proxy_protocol = {b9}
 
 [[server]]
 listen = ["127.0.0.1:18443"]
 server_name = [{s17}]
 tls = { self_signed = {b4}, verify_client = {s24}, client_ca = {s25} }
 proxy_pass = "pool"
+gzip = { types = [{s42}, "application/json"], min_length = {s43}, level = {n9} }
 access_log_format = {s18}
 send_timeout = {s19}
 
@@ -122,7 +130,7 @@ redirect = {s23}
 redirect_status = {n3}
 allow = [{s36}, "10.0.0.0/8"]
 deny = [{s37}]
-limit_req = { zone = {s38}, burst = {n7}, nodelay = {b2} }
+limit_req = [{ zone = {s38}, burst = {n7}, nodelay = {b2} }, { zone = "keyed", delay = {n1} }]
 
 [[server.location]]
 prefix = "/status"

@@ -305,12 +305,21 @@ struct HealthCheckOut {
     port: Option<u16>,
 }
 
-/// A `limit_req_zone`, and its `[limit_req.NAME]` rate and size when it translates.
+/// A `limit_req_zone`, and its `[limit_req.NAME]` when it translates.
 #[derive(Debug)]
 struct LimitZoneOut {
     name: String,
     place: Place,
-    table: Option<(String, String)>,
+    table: Option<LimitZoneTable>,
+}
+
+/// A translated `limit_req_zone`'s `[limit_req.NAME]`.
+#[derive(Debug)]
+struct LimitZoneTable {
+    /// `None`: the client address, portico's default.
+    key: Option<String>,
+    rate: String,
+    size: String,
 }
 
 /// An NGINX Plus `match` block (http level), and whether a `health_check` named it.
@@ -333,8 +342,8 @@ struct LocationOut {
     action: Action,
     /// Its own `allow` and `deny`, which replace the server's; `None` inherits them.
     access: Option<AccessOut>,
-    /// Its own `limit_req`, which replaces the server's; `None` inherits it.
-    limit_req: Option<LimitOut>,
+    /// Its own `limit_req` lines, which replace the server's; `None` inherits them.
+    limit_req: Option<Vec<LimitOut>>,
     /// Its own response headers (it has `add_header` or `proxy_hide_header`
     /// lines), which replace the server's; `None` inherits them.
     response_headers: Option<Vec<(Header, &'static str)>>,
@@ -390,7 +399,7 @@ struct ServerOut {
     read_timeout: Option<String>,
     send_timeout: Option<String>,
     access: AccessOut,
-    limit_req: Option<LimitOut>,
+    limit_req: Option<Vec<LimitOut>>,
     /// Each listen line: address, whether it has `proxy_protocol`, and where.
     listen_lines: Vec<(String, bool, Place)>,
     /// `proxy_protocol = true`, or `Some(false)` to write it commented out
@@ -633,9 +642,13 @@ impl Translator<'_> {
             return self.untranslated(d, "a second limit_req_zone of the same name");
         }
         let mut problems = Vec::new();
-        if key != "$binary_remote_addr" && key != "$remote_addr" {
-            problems.push(format!("portico keys limit_req by client address only ($binary_remote_addr), not {key}"));
-        }
+        let key = match zone_key(key) {
+            Ok(key) => key,
+            Err(why) => {
+                problems.push(why);
+                None
+            }
+        };
         // nginx's default rate, when none is written.
         let mut rate = "1r/s".to_owned();
         let mut sync = false;
@@ -655,7 +668,7 @@ impl Translator<'_> {
             problems.push(format!("zone size {size:?}: expected a size such as 10m"));
         }
         // Kept without a table when untranslated: the limit_req lines naming it are left out then.
-        let table = problems.is_empty().then(|| (rate, size.to_owned()));
+        let table = problems.is_empty().then(|| LimitZoneTable { key, rate, size: size.to_owned() });
         if !problems.is_empty() {
             self.untranslated(d, &problems.join("; "));
         }
@@ -1272,8 +1285,9 @@ impl Translator<'_> {
                         "nginx applies the location's own limit_req lines, which are not translated"
                     };
                     let text = format!(
-                        "location {}: portico applies the server's limit_req (zone {}) here too, having no way to turn it off for a location: {why}",
-                        loc.prefix, server.zone
+                        "location {}: portico applies the server's limit_req ({}) here too, having no way to turn it off for a location: {why}",
+                        loc.prefix,
+                        zones_named(server)
                     );
                     self.note(place, text);
                 }
@@ -1615,32 +1629,35 @@ impl Translator<'_> {
         }
     }
 
-    /// The `limit_req` in effect at a level (`scope`) as portico's one, or
-    /// `None` where nginx applies none that portico can say.
-    fn limit_req(&mut self, scope: &Scope) -> Option<LimitOut> {
-        let mut kept: Option<LimitOut> = None;
+    /// The `limit_req` lines in effect at a level (`scope`) as portico's list
+    /// (every one applies, as nginx's), or `None` where nginx applies none
+    /// that portico can say.
+    fn limit_req(&mut self, scope: &Scope) -> Option<Vec<LimitOut>> {
+        let mut kept: Vec<LimitOut> = Vec::new();
         for d in &scope.limit_req {
-            let note = match (self.limit_req_line(d), &kept) {
-                (Ok(limit), None) => {
-                    kept = Some(limit);
-                    continue;
-                }
-                (Ok(limit), Some(first)) => format!(
-                    "{}: note: limit_req zone={} is left out: portico applies one limit_req per server or location, here the one at {} (zone={})",
-                    d.place, limit.zone, first.place, first.zone
-                ),
-                (Err(why), _) => format!("{}: directive \"limit_req\" not translated: {why}", d.place),
+            let why = match self.limit_req_line(d) {
+                Ok(limit) => match kept.iter().find(|k| k.zone == limit.zone) {
+                    None => {
+                        kept.push(limit);
+                        continue;
+                    }
+                    Some(first) => {
+                        format!("zone {} is limited at {} already (nginx: \"is duplicate\")", limit.zone, first.place)
+                    }
+                },
+                Err(why) => why,
             };
+            let note = format!("{}: directive \"limit_req\" not translated: {why}", d.place);
             // Lines of the level above are met again by every level inheriting them.
             if !self.notes.contains(&note) {
                 self.notes.push(note);
             }
         }
-        if scope.limit_req_dry_run {
+        if scope.limit_req_dry_run || kept.is_empty() {
             return None;
         }
         let status = scope.limit_req_status.filter(|s| *s != 503);
-        kept.map(|limit| LimitOut { status, ..limit })
+        Some(kept.into_iter().map(|limit| LimitOut { status, ..limit }).collect())
     }
 
     /// One `limit_req zone=NAME [burst=N] [nodelay | delay=N]` line, or why it is left out.
@@ -2339,10 +2356,13 @@ impl Translator<'_> {
             self.render_upstream(&mut s, up);
         }
         for zone in &self.zones {
-            if let Some((rate, size)) = &zone.table {
+            if let Some(table) = &zone.table {
                 s.push('\n');
                 line(&mut s, &format!("[limit_req.{}]", key(&zone.name)), Some(&format!("nginx: {}", zone.place)));
-                s.push_str(&format!("rate = {}\nsize = {}\n", quote(rate), quote(size)));
+                if let Some(k) = &table.key {
+                    s.push_str(&format!("key = {}\n", quote(k)));
+                }
+                s.push_str(&format!("rate = {}\nsize = {}\n", quote(&table.rate), quote(&table.size)));
             }
         }
         for server in &self.servers {
@@ -2529,8 +2549,8 @@ fn render_server(s: &mut String, server: &ServerOut) {
         line(s, &format!("proxy_pass = {}", quote(up)), Some("nginx: location / { proxy_pass ... }"));
     }
     render_access(s, &server.access);
-    if let Some(limit) = &server.limit_req {
-        render_limit(s, limit);
+    if let Some(limits) = &server.limit_req {
+        render_limits(s, limits);
     }
     if let Some(gzip) = &server.gzip {
         render_gzip(s, Some(gzip));
@@ -2573,8 +2593,8 @@ fn render_server(s: &mut String, server: &ServerOut) {
             if let Some(access) = &loc.access {
                 render_access(s, access);
             }
-            if let Some(limit) = &loc.limit_req {
-                render_limit(s, limit);
+            if let Some(limits) = &loc.limit_req {
+                render_limits(s, limits);
             }
             if let Some(gzip) = &loc.gzip {
                 render_gzip(s, gzip.as_ref());
@@ -2620,16 +2640,52 @@ fn render_access(s: &mut String, access: &AccessOut) {
     }
 }
 
-/// `limit_req = { ... }`, the keys portico's defaults make unnecessary left out.
-fn render_limit(s: &mut String, limit: &LimitOut) {
-    let mut fields = vec![format!("zone = {}", quote(&limit.zone))];
-    fields.extend(limit.burst.map(|n| format!("burst = {n}")));
-    if limit.nodelay {
-        fields.push("nodelay = true".into());
+/// `limit_req = { ... }`, or an array of them with one line each for
+/// several, the keys portico's defaults make unnecessary left out.
+fn render_limits(s: &mut String, limits: &[LimitOut]) {
+    let table = |limit: &LimitOut| {
+        let mut fields = vec![format!("zone = {}", quote(&limit.zone))];
+        fields.extend(limit.burst.map(|n| format!("burst = {n}")));
+        if limit.nodelay {
+            fields.push("nodelay = true".into());
+        }
+        fields.extend(limit.delay.map(|n| format!("delay = {n}")));
+        fields.extend(limit.status.map(|n| format!("status = {n}")));
+        format!("{{ {} }}", fields.join(", "))
+    };
+    if let [limit] = limits {
+        line(s, &format!("limit_req = {}", table(limit)), Some(&format!("nginx: {}", limit.place)));
+        return;
     }
-    fields.extend(limit.delay.map(|n| format!("delay = {n}")));
-    fields.extend(limit.status.map(|n| format!("status = {n}")));
-    line(s, &format!("limit_req = {{ {} }}", fields.join(", ")), Some(&format!("nginx: {}", limit.place)));
+    s.push_str("limit_req = [\n");
+    for limit in limits {
+        line(s, &format!("  {},", table(limit)), Some(&format!("nginx: {}", limit.place)));
+    }
+    s.push_str("]\n");
+}
+
+/// The zones `limits` count in, for notes: `zone a`, `zones a, b`.
+fn zones_named(limits: &[LimitOut]) -> String {
+    let names: Vec<&str> = limits.iter().map(|l| l.zone.as_str()).collect();
+    match names.as_slice() {
+        [one] => format!("zone {one}"),
+        _ => format!("zones {}", names.join(", ")),
+    }
+}
+
+/// A `limit_req_zone` key as a `[limit_req.NAME]` key: `None` for the client
+/// address (portico's default); otherwise the key, `$binary_remote_addr`
+/// inside it written `$remote_addr` (the same address as text), when every
+/// variable in it is one portico has; else why not.
+fn zone_key(key: &str) -> Result<Option<String>, String> {
+    if key == "$binary_remote_addr" || key == "$remote_addr" {
+        return Ok(None);
+    }
+    let text = replace_variable(key, "binary_remote_addr", "remote_addr");
+    match Template::parse(&text) {
+        Ok(_) => Ok(Some(text)),
+        Err(e) => Err(format!("the key {key}: {e}")),
+    }
 }
 
 /// Appends `text`, with `# note` after it when there is one.

@@ -10,7 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 /// The whole `portico.toml`.
@@ -210,14 +210,51 @@ pub struct Sticky {
     pub store_timeout: Option<Spanned<String>>,
 }
 
-/// `[limit_req.NAME]` (nginx's `limit_req_zone $binary_remote_addr`).
+/// `[limit_req.NAME]` (nginx's `limit_req_zone KEY zone=NAME:SIZE rate=RATE`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitZone {
+    /// What requests are counted under (template); default the client address.
+    pub key: Option<Spanned<String>>,
     /// `"10r/s"` or `"600r/m"`.
     pub rate: Option<Spanned<String>>,
-    /// Size; 16 000 addresses per `"1m"`, as nginx.
+    /// Size; 16 000 keys per `"1m"`, as nginx.
     pub size: Option<Spanned<Size>>,
+}
+
+/// A server's or location's `limit_req`: one table, or an array of them
+/// (nginx's several `limit_req` lines on a level), every one applied.
+#[derive(Debug)]
+pub enum LimitReqs {
+    /// `limit_req = { zone = "NAME", ... }` (its span is the enclosing `Spanned`'s).
+    One(LimitReq),
+    /// `limit_req = [{ zone = "A" }, { zone = "B", ... }]`.
+    List(Vec<Spanned<LimitReq>>),
+}
+
+impl<'de> Deserialize<'de> for LimitReqs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Hand-written, as `UpstreamServer`'s: a mistake inside a table keeps
+        // its own message and position.
+        struct LimitReqsVisitor;
+        impl<'de> Visitor<'de> for LimitReqsVisitor {
+            type Value = LimitReqs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a table such as { zone = "NAME", burst = 20 } or an array of them"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(LimitReqs::One(LimitReq::deserialize(de::value::MapAccessDeserializer::new(map))?))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::new();
+                while let Some(limit) = seq.next_element()? {
+                    list.push(limit);
+                }
+                Ok(LimitReqs::List(list))
+            }
+        }
+        deserializer.deserialize_any(LimitReqsVisitor)
+    }
 }
 
 /// A server's or location's `limit_req = { zone = "NAME", ... }`.
@@ -226,7 +263,7 @@ pub struct LimitZone {
 pub struct LimitReq {
     /// A `[limit_req.NAME]`.
     pub zone: Option<Spanned<String>>,
-    /// Requests that may wait in an address's bucket beyond the rate.
+    /// Requests that may wait in a key's bucket beyond the rate.
     pub burst: Option<Spanned<i64>>,
     /// Send the burst at once rather than at the rate.
     pub nodelay: Option<Spanned<bool>>,
@@ -268,8 +305,8 @@ pub struct Server {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Request rate per client address.
-    pub limit_req: Option<Spanned<LimitReq>>,
+    /// Request rates (per client address, or per zone key).
+    pub limit_req: Option<Spanned<LimitReqs>>,
     /// Compress upstream responses.
     pub gzip: Option<Spanned<GzipSetting>>,
     /// Path.
@@ -323,8 +360,8 @@ pub struct Location {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Client addresses refused with 403; replaces the server's.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Request rate per client address; replaces the server's.
-    pub limit_req: Option<Spanned<LimitReq>>,
+    /// Request rates (per client address, or per zone key); replace the server's.
+    pub limit_req: Option<Spanned<LimitReqs>>,
     /// `[server.location.response_headers]`, in file order; replaces the server's.
     pub response_headers: Option<Entries<Spanned<String>>>,
     /// Compress upstream responses; replaces the server's (`false` turns it off).

@@ -363,8 +363,8 @@ pub struct VirtualServer {
     /// no location takes (403 before 404, as nginx).
     pub access: Access,
     /// `limit_req` for the locations without their own, and for paths no
-    /// location takes.
-    pub limit_req: Option<LimitReq>,
+    /// location takes: every one applies (empty: none).
+    pub limit_req: Vec<LimitReq>,
     /// Headers set toward the upstream, in order; `None` removes the header.
     pub headers: Vec<HeaderRule>,
     /// Headers set on every response to the client, in order; `None` removes
@@ -423,8 +423,8 @@ pub struct Location {
     /// Its own `allow` / `deny`, replacing the server's (as nginx's
     /// `allow`/`deny` in a location replace the server's).
     pub access: Option<Access>,
-    /// Its own `limit_req`, replacing the server's.
-    pub limit_req: Option<LimitReq>,
+    /// Its own `limit_req` list, replacing the server's entirely.
+    pub limit_req: Option<Vec<LimitReq>>,
     /// Its own `[server.location.response_headers]`, replacing the server's
     /// (as nginx's `add_header` in a location replaces the server's).
     pub response_headers: Option<ResponseHeaders>,
@@ -475,15 +475,21 @@ impl Gzip {
 /// upstream's header of that name.
 pub type ResponseHeaders = Vec<(http::HeaderName, Option<http::HeaderValue>)>;
 
-/// `[limit_req.NAME]`: a table of request rates per client address.
+/// `[limit_req.NAME]`: a table of request rates per client address, or per
+/// value of `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitZone {
     pub name: String,
+    /// What requests are counted under; `None`: the client's address
+    /// (`limit_req::ZoneKey::Addr`, nothing rendered).
+    pub key: Option<Template>,
+    /// The key as written (`"$remote_addr"` without one), for `/status`.
+    pub key_text: String,
     /// Milli-requests per second (nginx's `ctx->rate`): "10r/s" is 10 000.
     pub rate: u64,
     /// The rate as written ("10r/s", "30r/m"), for `/status`.
     pub rate_text: String,
-    /// Most addresses held.
+    /// Most keys held.
     pub capacity: usize,
 }
 

@@ -24,7 +24,7 @@ use super::runtime::{
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
 use crate::real_ip::RealIp;
-use crate::template::Template;
+use crate::template::{Template, Variable};
 use crate::tls;
 
 const DURATION_HINT: &str = r#"expected a duration such as "500ms", "30s", "5m", "1h" or "1d""#;
@@ -887,7 +887,7 @@ impl Checker<'_> {
 
         let locations = self.locations(&s, upstreams, zones, span.clone());
         let access = self.access(s.allow.as_ref(), s.deny.as_ref()).unwrap_or_default();
-        let limit_req = s.limit_req.as_ref().and_then(|l| self.limit_req(l, zones));
+        let limit_req = s.limit_req.as_ref().and_then(|l| self.limit_reqs(l, zones)).unwrap_or_default();
         let headers = match s.headers {
             Some(h) => self.headers(h),
             None => default_headers(),
@@ -1273,7 +1273,7 @@ impl Checker<'_> {
                 None
             };
             let access = self.access(l.allow.as_ref(), l.deny.as_ref());
-            let limit_req = l.limit_req.as_ref().and_then(|limit| self.limit_req(limit, zones));
+            let limit_req = l.limit_req.as_ref().and_then(|limit| self.limit_reqs(limit, zones));
             let response_headers = l.response_headers.as_ref().map(|h| self.response_headers(h));
             let gzip = l.gzip.as_ref().map(|g| self.gzip(g));
             if let Some(action) = action {
@@ -1328,17 +1328,74 @@ impl Checker<'_> {
         if let (Some(span), 0) = (size_span, capacity) {
             self.error(span, "size: the zone needs room for at least one address, such as size = \"1m\"".into());
         }
+        let key = match &z.key {
+            None => None,
+            Some(text) => match Template::parse(text.get_ref()) {
+                // The address itself, without rendering it: as no key.
+                Ok(key) if key.is_just(&Variable::RemoteAddr) => None,
+                Ok(key) => Some(key),
+                Err(e) => {
+                    self.error(text.span(), format!("key = {:?}: {e}", text.get_ref()));
+                    None
+                }
+            },
+        };
+        let key_text = z.key.map_or_else(|| "$remote_addr".to_owned(), Spanned::into_inner);
         let rate_text = z.rate.map(Spanned::into_inner).unwrap_or_default();
-        (self.errors.len() == before).then(|| LimitZone { name: name.into_inner(), rate, rate_text, capacity })
+        (self.errors.len() == before).then(|| LimitZone {
+            name: name.into_inner(),
+            key,
+            key_text,
+            rate,
+            rate_text,
+            capacity,
+        })
     }
 
-    /// A server's or location's `limit_req`; `None` after reporting a problem.
-    fn limit_req(&mut self, limit: &Spanned<file::LimitReq>, zones: &[String]) -> Option<LimitReq> {
-        let l = limit.get_ref();
+    /// A server's or location's `limit_req`, one table or a list of them;
+    /// `None` after reporting a problem.
+    fn limit_reqs(&mut self, limits: &Spanned<file::LimitReqs>, zones: &[String]) -> Option<Vec<LimitReq>> {
+        match limits.get_ref() {
+            file::LimitReqs::One(limit) => self.limit_req(limits.span(), limit, zones).map(|l| vec![l]),
+            file::LimitReqs::List(list) => {
+                if list.is_empty() {
+                    self.error(
+                        limits.span(),
+                        "limit_req = []: list at least one { zone = \"NAME\" }, or remove the line".into(),
+                    );
+                    return None;
+                }
+                let before = self.errors.len();
+                let mut out = Vec::with_capacity(list.len());
+                for (i, limit) in list.iter().enumerate() {
+                    let name = limit.get_ref().zone.as_ref();
+                    let earlier = list[..i]
+                        .iter()
+                        .any(|l| l.get_ref().zone.as_ref().map(Spanned::get_ref) == name.map(Spanned::get_ref));
+                    if let Some(name) = name.filter(|_| earlier) {
+                        // nginx refuses it too ("is duplicate"): one bucket would count a request twice.
+                        self.error(
+                            name.span(),
+                            format!(
+                                "limit_req zone {:?} is listed twice here; keep one (a zone counts a request once)",
+                                name.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                    out.extend(self.limit_req(limit.span(), limit.get_ref(), zones));
+                }
+                (self.errors.len() == before).then_some(out)
+            }
+        }
+    }
+
+    /// One `{ zone = "NAME", ... }` at `span`; `None` after reporting a problem.
+    fn limit_req(&mut self, span: Range<usize>, l: &file::LimitReq, zones: &[String]) -> Option<LimitReq> {
         let before = self.errors.len();
         let zone = match &l.zone {
             None => {
-                self.error(limit.span(), "limit_req needs zone = \"NAME\", a [limit_req.NAME] table".into());
+                self.error(span, "limit_req needs zone = \"NAME\", a [limit_req.NAME] table".into());
                 None
             }
             Some(name) => {

@@ -20,7 +20,7 @@ use thiserror::Error;
 use self::body::{Progress, RequestBody, ResponseBody, UpstreamBody};
 use self::exchange::Exchange;
 use crate::config::runtime::{Action, LimitReq, LogLevel, Snapshot, VirtualServer};
-use crate::limit_req::Decision;
+use crate::limit_req::{Decision, Limit, Verdict, Zone, ZoneKey, admit_all};
 use crate::log::{AccessLog, ErrorLog, Logs};
 use crate::template::RequestContext;
 use crate::tls::ClientCertificate;
@@ -42,7 +42,7 @@ pub struct Site {
     /// Index-aligned with `snapshot.listeners`.
     pub listeners: Vec<ListenerState>,
     /// Index-aligned with `snapshot.limit_zones`; kept across reloads that
-    /// leave a zone's name, rate and size alone, as nginx keeps its zones.
+    /// leave a zone's name, key, rate and size alone, as nginx keeps its zones.
     pub zones: Vec<Arc<crate::limit_req::Zone>>,
 }
 
@@ -200,6 +200,50 @@ impl Site {
     }
 }
 
+/// What a request's `limits` (one or more, `limit_req`) decide, naming the
+/// limit that decided. One limit counts in one step (`Zone::admit`, the
+/// address made into a key without rendering anything when its zone has no
+/// `key`); several are checked all before any counts (`admit_all`).
+fn limit_requests<'l>(
+    site: &Site,
+    limits: &'l [LimitReq],
+    client: IpAddr,
+    ctx: &RequestContext<'_>,
+) -> Verdict<&'l LimitReq> {
+    if let [limit] = limits {
+        let Some(zone) = site.zones.get(limit.zone) else { return Verdict::Pass };
+        let Some(key) = zone_key(site, limit, zone, client, ctx) else { return Verdict::Pass };
+        return match zone.admit(key, limit.burst, limit.delay_free) {
+            Decision::Pass => Verdict::Pass,
+            Decision::Delay(wait) => Verdict::Delay(wait, limit),
+            Decision::Reject => Verdict::Reject(limit),
+        };
+    }
+    let pending: Vec<(Limit<'_>, &LimitReq)> = limits
+        .iter()
+        .filter_map(|limit| {
+            let zone = site.zones.get(limit.zone)?;
+            let key = zone_key(site, limit, zone, client, ctx);
+            Some((Limit { zone, key, burst: limit.burst, delay_free: limit.delay_free }, limit))
+        })
+        .collect();
+    match admit_all(&pending, std::time::Instant::now()) {
+        Verdict::Pass => Verdict::Pass,
+        Verdict::Delay(wait, limit) => Verdict::Delay(wait, *limit),
+        Verdict::Reject(limit) => Verdict::Reject(*limit),
+    }
+}
+
+/// What `limit`'s zone counts a request from `client` under: the address,
+/// or the hash of the zone's `key` rendered; `None` when that renders empty
+/// (nginx does not count such a request).
+fn zone_key(site: &Site, limit: &LimitReq, zone: &Zone, client: IpAddr, ctx: &RequestContext<'_>) -> Option<ZoneKey> {
+    match site.snapshot.limit_zones.get(limit.zone).and_then(|z| z.key.as_ref()) {
+        None => Some(ZoneKey::Addr(crate::template::canonical_ip(client))),
+        Some(key) => zone.hash_key(&key.render(ctx)),
+    }
+}
+
 /// The name of the zone `limit` counts in, for log lines.
 fn zone_name<'s>(site: &'s Site, limit: &LimitReq) -> &'s str {
     site.snapshot.limit_zones.get(limit.zone).map_or("", |zone| zone.name.as_str())
@@ -352,33 +396,6 @@ pub fn handle(
             exchange.error(LogLevel::Error, format_args!("access forbidden by rule"));
             return Ok(direct(exchange, StatusCode::FORBIDDEN));
         }
-        let limit = location.and_then(|l| l.limit_req.as_ref()).or(server.config.limit_req.as_ref());
-        if let Some(limit) = limit
-            && let Some(zone) = conn.site.zones.get(limit.zone)
-        {
-            match zone.admit(crate::template::canonical_ip(client.ip()), limit.burst, limit.delay_free) {
-                Decision::Pass => {}
-                Decision::Delay(wait) => {
-                    exchange.error(
-                        LogLevel::Warn,
-                        format_args!("delaying request by {wait:?}, by zone \"{}\"", zone_name(&conn.site, limit)),
-                    );
-                    // Boxed: only a delayed request pays for a timer in its future.
-                    Box::pin(tokio::time::sleep(wait)).await;
-                }
-                Decision::Reject => {
-                    // nginx's words and level, for log watchers written for it.
-                    exchange.error(
-                        LogLevel::Error,
-                        format_args!("limiting requests by zone \"{}\"", zone_name(&conn.site, limit)),
-                    );
-                    return Ok(direct(exchange, limit.status));
-                }
-            }
-        }
-        let Some(location) = location else {
-            return Ok(direct(exchange, StatusCode::NOT_FOUND));
-        };
         let request_uri = parts.uri.path_and_query().cloned();
         let ctx = RequestContext {
             host,
@@ -392,6 +409,32 @@ pub fn handle(
             headers: &parts.headers,
             peer_trusted: conn.peer_trusted,
             client_cert: conn.client_cert.as_deref(),
+        };
+        // A location's list replaces the server's entirely, as nginx's lines.
+        let limits = location.and_then(|l| l.limit_req.as_deref()).unwrap_or(&server.config.limit_req);
+        if !limits.is_empty() {
+            match limit_requests(&conn.site, limits, client.ip(), &ctx) {
+                Verdict::Pass => {}
+                Verdict::Delay(wait, limit) => {
+                    exchange.error(
+                        LogLevel::Warn,
+                        format_args!("delaying request by {wait:?}, by zone \"{}\"", zone_name(&conn.site, limit)),
+                    );
+                    // Boxed: only a delayed request pays for a timer in its future.
+                    Box::pin(tokio::time::sleep(wait)).await;
+                }
+                Verdict::Reject(limit) => {
+                    // nginx's words and level, for log watchers written for it.
+                    exchange.error(
+                        LogLevel::Error,
+                        format_args!("limiting requests by zone \"{}\"", zone_name(&conn.site, limit)),
+                    );
+                    return Ok(direct(exchange, limit.status));
+                }
+            }
+        }
+        let Some(location) = location else {
+            return Ok(direct(exchange, StatusCode::NOT_FOUND));
         };
         match &location.action {
             Action::Return { status } => Ok(direct(exchange, *status)),
