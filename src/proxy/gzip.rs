@@ -104,8 +104,9 @@ fn add_vary(headers: &mut HeaderMap) {
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// Compressors kept per thread for the next answer, at most this many: one
-/// is ~300 KiB made and zeroed, which is most of the cost of compressing a
-/// small answer (benches/gzip.rs); a reset one serves again.
+/// is a few hundred KiB of tables, made and zeroed, which was most of the
+/// cost of compressing a small answer (benches/gzip.rs); a reset one serves
+/// again (its tables are zeroed still, but not allocated).
 const SPARE_COMPRESSORS: usize = 4;
 
 thread_local! {
