@@ -115,6 +115,18 @@ async fn compresses_what_the_client_accepts() {
     portico.shutdown().await;
 }
 
+/// A server-sent event stream of three pieces, 100 ms apart, from portico at
+/// `addr`, asking for gzip.
+async fn event_stream(addr: std::net::SocketAddr, cert: &TestCert) -> http::Response<hyper::body::Incoming> {
+    let mut client = Client::https(addr, "app.test", &cert.roots(), &["http/1.1"]).await.unwrap();
+    let request = client
+        .request(Method::GET, "app.test", "/trickle?chunks=3&ms=100&set=Content-Type:text/event-stream")
+        .header("accept-encoding", "gzip")
+        .body(body::empty())
+        .unwrap();
+    client.send(request).await.unwrap()
+}
+
 /// Each piece the upstream sends reaches the client at once, compressed and
 /// decodable, not when the body ends: a trickling answer keeps its pace.
 #[tokio::test]
@@ -122,14 +134,8 @@ async fn a_trickling_body_is_flushed_piece_by_piece() {
     let cert = TestCert::new(&["app.test"]);
     let backend = TestBackend::spawn("app").await;
     let portico = start(&backend, &cert).await;
-    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["http/1.1"]).await.unwrap();
-    let request = client
-        .request(Method::GET, "app.test", "/trickle?chunks=3&ms=100&set=Content-Type:text/event-stream")
-        .header("accept-encoding", "gzip")
-        .body(body::empty())
-        .unwrap();
-    let response = client.send(request).await.unwrap();
     // text/event-stream is not a default type: add it to the server's list.
+    let response = event_stream(portico.addr(0), &cert).await;
     assert_eq!(response.headers().get("content-encoding"), None);
     drop(response);
     portico.shutdown().await;
@@ -137,13 +143,7 @@ async fn a_trickling_body_is_flushed_piece_by_piece() {
     let toml =
         AppConfig::new(backend.addr()).tls(Some(&cert)).server(r#"gzip = { types = ["text/event-stream"] }"#).build();
     let portico = start_portico(&toml).await;
-    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["http/1.1"]).await.unwrap();
-    let request = client
-        .request(Method::GET, "app.test", "/trickle?chunks=3&ms=100&set=Content-Type:text/event-stream")
-        .header("accept-encoding", "gzip")
-        .body(body::empty())
-        .unwrap();
-    let response = client.send(request).await.unwrap();
+    let response = event_stream(portico.addr(0), &cert).await;
     assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip");
     let mut body = response.into_body();
     let mut decoder = flate2::write::GzDecoder::new(Vec::new());
