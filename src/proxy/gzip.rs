@@ -56,8 +56,7 @@ pub fn apply(gzip: &Gzip, accepts: bool, response: &mut Response<ResponseBody>) 
     {
         return;
     }
-    let headers = response.headers_mut();
-    add_vary(headers);
+    add_vary(response.headers_mut());
     let too_short = response.body().size_hint().exact().is_some_and(|length| length < gzip.min_length);
     // A proxy must not change a body its sender marked `no-transform` (RFC 9111).
     let no_transform =
