@@ -493,6 +493,14 @@ impl Translator<'_> {
         self.notes.push(format!("{place}: note: {text}"));
     }
 
+    /// Adds `line` (a whole note or untranslated line) unless it is there: a
+    /// line of an outer level is met again by every level inheriting it.
+    fn note_once(&mut self, line: String) {
+        if !self.notes.contains(&line) {
+            self.notes.push(line);
+        }
+    }
+
     fn set_runtime(&mut self, key: &str, value: String, comment: Option<String>) {
         if let Some(entry) = self.runtime.iter_mut().find(|(k, _, _)| k == key) {
             *entry = (key.to_owned(), value, comment);
@@ -1649,9 +1657,7 @@ impl Translator<'_> {
             };
             let note = format!("{}: directive \"limit_req\" not translated: {why}", d.place);
             // Lines of the level above are met again by every level inheriting them.
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
+            self.note_once(note);
         }
         if scope.limit_req_dry_run || kept.is_empty() {
             return None;
@@ -1709,9 +1715,7 @@ impl Translator<'_> {
                     first.place
                 );
                 // http-level lines are met again by every server inheriting them.
-                if !self.notes.contains(&note) {
-                    self.notes.push(note);
-                }
+                self.note_once(note);
                 None
             }
         }
@@ -1982,9 +1986,7 @@ impl Translator<'_> {
             // An http-level line is met again by every TLS server inheriting it.
             let why = why_untranslated("ssl_trusted_certificate");
             let note = format!("{place}: directive \"ssl_trusted_certificate\" not translated: {why}");
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
+            self.note_once(note);
         }
         let Some((crl, place)) = &scope.ssl_crl else { return auth };
         match auth {
@@ -2044,9 +2046,7 @@ impl Translator<'_> {
             let text = format!("{directive} {}: portico speaks only TLSv1.2 and TLSv1.3, and {what}", left.join(" "));
             // An http-level line is met again by every server inheriting it.
             let note = format!("{place}: note: {text}");
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
+            self.note_once(note);
         }
         let kept: Vec<String> =
             spoken.iter().filter(|p| kept.iter().any(|k| k == *p)).map(|p| (*p).to_owned()).collect();
@@ -2213,9 +2213,7 @@ impl Translator<'_> {
                 }
             }
             for line in lines {
-                if !self.notes.contains(&line) {
-                    self.notes.push(line);
-                }
+                self.note_once(line);
             }
             return;
         }
@@ -2256,9 +2254,7 @@ impl Translator<'_> {
         }
         let recursive = self.real_ip_recursive(&reading);
         for note in notes.into_iter().chain(recursive.1) {
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
+            self.note_once(note);
         }
         let comment =
             if kept_line.is_some() { "nginx: real_ip_header" } else { "nginx's default without real_ip_header" };
@@ -2324,9 +2320,7 @@ impl Translator<'_> {
         }
         for (place, text) in notes {
             let note = format!("{place}: note: {text}");
-            if !self.notes.contains(&note) {
-                self.notes.push(note);
-            }
+            self.note_once(note);
         }
     }
 
