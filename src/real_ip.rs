@@ -33,7 +33,7 @@ impl RealIp {
             for entry in text.rsplit([',', ' ', '\t']).filter(|e| !e.is_empty()) {
                 let address = parse_entry(entry)?;
                 found = Some(address);
-                if !self.recursive || !trusted.iter().any(|cidr| cidr.contains(address.ip())) {
+                if !self.recursive || !Cidr::any_contains(trusted, address.ip()) {
                     return found;
                 }
             }

@@ -59,7 +59,7 @@ pub struct RuntimeSettings {
 impl RuntimeSettings {
     /// Whether `ip` is one of `trusted_proxies` (none when the list is empty).
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|cidr| cidr.contains(ip))
+        Cidr::any_contains(&self.trusted_proxies, ip)
     }
 }
 
@@ -99,6 +99,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Whether any network in `list` holds `ip`.
+    pub fn any_contains(list: &[Cidr], ip: std::net::IpAddr) -> bool {
+        list.iter().any(|net| net.contains(ip))
+    }
+
     /// Whether `ip` lies in this network (IPv4-mapped IPv6 counts as IPv4).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr;
@@ -517,8 +522,7 @@ pub struct Access {
 impl Access {
     /// Whether a client at `ip` (the connection's address) is answered.
     pub fn permits(&self, ip: std::net::IpAddr) -> bool {
-        !self.deny.iter().any(|net| net.contains(ip))
-            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(ip)))
+        !Cidr::any_contains(&self.deny, ip) && (self.allow.is_empty() || Cidr::any_contains(&self.allow, ip))
     }
 }
 

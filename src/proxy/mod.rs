@@ -288,8 +288,8 @@ impl ConnInfo {
         tls: bool,
         client_cert: Option<Arc<ClientCertificate>>,
     ) -> ConnInfo {
-        let trusted = &site.snapshot.runtime.trusted_proxies;
-        let peer_trusted = trusted.is_empty() || trusted.iter().any(|cidr| cidr.contains(remote.ip()));
+        let runtime = &site.snapshot.runtime;
+        let peer_trusted = runtime.trusted_proxies.is_empty() || runtime.is_trusted_proxy(remote.ip());
         ConnInfo {
             site,
             listener,
