@@ -135,7 +135,7 @@ impl Connect {
 
     /// Just the connected TCP socket (source address applied), for raw tests.
     pub async fn tcp(&self) -> std::io::Result<TcpStream> {
-        let stream = match self.source {
+        let mut stream = match self.source {
             None => TcpStream::connect(self.addr).await?,
             Some(ip) => {
                 let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -144,11 +144,8 @@ impl Connect {
             }
         };
         stream.set_nodelay(true)?;
-        if !self.preamble.is_empty() {
-            let mut stream = stream;
-            tokio::io::AsyncWriteExt::write_all(&mut stream, &self.preamble).await?;
-            return Ok(stream);
-        }
+        // Nothing to write without a preamble (write_all of nothing returns at once).
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &self.preamble).await?;
         Ok(stream)
     }
 
