@@ -15,11 +15,7 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(String),
-    Var(Variable),
-}
+type Part = Piece<Variable>;
 
 /// The variables a template may use (see the configuration contract).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,65 +82,31 @@ impl Template {
     /// Compiles `text`. `$name` ends at the first character that is not
     /// alphanumeric or `_`; `${name}` delimits it explicitly; `$$` is a `$`.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
-        if text.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(TemplateError::ControlCharacter);
-        }
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(pos) = rest.find('$') {
-            literal.push_str(&rest[..pos]);
-            rest = &rest[pos + 1..];
-            if let Some(after) = rest.strip_prefix('$') {
-                literal.push('$');
-                rest = after;
-                continue;
-            }
-            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
-                let end = braced.find('}').ok_or(TemplateError::UnclosedBrace)?;
-                (&braced[..end], &braced[end + 1..])
-            } else {
-                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
-                (&rest[..end], &rest[end..])
-            };
-            if name.is_empty() {
-                return Err(TemplateError::EmptyVariable);
-            }
-            if !literal.is_empty() {
-                parts.push(Part::Literal(std::mem::take(&mut literal)));
-            }
-            parts.push(Part::Var(Variable::parse(name)?));
-            rest = after;
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal));
-        }
-        Ok(Template { parts })
+        Ok(Template { parts: pieces(text, Variable::parse)? })
     }
 
     /// A template that is just this text.
     pub fn literal(text: &str) -> Template {
-        Template { parts: vec![Part::Literal(text.to_owned())] }
+        Template { parts: vec![Piece::Literal(text.to_owned())] }
     }
 
     /// The template's text when it has no variables.
     pub fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {
             [] => Some(""),
-            [Part::Literal(text)] => Some(text),
+            [Piece::Literal(text)] => Some(text),
             _ => None,
         }
     }
 
     /// Whether the template is `var` alone.
     pub fn is_just(&self, var: &Variable) -> bool {
-        matches!(self.parts.as_slice(), [Part::Var(v)] if v == var)
+        matches!(self.parts.as_slice(), [Piece::Var(v)] if v == var)
     }
 
     /// Whether the template uses `var`.
     pub fn uses(&self, var: &Variable) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(v) if v == var))
+        self.parts.iter().any(|p| matches!(p, Piece::Var(v) if v == var))
     }
 
     /// Renders into `out` (appending). Values taken from the request are
@@ -152,8 +114,8 @@ impl Template {
     pub fn render_into(&self, ctx: &RequestContext<'_>, out: &mut String) {
         for part in &self.parts {
             match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Var(var) => var.render_into(ctx, out),
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Var(var) => var.render_into(ctx, out),
             }
         }
     }
@@ -164,6 +126,62 @@ impl Template {
         self.render_into(ctx, &mut out);
         out
     }
+}
+
+/// A piece of compiled text: literal text or a variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece<V> {
+    Literal(String),
+    Var(V),
+}
+
+/// Splits `text` into literal text and variables, each name compiled by
+/// `var`: the syntax of header templates and of access log formats alike.
+pub(crate) fn pieces<V, E: From<TemplateError>>(
+    text: &str,
+    mut var: impl FnMut(&str) -> Result<V, E>,
+) -> Result<Vec<Piece<V>>, E> {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(TemplateError::ControlCharacter.into());
+    }
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        literal.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            literal.push('$');
+            rest = after;
+            continue;
+        }
+        let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced.find('}').ok_or(TemplateError::UnclosedBrace)?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        if name.is_empty() {
+            return Err(TemplateError::EmptyVariable.into());
+        }
+        if !literal.is_empty() {
+            parts.push(Piece::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(Piece::Var(var(name)?));
+        rest = after;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(Piece::Literal(literal));
+    }
+    Ok(parts)
+}
+
+/// The header `$http_NAME` reads (`_` read as `-`), if `name` is one.
+pub(crate) fn http_variable(name: &str) -> Option<http::HeaderName> {
+    let header = name.strip_prefix("http_").filter(|h| !h.is_empty())?;
+    http::HeaderName::from_bytes(header.replace('_', "-").to_ascii_lowercase().as_bytes()).ok()
 }
 
 impl Variable {
@@ -181,10 +199,7 @@ impl Variable {
             "ssl_client_escaped_cert" => Variable::SslClientEscapedCert,
             "ssl_client_verify" => Variable::SslClientVerify,
             _ => {
-                if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                    let header = header.replace('_', "-").to_ascii_lowercase();
-                    let header = http::HeaderName::from_bytes(header.as_bytes())
-                        .map_err(|_| TemplateError::UnknownVariable(name.to_owned()))?;
+                if let Some(header) = http_variable(name) {
                     Variable::Http(header)
                 } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
                     Variable::Cookie(cookie.to_owned())
