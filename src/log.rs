@@ -24,6 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::runtime::{AccessLogFormat, LogLevel};
 
+mod custom;
+
+pub use custom::{Escape, LogFormat, LogFormatError};
+
 /// Lines that may wait for the writer; beyond this they are dropped and counted.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 /// A file's buffer; a full buffer is written at once.
@@ -70,6 +74,23 @@ pub struct AccessRecord<'a> {
     pub upstream_addr: Option<&'a str>,
     /// From the request's arrival to the end of the response.
     pub duration: Duration,
+    /// `$remote_port`.
+    pub remote_port: u16,
+    /// `$scheme`.
+    pub scheme: &'a str,
+    /// `$server_name`: the server's first name.
+    pub server_name: &'a str,
+    /// `$server_port`: the port the request came in on.
+    pub server_port: u16,
+    /// The status the upstream server answered with, or the one its failure
+    /// gave (502, 504); `None` when no server was picked.
+    pub upstream_status: Option<u16>,
+    /// From the first upstream server picked to the end of the response,
+    /// when the format prints it.
+    pub upstream_time: Option<Duration>,
+    /// The values of the request headers a custom format prints, in
+    /// [`LogFormat::request_headers`]' order.
+    pub headers: &'a [Option<http::HeaderValue>],
 }
 
 /// A handle to one access log file.
@@ -267,7 +288,19 @@ impl std::fmt::Debug for Logs {
 impl AccessLog {
     /// Whether its lines print `$host` (nginx's `combined` does not).
     pub fn prints_host(&self) -> bool {
-        matches!(self.format, AccessLogFormat::Json)
+        match &self.format {
+            AccessLogFormat::Combined => false,
+            AccessLogFormat::Json => true,
+            AccessLogFormat::Custom(format) => format.prints_host(),
+        }
+    }
+
+    /// The custom format, if it is one: what else a line needs kept.
+    pub fn custom(&self) -> Option<&LogFormat> {
+        match &self.format {
+            AccessLogFormat::Custom(format) => Some(format),
+            _ => None,
+        }
     }
 
     /// Queues one line; never blocks.
@@ -277,9 +310,10 @@ impl AccessLog {
             + record.referer.map_or(0, str::len)
             + record.user_agent.map_or(0, str::len);
         let mut line = Vec::with_capacity(160 + fields + record.host.len());
-        match self.format {
+        match &self.format {
             AccessLogFormat::Combined => format_combined(record, &mut line),
             AccessLogFormat::Json => format_json(record, &mut line),
+            AccessLogFormat::Custom(format) => format.format(record, &mut line),
         }
         self.sink.send(line);
     }
@@ -499,9 +533,9 @@ pub fn format_combined(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     out.push(b':');
     push_clock(out, &time, b':');
     out.extend_from_slice(b" +0000] \"");
-    push_nginx_escaped(out, record.method);
+    push_nginx_escaped(out, record.method.as_bytes());
     out.push(b' ');
-    push_nginx_escaped(out, record.uri);
+    push_nginx_escaped(out, record.uri.as_bytes());
     out.push(b' ');
     out.extend_from_slice(protocol(record.version).as_bytes());
     out.extend_from_slice(b"\" ");
@@ -509,9 +543,9 @@ pub fn format_combined(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     out.push(b' ');
     push_num(out, record.body_bytes, 1);
     out.extend_from_slice(b" \"");
-    push_nginx_escaped(out, record.referer.unwrap_or("-"));
+    push_nginx_escaped(out, record.referer.unwrap_or("-").as_bytes());
     out.extend_from_slice(b"\" \"");
-    push_nginx_escaped(out, record.user_agent.unwrap_or("-"));
+    push_nginx_escaped(out, record.user_agent.unwrap_or("-").as_bytes());
     out.extend_from_slice(b"\"\n");
 }
 
@@ -546,12 +580,8 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     push_json_string(out, Some(record.host));
     out.extend_from_slice(b",\"upstream_addr\":");
     push_json_string(out, record.upstream_addr);
-    // Seconds with milliseconds, as nginx's $request_time.
-    let millis = u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX);
     out.extend_from_slice(b",\"request_time\":");
-    push_num(out, millis / 1000, 1);
-    out.push(b'.');
-    push_num(out, millis % 1000, 3);
+    push_seconds(out, record.duration);
     out.extend_from_slice(b"}\n");
 }
 
@@ -599,9 +629,8 @@ fn protocol(version: http::Version) -> &'static str {
 
 /// nginx's access log escaping: `"`, `\` and bytes outside printable ASCII
 /// become `\xHH`, so a client cannot end a field or forge a line.
-fn push_nginx_escaped(out: &mut Vec<u8>, s: &str) {
+fn push_nginx_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
@@ -615,13 +644,21 @@ fn push_nginx_escaped(out: &mut Vec<u8>, s: &str) {
 
 /// A JSON string literal, or `null` for `None`.
 fn push_json_string(out: &mut Vec<u8>, s: Option<&str>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let Some(s) = s else {
         out.extend_from_slice(b"null");
         return;
     };
     out.push(b'"');
-    let bytes = s.as_bytes();
+    push_json_escaped(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// `bytes` escaped for the inside of a JSON string. Bytes that are not
+/// UTF-8 (a header value may carry any) are read as Latin-1, so that the
+/// line stays valid JSON.
+fn push_json_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let utf8 = std::str::from_utf8(bytes).is_ok();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let short: &[u8] = match b {
@@ -632,6 +669,7 @@ fn push_json_string(out: &mut Vec<u8>, s: Option<&str>) {
             b'\t' => b"\\t",
             // DEL is valid JSON but would reach a terminal reading the file raw.
             0..0x20 | 0x7f => b"",
+            0x80.. if !utf8 => b"",
             _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
@@ -643,7 +681,14 @@ fn push_json_string(out: &mut Vec<u8>, s: Option<&str>) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+}
+
+/// Seconds with milliseconds, as nginx's `$request_time`.
+fn push_seconds(out: &mut Vec<u8>, duration: Duration) {
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    push_num(out, millis / 1000, 1);
+    out.push(b'.');
+    push_num(out, millis % 1000, 3);
 }
 
 /// `n` in decimal, zero-padded to at least `width` digits (at most 20).
@@ -759,11 +804,11 @@ mod tests {
     use crate::test_support::TempDir;
 
     /// 2026-11-26 10:19:45 UTC.
-    fn fixed_time() -> SystemTime {
+    pub(super) fn fixed_time() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_795_688_385)
     }
 
-    fn record<'a>() -> AccessRecord<'a> {
+    pub(super) fn record<'a>() -> AccessRecord<'a> {
         AccessRecord {
             remote_addr: "192.0.2.7".parse().unwrap(),
             time: fixed_time(),
@@ -777,6 +822,13 @@ mod tests {
             host: "am.example.com",
             upstream_addr: Some("10.0.0.1:9443"),
             duration: Duration::from_micros(1_234_567),
+            remote_port: 51234,
+            scheme: "https",
+            server_name: "am.example.com",
+            server_port: 443,
+            upstream_status: Some(200),
+            upstream_time: Some(Duration::from_micros(1_200_300)),
+            headers: &[],
         }
     }
 

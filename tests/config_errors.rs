@@ -820,6 +820,47 @@ gzip = {{ types = ["application/json", "json", "text/ html"], min_length = "1 k"
 }
 
 #[test]
+fn log_format_problems() {
+    let toml = format!(
+        r#"{UPSTREAMS}[log_format.main]
+format = '$remote_addr "$request" $bytes_sent'
+[log_format.json]
+format = "$status"
+[log_format.short]
+escape = "html"
+[log_format.fine]
+format = "$status $http_x_id"
+
+[[server]]
+listen = ["80"]
+proxy_pass = "am"
+access_log = "/var/log/portico/access.log"
+access_log_format = "mian"
+
+[[server]]
+listen = ["81"]
+proxy_pass = "am"
+access_log = "/var/log/portico/access.log"
+access_log_format = "main"
+"#
+    );
+    assert_eq!(
+        errors(&toml),
+        [
+            "portico.toml:6:10: [log_format.main] format: unknown variable `$bytes_sent` in a log format (known: \
+             $remote_addr, $remote_port, $remote_user, $time_local, $time_iso8601, $msec, $request, $request_method, \
+             $request_uri, $uri, $args, $query_string, $server_protocol, $scheme, $host, $server_name, $server_port, \
+             $status, $body_bytes_sent, $request_time, $upstream_addr, $upstream_status, $upstream_response_time, \
+             $http_NAME)",
+            r#"portico.toml:7:13: [log_format.json]: "json" is portico's own format; give this one another name"#,
+            r#"portico.toml:9:1: [log_format.short] needs format = "...", such as format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'"#,
+            r#"portico.toml:10:10: escape = "html": expected "default", "json" or "none""#,
+            r#"portico.toml:18:21: access_log_format = "mian": expected "combined", "json", "main", "short", "fine", or a [log_format.mian] table with format = "...""#,
+        ]
+    );
+}
+
+#[test]
 fn limit_req_keys_and_lists() {
     let toml = format!(
         r#"{UPSTREAMS}[limit_req.a]

@@ -2131,3 +2131,70 @@ server { listen 8082; gzip off; location / { proxy_pass http://am; } location /u
     assert!(!notes.contains("gzip_vary") && !notes.contains(":2:") && !notes.contains(":3:"), "{notes}");
     Ok(())
 }
+
+#[test]
+fn import_log_format_becomes_a_log_format_table() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("log-format");
+    let conf = tmp.0.join("logs.conf");
+    std::fs::write(
+        &conf,
+        r#"http {
+log_format main '$remote_addr - $remote_user [$time_local] "$request" '
+                '$status $body_bytes_sent "$http_x_forwarded_for" rt=$request_time urt=$upstream_response_time';
+log_format js escape=json '{"uri":"$request_uri","status":$status}';
+log_format bytes '$remote_addr $bytes_sent';
+access_log /var/log/nginx/access.log main;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; location / { proxy_pass http://am; } }
+server { listen 8081; access_log /var/log/nginx/js.log js; location / { proxy_pass http://am; } }
+server { listen 8082; access_log /var/log/nginx/b.log bytes; location / { proxy_pass http://am; } }
+server { listen 8083; access_log /var/log/nginx/c.log combined; location / { proxy_pass http://am; } }
+server { listen 8084; access_log /var/log/nginx/u.log later; location / { proxy_pass http://am; } }
+}
+"#,
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    // nginx's strings joined as nginx joins them.
+    assert!(
+        toml.contains(&format!(
+            "[log_format.main]  # nginx: {conf}:2\nformat = \"$remote_addr - $remote_user [$time_local] \\\"$request\\\" \
+             $status $body_bytes_sent \\\"$http_x_forwarded_for\\\" rt=$request_time urt=$upstream_response_time\"\n"
+        )),
+        "{toml}"
+    );
+    assert!(
+        toml.contains(&format!(
+            "[log_format.js]  # nginx: {conf}:4\nformat = \"{{\\\"uri\\\":\\\"$request_uri\\\",\\\"status\\\":$status}}\"\nescape = \"json\"\n"
+        )),
+        "{toml}"
+    );
+    assert!(
+        toml.contains(&format!(
+            "# [log_format.bytes]  # nginx: {conf}:5; not translated: unknown variable `$bytes_sent`"
+        )),
+        "{toml}"
+    );
+    let servers: Vec<&str> = toml.split("[[server]]").skip(1).collect();
+    assert_eq!(servers.len(), 5, "{toml}");
+    let format_of =
+        |server: &str| server.lines().find_map(|l| l.strip_prefix("access_log_format = ")).map(str::to_owned);
+    // The http level's format is inherited with its access_log.
+    assert_eq!(format_of(servers[0]).as_deref(), Some("\"main\""), "{toml}");
+    assert_eq!(format_of(servers[1]).as_deref(), Some("\"js\""), "{toml}");
+    // A format portico cannot write, `combined` and one not yet defined: the combined format.
+    assert_eq!((format_of(servers[2]), format_of(servers[3]), format_of(servers[4])), (None, None, None), "{toml}");
+    assert_noted_once(
+        &notes,
+        &[
+            format!(
+                "{conf}:5: note: log_format bytes is not translated (unknown variable `$bytes_sent` in a log format"
+            ),
+            format!(
+                "{conf}:12: note: access_log format \"later\" is not defined before this line (nginx refuses that): portico writes the combined format"
+            ),
+        ],
+    );
+    assert!(!notes.contains(":2:") && !notes.contains(":4:") && !notes.contains(":6:"), "{notes}");
+    Ok(())
+}

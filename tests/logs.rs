@@ -440,6 +440,67 @@ async fn json_lines_have_the_right_keys_and_values() {
     assert_eq!(second["user_agent"], Json::Null);
 }
 
+/// A `[log_format.NAME]` as the server's `access_log_format` (`{:?}` quotes
+/// the format as TOML does: `\"` and `\\`).
+fn custom_config(app: &TestBackend, log: &Path, format: &str, escape: &str) -> String {
+    format!(
+        "{}[upstream.dead]\nservers = [\"127.0.0.1:1\"]\n\n[log_format.main]\nformat = {format:?}\nescape = \"{escape}\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"log.test\"]\naccess_log = {}\naccess_log_format = \"main\"\n\
+         [[server.location]]\nprefix = \"/\"\nproxy_pass = \"pool\"\n[[server.location]]\nprefix = \"/dead\"\nproxy_pass = \"dead\"\n",
+        upstream(&[app]),
+        toml_path(log)
+    )
+}
+
+#[tokio::test]
+async fn custom_formats_write_nginx_variables_and_follow_a_reload() {
+    let dir = TempDir::new("logs-custom");
+    let log = dir.join("access.log");
+    let app = TestBackend::spawn("app").await;
+    let format = r#"$remote_addr:$remote_port $scheme $host $server_name:$server_port "$request" $status $body_bytes_sent "$http_x_request_id" $upstream_addr $upstream_status $uri $args"#;
+    let mut portico = start_portico(&custom_config(&app, &log, format, "default")).await;
+    let mut client = Connect::to(portico.addr(0)).source_ip("127.0.3.9").connect().await.unwrap();
+    let port = client.local_addr().port();
+    let listen = portico.addr(0).port();
+
+    let reply = client.get_with("LOG.test", "/plain?x=1", &[("x-request-id", "r\"1")]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = client.get("log.test", "/dead/end").await.unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let found = wait_lines(&log, 2, Duration::from_secs(1)).await;
+    assert_eq!(
+        found,
+        [
+            format!(
+                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /plain?x=1 HTTP/1.1\" 200 3 \"r\\x221\" {} 200 /plain x=1",
+                app.addr()
+            ),
+            // The server that failed is logged with the status its failure gave.
+            format!(
+                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /dead/end HTTP/1.1\" 502 16 \"-\" 127.0.0.1:1 502 /dead/end -"
+            ),
+        ]
+    );
+
+    // A reload's format takes the next line: JSON escaping, times as numbers
+    // (the upstream's at least the 150 ms the backend waits, within the request's).
+    let json = r#"{"uri":"$request_uri","id":"$http_x_request_id","rt":$request_time,"urt":$upstream_response_time,"t":"$time_iso8601"}"#;
+    portico.reload(&custom_config(&app, &log, json, "json")).unwrap();
+    client.get_with("log.test", "/slow?ms=150", &[("x-request-id", "q\"2")]).await.unwrap();
+    let found = wait_lines(&log, 3, Duration::from_secs(1)).await;
+    let third = parse_json_object(&found[2]).unwrap();
+    assert_eq!(third["uri"], Json::Str("/slow?ms=150".into()));
+    assert_eq!(third["id"], Json::Str("q\"2".into()));
+    let seconds = |key: &str| match &third[key] {
+        Json::Num(n) => n.parse::<f64>().unwrap(),
+        other => panic!("{key} is {other:?} in {}", found[2]),
+    };
+    assert!(seconds("urt") >= 0.15 && seconds("urt") <= seconds("rt") && seconds("rt") < 1.0, "{}", found[2]);
+    let Json::Str(time) = &third["t"] else { panic!("t is not a string: {}", found[2]) };
+    assert!(time.len() == 25 && time.ends_with("+00:00") && time.as_bytes()[10] == b'T', "time {time:?}");
+    assert_eq!(found.len(), 3);
+}
+
 #[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");

@@ -72,6 +72,7 @@ pub fn translate(directives: &[Directive], source: &Path, conf_dir: &Path) -> Tr
         matches: Vec::new(),
         zones: Vec::new(),
         real_ip: Vec::new(),
+        log_formats: Vec::new(),
     };
     t.main(directives);
     t.finish_upstreams();
@@ -118,6 +119,8 @@ struct Scope {
     ssl_client_cert: Option<(String, Place)>,
     ssl_client_key: Option<(String, Place)>,
     access_log: Option<Log>,
+    /// The `log_format` its `access_log` names, when it is one translated.
+    access_log_format: Option<String>,
     error_log: Option<Log>,
     ssl_certificate: Option<String>,
     ssl_certificate_key: Option<String>,
@@ -305,6 +308,15 @@ struct HealthCheckOut {
     port: Option<u16>,
 }
 
+/// A `log_format`: its `[log_format.NAME]`, or why it is not one.
+#[derive(Debug)]
+struct LogFormatOut {
+    name: String,
+    place: Place,
+    /// `format` and `escape`, or why portico cannot write the line.
+    table: Result<(String, Option<String>), String>,
+}
+
 /// A `limit_req_zone`, and its `[limit_req.NAME]` when it translates.
 #[derive(Debug)]
 struct LimitZoneOut {
@@ -395,6 +407,7 @@ struct ServerOut {
     /// `[server.response_headers]`, with the directive each came from.
     response_headers: Vec<(Header, &'static str)>,
     access_log: Option<String>,
+    access_log_format: Option<String>,
     error_log: Option<String>,
     read_timeout: Option<String>,
     send_timeout: Option<String>,
@@ -421,6 +434,8 @@ struct Translator<'a> {
     zones: Vec<LimitZoneOut>,
     /// Every server's realip settings, and each location's that differ from its server's.
     real_ip: Vec<RealIpContext>,
+    /// Every `log_format`, translated or not, for the `access_log` lines naming it.
+    log_formats: Vec<LogFormatOut>,
 }
 
 /// Why a directive nginx knows has no portico counterpart.
@@ -457,7 +472,6 @@ fn why_untranslated(name: &str) -> &'static str {
         "more_set_headers" => "portico does not add response headers",
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
         | "default_type" | "etag" => "portico serves no files",
-        "log_format" => "portico writes access logs in nginx's combined format, or json (access_log_format)",
         "limit_req_zone" => "nginx takes it at http level only",
         "limit_req" | "limit_req_status" => "nginx takes it in http, server and location blocks",
         "limit_req_log_level" => "portico logs refused requests at error and delayed ones at warn, nginx's default",
@@ -623,6 +637,7 @@ impl Translator<'_> {
                 _ => self.untranslated(d, "expected a name and a block"),
             },
             "limit_req_zone" => self.limit_req_zone(d),
+            "log_format" => self.log_format(d),
             "client_header_timeout" => match d.args.as_slice() {
                 [t] if duration(t).is_some() => {
                     self.set_runtime("client_header_timeout", quote(&duration(t).unwrap_or_default()), None);
@@ -635,6 +650,46 @@ impl Translator<'_> {
                 }
             }
         }
+    }
+
+    /// `log_format NAME [escape=default|json|none] STRING...` as
+    /// `[log_format.NAME]`, when portico has every variable it prints.
+    fn log_format(&mut self, d: &Directive) {
+        let Some((name, rest)) = d.args.split_first() else {
+            return self.untranslated(d, "expected a name and the format");
+        };
+        if name == "combined" || name == "json" || self.log_formats.iter().any(|f| &f.name == name) {
+            return self.untranslated(d, "a format of this name is already defined");
+        }
+        let (escape, strings) = match rest.split_first() {
+            Some((first, strings)) if first.starts_with("escape=") => (first.strip_prefix("escape="), strings),
+            _ => (None, rest),
+        };
+        let text = strings.concat();
+        let table = match (escape, strings.is_empty()) {
+            (_, true) => Err("it has no format string".to_owned()),
+            (Some(other), _) if !matches!(other, "default" | "json" | "none") => {
+                Err(format!("escape={other} is not one portico knows (default, json, none)"))
+            }
+            _ => {
+                let mode = match escape {
+                    Some("json") => crate::log::Escape::Json,
+                    Some("none") => crate::log::Escape::None,
+                    _ => crate::log::Escape::Default,
+                };
+                match crate::log::LogFormat::parse(&text, mode) {
+                    Ok(_) => Ok((text, escape.filter(|e| *e != "default").map(str::to_owned))),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        if let Err(why) = &table {
+            self.note(
+                &d.place,
+                format!("log_format {name} is not translated ({why}); access logs naming it are written in the combined format"),
+            );
+        }
+        self.log_formats.push(LogFormatOut { name: name.clone(), place: d.place.clone(), table });
     }
 
     /// `limit_req_zone KEY zone=NAME:SIZE [rate=RATE] [sync]` as `[limit_req.NAME]`.
@@ -786,13 +841,21 @@ impl Translator<'_> {
                 match d.args.as_slice() {
                     [off] if off == "off" => scope.access_log = Some(Log::Off),
                     [path, rest @ ..] if !path.starts_with("syslog:") && !path.contains('$') => {
-                        match rest.first().map(String::as_str) {
-                        None | Some("combined") => {}
-                        Some(format) => self.note(
-                            &d.place,
-                            format!("access_log format \"{format}\" is not translated: portico writes the combined format"),
-                        ),
-                    }
+                        scope.access_log_format = match rest.first().map(String::as_str) {
+                            None | Some("combined") => None,
+                            Some(format) => match self.log_formats.iter().find(|f| f.name == format) {
+                                Some(LogFormatOut { table: Ok(_), .. }) => Some(format.to_owned()),
+                                // Its own note says why.
+                                Some(_) => None,
+                                None => {
+                                    self.note(
+                                        &d.place,
+                                        format!("access_log format \"{format}\" is not defined before this line (nginx refuses that): portico writes the combined format"),
+                                    );
+                                    None
+                                }
+                            },
+                        };
                         if rest.len() > 1 {
                             self.note(&d.place, "access_log buffering and conditions are not translated".into());
                         }
@@ -1264,8 +1327,8 @@ impl Translator<'_> {
             let differs = s.read_timeout != settings.read_timeout
                 || s.send_timeout != settings.send_timeout
                 || format!("{:?}", s.headers) != format!("{:?}", settings.headers)
-                || format!("{:?}{:?}", s.access_log, s.error_log)
-                    != format!("{:?}{:?}", settings.access_log, settings.error_log);
+                || format!("{:?}{:?}{:?}", s.access_log, s.access_log_format, s.error_log)
+                    != format!("{:?}{:?}{:?}", settings.access_log, settings.access_log_format, settings.error_log);
             if differs {
                 self.note(
                     place,
@@ -1386,6 +1449,7 @@ impl Translator<'_> {
             Some(Log::Path(p)) => Some(p.clone()),
             _ => None,
         };
+        out.access_log_format = out.access_log.as_ref().and(settings.access_log_format.clone());
         out.error_log = match &settings.error_log {
             Some(Log::Path(p)) => Some(p.clone()),
             _ => None,
@@ -2359,6 +2423,26 @@ impl Translator<'_> {
                 s.push_str(&format!("rate = {}\nsize = {}\n", quote(&table.rate), quote(&table.size)));
             }
         }
+        for format in &self.log_formats {
+            s.push('\n');
+            let title = format!("[log_format.{}]", key(&format.name));
+            match &format.table {
+                Ok((text, escape)) => {
+                    line(&mut s, &title, Some(&format!("nginx: {}", format.place)));
+                    s.push_str(&format!("format = {}\n", quote(text)));
+                    if let Some(escape) = escape {
+                        s.push_str(&format!("escape = {}\n", quote(escape)));
+                    }
+                }
+                Err(why) => {
+                    line(
+                        &mut s,
+                        &format!("# {title}"),
+                        Some(&format!("nginx: {}; not translated: {why}", format.place)),
+                    );
+                }
+            }
+        }
         for server in &self.servers {
             render_server(&mut s, server);
         }
@@ -2551,6 +2635,9 @@ fn render_server(s: &mut String, server: &ServerOut) {
     }
     if let Some(p) = &server.access_log {
         s.push_str(&format!("access_log = {}\n", quote(p)));
+    }
+    if let Some(f) = &server.access_log_format {
+        s.push_str(&format!("access_log_format = {}\n", quote(f)));
     }
     if let Some(p) = &server.error_log {
         s.push_str(&format!("error_log = {}\n", quote(p)));

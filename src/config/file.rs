@@ -27,9 +27,22 @@ pub struct File {
     /// `[limit_req.NAME]`: request-rate zones, in file order.
     #[serde(default)]
     pub limit_req: Entries<Spanned<LimitZone>>,
+    /// `[log_format.NAME]`: access log layouts, in file order.
+    #[serde(default)]
+    pub log_format: Entries<Spanned<LogFormat>>,
     /// `[[server]]`, in file order.
     #[serde(default)]
     pub server: Vec<Spanned<Server>>,
+}
+
+/// `[log_format.NAME]` (nginx: `log_format NAME escape=... '...'`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFormat {
+    /// The line, with `$variables`.
+    pub format: Option<Spanned<String>>,
+    /// `default | json | none`.
+    pub escape: Option<Spanned<String>>,
 }
 
 /// `[runtime]`.

@@ -414,10 +414,12 @@ pub struct HeaderRule {
 }
 
 /// `access_log_format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogFormat {
     Combined,
     Json,
+    /// A `[log_format.NAME]`.
+    Custom(Arc<crate::log::LogFormat>),
 }
 
 /// One `[[server.location]]` (or the shorthand `proxy_pass`/`redirect` on a server).

@@ -23,6 +23,7 @@ use super::runtime::{
     Listener, Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
+use crate::log::{Escape, LogFormat};
 use crate::real_ip::RealIp;
 use crate::template::{Template, Variable};
 use crate::tls;
@@ -64,6 +65,9 @@ struct Checker<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
 }
+
+/// A `[log_format.NAME]`: its name, and its format unless it had errors.
+type NamedFormat = (String, Option<Arc<LogFormat>>);
 
 /// A validated server before it is attached to its listeners.
 struct ServerEntry {
@@ -107,8 +111,10 @@ impl Checker<'_> {
         let zone_names: Vec<String> = parsed.limit_req.0.iter().map(|(name, _)| name.get_ref().clone()).collect();
         let limit_zones: Vec<LimitZone> =
             parsed.limit_req.0.into_iter().filter_map(|(name, zone)| self.limit_zone(name, zone)).collect();
+        let log_formats: Vec<NamedFormat> =
+            parsed.log_format.0.into_iter().filter_map(|(name, format)| self.log_format(name, format)).collect();
         let servers: Vec<ServerEntry> =
-            parsed.server.into_iter().map(|s| self.server(s, &names, &zone_names)).collect();
+            parsed.server.into_iter().map(|s| self.server(s, &names, &zone_names, &log_formats)).collect();
         let listeners = self.listeners(&servers);
         if runtime.trusted_proxies.is_empty()
             && let Some(span) = servers.iter().find_map(|s| s.proxy_protocol.clone())
@@ -834,7 +840,13 @@ impl Checker<'_> {
         if ok { Ok(Some(StickyStore { url: url.into_inner(), prefix, lookup_timeout })) } else { Err(()) }
     }
 
-    fn server(&mut self, server: Spanned<file::Server>, upstreams: &[String], zones: &[String]) -> ServerEntry {
+    fn server(
+        &mut self,
+        server: Spanned<file::Server>,
+        upstreams: &[String],
+        zones: &[String],
+        formats: &[NamedFormat],
+    ) -> ServerEntry {
         let span = server.span();
         let line = self.line(&span);
         let mut s = server.into_inner();
@@ -899,10 +911,24 @@ impl Checker<'_> {
             Some(f) => match f.get_ref().as_str() {
                 "combined" => AccessLogFormat::Combined,
                 "json" => AccessLogFormat::Json,
-                other => {
-                    self.error(f.span(), format!("access_log_format = {other:?}: expected \"combined\" or \"json\""));
-                    AccessLogFormat::Combined
-                }
+                other => match formats.iter().find(|(name, _)| name == other) {
+                    Some((_, Some(format))) => AccessLogFormat::Custom(format.clone()),
+                    // Its own error is reported where it is written.
+                    Some((_, None)) => AccessLogFormat::Combined,
+                    None => {
+                        let mut known = vec!["\"combined\"".to_owned(), "\"json\"".to_owned()];
+                        known.extend(formats.iter().map(|(name, _)| format!("{name:?}")));
+                        self.error(
+                            f.span(),
+                            format!(
+                                "access_log_format = {other:?}: expected {}, or a [log_format.{other}] table \
+                                 with format = \"...\"",
+                                known.join(", ")
+                            ),
+                        );
+                        AccessLogFormat::Combined
+                    }
+                },
             },
         };
         let access_log = self.file_path("access_log", s.access_log);
@@ -1292,6 +1318,47 @@ impl Checker<'_> {
         // Longest prefix first so that the first match is the best one.
         found.sort_by_key(|(location, _)| std::cmp::Reverse(location.prefix.len()));
         found.into_iter().map(|(location, _)| location).collect()
+    }
+
+    /// `[log_format.NAME]`, compiled; its format `None` after reporting a
+    /// problem, and `None` for a name that is one of portico's own formats.
+    fn log_format(&mut self, name: Spanned<String>, format: Spanned<file::LogFormat>) -> Option<NamedFormat> {
+        let span = format.span();
+        let format = format.into_inner();
+        let label = name.get_ref().clone();
+        if label == "combined" || label == "json" {
+            self.error(
+                name.span(),
+                format!("[log_format.{label}]: {label:?} is portico's own format; give this one another name"),
+            );
+            return None;
+        }
+        let escape = match format.escape.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
+            None | Some(("default", _)) => Escape::Default,
+            Some(("json", _)) => Escape::Json,
+            Some(("none", _)) => Escape::None,
+            Some((other, span)) => {
+                self.error(span, format!("escape = {other:?}: expected \"default\", \"json\" or \"none\""));
+                Escape::Default
+            }
+        };
+        let Some(text) = format.format else {
+            self.error(
+                span,
+                format!(
+                    "[log_format.{label}] needs format = \"...\", such as \
+                     format = '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent'"
+                ),
+            );
+            return Some((label, None));
+        };
+        match LogFormat::parse(text.get_ref(), escape) {
+            Ok(compiled) => Some((label, Some(Arc::new(compiled)))),
+            Err(e) => {
+                self.error(text.span(), format!("[log_format.{label}] format: {e}"));
+                Some((label, None))
+            }
+        }
     }
 
     /// `[limit_req.NAME]`; `None` after reporting a problem.

@@ -228,7 +228,7 @@ impl UpstreamBody {
         idle_timeout: Duration,
         pool: Arc<Pool>,
         connection: Connection,
-        exchange: Exchange,
+        mut exchange: Exchange,
     ) -> UpstreamBody {
         exchange.upstream_answered();
         UpstreamBody {

@@ -26,8 +26,19 @@ pub struct Exchange {
     user_agent: Option<HeaderValue>,
     /// `$host`; only kept when the access log's format prints it.
     host: String,
+    /// `$scheme` and `$server_port`.
+    scheme: &'static str,
+    server_port: u16,
+    /// The request headers a custom access log format prints, in its order.
+    headers: Vec<Option<HeaderValue>>,
     status: u16,
     upstream: Option<(Arc<Pool>, usize)>,
+    /// The upstream server's status, once its answer came.
+    upstream_status: Option<u16>,
+    /// When the first upstream server was picked; only kept when the access
+    /// log's format prints `$upstream_response_time`.
+    upstream_start: Option<Instant>,
+    times_upstream: bool,
     /// Whether the request was counted and logged (`finish`).
     finished: bool,
 }
@@ -37,8 +48,16 @@ const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Exchange {
     /// Records the request's line and headers (cheap clones of shared bytes).
-    pub fn new(server: Arc<ServerState>, remote: SocketAddr, request: &http::request::Parts, host: &str) -> Exchange {
+    pub fn new(
+        server: Arc<ServerState>,
+        remote: SocketAddr,
+        request: &http::request::Parts,
+        host: &str,
+        scheme: &'static str,
+        server_port: u16,
+    ) -> Exchange {
         let logs = server.access_log.is_some();
+        let custom = server.access_log.as_ref().and_then(AccessLog::custom);
         Exchange {
             remote,
             started_at: logs.then(SystemTime::now),
@@ -53,8 +72,16 @@ impl Exchange {
             } else {
                 String::new()
             },
+            scheme,
+            server_port,
+            headers: custom.map_or_else(Vec::new, |format| {
+                format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect()
+            }),
             status: 0,
             upstream: None,
+            upstream_status: None,
+            upstream_start: None,
+            times_upstream: custom.is_some_and(crate::log::LogFormat::times_upstream),
             finished: false,
             server,
         }
@@ -81,11 +108,15 @@ impl Exchange {
             metrics.selected.fetch_add(1, Ordering::Relaxed);
         }
         self.upstream = Some((pool.clone(), peer));
+        if self.times_upstream && self.upstream_start.is_none() {
+            self.upstream_start = Some(Instant::now());
+        }
     }
 
     /// Counts the status set last as the upstream server's answer: call once
     /// its response head is accepted (not for answers portico makes itself).
-    pub fn upstream_answered(&self) {
+    pub fn upstream_answered(&mut self) {
+        self.upstream_status = Some(self.status);
         if let Some(metrics) = self.upstream.as_ref().and_then(|(pool, peer)| pool.peer_metrics(*peer)) {
             metrics.responses.record(self.status);
         }
@@ -149,6 +180,17 @@ impl Exchange {
             host: &self.host,
             upstream_addr,
             duration,
+            remote_port: self.remote.port(),
+            scheme: self.scheme,
+            server_name: &self.server.config.name,
+            server_port: self.server_port,
+            // A server picked that gave no answer: the status its failure
+            // gave the client (502, 504), as nginx logs it.
+            upstream_status: self
+                .upstream_status
+                .or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status)),
+            upstream_time: self.upstream_start.map(|start| start.elapsed()),
+            headers: &self.headers,
         });
     }
 }

@@ -135,7 +135,7 @@ impl Site {
             for server in &listener.servers {
                 let access_log = match &server.access_log {
                     Some(path) => Some(
-                        logs.access(path, server.access_log_format)
+                        logs.access(path, server.access_log_format.clone())
                             .map_err(|source| SiteError::Log { path: path.clone(), source })?,
                     ),
                     None => None,
@@ -355,7 +355,8 @@ pub fn handle(
         let server = listener.servers[listener.router.route(&host)].clone();
         let host: &str = if host.is_empty() { &server.config.name } else { &host };
         let client = conn.client(&parts.headers);
-        let exchange = Exchange::new(server.clone(), client, &parts, host);
+        let scheme = if conn.tls { "https" } else { "http" };
+        let exchange = Exchange::new(server.clone(), client, &parts, host, scheme, conn.local.port());
         let location = vhost::location(&server.config, parts.uri.path());
         // A location's own response headers replace the server's, for every
         // answer to a request it takes, as nginx's add_header in a location.
@@ -402,7 +403,7 @@ pub fn handle(
             http_host,
             remote: client,
             peer: conn.remote.ip(),
-            scheme: if conn.tls { "https" } else { "http" },
+            scheme,
             server_port: conn.local.port(),
             server_name: &server.config.name,
             request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),

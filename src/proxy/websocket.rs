@@ -13,7 +13,7 @@ use crate::upstream::http1::Conn;
 /// Copies bytes between the client and the upstream once the client's side
 /// has switched too (the upstream's 101 is in); closes the tunnel after
 /// `idle_timeout` without traffic either way.
-pub async fn tunnel(client: OnUpgrade, upstream: Conn, idle_timeout: Duration, exchange: Exchange) {
+pub async fn tunnel(client: OnUpgrade, upstream: Conn, idle_timeout: Duration, mut exchange: Exchange) {
     exchange.upstream_answered();
     let client = match client.await {
         Ok(client) => client,
