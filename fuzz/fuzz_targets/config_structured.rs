@@ -33,11 +33,11 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Fills `{s0}`..`{s43}`, `{n0}`..`{n9}` and `{b0}`..`{b9}`.
+/// Fills `{s0}`..`{s45}`, `{n0}`..`{n9}` and `{b0}`..`{b9}`.
 fn fill(template: &str, v: &Values<'_>) -> String {
     let mut out = template.to_owned();
     // Missing values are empty: the fuzzer fills the slots it reaches.
-    for i in (0..44).rev() {
+    for i in (0..46).rev() {
         out = out.replace(&format!("{{s{i}}}"), &quote(v.strings.get(i).copied().unwrap_or("")));
     }
     for i in (0..10).rev() {
@@ -72,6 +72,10 @@ size = {s35}
 [limit_req.keyed]
 key = {s40}
 rate = "10r/s"
+
+[log_format.x]
+format = {s44}
+escape = {s45}
 
 [upstream.pool]
 servers = ["127.0.0.1:9001", { address = "[::1]:9002", weight = {n1}, max_fails = 3, fail_timeout = {s7}, backup = {b1}, drain = {b7} }]
