@@ -30,8 +30,11 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         upstream_status: Some(200),
         upstream_time: Some(Duration::from_micros(11_002)),
         headers,
+        request_id: &ID,
     }
 }
+
+static ID: portico::request_id::RequestId = portico::request_id::RequestId::new();
 
 fn bench(c: &mut Criterion) {
     let headers = [

@@ -65,6 +65,7 @@ fn request_path(c: &mut Criterion) {
         headers: &headers,
         peer_trusted: true,
         client_cert: None,
+        request_id: &portico::request_id::RequestId::new(),
     };
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();

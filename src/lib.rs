@@ -14,6 +14,7 @@ pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod real_ip;
 pub mod reload;
+pub mod request_id;
 pub mod systemd;
 pub mod template;
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct AccessRecord<'a> {
     /// The values of the request headers a custom format prints, in
     /// [`LogFormat::request_headers`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
+    /// `$request_id`: the one the request's headers had, if they printed it.
+    pub request_id: &'a crate::request_id::RequestId,
 }
 
 /// A handle to one access log file.
@@ -808,6 +810,8 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_795_688_385)
     }
 
+    static ID: crate::request_id::RequestId = crate::request_id::RequestId::new();
+
     pub(super) fn record<'a>() -> AccessRecord<'a> {
         AccessRecord {
             remote_addr: "192.0.2.7".parse().unwrap(),
@@ -829,6 +833,7 @@ mod tests {
             upstream_status: Some(200),
             upstream_time: Some(Duration::from_micros(1_200_300)),
             headers: &[],
+            request_id: &ID,
         }
     }
 

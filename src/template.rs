@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use thiserror::Error;
 
+use crate::request_id::RequestId;
 use crate::tls::ClientCertificate;
 
 /// A compiled template: literal text and variables.
@@ -40,13 +41,15 @@ pub enum Variable {
     SslClientEscapedCert,
     /// `SUCCESS`, `FAILED:reason` or `NONE`.
     SslClientVerify,
+    /// 32 random hex digits, the same wherever the request prints it.
+    RequestId,
 }
 
 /// Why a template did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error(
-        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME)"
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $request_id, $http_NAME, $cookie_NAME)"
     )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
@@ -76,6 +79,8 @@ pub struct RequestContext<'a> {
     pub peer_trusted: bool,
     /// What the TLS handshake established about a client certificate.
     pub client_cert: Option<&'a ClientCertificate>,
+    /// `$request_id`, made when first printed.
+    pub request_id: &'a RequestId,
 }
 
 impl Template {
@@ -198,6 +203,7 @@ impl Variable {
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
             "ssl_client_escaped_cert" => Variable::SslClientEscapedCert,
             "ssl_client_verify" => Variable::SslClientVerify,
+            "request_id" => Variable::RequestId,
             _ => {
                 if let Some(header) = http_variable(name) {
                     Variable::Http(header)
@@ -225,6 +231,7 @@ impl Variable {
                 let _ = write!(out, "{}", ctx.server_port);
             }
             Variable::ServerName => out.push_str(ctx.server_name),
+            Variable::RequestId => out.push_str(ctx.request_id.as_str()),
             Variable::RequestUri => push_clean(out, ctx.request_uri),
             Variable::ProxyAddXForwardedFor => {
                 if ctx.peer_trusted {
@@ -321,8 +328,11 @@ mod tests {
             headers,
             peer_trusted: trusted,
             client_cert: None,
+            request_id: &REQUEST_ID,
         }
     }
+
+    static REQUEST_ID: RequestId = RequestId::new();
 
     #[test]
     fn renders_variables_and_literals() -> Result<(), TemplateError> {

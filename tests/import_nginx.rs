@@ -1401,7 +1401,7 @@ size = \"64k\"
 }
 
 /// The variables a template knows, as the importer's notes name them.
-const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $http_NAME, $cookie_NAME";
+const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $request_id, $http_NAME, $cookie_NAME";
 
 #[test]
 fn import_limit_req_zone_keys_and_several_lines_per_level() -> Result<(), Box<dyn Error>> {
@@ -2140,7 +2140,7 @@ fn import_log_format_becomes_a_log_format_table() -> Result<(), Box<dyn Error>> 
         &conf,
         r#"http {
 log_format main '$remote_addr - $remote_user [$time_local] "$request" '
-                '$status $body_bytes_sent "$http_x_forwarded_for" rt=$request_time urt=$upstream_response_time';
+                '$status $body_bytes_sent "$http_x_forwarded_for" rt=$request_time urt=$upstream_response_time id=$request_id';
 log_format js escape=json '{"uri":"$request_uri","status":$status}';
 log_format bytes '$remote_addr $bytes_sent';
 access_log /var/log/nginx/access.log main;
@@ -2159,7 +2159,7 @@ server { listen 8084; access_log /var/log/nginx/u.log later; location / { proxy_
     assert!(
         toml.contains(&format!(
             "[log_format.main]  # nginx: {conf}:2\nformat = \"$remote_addr - $remote_user [$time_local] \\\"$request\\\" \
-             $status $body_bytes_sent \\\"$http_x_forwarded_for\\\" rt=$request_time urt=$upstream_response_time\"\n"
+             $status $body_bytes_sent \\\"$http_x_forwarded_for\\\" rt=$request_time urt=$upstream_response_time id=$request_id\"\n"
         )),
         "{toml}"
     );

@@ -502,6 +502,45 @@ async fn custom_formats_write_nginx_variables_and_follow_a_reload() {
 }
 
 #[tokio::test]
+async fn request_id_is_one_value_for_the_upstream_and_the_log() {
+    let dir = TempDir::new("logs-request-id");
+    let app = TestBackend::spawn("app").await;
+    // The first server sends it upstream and logs it; the second only logs it.
+    let toml = format!(
+        "{}[log_format.ids]\nformat = \"$request_id $uri\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"sent.test\"]\nproxy_pass = \"pool\"\naccess_log = {}\naccess_log_format = \"ids\"\n\
+         [server.headers]\nX-Request-ID = \"$request_id\"\nHost = \"$http_host\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"logged.test\"]\nproxy_pass = \"pool\"\naccess_log = {}\naccess_log_format = \"ids\"\n",
+        upstream(&[&app]),
+        toml_path(&dir.join("sent.log")),
+        toml_path(&dir.join("logged.log"))
+    );
+    let portico = start_portico(&toml).await;
+    let mut sent = Vec::new();
+    for path in ["/one", "/two"] {
+        let mut client = Client::http1(portico.addr(0)).await.unwrap();
+        assert_eq!(client.get("sent.test", path).await.unwrap().status, StatusCode::OK);
+        let seen = app.last();
+        let id = seen.headers.get("x-request-id").expect("the upstream got the id").to_str().unwrap().to_owned();
+        sent.push(format!("{id} {path}"));
+    }
+    assert_eq!(wait_lines(&dir.join("sent.log"), 2, Duration::from_secs(1)).await, sent);
+    let hex = |line: &str| {
+        line.len() == 32 + 5 && line[..32].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    assert!(sent.iter().all(|line| hex(line)) && sent[0][..32] != sent[1][..32], "{sent:?}");
+
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    assert_eq!(client.get("logged.test", "/tri").await.unwrap().status, StatusCode::OK);
+    assert!(app.last().headers.get("x-request-id").is_none());
+    let logged = wait_lines(&dir.join("logged.log"), 1, Duration::from_secs(1)).await;
+    assert!(
+        hex(&logged[0]) && logged[0].ends_with(" /tri") && !sent.iter().any(|s| s[..32] == logged[0][..32]),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");
     let access = dir.join("access.log");

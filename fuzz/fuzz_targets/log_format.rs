@@ -74,6 +74,7 @@ fuzz_target!(|input: Input<'_>| {
         upstream_status: input.upstream_status,
         upstream_time: input.upstream_micros.map(Duration::from_micros),
         headers: &values,
+        request_id: &portico::request_id::RequestId::new(),
     };
     let mut line = Vec::new();
     format.format(&record, &mut line);

@@ -59,12 +59,13 @@ enum LogVariable {
     UpstreamAddr,
     UpstreamStatus,
     UpstreamResponseTime,
+    RequestId,
     /// `$http_NAME`: its index in `request_headers`.
     Http(usize),
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 23] = [
+const VARIABLES: [(&str, LogVariable); 24] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -88,6 +89,7 @@ const VARIABLES: [(&str, LogVariable); 23] = [
     ("upstream_addr", LogVariable::UpstreamAddr),
     ("upstream_status", LogVariable::UpstreamStatus),
     ("upstream_response_time", LogVariable::UpstreamResponseTime),
+    ("request_id", LogVariable::RequestId),
 ];
 
 /// Why a log format did not compile.
@@ -224,6 +226,7 @@ impl LogFormat {
                 Some(time) => push_seconds(out, time),
                 None => self.text(out, None),
             },
+            LogVariable::RequestId => out.extend_from_slice(record.request_id.as_str().as_bytes()),
             LogVariable::Http(index) => {
                 let value = record.headers.get(index).and_then(Option::as_ref);
                 match value {
@@ -349,7 +352,7 @@ mod tests {
             message.starts_with("unknown variable `$bytes_sent` in a log format (known: $remote_addr, "),
             "{message}"
         );
-        assert!(message.ends_with("$upstream_response_time, $http_NAME)"), "{message}");
+        assert!(message.ends_with("$upstream_response_time, $request_id, $http_NAME)"), "{message}");
         assert_eq!(LogFormat::parse("${status", Escape::Default), Err(TemplateError::UnclosedBrace.into()));
         assert_eq!(LogFormat::parse("a\nb", Escape::Default), Err(TemplateError::ControlCharacter.into()));
     }

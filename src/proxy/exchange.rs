@@ -10,6 +10,7 @@ use http::{HeaderValue, Method, Uri, Version};
 use super::ServerState;
 use crate::config::runtime::LogLevel;
 use crate::log::{AccessLog, AccessRecord};
+use crate::request_id::RequestId;
 use crate::upstream::Pool;
 
 /// What the access log and error lines need to know about one request.
@@ -31,6 +32,8 @@ pub struct Exchange {
     server_port: u16,
     /// The request headers a custom access log format prints, in its order.
     headers: Vec<Option<HeaderValue>>,
+    /// `$request_id`, for the header templates and the log line alike.
+    request_id: RequestId,
     status: u16,
     upstream: Option<(Arc<Pool>, usize)>,
     /// The upstream server's status, once its answer came.
@@ -77,6 +80,7 @@ impl Exchange {
             headers: custom.map_or_else(Vec::new, |format| {
                 format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect()
             }),
+            request_id: RequestId::new(),
             status: 0,
             upstream: None,
             upstream_status: None,
@@ -85,6 +89,11 @@ impl Exchange {
             finished: false,
             server,
         }
+    }
+
+    /// `$request_id`, made when first printed.
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
     }
 
     /// The client's address, as logged.
@@ -191,6 +200,7 @@ impl Exchange {
                 .or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status)),
             upstream_time: self.upstream_start.map(|start| start.elapsed()),
             headers: &self.headers,
+            request_id: &self.request_id,
         });
     }
 }

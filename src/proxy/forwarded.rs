@@ -389,8 +389,11 @@ mod tests {
             headers,
             peer_trusted: true,
             client_cert: None,
+            request_id: &REQUEST_ID,
         }
     }
+
+    static REQUEST_ID: crate::request_id::RequestId = crate::request_id::RequestId::new();
 
     #[test]
     fn fields_replace_every_value_of_a_rule_name_and_keep_the_rest_in_order() {
@@ -584,6 +587,7 @@ mod tests {
                     headers: &h,
                     peer_trusted: trusted,
                     client_cert,
+                    request_id: &REQUEST_ID,
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);

@@ -410,6 +410,7 @@ pub fn handle(
             headers: &parts.headers,
             peer_trusted: conn.peer_trusted,
             client_cert: conn.client_cert.as_deref(),
+            request_id: exchange.request_id(),
         };
         // A location's list replaces the server's entirely, as nginx's lines.
         let limits = location.and_then(|l| l.limit_req.as_deref()).unwrap_or(&server.config.limit_req);
