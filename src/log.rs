@@ -76,10 +76,12 @@ pub struct AccessRecord<'a> {
     pub duration: Duration,
     /// `$remote_port`.
     pub remote_port: u16,
-    /// `$scheme`.
-    pub scheme: &'a str,
     /// `$server_name`: the server's first name.
     pub server_name: &'a str,
+    // The facts below are kept only for a custom format (combined and json
+    // do not print them): empty, 0 or `None` for the others.
+    /// `$scheme`.
+    pub scheme: &'a str,
     /// `$server_port`: the port the request came in on.
     pub server_port: u16,
     /// The status the upstream server answered with, or the one its failure

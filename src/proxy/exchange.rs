@@ -27,23 +27,29 @@ pub struct Exchange {
     user_agent: Option<HeaderValue>,
     /// `$host`; only kept when the access log's format prints it.
     host: String,
-    /// `$scheme` and `$server_port`.
-    scheme: &'static str,
-    server_port: u16,
-    /// The request headers a custom access log format prints, in its order.
-    headers: Vec<Option<HeaderValue>>,
     /// `$request_id`, for the header templates and the log line alike.
     request_id: RequestId,
     status: u16,
     upstream: Option<(Arc<Pool>, usize)>,
-    /// The upstream server's status, once its answer came.
-    upstream_status: Option<u16>,
-    /// When the first upstream server was picked; only kept when the access
-    /// log's format prints `$upstream_response_time`.
-    upstream_start: Option<Instant>,
-    times_upstream: bool,
+    /// What only a `[log_format.NAME]` line prints, kept only for one: boxed,
+    /// so that the request's future stays as small as before for the others.
+    custom: Option<Box<CustomFacts>>,
     /// Whether the request was counted and logged (`finish`).
     finished: bool,
+}
+
+/// The facts of a request that only custom access log formats print.
+struct CustomFacts {
+    scheme: &'static str,
+    server_port: u16,
+    /// The request headers the format prints, in its order.
+    headers: Vec<Option<HeaderValue>>,
+    /// The upstream server's status, once its answer came.
+    upstream_status: Option<u16>,
+    /// When the first upstream server was picked, when the format prints
+    /// `$upstream_response_time`.
+    upstream_start: Option<Instant>,
+    times_upstream: bool,
 }
 
 /// nginx's status for a request the client gave up on before its answer.
@@ -75,17 +81,19 @@ impl Exchange {
             } else {
                 String::new()
             },
-            scheme,
-            server_port,
-            headers: custom.map_or_else(Vec::new, |format| {
-                format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect()
-            }),
             request_id: RequestId::new(),
             status: 0,
             upstream: None,
-            upstream_status: None,
-            upstream_start: None,
-            times_upstream: custom.is_some_and(crate::log::LogFormat::times_upstream),
+            custom: custom.map(|format| {
+                Box::new(CustomFacts {
+                    scheme,
+                    server_port,
+                    headers: format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect(),
+                    upstream_status: None,
+                    upstream_start: None,
+                    times_upstream: format.times_upstream(),
+                })
+            }),
             finished: false,
             server,
         }
@@ -117,15 +125,20 @@ impl Exchange {
             metrics.selected.fetch_add(1, Ordering::Relaxed);
         }
         self.upstream = Some((pool.clone(), peer));
-        if self.times_upstream && self.upstream_start.is_none() {
-            self.upstream_start = Some(Instant::now());
+        if let Some(custom) = &mut self.custom
+            && custom.times_upstream
+            && custom.upstream_start.is_none()
+        {
+            custom.upstream_start = Some(Instant::now());
         }
     }
 
     /// Counts the status set last as the upstream server's answer: call once
     /// its response head is accepted (not for answers portico makes itself).
     pub fn upstream_answered(&mut self) {
-        self.upstream_status = Some(self.status);
+        if let Some(custom) = &mut self.custom {
+            custom.upstream_status = Some(self.status);
+        }
         if let Some(metrics) = self.upstream.as_ref().and_then(|(pool, peer)| pool.peer_metrics(*peer)) {
             metrics.responses.record(self.status);
         }
@@ -176,6 +189,7 @@ impl Exchange {
         let Some(log) = &self.server.access_log else { return };
         let upstream_addr =
             self.upstream.as_ref().and_then(|(pool, peer)| pool.upstream.peers.get(*peer)).map(|p| p.address.as_str());
+        let custom = self.custom.as_deref();
         log.log(&AccessRecord {
             remote_addr: crate::template::canonical_ip(self.remote.ip()),
             time: self.started_at.unwrap_or_else(SystemTime::now),
@@ -190,16 +204,16 @@ impl Exchange {
             upstream_addr,
             duration,
             remote_port: self.remote.port(),
-            scheme: self.scheme,
             server_name: &self.server.config.name,
-            server_port: self.server_port,
+            scheme: custom.map_or("", |c| c.scheme),
+            server_port: custom.map_or(0, |c| c.server_port),
             // A server picked that gave no answer: the status its failure
             // gave the client (502, 504), as nginx logs it.
-            upstream_status: self
-                .upstream_status
-                .or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status)),
-            upstream_time: self.upstream_start.map(|start| start.elapsed()),
-            headers: &self.headers,
+            upstream_status: custom.and_then(|c| {
+                c.upstream_status.or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status))
+            }),
+            upstream_time: custom.and_then(|c| c.upstream_start).map(|start| start.elapsed()),
+            headers: custom.map_or(&[], |c| &c.headers),
             request_id: &self.request_id,
         });
     }
