@@ -159,10 +159,6 @@ impl LogFormat {
     }
 
     fn value(&self, var: LogVariable, record: &AccessRecord<'_>, out: &mut Vec<u8>) {
-        let (path, query) = match record.uri.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (record.uri, None),
-        };
         match var {
             LogVariable::RemoteAddr => push_ip(out, record.remote_addr),
             LogVariable::RemotePort => push_num(out, record.remote_port, 1),
@@ -207,8 +203,8 @@ impl LogFormat {
             }
             LogVariable::RequestMethod => self.text(out, Some(record.method)),
             LogVariable::RequestUri => self.text(out, Some(record.uri)),
-            LogVariable::Uri => self.text(out, Some(path)),
-            LogVariable::Args => self.text(out, query),
+            LogVariable::Uri => self.text(out, record.uri.split('?').next()),
+            LogVariable::Args => self.text(out, record.uri.split_once('?').map(|(_, query)| query)),
             LogVariable::ServerProtocol => out.extend_from_slice(protocol(record.version).as_bytes()),
             LogVariable::Scheme => out.extend_from_slice(record.scheme.as_bytes()),
             LogVariable::Host => self.text(out, Some(record.host)),
