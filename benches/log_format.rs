@@ -29,6 +29,9 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         server_port: 443,
         upstream_status: Some(200),
         upstream_time: Some(Duration::from_micros(11_002)),
+        upstream_header_time: Some(Duration::from_micros(10_001)),
+        tls: None,
+        connection: 12,
         headers,
         request_id: &ID,
     }

@@ -66,6 +66,7 @@ fn request_path(c: &mut Criterion) {
         peer_trusted: true,
         client_cert: None,
         request_id: &portico::request_id::RequestId::new(),
+        tls: None,
     };
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();

@@ -537,14 +537,7 @@ impl Connection {
         }
         // A listener the reload removed: its last connections finish on the old site.
         let Some(index) = site.listener_index(self.addr) else { return info };
-        let fresh = Arc::new(ConnInfo::new(
-            Arc::clone(&site),
-            index,
-            info.remote,
-            info.local,
-            info.tls,
-            info.client_cert.clone(),
-        ));
+        let fresh = Arc::new(info.on_site(Arc::clone(&site), index));
         self.info.store(fresh.clone());
         fresh
     }
@@ -918,7 +911,8 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
                 Err(_) => return errors.handshake_timed_out(remote),
             };
             let client_cert = client_auth.map(|policy| Arc::new(policy.outcome(tls.get_ref().1.peer_certificates())));
-            let info = ConnInfo::new(site, index, remote, local, true, client_cert);
+            let session = crate::tls::TlsSession::of(tls.get_ref().1);
+            let info = ConnInfo::new(site, index, remote, local, Some(session), client_cert);
             let conn = Arc::new(Connection::new(&shared, addr, info, &errors));
             // ALPN has chosen; with h2 there are no HTTP/1 requests to follow.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -943,7 +937,7 @@ async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<Lis
             let conn = Arc::new(Connection::new(
                 &shared,
                 addr,
-                ConnInfo::new(site, index, remote, local, false, None),
+                ConnInfo::new(site, index, remote, local, None, None),
                 &errors,
             ));
             // h2 with prior knowledge opens with its preface ("PRI * HTTP/2.0"):
@@ -994,7 +988,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let errors = Arc::new(ListenerErrors::new(addr));
-        let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, false, None), &errors));
+        let conn = Arc::new(Connection::new(&shared, addr, ConnInfo::new(site, 0, remote, addr, None, None), &errors));
         let (ours, client) = tokio::io::duplex(capacity);
         (conn.clone(), Guarded::new(ours, conn, framing::Tracker::new()), client)
     }

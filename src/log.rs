@@ -90,6 +90,12 @@ pub struct AccessRecord<'a> {
     /// From the first upstream server picked to the end of the response,
     /// when the format prints it.
     pub upstream_time: Option<Duration>,
+    /// From the first upstream server picked to its answer's head.
+    pub upstream_header_time: Option<Duration>,
+    /// `$ssl_protocol` and `$ssl_cipher`.
+    pub tls: Option<crate::tls::TlsSession>,
+    /// `$connection`: the client connection's serial number.
+    pub connection: u64,
     /// The values of the request headers a custom format prints, in
     /// [`LogFormat::request_headers`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
@@ -834,6 +840,9 @@ mod tests {
             server_port: 443,
             upstream_status: Some(200),
             upstream_time: Some(Duration::from_micros(1_200_300)),
+            upstream_header_time: Some(Duration::from_micros(200_100)),
+            tls: Some(crate::tls::TlsSession { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }),
+            connection: 7,
             headers: &[],
             request_id: &ID,
         }

@@ -43,13 +43,17 @@ pub enum Variable {
     SslClientVerify,
     /// 32 random hex digits, the same wherever the request prints it.
     RequestId,
+    /// `TLSv1.3` or `TLSv1.2`; empty on a plain connection.
+    SslProtocol,
+    /// OpenSSL's name of the cipher suite; empty on a plain connection.
+    SslCipher,
 }
 
 /// Why a template did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error(
-        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $request_id, $http_NAME, $cookie_NAME)"
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"
     )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
@@ -81,6 +85,8 @@ pub struct RequestContext<'a> {
     pub client_cert: Option<&'a ClientCertificate>,
     /// `$request_id`, made when first printed.
     pub request_id: &'a RequestId,
+    /// `$ssl_protocol` and `$ssl_cipher`; `None` on plain connections.
+    pub tls: Option<crate::tls::TlsSession>,
 }
 
 impl Template {
@@ -204,6 +210,8 @@ impl Variable {
             "ssl_client_escaped_cert" => Variable::SslClientEscapedCert,
             "ssl_client_verify" => Variable::SslClientVerify,
             "request_id" => Variable::RequestId,
+            "ssl_protocol" => Variable::SslProtocol,
+            "ssl_cipher" => Variable::SslCipher,
             _ => {
                 if let Some(header) = http_variable(name) {
                     Variable::Http(header)
@@ -232,6 +240,8 @@ impl Variable {
             }
             Variable::ServerName => out.push_str(ctx.server_name),
             Variable::RequestId => out.push_str(ctx.request_id.as_str()),
+            Variable::SslProtocol => out.push_str(ctx.tls.map_or("", |t| t.protocol)),
+            Variable::SslCipher => out.push_str(ctx.tls.map_or("", |t| t.cipher)),
             Variable::RequestUri => push_clean(out, ctx.request_uri),
             Variable::ProxyAddXForwardedFor => {
                 if ctx.peer_trusted {
@@ -329,6 +339,7 @@ mod tests {
             peer_trusted: trusted,
             client_cert: None,
             request_id: &REQUEST_ID,
+            tls: None,
         }
     }
 

@@ -85,6 +85,41 @@ static PROVIDER: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| {
     Arc::new(CryptoProvider { cipher_suites: CIPHER_SUITES.to_vec(), ..provider })
 });
 
+/// What a client connection's handshake agreed, named as nginx's
+/// `$ssl_protocol` and `$ssl_cipher` name them (OpenSSL's names), so that log
+/// lines and headers read as they did behind nginx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSession {
+    pub protocol: &'static str,
+    pub cipher: &'static str,
+}
+
+impl TlsSession {
+    /// The session of a connection whose handshake is done.
+    pub fn of(conn: &rustls::CommonState) -> TlsSession {
+        use rustls::{CipherSuite as C, ProtocolVersion as V};
+        let protocol = match conn.protocol_version() {
+            Some(V::TLSv1_3) => "TLSv1.3",
+            Some(V::TLSv1_2) => "TLSv1.2",
+            Some(other) => other.as_str().unwrap_or("unknown"),
+            None => "unknown",
+        };
+        let cipher = conn.negotiated_cipher_suite().map(|s| s.suite()).map_or("unknown", |suite| match suite {
+            C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+            C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+            C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+            other => other.as_str().unwrap_or("unknown"),
+        });
+        TlsSession { protocol, cipher }
+    }
+}
+
 /// The crypto provider portico uses everywhere (aws-lc-rs, its suites in
 /// portico's order).
 pub fn provider() -> Arc<CryptoProvider> {

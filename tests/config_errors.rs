@@ -213,7 +213,7 @@ fn unknown_template_variable_in_a_header() {
     assert_eq!(
         errors(&toml),
         [
-            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $request_id, $http_NAME, $cookie_NAME)"#
+            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"#
         ]
     );
 }
@@ -851,7 +851,7 @@ access_log_format = "main"
              $remote_addr, $remote_port, $remote_user, $time_local, $time_iso8601, $msec, $request, $request_method, \
              $request_uri, $uri, $args, $query_string, $server_protocol, $scheme, $host, $server_name, $server_port, \
              $status, $body_bytes_sent, $request_time, $upstream_addr, $upstream_status, $upstream_response_time, \
-             $request_id, $http_NAME)",
+             $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $pid, $hostname, $http_NAME)",
             r#"portico.toml:7:13: [log_format.json]: "json" is portico's own format; give this one another name"#,
             r#"portico.toml:9:1: [log_format.short] needs format = "...", such as format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'"#,
             r#"portico.toml:10:10: escape = "html": expected "default", "json" or "none""#,
@@ -882,7 +882,7 @@ proxy_pass = "am"
 limit_req = [{{ zone = "a" }}, {{ burst = 2 }}, {{ zone = "b", burst = -1 }}, {{ zone = "a", nodelay = true }}]
 "#
     );
-    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $request_id, $http_NAME, $cookie_NAME";
+    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
     assert_eq!(
         errors(&toml),
         [

@@ -541,6 +541,47 @@ async fn request_id_is_one_value_for_the_upstream_and_the_log() {
 }
 
 #[tokio::test]
+async fn tls_session_and_connection_variables() {
+    let dir = TempDir::new("logs-tls");
+    let log = dir.join("access.log");
+    let cert = TestCert::new(&["log.test"]);
+    let app = TestBackend::spawn("app").await;
+    let toml = AppConfig::new(app.addr())
+        .server_name("log.test")
+        .upstream("[log_format.tls]\nformat = \"$connection $scheme $ssl_protocol $ssl_cipher $upstream_header_time\"\n")
+        .tls(Some(&cert))
+        .server(&format!(
+            "access_log = {}\naccess_log_format = \"tls\"\n[server.headers]\nX-SSL = \"$ssl_protocol $ssl_cipher\"\nHost = \"$http_host\"",
+            toml_path(&log)
+        ))
+        .build();
+    let mut portico = start_portico(&toml).await;
+    let sent = |app: &TestBackend| app.last().headers.get("x-ssl").map(|v| v.to_str().unwrap().to_owned());
+
+    let mut first = Connect::to(portico.addr(0)).tls("log.test", cert.roots()).connect().await.unwrap();
+    first.get("log.test", "/a").await.unwrap();
+    assert_eq!(sent(&app).as_deref(), Some("TLSv1.3 TLS_AES_128_GCM_SHA256"));
+    // A reload between two requests of one connection keeps its number.
+    portico.reload(&toml).unwrap();
+    first.get("log.test", "/b").await.unwrap();
+    let mut second = Connect::to(portico.addr(0)).tls("log.test", cert.roots()).tls12_only().connect().await.unwrap();
+    second.get("log.test", "/slow?ms=100").await.unwrap();
+    let tls12 = sent(&app).unwrap();
+    assert!(tls12.starts_with("TLSv1.2 ECDHE-") && tls12.ends_with("-AES128-GCM-SHA256"), "{tls12}");
+
+    let lines = wait_lines(&log, 3, Duration::from_secs(1)).await;
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    assert!(fields.iter().all(|f| f.len() == 5 && f[1] == "https"), "{lines:?}");
+    assert_eq!(fields[0][..4], fields[1][..4], "{lines:?}");
+    assert_eq!(fields[0][2..4], ["TLSv1.3", "TLS_AES_128_GCM_SHA256"]);
+    assert_eq!(format!("{} {}", fields[2][2], fields[2][3]), tls12);
+    let number = |f: &[&str]| f[0].parse::<u64>().unwrap();
+    assert!(number(&fields[2]) > number(&fields[0]), "{lines:?}");
+    let header_time = |f: &[&str]| f[4].parse::<f64>().unwrap();
+    assert!(header_time(&fields[0]) < 0.1 && header_time(&fields[2]) >= 0.1, "{lines:?}");
+}
+
+#[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");
     let access = dir.join("access.log");

@@ -73,6 +73,9 @@ fuzz_target!(|input: Input<'_>| {
         server_port: 443,
         upstream_status: input.upstream_status,
         upstream_time: input.upstream_micros.map(Duration::from_micros),
+        upstream_header_time: input.upstream_micros.map(|m| Duration::from_micros(m / 2)),
+        tls: None,
+        connection: input.body_bytes / 3,
         headers: &values,
         request_id: &portico::request_id::RequestId::new(),
     };

@@ -58,6 +58,7 @@ fuzz_target!(|input: Input<'_>| {
         peer_trusted: input.trusted,
         client_cert: client_cert.as_ref(),
         request_id: &portico::request_id::RequestId::new(),
+        tls: None,
     };
     if let Some(cert) = &client_cert {
         assert!(cert.escaped_pem.is_some(), "escaped PEM of {:?} is not a header value", input.client_cert);

@@ -59,13 +59,19 @@ enum LogVariable {
     UpstreamAddr,
     UpstreamStatus,
     UpstreamResponseTime,
+    UpstreamHeaderTime,
     RequestId,
+    SslProtocol,
+    SslCipher,
+    Connection,
+    Pid,
+    Hostname,
     /// `$http_NAME`: its index in `request_headers`.
     Http(usize),
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 24] = [
+const VARIABLES: [(&str, LogVariable); 30] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -89,7 +95,13 @@ const VARIABLES: [(&str, LogVariable); 24] = [
     ("upstream_addr", LogVariable::UpstreamAddr),
     ("upstream_status", LogVariable::UpstreamStatus),
     ("upstream_response_time", LogVariable::UpstreamResponseTime),
+    ("upstream_header_time", LogVariable::UpstreamHeaderTime),
     ("request_id", LogVariable::RequestId),
+    ("ssl_protocol", LogVariable::SslProtocol),
+    ("ssl_cipher", LogVariable::SslCipher),
+    ("connection", LogVariable::Connection),
+    ("pid", LogVariable::Pid),
+    ("hostname", LogVariable::Hostname),
 ];
 
 /// Why a log format did not compile.
@@ -138,9 +150,9 @@ impl LogFormat {
         self.uses(LogVariable::Host)
     }
 
-    /// Whether a line prints `$upstream_response_time`.
+    /// Whether a line prints `$upstream_response_time` or `$upstream_header_time`.
     pub fn times_upstream(&self) -> bool {
-        self.uses(LogVariable::UpstreamResponseTime)
+        self.uses(LogVariable::UpstreamResponseTime) || self.uses(LogVariable::UpstreamHeaderTime)
     }
 
     fn uses(&self, var: LogVariable) -> bool {
@@ -222,7 +234,17 @@ impl LogFormat {
                 Some(time) => push_seconds(out, time),
                 None => self.text(out, None),
             },
+            LogVariable::UpstreamHeaderTime => match record.upstream_header_time {
+                Some(time) => push_seconds(out, time),
+                None => self.text(out, None),
+            },
             LogVariable::RequestId => out.extend_from_slice(record.request_id.as_str().as_bytes()),
+            // nginx's are empty on a plain connection, which its log writes as `-`.
+            LogVariable::SslProtocol => self.text(out, record.tls.map(|t| t.protocol)),
+            LogVariable::SslCipher => self.text(out, record.tls.map(|t| t.cipher)),
+            LogVariable::Connection => push_num(out, record.connection, 1),
+            LogVariable::Pid => push_num(out, pid(), 1),
+            LogVariable::Hostname => self.text(out, Some(hostname())),
             LogVariable::Http(index) => {
                 let value = record.headers.get(index).and_then(Option::as_ref);
                 match value {
@@ -249,6 +271,24 @@ impl LogFormat {
             Escape::None => out.extend_from_slice(value),
         }
     }
+}
+
+/// The process's id (`$pid`), asked once: portico does not fork.
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
+/// The machine's name (`$hostname`), read once.
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -293,16 +333,30 @@ mod tests {
             "192.0.2.7:51234|2026-11-26T10:19:45+00:00|1795688386.234|GET|/store/apis?page=2|/store/apis|page=2|\
              page=2|HTTP/1.1|https|am.example.com|am.example.com|443|200|5120|1.234|10.0.0.1:9443|200|1.200\n"
         );
+        assert_eq!(
+            line("$upstream_header_time $ssl_protocol $ssl_cipher $connection $pid", Escape::Default, &record()),
+            format!("0.200 TLSv1.3 TLS_AES_128_GCM_SHA256 7 {}\n", std::process::id())
+        );
+        assert_eq!(line("$hostname", Escape::Json, &record()), format!("{}\n", hostname()));
+        assert!(!hostname().is_empty() && !hostname().contains(char::is_whitespace));
         // What is not there is `-`, as nginx writes a variable not found.
-        let bare =
-            AccessRecord { uri: "/", upstream_addr: None, upstream_status: None, upstream_time: None, ..record() };
+        let bare = AccessRecord {
+            uri: "/",
+            upstream_addr: None,
+            upstream_status: None,
+            upstream_time: None,
+            upstream_header_time: None,
+            tls: None,
+            ..record()
+        };
         assert_eq!(
             line(
-                "$args $upstream_addr $upstream_status $upstream_response_time $remote_user $http_x_a",
+                "$args $upstream_addr $upstream_status $upstream_response_time $upstream_header_time $remote_user \
+                 $http_x_a $ssl_protocol $ssl_cipher",
                 Escape::Default,
                 &bare
             ),
-            "- - - - - -\n"
+            "- - - - - - - - -\n"
         );
     }
 
@@ -348,7 +402,7 @@ mod tests {
             message.starts_with("unknown variable `$bytes_sent` in a log format (known: $remote_addr, "),
             "{message}"
         );
-        assert!(message.ends_with("$upstream_response_time, $request_id, $http_NAME)"), "{message}");
+        assert!(message.ends_with("$hostname, $http_NAME)"), "{message}");
         assert_eq!(LogFormat::parse("${status", Escape::Default), Err(TemplateError::UnclosedBrace.into()));
         assert_eq!(LogFormat::parse("a\nb", Escape::Default), Err(TemplateError::ControlCharacter.into()));
     }

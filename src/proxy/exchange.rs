@@ -42,13 +42,17 @@ pub struct Exchange {
 struct CustomFacts {
     scheme: &'static str,
     server_port: u16,
+    tls: Option<crate::tls::TlsSession>,
+    connection: u64,
     /// The request headers the format prints, in its order.
     headers: Vec<Option<HeaderValue>>,
     /// The upstream server's status, once its answer came.
     upstream_status: Option<u16>,
     /// When the first upstream server was picked, when the format prints
-    /// `$upstream_response_time`.
+    /// `$upstream_response_time` or `$upstream_header_time`.
     upstream_start: Option<Instant>,
+    /// From then to the head of the answer.
+    upstream_header_time: Option<std::time::Duration>,
     times_upstream: bool,
 }
 
@@ -62,8 +66,7 @@ impl Exchange {
         remote: SocketAddr,
         request: &http::request::Parts,
         host: &str,
-        scheme: &'static str,
-        server_port: u16,
+        conn: &super::ConnInfo,
     ) -> Exchange {
         let logs = server.access_log.is_some();
         let custom = server.access_log.as_ref().and_then(AccessLog::custom);
@@ -86,11 +89,14 @@ impl Exchange {
             upstream: None,
             custom: custom.map(|format| {
                 Box::new(CustomFacts {
-                    scheme,
-                    server_port,
+                    scheme: if conn.tls { "https" } else { "http" },
+                    server_port: conn.local.port(),
+                    tls: conn.tls_session,
+                    connection: conn.id,
                     headers: format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect(),
                     upstream_status: None,
                     upstream_start: None,
+                    upstream_header_time: None,
                     times_upstream: format.times_upstream(),
                 })
             }),
@@ -138,6 +144,7 @@ impl Exchange {
     pub fn upstream_answered(&mut self) {
         if let Some(custom) = &mut self.custom {
             custom.upstream_status = Some(self.status);
+            custom.upstream_header_time = custom.upstream_start.map(|start| start.elapsed());
         }
         if let Some(metrics) = self.upstream.as_ref().and_then(|(pool, peer)| pool.peer_metrics(*peer)) {
             metrics.responses.record(self.status);
@@ -213,6 +220,9 @@ impl Exchange {
                 c.upstream_status.or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status))
             }),
             upstream_time: custom.and_then(|c| c.upstream_start).map(|start| start.elapsed()),
+            upstream_header_time: custom.and_then(|c| c.upstream_header_time),
+            tls: custom.and_then(|c| c.tls),
+            connection: custom.map_or(0, |c| c.connection),
             headers: custom.map_or(&[], |c| &c.headers),
             request_id: &self.request_id,
         });

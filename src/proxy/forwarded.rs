@@ -390,6 +390,7 @@ mod tests {
             peer_trusted: true,
             client_cert: None,
             request_id: &REQUEST_ID,
+            tls: None,
         }
     }
 
@@ -588,6 +589,7 @@ mod tests {
                     peer_trusted: trusted,
                     client_cert,
                     request_id: &REQUEST_ID,
+                    tls: None,
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);

@@ -269,6 +269,10 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// What the TLS handshake agreed (`$ssl_protocol`, `$ssl_cipher`).
+    pub tls_session: Option<crate::tls::TlsSession>,
+    /// The connection's serial number since start (`$connection`).
+    pub id: u64,
     /// Whether `remote` may pass on its X-Forwarded-For (`trusted_proxies`).
     pub peer_trusted: bool,
     /// Header values that are the same for each request on this connection.
@@ -279,14 +283,35 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// Context for a connection accepted on `listener` from `remote`.
+    /// Context for a connection accepted on `listener` from `remote`, over
+    /// TLS when it has a `tls_session`.
     pub fn new(
         site: Arc<Site>,
         listener: usize,
         remote: SocketAddr,
         local: SocketAddr,
-        tls: bool,
+        tls_session: Option<crate::tls::TlsSession>,
         client_cert: Option<Arc<ClientCertificate>>,
+    ) -> ConnInfo {
+        static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ConnInfo::with_id(site, listener, remote, local, tls_session, client_cert, id)
+    }
+
+    /// The same connection on a reloaded site's listener `listener`.
+    pub fn on_site(&self, site: Arc<Site>, listener: usize) -> ConnInfo {
+        let client_cert = self.client_cert.clone();
+        ConnInfo::with_id(site, listener, self.remote, self.local, self.tls_session, client_cert, self.id)
+    }
+
+    fn with_id(
+        site: Arc<Site>,
+        listener: usize,
+        remote: SocketAddr,
+        local: SocketAddr,
+        tls_session: Option<crate::tls::TlsSession>,
+        client_cert: Option<Arc<ClientCertificate>>,
+        id: u64,
     ) -> ConnInfo {
         let runtime = &site.snapshot.runtime;
         let peer_trusted = runtime.trusted_proxies.is_empty() || runtime.is_trusted_proxy(remote.ip());
@@ -295,7 +320,9 @@ impl ConnInfo {
             listener,
             remote,
             local,
-            tls,
+            tls: tls_session.is_some(),
+            tls_session,
+            id,
             peer_trusted,
             values: forwarded::ConnValues::default(),
             client_cert,
@@ -355,8 +382,7 @@ pub fn handle(
         let server = listener.servers[listener.router.route(&host)].clone();
         let host: &str = if host.is_empty() { &server.config.name } else { &host };
         let client = conn.client(&parts.headers);
-        let scheme = if conn.tls { "https" } else { "http" };
-        let exchange = Exchange::new(server.clone(), client, &parts, host, scheme, conn.local.port());
+        let exchange = Exchange::new(server.clone(), client, &parts, host, &conn);
         let location = vhost::location(&server.config, parts.uri.path());
         // A location's own response headers replace the server's, for every
         // answer to a request it takes, as nginx's add_header in a location.
@@ -403,7 +429,7 @@ pub fn handle(
             http_host,
             remote: client,
             peer: conn.remote.ip(),
-            scheme,
+            scheme: if conn.tls { "https" } else { "http" },
             server_port: conn.local.port(),
             server_name: &server.config.name,
             request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
@@ -411,6 +437,7 @@ pub fn handle(
             peer_trusted: conn.peer_trusted,
             client_cert: conn.client_cert.as_deref(),
             request_id: exchange.request_id(),
+            tls: conn.tls_session,
         };
         // A location's list replaces the server's entirely, as nginx's lines.
         let limits = location.and_then(|l| l.limit_req.as_deref()).unwrap_or(&server.config.limit_req);
