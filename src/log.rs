@@ -534,15 +534,8 @@ fn open_append(path: &Path) -> io::Result<File> {
 pub fn format_combined(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
     push_ip(out, record.remote_addr);
     out.extend_from_slice(b" - - [");
-    let time = Utc::from(record.time);
-    push_num(out, time.day, 2);
-    out.push(b'/');
-    out.extend_from_slice(MONTHS[usize::from(time.month - 1)].as_bytes());
-    out.push(b'/');
-    push_num(out, time.year, 4);
-    out.push(b':');
-    push_clock(out, &time, b':');
-    out.extend_from_slice(b" +0000] \"");
+    push_time_local(out, &Utc::from(record.time));
+    out.extend_from_slice(b"] \"");
     push_nginx_escaped(out, record.method.as_bytes());
     out.push(b' ');
     push_nginx_escaped(out, record.uri.as_bytes());
@@ -561,15 +554,8 @@ pub fn format_combined(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
 
 /// Appends `record` as one JSON object (with its newline) to `out`.
 pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
-    let time = Utc::from(record.time);
     out.extend_from_slice(b"{\"time\":\"");
-    push_num(out, time.year, 4);
-    out.push(b'-');
-    push_num(out, u32::from(time.month), 2);
-    out.push(b'-');
-    push_num(out, time.day, 2);
-    out.push(b'T');
-    push_clock(out, &time, b':');
+    push_iso8601(out, &Utc::from(record.time));
     out.extend_from_slice(b"Z\",\"remote_addr\":\"");
     push_ip(out, record.remote_addr);
     out.extend_from_slice(b"\",\"method\":");
@@ -733,6 +719,29 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// `$time_local` in UTC: `26/Nov/2026:10:19:45 +0000`.
+fn push_time_local(out: &mut Vec<u8>, time: &Utc) {
+    push_num(out, time.day, 2);
+    out.push(b'/');
+    out.extend_from_slice(MONTHS[usize::from(time.month - 1)].as_bytes());
+    out.push(b'/');
+    push_num(out, time.year, 4);
+    out.push(b':');
+    push_clock(out, time, b':');
+    out.extend_from_slice(b" +0000");
+}
+
+/// `2026-11-26T10:19:45`, an ISO 8601 date and time without its zone.
+fn push_iso8601(out: &mut Vec<u8>, time: &Utc) {
+    push_num(out, time.year, 4);
+    out.push(b'-');
+    push_num(out, u32::from(time.month), 2);
+    out.push(b'-');
+    push_num(out, time.day, 2);
+    out.push(b'T');
+    push_clock(out, time, b':');
 }
 
 /// `HH:MM:SS` with `sep` between the fields.

@@ -6,8 +6,8 @@ use http::HeaderName;
 use thiserror::Error;
 
 use super::{
-    AccessRecord, MONTHS, Utc, protocol, push_clock, push_ip, push_json_escaped, push_nginx_escaped, push_num,
-    push_seconds,
+    AccessRecord, Utc, protocol, push_ip, push_iso8601, push_json_escaped, push_nginx_escaped, push_num, push_seconds,
+    push_time_local,
 };
 use crate::template::{Piece, TemplateError, http_variable, pieces};
 
@@ -176,26 +176,9 @@ impl LogFormat {
             LogVariable::RemotePort => push_num(out, record.remote_port, 1),
             // portico authenticates no user.
             LogVariable::RemoteUser => self.text(out, None),
-            LogVariable::TimeLocal => {
-                let time = Utc::from(record.time);
-                push_num(out, time.day, 2);
-                out.push(b'/');
-                out.extend_from_slice(MONTHS[usize::from(time.month - 1)].as_bytes());
-                out.push(b'/');
-                push_num(out, time.year, 4);
-                out.push(b':');
-                push_clock(out, &time, b':');
-                out.extend_from_slice(b" +0000");
-            }
+            LogVariable::TimeLocal => push_time_local(out, &Utc::from(record.time)),
             LogVariable::TimeIso8601 => {
-                let time = Utc::from(record.time);
-                push_num(out, time.year, 4);
-                out.push(b'-');
-                push_num(out, u32::from(time.month), 2);
-                out.push(b'-');
-                push_num(out, time.day, 2);
-                out.push(b'T');
-                push_clock(out, &time, b':');
+                push_iso8601(out, &Utc::from(record.time));
                 out.extend_from_slice(b"+00:00");
             }
             LogVariable::Msec => {
