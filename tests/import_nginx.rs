@@ -2150,6 +2150,7 @@ server { listen 8081; access_log /var/log/nginx/js.log js; location / { proxy_pa
 server { listen 8082; access_log /var/log/nginx/b.log bytes; location / { proxy_pass http://am; } }
 server { listen 8083; access_log /var/log/nginx/c.log combined; location / { proxy_pass http://am; } }
 server { listen 8084; access_log /var/log/nginx/u.log later; location / { proxy_pass http://am; } }
+server { listen 8085; log_format later '$status'; location / { proxy_pass http://am; } }
 }
 "#,
     )?;
@@ -2176,7 +2177,7 @@ server { listen 8084; access_log /var/log/nginx/u.log later; location / { proxy_
         "{toml}"
     );
     let servers: Vec<&str> = toml.split("[[server]]").skip(1).collect();
-    assert_eq!(servers.len(), 5, "{toml}");
+    assert_eq!(servers.len(), 6, "{toml}");
     let format_of =
         |server: &str| server.lines().find_map(|l| l.strip_prefix("access_log_format = ")).map(str::to_owned);
     // The http level's format is inherited with its access_log.
@@ -2193,6 +2194,7 @@ server { listen 8084; access_log /var/log/nginx/u.log later; location / { proxy_
             format!(
                 "{conf}:12: note: access_log format \"later\" is not defined before this line (nginx refuses that): portico writes the combined format"
             ),
+            format!("{conf}:13: directive \"log_format\" not translated: nginx takes it at http level only"),
         ],
     );
     assert!(!notes.contains(":2:") && !notes.contains(":4:") && !notes.contains(":6:"), "{notes}");

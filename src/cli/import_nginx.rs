@@ -472,7 +472,7 @@ fn why_untranslated(name: &str) -> &'static str {
         "more_set_headers" => "portico does not add response headers",
         "root" | "index" | "try_files" | "alias" | "autoindex" | "sendfile" | "tcp_nopush" | "types"
         | "default_type" | "etag" => "portico serves no files",
-        "limit_req_zone" => "nginx takes it at http level only",
+        "limit_req_zone" | "log_format" => "nginx takes it at http level only",
         "limit_req" | "limit_req_status" => "nginx takes it in http, server and location blocks",
         "limit_req_log_level" => "portico logs refused requests at error and delayed ones at warn, nginx's default",
         "limit_req_dry_run" => {
