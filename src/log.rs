@@ -583,14 +583,7 @@ pub fn format_json(record: &AccessRecord<'_>, out: &mut Vec<u8>) {
 
 /// Appends one nginx-like error log line: `2026/11/26 10:19:45 [error] message`.
 fn format_error(time: SystemTime, level: LogLevel, message: std::fmt::Arguments<'_>, out: &mut Vec<u8>) {
-    let time = Utc::from(time);
-    push_num(out, time.year, 4);
-    out.push(b'/');
-    push_num(out, u32::from(time.month), 2);
-    out.push(b'/');
-    push_num(out, time.day, 2);
-    out.push(b' ');
-    push_clock(out, &time, b':');
+    push_date_time(out, &Utc::from(time), b'/', b' ');
     let level = match level {
         LogLevel::Error => "error",
         LogLevel::Warn => "warn",
@@ -735,12 +728,17 @@ fn push_time_local(out: &mut Vec<u8>, time: &Utc) {
 
 /// `2026-11-26T10:19:45`, an ISO 8601 date and time without its zone.
 fn push_iso8601(out: &mut Vec<u8>, time: &Utc) {
+    push_date_time(out, time, b'-', b'T');
+}
+
+/// `YYYY{sep}MM{sep}DD{between}HH:MM:SS`.
+fn push_date_time(out: &mut Vec<u8>, time: &Utc, sep: u8, between: u8) {
     push_num(out, time.year, 4);
-    out.push(b'-');
+    out.push(sep);
     push_num(out, u32::from(time.month), 2);
-    out.push(b'-');
+    out.push(sep);
     push_num(out, time.day, 2);
-    out.push(b'T');
+    out.push(between);
     push_clock(out, time, b':');
 }
 

@@ -295,24 +295,6 @@ impl ConnInfo {
     ) -> ConnInfo {
         static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ConnInfo::with_id(site, listener, remote, local, tls_session, client_cert, id)
-    }
-
-    /// The same connection on a reloaded site's listener `listener`.
-    pub fn on_site(&self, site: Arc<Site>, listener: usize) -> ConnInfo {
-        let client_cert = self.client_cert.clone();
-        ConnInfo::with_id(site, listener, self.remote, self.local, self.tls_session, client_cert, self.id)
-    }
-
-    fn with_id(
-        site: Arc<Site>,
-        listener: usize,
-        remote: SocketAddr,
-        local: SocketAddr,
-        tls_session: Option<crate::tls::TlsSession>,
-        client_cert: Option<Arc<ClientCertificate>>,
-        id: u64,
-    ) -> ConnInfo {
         let runtime = &site.snapshot.runtime;
         let peer_trusted = runtime.trusted_proxies.is_empty() || runtime.is_trusted_proxy(remote.ip());
         ConnInfo {
@@ -327,6 +309,15 @@ impl ConnInfo {
             values: forwarded::ConnValues::default(),
             client_cert,
         }
+    }
+
+    /// The same connection on a reloaded site's listener `listener`, keeping
+    /// its number (a number is skipped, as nginx's numbers skip too).
+    pub fn on_site(&self, site: Arc<Site>, listener: usize) -> ConnInfo {
+        let mut fresh =
+            ConnInfo::new(site, listener, self.remote, self.local, self.tls_session, self.client_cert.clone());
+        fresh.id = self.id;
+        fresh
     }
 
     /// The client's address for a request with `headers`: the connection's
