@@ -70,6 +70,7 @@ impl Exchange {
     ) -> Exchange {
         let logs = server.access_log.is_some();
         let custom = server.access_log.as_ref().and_then(AccessLog::custom);
+        let builtin = logs && custom.is_none();
         Exchange {
             remote,
             started_at: logs.then(SystemTime::now),
@@ -77,8 +78,10 @@ impl Exchange {
             method: request.method.clone(),
             uri: request.uri.clone(),
             version: request.version,
-            referer: logs.then(|| request.headers.get(http::header::REFERER).cloned()).flatten(),
-            user_agent: logs.then(|| request.headers.get(http::header::USER_AGENT).cloned()).flatten(),
+            // The combined and json lines print these; a custom format keeps
+            // the headers it prints itself.
+            referer: builtin.then(|| request.headers.get(http::header::REFERER).cloned()).flatten(),
+            user_agent: builtin.then(|| request.headers.get(http::header::USER_AGENT).cloned()).flatten(),
             host: if server.access_log.as_ref().is_some_and(AccessLog::prints_host) {
                 host.to_owned()
             } else {
