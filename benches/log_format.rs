@@ -33,6 +33,7 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         tls: None,
         connection: 12,
         headers,
+        upstream_headers: &[],
         request_id: &ID,
     }
 }

@@ -99,6 +99,9 @@ pub struct AccessRecord<'a> {
     /// The values of the request headers a custom format prints, in
     /// [`LogFormat::request_headers`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
+    /// The values of the upstream answer's headers a custom format prints,
+    /// in [`LogFormat::upstream_headers`]' order (empty without an answer).
+    pub upstream_headers: &'a [Option<http::HeaderValue>],
     /// `$request_id`: the one the request's headers had, if they printed it.
     pub request_id: &'a crate::request_id::RequestId,
 }
@@ -851,6 +854,7 @@ mod tests {
             tls: Some(crate::tls::TlsSession { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }),
             connection: 7,
             headers: &[],
+            upstream_headers: &[],
             request_id: &ID,
         }
     }

@@ -191,7 +191,12 @@ pub(crate) fn pieces<V, E: From<TemplateError>>(
 
 /// The header `$http_NAME` reads (`_` read as `-`), if `name` is one.
 pub(crate) fn http_variable(name: &str) -> Option<http::HeaderName> {
-    let header = name.strip_prefix("http_").filter(|h| !h.is_empty())?;
+    header_variable("http_", name)
+}
+
+/// The header a variable `{prefix}NAME` reads (`_` read as `-`), if `name` is one.
+pub(crate) fn header_variable(prefix: &str, name: &str) -> Option<http::HeaderName> {
+    let header = name.strip_prefix(prefix).filter(|h| !h.is_empty())?;
     http::HeaderName::from_bytes(header.replace('_', "-").to_ascii_lowercase().as_bytes()).ok()
 }
 

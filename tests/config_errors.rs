@@ -851,7 +851,8 @@ access_log_format = "main"
              $remote_addr, $remote_port, $remote_user, $time_local, $time_iso8601, $msec, $request, $request_method, \
              $request_uri, $uri, $args, $query_string, $server_protocol, $scheme, $host, $server_name, $server_port, \
              $status, $body_bytes_sent, $request_time, $upstream_addr, $upstream_status, $upstream_response_time, \
-             $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $pid, $hostname, $http_NAME)",
+             $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $pid, $hostname, $http_NAME, \
+             $upstream_http_NAME)",
             r#"portico.toml:7:13: [log_format.json]: "json" is portico's own format; give this one another name"#,
             r#"portico.toml:9:1: [log_format.short] needs format = "...", such as format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'"#,
             r#"portico.toml:10:10: escape = "html": expected "default", "json" or "none""#,

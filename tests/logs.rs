@@ -457,7 +457,7 @@ async fn custom_formats_write_nginx_variables_and_follow_a_reload() {
     let dir = TempDir::new("logs-custom");
     let log = dir.join("access.log");
     let app = TestBackend::spawn("app").await;
-    let format = r#"$remote_addr:$remote_port $scheme $host $server_name:$server_port "$request" $status $body_bytes_sent "$http_x_request_id" $upstream_addr $upstream_status $uri $args"#;
+    let format = r#"$remote_addr:$remote_port $scheme $host $server_name:$server_port "$request" $status $body_bytes_sent "$http_x_request_id" $upstream_addr $upstream_status $uri $args $upstream_http_x_backend"#;
     let mut portico = start_portico(&custom_config(&app, &log, format, "default")).await;
     let mut client = Connect::to(portico.addr(0)).source_ip("127.0.3.9").connect().await.unwrap();
     let port = client.local_addr().port();
@@ -472,12 +472,12 @@ async fn custom_formats_write_nginx_variables_and_follow_a_reload() {
         found,
         [
             format!(
-                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /plain?x=1 HTTP/1.1\" 200 3 \"r\\x221\" {} 200 /plain x=1",
+                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /plain?x=1 HTTP/1.1\" 200 3 \"r\\x221\" {} 200 /plain x=1 app",
                 app.addr()
             ),
             // The server that failed is logged with the status its failure gave.
             format!(
-                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /dead/end HTTP/1.1\" 502 16 \"-\" 127.0.0.1:1 502 /dead/end -"
+                "127.0.3.9:{port} http log.test log.test:{listen} \"GET /dead/end HTTP/1.1\" 502 16 \"-\" 127.0.0.1:1 502 /dead/end - -"
             ),
         ]
     );

@@ -54,6 +54,13 @@ fuzz_target!(|input: Input<'_>| {
         .enumerate()
         .map(|(i, _)| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok()))
         .collect();
+    // The upstream's answer: the same values, in its headers' order.
+    let upstream_values: Vec<Option<HeaderValue>> = format
+        .upstream_headers()
+        .iter()
+        .enumerate()
+        .map(|(i, _)| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok()))
+        .collect();
     let record = AccessRecord {
         remote_addr: IpAddr::V6(Ipv6Addr::from(input.remote)),
         time: UNIX_EPOCH + Duration::from_secs(input.secs % (1 << 40)),
@@ -77,6 +84,7 @@ fuzz_target!(|input: Input<'_>| {
         tls: None,
         connection: input.body_bytes / 3,
         headers: &values,
+        upstream_headers: &upstream_values,
         request_id: &portico::request_id::RequestId::new(),
     };
     let mut line = Vec::new();

@@ -9,7 +9,7 @@ use super::{
     AccessRecord, Utc, protocol, push_ip, push_iso8601, push_json_escaped, push_nginx_escaped, push_num, push_seconds,
     push_time_local,
 };
-use crate::template::{Piece, TemplateError, http_variable, pieces};
+use crate::template::{Piece, TemplateError, header_variable, http_variable, pieces};
 
 /// A compiled access log format.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct LogFormat {
     escape: Escape,
     /// The request headers its `$http_NAME` read, each once.
     request_headers: Vec<HeaderName>,
+    /// The upstream answer's headers its `$upstream_http_NAME` read, each once.
+    upstream_headers: Vec<HeaderName>,
 }
 
 /// How values are written (nginx's `log_format ... escape=`); literal text
@@ -68,6 +70,8 @@ enum LogVariable {
     Hostname,
     /// `$http_NAME`: its index in `request_headers`.
     Http(usize),
+    /// `$upstream_http_NAME`: its index in `upstream_headers`.
+    UpstreamHttp(usize),
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
@@ -107,7 +111,10 @@ const VARIABLES: [(&str, LogVariable); 30] = [
 /// Why a log format did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LogFormatError {
-    #[error("unknown variable `${0}` in a log format (known: {known}, $http_NAME)", known = known_names())]
+    #[error(
+        "unknown variable `${0}` in a log format (known: {known}, $http_NAME, $upstream_http_NAME)",
+        known = known_names()
+    )]
     UnknownVariable(String),
     #[error(transparent)]
     Syntax(#[from] TemplateError),
@@ -122,27 +129,30 @@ impl LogFormat {
     /// `$$` for a `$`).
     pub fn parse(text: &str, escape: Escape) -> Result<LogFormat, LogFormatError> {
         let mut request_headers: Vec<HeaderName> = Vec::new();
+        let mut upstream_headers: Vec<HeaderName> = Vec::new();
         let parts = pieces(text, |name| {
             if let Some((_, var)) = VARIABLES.iter().find(|(known, _)| *known == name) {
                 return Ok::<_, LogFormatError>(*var);
             }
+            if let Some(header) = header_variable("upstream_http_", name) {
+                return Ok(LogVariable::UpstreamHttp(index_of(&mut upstream_headers, header)));
+            }
             let header = http_variable(name).ok_or_else(|| LogFormatError::UnknownVariable(name.to_owned()))?;
-            let index = match request_headers.iter().position(|h| *h == header) {
-                Some(index) => index,
-                None => {
-                    request_headers.push(header);
-                    request_headers.len() - 1
-                }
-            };
-            Ok(LogVariable::Http(index))
+            Ok(LogVariable::Http(index_of(&mut request_headers, header)))
         })?;
-        Ok(LogFormat { parts, escape, request_headers })
+        Ok(LogFormat { parts, escape, request_headers, upstream_headers })
     }
 
     /// The request headers a line needs, kept from the request for it
     /// (`AccessRecord::headers` holds their values in this order).
     pub fn request_headers(&self) -> &[HeaderName] {
         &self.request_headers
+    }
+
+    /// The upstream answer's headers a line needs, kept from its head
+    /// (`AccessRecord::upstream_headers` holds their values in this order).
+    pub fn upstream_headers(&self) -> &[HeaderName] {
+        &self.upstream_headers
     }
 
     /// Whether a line prints `$host`.
@@ -228,13 +238,16 @@ impl LogFormat {
             LogVariable::Connection => push_num(out, record.connection, 1),
             LogVariable::Pid => push_num(out, pid(), 1),
             LogVariable::Hostname => self.text(out, Some(hostname())),
-            LogVariable::Http(index) => {
-                let value = record.headers.get(index).and_then(Option::as_ref);
-                match value {
-                    Some(value) => self.bytes(out, value.as_bytes()),
-                    None => self.text(out, None),
-                }
-            }
+            LogVariable::Http(index) => self.header(out, record.headers.get(index)),
+            LogVariable::UpstreamHttp(index) => self.header(out, record.upstream_headers.get(index)),
+        }
+    }
+
+    /// A header's value kept for the line, if there was one.
+    fn header(&self, out: &mut Vec<u8>, value: Option<&Option<http::HeaderValue>>) {
+        match value.and_then(Option::as_ref) {
+            Some(value) => self.bytes(out, value.as_bytes()),
+            None => self.text(out, None),
         }
     }
 
@@ -252,6 +265,17 @@ impl LogFormat {
             Escape::Default => push_nginx_escaped(out, value),
             Escape::Json => push_json_escaped(out, value),
             Escape::None => out.extend_from_slice(value),
+        }
+    }
+}
+
+/// `header`'s place in `list`, added at the end when it is not there yet.
+fn index_of(list: &mut Vec<HeaderName>, header: HeaderName) -> usize {
+    match list.iter().position(|h| *h == header) {
+        Some(index) => index,
+        None => {
+            list.push(header);
+            list.len() - 1
         }
     }
 }
@@ -374,6 +398,20 @@ mod tests {
             "b - b\n"
         );
         assert!(!format.prints_host() && !format.times_upstream());
+        // The upstream's headers are kept apart from the request's.
+        let format =
+            LogFormat::parse("$upstream_http_x_node $http_x_node $upstream_http_X_Node", Escape::Json).unwrap();
+        assert_eq!(format.request_headers(), ["x-node"]);
+        assert_eq!(format.upstream_headers(), ["x-node"]);
+        let sent = [Some(HeaderValue::from_static("client"))];
+        let answered = [Some(HeaderValue::from_static("node-2"))];
+        let record = AccessRecord { headers: &sent, upstream_headers: &answered, ..record() };
+        let mut out = Vec::new();
+        format.format(&record, &mut out);
+        assert_eq!(out, b"node-2 client node-2\n");
+        let mut out = Vec::new();
+        format.format(&AccessRecord { upstream_headers: &[], ..record }, &mut out);
+        assert_eq!(out, b" client \n");
         assert!(LogFormat::parse("$host $upstream_response_time", Escape::Json).unwrap().prints_host());
     }
 
@@ -385,7 +423,7 @@ mod tests {
             message.starts_with("unknown variable `$bytes_sent` in a log format (known: $remote_addr, "),
             "{message}"
         );
-        assert!(message.ends_with("$hostname, $http_NAME)"), "{message}");
+        assert!(message.ends_with("$hostname, $http_NAME, $upstream_http_NAME)"), "{message}");
         assert_eq!(LogFormat::parse("${status", Escape::Default), Err(TemplateError::UnclosedBrace.into()));
         assert_eq!(LogFormat::parse("a\nb", Escape::Default), Err(TemplateError::ControlCharacter.into()));
     }

@@ -46,6 +46,8 @@ struct CustomFacts {
     connection: u64,
     /// The request headers the format prints, in its order.
     headers: Vec<Option<HeaderValue>>,
+    /// The upstream answer's headers it prints, once the answer came.
+    upstream_headers: Vec<Option<HeaderValue>>,
     /// The upstream server's status, once its answer came.
     upstream_status: Option<u16>,
     /// When the first upstream server was picked, when the format prints
@@ -97,6 +99,7 @@ impl Exchange {
                     tls: conn.tls_session,
                     connection: conn.id,
                     headers: format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect(),
+                    upstream_headers: Vec::new(),
                     upstream_status: None,
                     upstream_start: None,
                     upstream_header_time: None,
@@ -139,6 +142,15 @@ impl Exchange {
             && custom.upstream_start.is_none()
         {
             custom.upstream_start = Some(Instant::now());
+        }
+    }
+
+    /// Keeps the upstream answer's headers a custom format prints, as the
+    /// server sent them (`$upstream_http_NAME`).
+    pub fn keep_upstream_headers(&mut self, headers: &http::HeaderMap) {
+        let (Some(custom), Some(log)) = (&mut self.custom, &self.server.access_log) else { return };
+        if let Some(format) = log.custom() {
+            custom.upstream_headers = format.upstream_headers().iter().map(|name| headers.get(name).cloned()).collect();
         }
     }
 
@@ -227,6 +239,7 @@ impl Exchange {
             tls: custom.and_then(|c| c.tls),
             connection: custom.map_or(0, |c| c.connection),
             headers: custom.map_or(&[], |c| &c.headers),
+            upstream_headers: custom.map_or(&[], |c| &c.upstream_headers),
             request_id: &self.request_id,
         });
     }

@@ -741,6 +741,7 @@ fn forward(
             }
             let status = response.status;
             exchange.set_status(status);
+            exchange.keep_upstream_headers(&response.headers);
 
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client_upgrade) = client_upgrade {
