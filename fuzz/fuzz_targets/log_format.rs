@@ -48,19 +48,13 @@ fuzz_target!(|input: Input<'_>| {
     // `$host` comes from a Host header (or an authority) read as text.
     let Ok(host) = HeaderValue::from_str(input.host) else { return };
     let Ok(host) = host.to_str() else { return };
-    let values: Vec<Option<HeaderValue>> = format
-        .request_headers()
-        .iter()
-        .enumerate()
-        .map(|(i, _)| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok()))
-        .collect();
-    // The upstream's answer: the same values, in its headers' order.
-    let upstream_values: Vec<Option<HeaderValue>> = format
-        .upstream_headers()
-        .iter()
-        .enumerate()
-        .map(|(i, _)| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok()))
-        .collect();
+    // The i-th header a format prints has the input's i-th value, in the
+    // request and in the upstream's answer alike.
+    let values_for = |names: &[http::HeaderName]| -> Vec<Option<HeaderValue>> {
+        (0..names.len()).map(|i| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok())).collect()
+    };
+    let values = values_for(format.request_headers());
+    let upstream_values = values_for(format.upstream_headers());
     let record = AccessRecord {
         remote_addr: IpAddr::V6(Ipv6Addr::from(input.remote)),
         time: UNIX_EPOCH + Duration::from_secs(input.secs % (1 << 40)),
