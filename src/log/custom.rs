@@ -20,6 +20,10 @@ pub struct LogFormat {
     request_headers: Vec<HeaderName>,
     /// The upstream answer's headers its `$upstream_http_NAME` read, each once.
     upstream_headers: Vec<HeaderName>,
+    /// Whether it prints `$host`, and an upstream time: asked per request,
+    /// so found once here.
+    prints_host: bool,
+    times_upstream: bool,
 }
 
 /// How values are written (nginx's `log_format ... escape=`); literal text
@@ -140,7 +144,10 @@ impl LogFormat {
             let header = http_variable(name).ok_or_else(|| LogFormatError::UnknownVariable(name.to_owned()))?;
             Ok(LogVariable::Http(index_of(&mut request_headers, header)))
         })?;
-        Ok(LogFormat { parts, escape, request_headers, upstream_headers })
+        let uses = |var: LogVariable| parts.iter().any(|p| matches!(p, Piece::Var(v) if *v == var));
+        let prints_host = uses(LogVariable::Host);
+        let times_upstream = uses(LogVariable::UpstreamResponseTime) || uses(LogVariable::UpstreamHeaderTime);
+        Ok(LogFormat { parts, escape, request_headers, upstream_headers, prints_host, times_upstream })
     }
 
     /// The request headers a line needs, kept from the request for it
@@ -157,16 +164,12 @@ impl LogFormat {
 
     /// Whether a line prints `$host`.
     pub fn prints_host(&self) -> bool {
-        self.uses(LogVariable::Host)
+        self.prints_host
     }
 
     /// Whether a line prints `$upstream_response_time` or `$upstream_header_time`.
     pub fn times_upstream(&self) -> bool {
-        self.uses(LogVariable::UpstreamResponseTime) || self.uses(LogVariable::UpstreamHeaderTime)
-    }
-
-    fn uses(&self, var: LogVariable) -> bool {
-        self.parts.iter().any(|p| matches!(p, Piece::Var(v) if *v == var))
+        self.times_upstream
     }
 
     /// Appends `record` as one line (with its newline) to `out`.
