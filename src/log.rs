@@ -26,7 +26,7 @@ use crate::config::runtime::{AccessLogFormat, LogLevel};
 
 mod custom;
 
-pub use custom::{Escape, LogFormat, LogFormatError};
+pub use custom::{BUILT_IN_FORMATS, Escape, LogFormat, LogFormatError};
 
 /// Lines that may wait for the writer; beyond this they are dropped and counted.
 const QUEUE_CAPACITY: usize = 16 * 1024;

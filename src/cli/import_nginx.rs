@@ -658,7 +658,7 @@ impl Translator<'_> {
         let Some((name, rest)) = d.args.split_first() else {
             return self.untranslated(d, "expected a name and the format");
         };
-        if name == "combined" || name == "json" || self.log_formats.iter().any(|f| &f.name == name) {
+        if crate::log::BUILT_IN_FORMATS.contains(&name.as_str()) || self.log_formats.iter().any(|f| &f.name == name) {
             return self.untranslated(d, "a format of this name is already defined");
         }
         let (escape, strings) = match rest.split_first() {
@@ -666,22 +666,14 @@ impl Translator<'_> {
             _ => (None, rest),
         };
         let text = strings.concat();
-        let table = match (escape, strings.is_empty()) {
+        let mode = escape.map_or(Some(crate::log::Escape::Default), crate::log::Escape::from_name);
+        let table = match (mode, strings.is_empty()) {
             (_, true) => Err("it has no format string".to_owned()),
-            (Some(other), _) if !matches!(other, "default" | "json" | "none") => {
-                Err(format!("escape={other} is not one portico knows (default, json, none)"))
-            }
-            _ => {
-                let mode = match escape {
-                    Some("json") => crate::log::Escape::Json,
-                    Some("none") => crate::log::Escape::None,
-                    _ => crate::log::Escape::Default,
-                };
-                match crate::log::LogFormat::parse(&text, mode) {
-                    Ok(_) => Ok((text, escape.filter(|e| *e != "default").map(str::to_owned))),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
+            (None, _) => Err(format!("escape={} is not one portico knows (default, json, none)", escape.unwrap_or(""))),
+            (Some(mode), _) => match crate::log::LogFormat::parse(&text, mode) {
+                Ok(_) => Ok((text, escape.filter(|e| *e != "default").map(str::to_owned))),
+                Err(e) => Err(e.to_string()),
+            },
         };
         if let Err(why) = &table {
             self.note(

@@ -23,7 +23,7 @@ use super::runtime::{
     Listener, Location, LogLevel, Peer, ResponseHeaders, RuntimeSettings, ServerName, Snapshot, Sticky, StickyStore,
     TlsProtocols, Upstream, UpstreamTls, VirtualServer,
 };
-use crate::log::{Escape, LogFormat};
+use crate::log::{BUILT_IN_FORMATS, Escape, LogFormat};
 use crate::real_ip::RealIp;
 use crate::template::{Template, Variable};
 use crate::tls;
@@ -1326,21 +1326,20 @@ impl Checker<'_> {
         let span = format.span();
         let format = format.into_inner();
         let label = name.get_ref().clone();
-        if label == "combined" || label == "json" {
+        if BUILT_IN_FORMATS.contains(&label.as_str()) {
             self.error(
                 name.span(),
                 format!("[log_format.{label}]: {label:?} is portico's own format; give this one another name"),
             );
             return None;
         }
-        let escape = match format.escape.as_ref().map(|e| (e.get_ref().as_str(), e.span())) {
-            None | Some(("default", _)) => Escape::Default,
-            Some(("json", _)) => Escape::Json,
-            Some(("none", _)) => Escape::None,
-            Some((other, span)) => {
-                self.error(span, format!("escape = {other:?}: expected \"default\", \"json\" or \"none\""));
+        let escape = match &format.escape {
+            None => Escape::Default,
+            Some(name) => Escape::from_name(name.get_ref()).unwrap_or_else(|| {
+                let message = format!("escape = {:?}: expected \"default\", \"json\" or \"none\"", name.get_ref());
+                self.error(name.span(), message);
                 Escape::Default
-            }
+            }),
         };
         let Some(text) = format.format else {
             self.error(

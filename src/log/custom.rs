@@ -40,6 +40,21 @@ pub enum Escape {
     None,
 }
 
+impl Escape {
+    /// The mode nginx's `escape=NAME` names: `default`, `json` or `none`.
+    pub fn from_name(name: &str) -> Option<Escape> {
+        match name {
+            "default" => Some(Escape::Default),
+            "json" => Some(Escape::Json),
+            "none" => Some(Escape::None),
+            _ => None,
+        }
+    }
+}
+
+/// The names of portico's own formats, which no `[log_format.NAME]` may take.
+pub const BUILT_IN_FORMATS: [&str; 2] = ["combined", "json"];
+
 /// What a log format's `$name` can be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LogVariable {
