@@ -94,7 +94,7 @@ impl Exchange {
             upstream: None,
             custom: custom.map(|format| {
                 Box::new(CustomFacts {
-                    scheme: if conn.tls { "https" } else { "http" },
+                    scheme: conn.scheme(),
                     server_port: conn.local.port(),
                     tls: conn.tls_session,
                     connection: conn.id,

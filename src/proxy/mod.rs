@@ -268,8 +268,8 @@ pub struct ConnInfo {
     pub listener: usize,
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    pub tls: bool,
-    /// What the TLS handshake agreed (`$ssl_protocol`, `$ssl_cipher`).
+    /// What the TLS handshake agreed (`$ssl_protocol`, `$ssl_cipher`);
+    /// `None` on a plain connection.
     pub tls_session: Option<crate::tls::TlsSession>,
     /// The connection's serial number since start (`$connection`).
     pub id: u64,
@@ -302,13 +302,17 @@ impl ConnInfo {
             listener,
             remote,
             local,
-            tls: tls_session.is_some(),
             tls_session,
             id,
             peer_trusted,
             values: forwarded::ConnValues::default(),
             client_cert,
         }
+    }
+
+    /// `$scheme`: `https` over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_session.is_some() { "https" } else { "http" }
     }
 
     /// The same connection on a reloaded site's listener `listener`, keeping
@@ -420,7 +424,7 @@ pub fn handle(
             http_host,
             remote: client,
             peer: conn.remote.ip(),
-            scheme: if conn.tls { "https" } else { "http" },
+            scheme: conn.scheme(),
             server_port: conn.local.port(),
             server_name: &server.config.name,
             request_uri: request_uri.as_ref().map_or("/", |pq| pq.as_str()),
