@@ -311,7 +311,11 @@ struct HealthCheckOut {
 /// A `log_format`: its `[log_format.NAME]`, or why it is not one.
 #[derive(Debug)]
 struct LogFormatOut {
+    /// nginx's name, which its `access_log` lines use.
     name: String,
+    /// The `[log_format.NAME]` it is written as: nginx's name, unless that
+    /// is one of portico's own formats.
+    table_name: String,
     place: Place,
     /// `format` and `escape`, or why portico cannot write the line.
     table: Result<(String, Option<String>), String>,
@@ -658,9 +662,22 @@ impl Translator<'_> {
         let Some((name, rest)) = d.args.split_first() else {
             return self.untranslated(d, "expected a name and the format");
         };
-        if crate::log::BUILT_IN_FORMATS.contains(&name.as_str()) || self.log_formats.iter().any(|f| &f.name == name) {
+        // nginx refuses a second format of a name, and a format named combined.
+        if name == "combined" || self.log_formats.iter().any(|f| &f.name == name) {
             return self.untranslated(d, "a format of this name is already defined");
         }
+        // `json` is a common name for nginx formats and portico's own one.
+        let table_name = if crate::log::BUILT_IN_FORMATS.contains(&name.as_str()) {
+            self.note(
+                &d.place,
+                format!(
+                    "log_format {name} is written as [log_format.nginx_{name}]: portico's own format is named {name}"
+                ),
+            );
+            format!("nginx_{name}")
+        } else {
+            name.clone()
+        };
         let (escape, strings) = match rest.split_first() {
             Some((first, strings)) if first.starts_with("escape=") => (first.strip_prefix("escape="), strings),
             _ => (None, rest),
@@ -681,7 +698,7 @@ impl Translator<'_> {
                 format!("log_format {name} is not translated ({why}); access logs naming it are written in the combined format"),
             );
         }
-        self.log_formats.push(LogFormatOut { name: name.clone(), place: d.place.clone(), table });
+        self.log_formats.push(LogFormatOut { name: name.clone(), table_name, place: d.place.clone(), table });
     }
 
     /// `limit_req_zone KEY zone=NAME:SIZE [rate=RATE] [sync]` as `[limit_req.NAME]`.
@@ -836,7 +853,7 @@ impl Translator<'_> {
                         scope.access_log_format = match rest.first().map(String::as_str) {
                             None | Some("combined") => None,
                             Some(format) => match self.log_formats.iter().find(|f| f.name == format) {
-                                Some(LogFormatOut { table: Ok(_), .. }) => Some(format.to_owned()),
+                                Some(LogFormatOut { table: Ok(_), table_name, .. }) => Some(table_name.clone()),
                                 // Its own note says why.
                                 Some(_) => None,
                                 None => {
@@ -2417,7 +2434,7 @@ impl Translator<'_> {
         }
         for format in &self.log_formats {
             s.push('\n');
-            let title = format!("[log_format.{}]", key(&format.name));
+            let title = format!("[log_format.{}]", key(&format.table_name));
             match &format.table {
                 Ok((text, escape)) => {
                     line(&mut s, &title, Some(&format!("nginx: {}", format.place)));
