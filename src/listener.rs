@@ -518,7 +518,7 @@ impl Connection {
         // Through a pin, as `handle` awaits `forward`: awaited by value, the
         // future takes its room twice (rust-lang/rust#62958), and hyper
         // moves this one into place for every request (11 KiB, now 3.7).
-        let response = std::pin::pin!(proxy::handle(this.current(), request)).await;
+        let response = std::pin::pin!(proxy::handle(this.current(), request, number)).await;
         pending.answered = true;
         if upgrade && response.as_ref().is_ok_and(|r| r.status() != hyper::StatusCode::SWITCHING_PROTOCOLS) {
             // The connection stays HTTP/1: its tracker follows the next request.

@@ -26,7 +26,7 @@ use crate::config::runtime::{AccessLogFormat, LogLevel};
 
 mod custom;
 
-pub use custom::{BUILT_IN_FORMATS, Escape, LogFormat, LogFormatError};
+pub use custom::{BUILT_IN_FORMATS, Escape, LogFormat, LogFormatError, RequestValue};
 
 /// Lines that may wait for the writer; beyond this they are dropped and counted.
 const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -96,8 +96,25 @@ pub struct AccessRecord<'a> {
     pub tls: Option<crate::tls::TlsSession>,
     /// `$connection`: the client connection's serial number.
     pub connection: u64,
-    /// The values of the request headers a custom format prints, in
-    /// [`LogFormat::request_headers`]' order.
+    /// `$connection_requests`: the request's number on its connection.
+    pub connection_requests: u64,
+    /// `$request_length`: the request's head, counted as HTTP/1.1 text, and
+    /// the body bytes read.
+    pub request_length: u64,
+    /// `$request_completion`: whether the answer went whole.
+    pub complete: bool,
+    /// `$server_addr`: the address the request came in on.
+    pub server_addr: Option<IpAddr>,
+    /// `$realip_remote_addr`, `$realip_remote_port`: the connection's peer,
+    /// before `real_ip_header` named another client.
+    pub peer: Option<std::net::SocketAddr>,
+    /// `$upstream_connect_time`: connecting (and the TLS handshake) to the
+    /// last server tried; about 0 for a kept-alive connection.
+    pub upstream_connect_time: Option<Duration>,
+    /// `$upstream_response_length`: the upstream answer's body bytes.
+    pub upstream_response_length: Option<u64>,
+    /// The values of the request headers and cookies a custom format
+    /// prints, in [`LogFormat::request_values`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
     /// The values of the upstream answer's headers a custom format prints,
     /// in [`LogFormat::upstream_headers`]' order (empty without an answer).
@@ -851,8 +868,15 @@ mod tests {
             upstream_status: Some(200),
             upstream_time: Some(Duration::from_micros(1_200_300)),
             upstream_header_time: Some(Duration::from_micros(200_100)),
-            tls: Some(crate::tls::TlsSession { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }),
+            tls: Some(crate::tls::TlsSession { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", resumed: false }),
             connection: 7,
+            connection_requests: 3,
+            request_length: 412,
+            complete: true,
+            server_addr: Some("10.0.0.100".parse().unwrap()),
+            peer: Some("192.0.2.1:40000".parse().unwrap()),
+            upstream_connect_time: Some(Duration::from_micros(3_400)),
+            upstream_response_length: Some(5120),
             headers: &[],
             upstream_headers: &[],
             request_id: &ID,

@@ -92,6 +92,8 @@ static PROVIDER: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| {
 pub struct TlsSession {
     pub protocol: &'static str,
     pub cipher: &'static str,
+    /// Whether the handshake resumed an earlier session (`$ssl_session_reused`).
+    pub resumed: bool,
 }
 
 impl TlsSession {
@@ -116,7 +118,8 @@ impl TlsSession {
             C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
             other => other.as_str().unwrap_or("unknown"),
         });
-        TlsSession { protocol, cipher }
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        TlsSession { protocol, cipher, resumed }
     }
 }
 

@@ -823,7 +823,7 @@ gzip = {{ types = ["application/json", "json", "text/ html"], min_length = "1 k"
 fn log_format_problems() {
     let toml = format!(
         r#"{UPSTREAMS}[log_format.main]
-format = '$remote_addr "$request" $bytes_sent'
+format = '$remote_addr "$request" $geoip_country_code'
 [log_format.json]
 format = "$status"
 [log_format.short]
@@ -847,12 +847,14 @@ access_log_format = "main"
     assert_eq!(
         errors(&toml),
         [
-            "portico.toml:6:10: [log_format.main] format: unknown variable `$bytes_sent` in a log format (known: \
+            "portico.toml:6:10: [log_format.main] format: unknown variable `$geoip_country_code` in a log format (known: \
              $remote_addr, $remote_port, $remote_user, $time_local, $time_iso8601, $msec, $request, $request_method, \
              $request_uri, $uri, $args, $query_string, $server_protocol, $scheme, $host, $server_name, $server_port, \
              $status, $body_bytes_sent, $request_time, $upstream_addr, $upstream_status, $upstream_response_time, \
-             $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $pid, $hostname, $http_NAME, \
-             $upstream_http_NAME)",
+             $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $connection_requests, $pid, \
+             $hostname, $request_length, $request_completion, $server_addr, $realip_remote_addr, $realip_remote_port, \
+             $ssl_session_reused, $upstream_connect_time, $upstream_response_length, $upstream_cache_status, \
+             $content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME)",
             r#"portico.toml:7:13: [log_format.json]: "json" is portico's own format; give this one another name"#,
             r#"portico.toml:9:1: [log_format.short] needs format = "...", such as format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'"#,
             r#"portico.toml:10:10: escape = "html": expected "default", "json" or "none""#,

@@ -2142,7 +2142,7 @@ fn import_log_format_becomes_a_log_format_table() -> Result<(), Box<dyn Error>> 
 log_format main '$remote_addr - $remote_user [$time_local] "$request" '
                 '$status $body_bytes_sent "$http_x_forwarded_for" rt=$request_time urt=$upstream_response_time id=$request_id';
 log_format json escape=json '{"uri":"$request_uri","status":$status}';
-log_format bytes '$remote_addr $bytes_sent';
+log_format bytes '$remote_addr $geoip_country_code';
 access_log /var/log/nginx/access.log main;
 upstream am { server 127.0.0.1:9443; }
 server { listen 8080; location / { proxy_pass http://am; } }
@@ -2172,7 +2172,7 @@ server { listen 8085; log_format later '$status'; location / { proxy_pass http:/
     );
     assert!(
         toml.contains(&format!(
-            "# [log_format.bytes]  # nginx: {conf}:5; not translated: unknown variable `$bytes_sent`"
+            "# [log_format.bytes]  # nginx: {conf}:5; not translated: unknown variable `$geoip_country_code`"
         )),
         "{toml}"
     );
@@ -2190,7 +2190,7 @@ server { listen 8085; log_format later '$status'; location / { proxy_pass http:/
         &notes,
         &[
             format!(
-                "{conf}:5: note: log_format bytes is not translated (unknown variable `$bytes_sent` in a log format"
+                "{conf}:5: note: log_format bytes is not translated (unknown variable `$geoip_country_code` in a log format"
             ),
             format!(
                 "{conf}:12: note: access_log format \"later\" is not defined before this line (nginx refuses that): portico writes the combined format"

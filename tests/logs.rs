@@ -581,6 +581,94 @@ async fn tls_session_and_connection_variables() {
     assert!(header_time(&fields[0]) < 0.1 && header_time(&fields[2]) >= 0.1, "{lines:?}");
 }
 
+/// Writes `head` and `body` on `stream` and reads the answer (Content-Length
+/// framed, as the test backend's are): its status line and body length.
+async fn raw_exchange<S>(stream: &mut S, head: &str, body: &[u8]) -> (String, usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the answer's head");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8(got[..end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .expect("a Content-Length");
+    while got.len() < end + length {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed in the answer's body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (head.lines().next().unwrap().to_owned(), got.len() - end)
+}
+
+#[tokio::test]
+async fn json_analytics_variables_measure_the_request_and_its_upstream() {
+    let dir = TempDir::new("logs-analytics");
+    let log = dir.join("access.log");
+    let cert = TestCert::new(&["log.test"]);
+    let app = TestBackend::spawn("app").await;
+    let format = "$connection_requests $request_length [$request_completion] $server_addr $realip_remote_addr \
+                  $ssl_session_reused $upstream_connect_time $upstream_response_length $upstream_cache_status \
+                  $arg_user $cookie_sid $content_type";
+    let toml = AppConfig::new(app.addr())
+        .server_name("log.test")
+        .upstream(&format!("[log_format.analytics]\nformat = {format:?}\n"))
+        .tls(Some(&cert))
+        .server(&format!("access_log = {}\naccess_log_format = \"analytics\"", toml_path(&log)))
+        .build();
+    let portico = start_portico(&toml).await;
+    // One client configuration for both connections: the second resumes the
+    // first one's session.
+    let config = rustls::ClientConfig::builder_with_provider(portico::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(cert.roots())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connect = Connect::to(portico.addr(0)).source_ip("127.0.3.10");
+    let name = rustls_pki_types::ServerName::try_from("log.test").unwrap();
+    let mut first = connector.connect(name.clone(), connect.tcp().await.unwrap()).await.unwrap();
+
+    let get = "GET /big?bytes=1000&user=ann HTTP/1.1\r\nHost: log.test\r\nCookie: a=1; sid=s-42\r\n\r\n";
+    assert_eq!(raw_exchange(&mut first, get, b"").await, ("HTTP/1.1 200 OK".to_owned(), 1000));
+    let upload = vec![b'u'; 5000];
+    let post = "POST /echo HTTP/1.1\r\nHost: log.test\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n";
+    assert_eq!(raw_exchange(&mut first, post, &upload).await, ("HTTP/1.1 200 OK".to_owned(), 5000));
+    let mut second = connector.connect(name, connect.tcp().await.unwrap()).await.unwrap();
+    assert_eq!(raw_exchange(&mut second, get, b"").await.1, 1000);
+
+    let lines = wait_lines(&log, 3, Duration::from_secs(1)).await;
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    let (first_get, first_post, resumed) = (&fields[0], &fields[1], &fields[2]);
+    // The request's number on its connection, the head as sent (and the body).
+    assert_eq!(first_get[..2], ["1", &get.len().to_string()], "{lines:?}");
+    assert_eq!(first_post[..2], ["2", &(post.len() + 5000).to_string()], "{lines:?}");
+    assert_eq!(resumed[..2], ["1", &get.len().to_string()], "{lines:?}");
+    for line in &fields {
+        assert_eq!(line[2..5], ["[OK]", "127.0.0.1", "127.0.3.10"], "{lines:?}");
+        assert_eq!(line[8], "-", "no cache: {lines:?}");
+    }
+    assert_eq!([first_get[5], first_post[5], resumed[5]], [".", ".", "r"], "{lines:?}");
+    // The first request opened the upstream connection, the next reused it.
+    let seconds = |f: &[&str]| f[6].parse::<f64>().unwrap();
+    assert!(seconds(first_get) < 1.0 && first_post[6] == "0.000", "{lines:?}");
+    assert_eq!([first_get[7], first_post[7]], ["1000", "5000"], "{lines:?}");
+    assert_eq!(first_get[9..], ["ann", "s-42", "-"], "{lines:?}");
+    assert_eq!(first_post[9..], ["-", "-", "text/plain"], "{lines:?}");
+}
+
 #[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");

@@ -29,6 +29,20 @@ struct Input<'a> {
     secs: u64,
     micros: u64,
     upstream_micros: Option<u64>,
+    facts: Facts,
+}
+
+/// The facts only the newer variables print.
+#[derive(Arbitrary, Debug)]
+struct Facts {
+    requests: u64,
+    length: u64,
+    complete: bool,
+    server: Option<[u8; 16]>,
+    peer: Option<([u8; 16], u16)>,
+    tls: Option<(bool, bool)>,
+    connect_micros: Option<u64>,
+    upstream_length: Option<u64>,
 }
 
 fuzz_target!(|input: Input<'_>| {
@@ -50,11 +64,12 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(host) = host.to_str() else { return };
     // The i-th header a format prints has the input's i-th value, in the
     // request and in the upstream's answer alike.
-    let values_for = |names: &[http::HeaderName]| -> Vec<Option<HeaderValue>> {
-        (0..names.len()).map(|i| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok())).collect()
+    let values_for = |count: usize| -> Vec<Option<HeaderValue>> {
+        (0..count).map(|i| input.headers.get(i).and_then(|v| HeaderValue::from_bytes(v).ok())).collect()
     };
-    let values = values_for(format.request_headers());
-    let upstream_values = values_for(format.upstream_headers());
+    let values = values_for(format.request_values().len());
+    let upstream_values = values_for(format.upstream_headers().len());
+    let facts = &input.facts;
     let record = AccessRecord {
         remote_addr: IpAddr::V6(Ipv6Addr::from(input.remote)),
         time: UNIX_EPOCH + Duration::from_secs(input.secs % (1 << 40)),
@@ -75,8 +90,19 @@ fuzz_target!(|input: Input<'_>| {
         upstream_status: input.upstream_status,
         upstream_time: input.upstream_micros.map(Duration::from_micros),
         upstream_header_time: input.upstream_micros.map(|m| Duration::from_micros(m / 2)),
-        tls: None,
+        tls: facts.tls.map(|(tls13, resumed)| portico::tls::TlsSession {
+            protocol: if tls13 { "TLSv1.3" } else { "TLSv1.2" },
+            cipher: "TLS_AES_128_GCM_SHA256",
+            resumed,
+        }),
         connection: input.body_bytes / 3,
+        connection_requests: facts.requests,
+        request_length: facts.length,
+        complete: facts.complete,
+        server_addr: facts.server.map(|ip| IpAddr::V6(Ipv6Addr::from(ip))),
+        peer: facts.peer.map(|(ip, port)| std::net::SocketAddr::from((Ipv6Addr::from(ip), port))),
+        upstream_connect_time: facts.connect_micros.map(Duration::from_micros),
+        upstream_response_length: facts.upstream_length,
         headers: &values,
         upstream_headers: &upstream_values,
         request_id: &portico::request_id::RequestId::new(),

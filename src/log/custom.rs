@@ -2,7 +2,7 @@
 //! so that the tools reading an operator's logs keep working. Compiled once
 //! at load; a line is written from the request's facts without parsing.
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
 use super::{
@@ -16,14 +16,42 @@ use crate::template::{Piece, TemplateError, header_variable, http_variable, piec
 pub struct LogFormat {
     parts: Vec<Piece<LogVariable>>,
     escape: Escape,
-    /// The request headers its `$http_NAME` read, each once.
-    request_headers: Vec<HeaderName>,
+    /// The request headers and cookies its `$http_NAME` and `$cookie_NAME`
+    /// read, each once.
+    request_values: Vec<RequestValue>,
     /// The upstream answer's headers its `$upstream_http_NAME` read, each once.
     upstream_headers: Vec<HeaderName>,
-    /// Whether it prints `$host`, and an upstream time: asked per request,
-    /// so found once here.
+    /// The query arguments its `$arg_NAME` read, each once.
+    args: Vec<Box<str>>,
+    /// What it prints that a request must measure or keep: asked per
+    /// request, so found once here.
     prints_host: bool,
     times_upstream: bool,
+    times_connect: bool,
+    counts_request: bool,
+}
+
+/// A value of the request a format prints, kept from the request as it came
+/// (its headers change on the way to the upstream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestValue {
+    /// `$http_NAME`, `$content_type`, `$content_length`: a header's first value.
+    Header(HeaderName),
+    /// `$cookie_NAME`: a cookie's value (the name matched case-sensitively,
+    /// as browsers send it back).
+    Cookie(Box<str>),
+}
+
+impl RequestValue {
+    /// Its value among `headers`.
+    pub fn of(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        match self {
+            RequestValue::Header(name) => headers.get(name).cloned(),
+            RequestValue::Cookie(name) => {
+                crate::template::cookie_value(headers, name).and_then(|value| HeaderValue::from_str(value).ok())
+            }
+        }
+    }
 }
 
 /// How values are written (nginx's `log_format ... escape=`); literal text
@@ -85,16 +113,29 @@ enum LogVariable {
     SslProtocol,
     SslCipher,
     Connection,
+    ConnectionRequests,
     Pid,
     Hostname,
-    /// `$http_NAME`: its index in `request_headers`.
-    Http(usize),
+    RequestLength,
+    RequestCompletion,
+    ServerAddr,
+    RealipRemoteAddr,
+    RealipRemotePort,
+    SslSessionReused,
+    UpstreamConnectTime,
+    UpstreamResponseLength,
+    /// portico keeps no cache: never there, as in nginx without `proxy_cache`.
+    UpstreamCacheStatus,
+    /// `$http_NAME` or `$cookie_NAME`: its index in `request_values`.
+    Value(usize),
     /// `$upstream_http_NAME`: its index in `upstream_headers`.
     UpstreamHttp(usize),
+    /// `$arg_NAME`: its index in `args`.
+    Arg(usize),
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 30] = [
+const VARIABLES: [(&str, LogVariable); 40] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -123,15 +164,29 @@ const VARIABLES: [(&str, LogVariable); 30] = [
     ("ssl_protocol", LogVariable::SslProtocol),
     ("ssl_cipher", LogVariable::SslCipher),
     ("connection", LogVariable::Connection),
+    ("connection_requests", LogVariable::ConnectionRequests),
     ("pid", LogVariable::Pid),
     ("hostname", LogVariable::Hostname),
+    ("request_length", LogVariable::RequestLength),
+    ("request_completion", LogVariable::RequestCompletion),
+    ("server_addr", LogVariable::ServerAddr),
+    ("realip_remote_addr", LogVariable::RealipRemoteAddr),
+    ("realip_remote_port", LogVariable::RealipRemotePort),
+    ("ssl_session_reused", LogVariable::SslSessionReused),
+    ("upstream_connect_time", LogVariable::UpstreamConnectTime),
+    ("upstream_response_length", LogVariable::UpstreamResponseLength),
+    ("upstream_cache_status", LogVariable::UpstreamCacheStatus),
 ];
+
+/// Variables that are a request header by another name.
+const HEADER_ALIASES: [(&str, HeaderName); 2] =
+    [("content_type", http::header::CONTENT_TYPE), ("content_length", http::header::CONTENT_LENGTH)];
 
 /// Why a log format did not compile.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LogFormatError {
     #[error(
-        "unknown variable `${0}` in a log format (known: {known}, $http_NAME, $upstream_http_NAME)",
+        "unknown variable `${0}` in a log format (known: {known}, $content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME)",
         known = known_names()
     )]
     UnknownVariable(String),
@@ -147,28 +202,46 @@ impl LogFormat {
     /// Compiles `text`, written as a header template is (`$name`, `${name}`,
     /// `$$` for a `$`).
     pub fn parse(text: &str, escape: Escape) -> Result<LogFormat, LogFormatError> {
-        let mut request_headers: Vec<HeaderName> = Vec::new();
+        let mut request_values: Vec<RequestValue> = Vec::new();
         let mut upstream_headers: Vec<HeaderName> = Vec::new();
+        let mut args: Vec<Box<str>> = Vec::new();
         let parts = pieces(text, |name| {
             if let Some((_, var)) = VARIABLES.iter().find(|(known, _)| *known == name) {
                 return Ok::<_, LogFormatError>(*var);
             }
+            if let Some((_, header)) = HEADER_ALIASES.iter().find(|(alias, _)| *alias == name) {
+                return Ok(LogVariable::Value(index_of(&mut request_values, RequestValue::Header(header.clone()))));
+            }
             if let Some(header) = header_variable("upstream_http_", name) {
                 return Ok(LogVariable::UpstreamHttp(index_of(&mut upstream_headers, header)));
             }
+            if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                return Ok(LogVariable::Value(index_of(&mut request_values, RequestValue::Cookie(cookie.into()))));
+            }
+            if let Some(arg) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                return Ok(LogVariable::Arg(index_of(&mut args, arg.into())));
+            }
             let header = http_variable(name).ok_or_else(|| LogFormatError::UnknownVariable(name.to_owned()))?;
-            Ok(LogVariable::Http(index_of(&mut request_headers, header)))
+            Ok(LogVariable::Value(index_of(&mut request_values, RequestValue::Header(header))))
         })?;
         let uses = |var: LogVariable| parts.iter().any(|p| matches!(p, Piece::Var(v) if *v == var));
-        let prints_host = uses(LogVariable::Host);
-        let times_upstream = uses(LogVariable::UpstreamResponseTime) || uses(LogVariable::UpstreamHeaderTime);
-        Ok(LogFormat { parts, escape, request_headers, upstream_headers, prints_host, times_upstream })
+        Ok(LogFormat {
+            prints_host: uses(LogVariable::Host),
+            times_upstream: uses(LogVariable::UpstreamResponseTime) || uses(LogVariable::UpstreamHeaderTime),
+            times_connect: uses(LogVariable::UpstreamConnectTime),
+            counts_request: uses(LogVariable::RequestLength),
+            parts,
+            escape,
+            request_values,
+            upstream_headers,
+            args,
+        })
     }
 
-    /// The request headers a line needs, kept from the request for it
-    /// (`AccessRecord::headers` holds their values in this order).
-    pub fn request_headers(&self) -> &[HeaderName] {
-        &self.request_headers
+    /// The request headers and cookies a line needs, kept from the request
+    /// for it (`AccessRecord::headers` holds their values in this order).
+    pub fn request_values(&self) -> &[RequestValue] {
+        &self.request_values
     }
 
     /// The upstream answer's headers a line needs, kept from its head
@@ -185,6 +258,16 @@ impl LogFormat {
     /// Whether a line prints `$upstream_response_time` or `$upstream_header_time`.
     pub fn times_upstream(&self) -> bool {
         self.times_upstream
+    }
+
+    /// Whether a line prints `$upstream_connect_time`.
+    pub fn times_connect(&self) -> bool {
+        self.times_connect
+    }
+
+    /// Whether a line prints `$request_length`.
+    pub fn counts_request(&self) -> bool {
+        self.counts_request
     }
 
     /// Appends `record` as one line (with its newline) to `out`.
@@ -254,10 +337,46 @@ impl LogFormat {
             LogVariable::SslProtocol => self.text(out, record.tls.map(|t| t.protocol)),
             LogVariable::SslCipher => self.text(out, record.tls.map(|t| t.cipher)),
             LogVariable::Connection => push_num(out, record.connection, 1),
+            LogVariable::ConnectionRequests => push_num(out, record.connection_requests, 1),
             LogVariable::Pid => push_num(out, pid(), 1),
             LogVariable::Hostname => self.text(out, Some(hostname())),
-            LogVariable::Http(index) => self.header(out, record.headers.get(index)),
+            LogVariable::RequestLength => push_num(out, record.request_length, 1),
+            // nginx's is empty, not "not found", for an unfinished request.
+            LogVariable::RequestCompletion => {
+                if record.complete {
+                    out.extend_from_slice(b"OK");
+                }
+            }
+            LogVariable::ServerAddr => match record.server_addr {
+                Some(addr) => push_ip(out, addr),
+                None => self.text(out, None),
+            },
+            LogVariable::RealipRemoteAddr => match record.peer {
+                Some(peer) => push_ip(out, crate::template::canonical_ip(peer.ip())),
+                None => self.text(out, None),
+            },
+            LogVariable::RealipRemotePort => match record.peer {
+                Some(peer) => push_num(out, peer.port(), 1),
+                None => self.text(out, None),
+            },
+            LogVariable::SslSessionReused => {
+                self.text(out, record.tls.map(|t| if t.resumed { "r" } else { "." }));
+            }
+            LogVariable::UpstreamConnectTime => match record.upstream_connect_time {
+                Some(time) => push_seconds(out, time),
+                None => self.text(out, None),
+            },
+            LogVariable::UpstreamResponseLength => match record.upstream_response_length {
+                Some(length) => push_num(out, length, 1),
+                None => self.text(out, None),
+            },
+            LogVariable::UpstreamCacheStatus => self.text(out, None),
+            LogVariable::Value(index) => self.header(out, record.headers.get(index)),
             LogVariable::UpstreamHttp(index) => self.header(out, record.upstream_headers.get(index)),
+            LogVariable::Arg(index) => {
+                let value = self.args.get(index).and_then(|name| query_argument(record.uri, name));
+                self.text(out, value);
+            }
         }
     }
 
@@ -287,15 +406,25 @@ impl LogFormat {
     }
 }
 
-/// `header`'s place in `list`, added at the end when it is not there yet.
-fn index_of(list: &mut Vec<HeaderName>, header: HeaderName) -> usize {
-    match list.iter().position(|h| *h == header) {
+/// `item`'s place in `list`, added at the end when it is not there yet.
+fn index_of<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
+    match list.iter().position(|known| *known == item) {
         Some(index) => index,
         None => {
-            list.push(header);
+            list.push(item);
             list.len() - 1
         }
     }
+}
+
+/// `$arg_NAME` as nginx finds it: the value of the first `NAME=` in the
+/// query (the name matched without regard to case), as sent, not decoded.
+fn query_argument<'u>(uri: &'u str, name: &str) -> Option<&'u str> {
+    let (_, query) = uri.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.eq_ignore_ascii_case(name).then_some(value)
+    })
 }
 
 /// The process's id (`$pid`), asked once: portico does not fork.
@@ -405,11 +534,18 @@ mod tests {
 
     #[test]
     fn each_header_is_kept_once_in_the_order_first_written() {
-        let format = LogFormat::parse("$http_x_b $http_X_A ${http_x_b} $cookie_x", Escape::Default);
-        assert_eq!(format, Err(LogFormatError::UnknownVariable("cookie_x".into())));
-        let format = LogFormat::parse("$http_x_b $http_X_A ${http_x_b}", Escape::Default).unwrap();
-        let names: Vec<&str> = format.request_headers().iter().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["x-b", "x-a"]);
+        let format =
+            LogFormat::parse("$http_x_b $http_X_A ${http_x_b} $cookie_x $content_type $cookie_x", Escape::Default)
+                .unwrap();
+        assert_eq!(
+            format.request_values(),
+            [
+                RequestValue::Header(HeaderName::from_static("x-b")),
+                RequestValue::Header(HeaderName::from_static("x-a")),
+                RequestValue::Cookie("x".into()),
+                RequestValue::Header(http::header::CONTENT_TYPE),
+            ]
+        );
         let headers = [Some(HeaderValue::from_static("b")), None];
         assert_eq!(
             line("$http_x_b $http_X_A ${http_x_b}", Escape::Default, &AccessRecord { headers: &headers, ..record() }),
@@ -419,7 +555,7 @@ mod tests {
         // The upstream's headers are kept apart from the request's.
         let format =
             LogFormat::parse("$upstream_http_x_node $http_x_node $upstream_http_X_Node", Escape::Json).unwrap();
-        assert_eq!(format.request_headers(), ["x-node"]);
+        assert_eq!(format.request_values(), [RequestValue::Header(HeaderName::from_static("x-node"))]);
         assert_eq!(format.upstream_headers(), ["x-node"]);
         let sent = [Some(HeaderValue::from_static("client"))];
         let answered = [Some(HeaderValue::from_static("node-2"))];
@@ -434,6 +570,62 @@ mod tests {
     }
 
     #[test]
+    fn the_variables_of_nginx_json_analytics_format() {
+        let format = "$connection_requests $request_length $request_completion $server_addr \
+                      $realip_remote_addr:$realip_remote_port $ssl_session_reused $upstream_connect_time \
+                      $upstream_response_length $upstream_cache_status";
+        assert_eq!(line(format, Escape::Default, &record()), "3 412 OK 10.0.0.100 192.0.2.1:40000 . 0.003 5120 -\n");
+        let parsed = LogFormat::parse(format, Escape::Default).unwrap();
+        assert!(parsed.times_connect() && parsed.counts_request() && !parsed.times_upstream());
+        let resumed = crate::tls::TlsSession { resumed: true, ..record().tls.unwrap() };
+        let unfinished = AccessRecord {
+            complete: false,
+            tls: Some(resumed),
+            upstream_connect_time: None,
+            upstream_response_length: None,
+            ..record()
+        };
+        assert_eq!(
+            line(
+                "[$request_completion] $ssl_session_reused $upstream_connect_time $upstream_response_length",
+                Escape::Default,
+                &unfinished
+            ),
+            "[] r - -\n"
+        );
+        // On a plain connection, and for the facts of another format's request.
+        let bare = AccessRecord { tls: None, server_addr: None, peer: None, ..record() };
+        assert_eq!(
+            line("$ssl_session_reused $server_addr $realip_remote_addr $realip_remote_port", Escape::Default, &bare),
+            "- - - -\n"
+        );
+        assert_eq!(line("[$upstream_cache_status]", Escape::Json, &bare), "[]\n");
+    }
+
+    #[test]
+    fn arguments_and_cookies_as_nginx_finds_them() {
+        let record = AccessRecord { uri: "/s?Page=2&q=a%20b&empty=&flag&page=9", ..record() };
+        assert_eq!(
+            line("$arg_page|$arg_q|$arg_empty|$arg_flag|$arg_none|$arg_PAGE", Escape::Default, &record),
+            "2|a%20b||-|-|2\n"
+        );
+        assert_eq!(line("$arg_page", Escape::Default, &AccessRecord { uri: "/s", ..record }), "-\n");
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::COOKIE, HeaderValue::from_static("JSESSIONID=abc; theme=dark"));
+        headers.append(http::header::COOKIE, HeaderValue::from_static("lang=en"));
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let format = LogFormat::parse(
+            "$cookie_JSESSIONID $cookie_lang $cookie_jsessionid $content_type $content_length",
+            Escape::Default,
+        )
+        .unwrap();
+        let values: Vec<Option<HeaderValue>> = format.request_values().iter().map(|v| v.of(&headers)).collect();
+        let mut out = Vec::new();
+        format.format(&AccessRecord { headers: &values, ..record }, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "abc en - application/json -\n");
+    }
+
+    #[test]
     fn a_bad_format_says_what_is_wrong() {
         let unknown = LogFormat::parse("$remote_addr $bytes_sent", Escape::Default).unwrap_err();
         let message = unknown.to_string();
@@ -441,7 +633,11 @@ mod tests {
             message.starts_with("unknown variable `$bytes_sent` in a log format (known: $remote_addr, "),
             "{message}"
         );
-        assert!(message.ends_with("$hostname, $http_NAME, $upstream_http_NAME)"), "{message}");
+        assert!(
+            message
+                .ends_with("$content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME)"),
+            "{message}"
+        );
         assert_eq!(LogFormat::parse("${status", Escape::Default), Err(TemplateError::UnclosedBrace.into()));
         assert_eq!(LogFormat::parse("a\nb", Escape::Default), Err(TemplateError::ControlCharacter.into()));
     }

@@ -37,6 +37,8 @@ pub struct Progress {
     too_large: AtomicBool,
     /// Whether reading the client's body failed (bad chunking, client gone).
     client_failed: AtomicBool,
+    /// Body bytes read from the client (`$request_length`).
+    read: AtomicU64,
 }
 
 impl Progress {
@@ -49,7 +51,13 @@ impl Progress {
             done: AtomicBool::new(done),
             too_large: AtomicBool::new(false),
             client_failed: AtomicBool::new(false),
+            read: AtomicU64::new(0),
         }
+    }
+
+    /// Body bytes read from the client so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -133,6 +141,11 @@ impl Body for RequestBody {
         }
         if let Some(progress) = &this.progress {
             progress.touch();
+            if let Some(Ok(frame)) = &frame
+                && let Some(data) = frame.data_ref()
+            {
+                progress.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
             if frame.is_none() {
                 progress.done.store(true, Ordering::Relaxed);
             }

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderValue, Method, Uri, Version};
 
 use super::ServerState;
+use super::body::Progress;
 use crate::config::runtime::LogLevel;
 use crate::log::{AccessLog, AccessRecord};
 use crate::request_id::RequestId;
@@ -41,10 +42,18 @@ pub struct Exchange {
 /// The facts of a request that only custom access log formats print.
 struct CustomFacts {
     scheme: &'static str,
+    server_addr: std::net::IpAddr,
     server_port: u16,
+    /// The connection's peer (`$realip_remote_addr`).
+    peer: SocketAddr,
     tls: Option<crate::tls::TlsSession>,
     connection: u64,
-    /// The request headers the format prints, in its order.
+    connection_requests: u64,
+    /// The request head's length as HTTP/1.1 text, when the format prints
+    /// `$request_length`; the body, if any, counts in `request_body`.
+    request_head: u64,
+    request_body: Option<Arc<Progress>>,
+    /// The request headers and cookies the format prints, in its order.
     headers: Vec<Option<HeaderValue>>,
     /// The upstream answer's headers it prints, once the answer came.
     upstream_headers: Vec<Option<HeaderValue>>,
@@ -55,20 +64,25 @@ struct CustomFacts {
     upstream_start: Option<Instant>,
     /// From then to the head of the answer.
     upstream_header_time: Option<std::time::Duration>,
+    /// Connecting to the last server tried, when the format prints it.
+    upstream_connect_time: Option<std::time::Duration>,
     times_upstream: bool,
+    times_connect: bool,
 }
 
 /// nginx's status for a request the client gave up on before its answer.
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Exchange {
-    /// Records the request's line and headers (cheap clones of shared bytes).
+    /// Records the request's line and headers (cheap clones of shared bytes);
+    /// `number` is the request's on its connection, counting from 1.
     pub fn new(
         server: Arc<ServerState>,
         remote: SocketAddr,
         request: &http::request::Parts,
         host: &str,
         conn: &super::ConnInfo,
+        number: u64,
     ) -> Exchange {
         let logs = server.access_log.is_some();
         let custom = server.access_log.as_ref().and_then(AccessLog::custom);
@@ -95,15 +109,22 @@ impl Exchange {
             custom: custom.map(|format| {
                 Box::new(CustomFacts {
                     scheme: conn.scheme(),
+                    server_addr: crate::template::canonical_ip(conn.local.ip()),
                     server_port: conn.local.port(),
+                    peer: conn.remote,
                     tls: conn.tls_session,
                     connection: conn.id,
-                    headers: format.request_headers().iter().map(|name| request.headers.get(name).cloned()).collect(),
+                    connection_requests: number,
+                    request_head: if format.counts_request() { head_length(request) } else { 0 },
+                    request_body: None,
+                    headers: format.request_values().iter().map(|value| value.of(&request.headers)).collect(),
                     upstream_headers: Vec::new(),
                     upstream_status: None,
                     upstream_start: None,
                     upstream_header_time: None,
+                    upstream_connect_time: None,
                     times_upstream: format.times_upstream(),
+                    times_connect: format.times_connect(),
                 })
             }),
             finished: false,
@@ -142,6 +163,29 @@ impl Exchange {
             && custom.upstream_start.is_none()
         {
             custom.upstream_start = Some(Instant::now());
+        }
+    }
+
+    /// When connecting to an upstream server starts, if the log prints how
+    /// long it took (`connected` takes it back).
+    pub fn connect_clock(&self) -> Option<Instant> {
+        self.custom.as_ref().filter(|c| c.times_connect).map(|_| Instant::now())
+    }
+
+    /// Notes how long connecting took, from `connect_clock`'s start.
+    pub fn connected(&mut self, start: Option<Instant>) {
+        if let (Some(custom), Some(start)) = (&mut self.custom, start) {
+            custom.upstream_connect_time = Some(start.elapsed());
+        }
+    }
+
+    /// Counts the request body's bytes toward `$request_length`, when the
+    /// log prints it: `progress` is the body's own count.
+    pub fn count_body(&mut self, progress: &Arc<Progress>) {
+        if let Some(custom) = &mut self.custom
+            && self.server.access_log.as_ref().and_then(AccessLog::custom).is_some_and(|f| f.counts_request())
+        {
+            custom.request_body = Some(progress.clone());
         }
     }
 
@@ -200,11 +244,10 @@ impl Exchange {
     /// line: `body_bytes` were sent; `complete` is false when the exchange
     /// ended early (client gone or upstream failed).
     pub fn finish(mut self, body_bytes: u64, complete: bool) {
-        let _ = complete;
-        self.record(body_bytes);
+        self.record(body_bytes, complete);
     }
 
-    fn record(&mut self, body_bytes: u64) {
+    fn record(&mut self, body_bytes: u64, complete: bool) {
         self.finished = true;
         let duration = self.start.elapsed();
         self.server.metrics.record(self.status, duration, body_bytes);
@@ -238,6 +281,15 @@ impl Exchange {
             upstream_header_time: custom.and_then(|c| c.upstream_header_time),
             tls: custom.and_then(|c| c.tls),
             connection: custom.map_or(0, |c| c.connection),
+            connection_requests: custom.map_or(0, |c| c.connection_requests),
+            request_length: custom
+                .map_or(0, |c| c.request_head + c.request_body.as_ref().map_or(0, |body| body.bytes_read())),
+            complete,
+            server_addr: custom.map(|c| c.server_addr),
+            peer: custom.map(|c| c.peer),
+            upstream_connect_time: custom.and_then(|c| c.upstream_connect_time),
+            // The body bytes came from the upstream server when it answered.
+            upstream_response_length: custom.and_then(|c| c.upstream_status.map(|_| body_bytes)),
             headers: custom.map_or(&[], |c| &c.headers),
             upstream_headers: custom.map_or(&[], |c| &c.upstream_headers),
             request_id: &self.request_id,
@@ -269,6 +321,16 @@ impl Drop for Exchange {
             self.status = CLIENT_CLOSED_REQUEST;
             self.error(LogLevel::Info, format_args!("client closed the connection before the response was sent"));
         }
-        self.record(0);
+        self.record(0, false);
     }
+}
+
+/// The request head's length as HTTP/1.1 text: request line, `name: value`
+/// lines and the empty line (h2's compressed head has no such length; nginx
+/// counts its own way there).
+fn head_length(request: &http::request::Parts) -> u64 {
+    let target = request.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = request.method.as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len();
+    let fields: usize = request.headers.iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+    (line + fields + 2) as u64
 }

@@ -359,6 +359,7 @@ impl ConnInfo {
 pub fn handle(
     conn: Arc<ConnInfo>,
     mut request: Request<Option<Incoming>>,
+    number: u64,
 ) -> impl Future<Output = Result<Response<ResponseBody>, hyper::Error>> {
     let client_upgrade = (request.version() == Version::HTTP_11 && forwarded::is_upgrade_request(request.headers()))
         .then(|| hyper::upgrade::on(&mut request));
@@ -377,7 +378,7 @@ pub fn handle(
         let server = listener.servers[listener.router.route(&host)].clone();
         let host: &str = if host.is_empty() { &server.config.name } else { &host };
         let client = conn.client(&parts.headers);
-        let exchange = Exchange::new(server.clone(), client, &parts, host, &conn);
+        let exchange = Exchange::new(server.clone(), client, &parts, host, &conn, number);
         let location = vhost::location(&server.config, parts.uri.path());
         // A location's own response headers replace the server's, for every
         // answer to a request it takes, as nginx's add_header in a location.
@@ -645,6 +646,7 @@ fn forward(
         let (progress, request_body): (&Progress, _) = match incoming {
             Some(incoming) if !body_empty => {
                 shared = Arc::new(Progress::new(false));
+                exchange.count_body(&shared);
                 (&*shared, RequestBody::new(incoming, shared.clone(), limit))
             }
             // An empty body of hyper's is kept until the answer, as before.
@@ -683,8 +685,12 @@ fn forward(
             tried.insert(peer);
             exchange.set_upstream(&pool, peer);
 
+            let connecting = exchange.connect_clock();
             let mut connection = match pool.connect(peer).await {
-                Ok(connection) => connection,
+                Ok(connection) => {
+                    exchange.connected(connecting);
+                    connection
+                }
                 Err(e) => {
                     // Nothing was sent: any request may go to the next server.
                     exchange.upstream_error(format_args!("{e}"));
