@@ -39,6 +39,7 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         peer: Some(std::net::SocketAddr::from(([192, 0, 2, 7], 51234))),
         upstream_connect_time: Some(Duration::ZERO),
         upstream_response_length: Some(5120),
+        gzipped_from: None,
         headers,
         upstream_headers: &[],
         request_id: &ID,

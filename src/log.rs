@@ -113,6 +113,9 @@ pub struct AccessRecord<'a> {
     pub upstream_connect_time: Option<Duration>,
     /// `$upstream_response_length`: the upstream answer's body bytes.
     pub upstream_response_length: Option<u64>,
+    /// The body's length before gzip, when gzip compressed it to
+    /// `body_bytes` (`$gzip_ratio`).
+    pub gzipped_from: Option<u64>,
     /// The values of the request headers and cookies a custom format
     /// prints, in [`LogFormat::request_values`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
@@ -877,6 +880,7 @@ mod tests {
             peer: Some("192.0.2.1:40000".parse().unwrap()),
             upstream_connect_time: Some(Duration::from_micros(3_400)),
             upstream_response_length: Some(5120),
+            gzipped_from: None,
             headers: &[],
             upstream_headers: &[],
             request_id: &ID,

@@ -670,6 +670,40 @@ async fn json_analytics_variables_measure_the_request_and_its_upstream() {
 }
 
 #[tokio::test]
+async fn gzip_answers_log_the_bytes_the_client_got() {
+    let dir = TempDir::new("logs-gzip");
+    let log = dir.join("access.log");
+    let cert = TestCert::new(&["log.test"]);
+    let app = TestBackend::spawn("app").await;
+    let toml = AppConfig::new(app.addr())
+        .server_name("log.test")
+        .upstream("[log_format.sizes]\nformat = \"$server_protocol $body_bytes_sent $upstream_response_length $gzip_ratio\"\n")
+        .tls(Some(&cert))
+        .server(&format!("gzip = true\naccess_log = {}\naccess_log_format = \"sizes\"", toml_path(&log)))
+        .build();
+    let portico = start_portico(&toml).await;
+    let path = "/big?bytes=200000&set=Content-Type:text/plain";
+    let mut got = Vec::new();
+    for alpn in [&["http/1.1"][..], &["h2"]] {
+        let mut client = Client::https(portico.addr(0), "log.test", &cert.roots(), alpn).await.unwrap();
+        let reply = client.get_with("log.test", path, &[("accept-encoding", "gzip")]).await.unwrap();
+        assert_eq!(reply.header("content-encoding"), Some("gzip"));
+        got.push(reply.body.len());
+        let plain = client.get("log.test", path).await.unwrap();
+        assert_eq!(plain.body.len(), 200_000);
+    }
+    let lines = wait_lines(&log, 4, Duration::from_secs(1)).await;
+    for (i, protocol) in ["HTTP/1.1", "HTTP/2.0"].into_iter().enumerate() {
+        let compressed: Vec<&str> = lines[2 * i].split(' ').collect();
+        // What went to the client, what came from the server, and their ratio.
+        assert_eq!(compressed[..3], [protocol, &got[i].to_string(), "200000"], "{lines:?}");
+        let ratio: f64 = compressed[3].parse().unwrap();
+        assert!((ratio - 200_000.0 / got[i] as f64).abs() < 0.01 && ratio > 4.0, "{lines:?}");
+        assert_eq!(lines[2 * i + 1], format!("{protocol} 200000 200000 -"));
+    }
+}
+
+#[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");
     let access = dir.join("access.log");

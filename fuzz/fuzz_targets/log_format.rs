@@ -43,6 +43,7 @@ struct Facts {
     tls: Option<(bool, bool)>,
     connect_micros: Option<u64>,
     upstream_length: Option<u64>,
+    gzipped_from: Option<u64>,
 }
 
 fuzz_target!(|input: Input<'_>| {
@@ -103,6 +104,7 @@ fuzz_target!(|input: Input<'_>| {
         peer: facts.peer.map(|(ip, port)| std::net::SocketAddr::from((Ipv6Addr::from(ip), port))),
         upstream_connect_time: facts.connect_micros.map(Duration::from_micros),
         upstream_response_length: facts.upstream_length,
+        gzipped_from: facts.gzipped_from,
         headers: &values,
         upstream_headers: &upstream_values,
         request_id: &portico::request_id::RequestId::new(),

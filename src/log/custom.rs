@@ -126,6 +126,7 @@ enum LogVariable {
     UpstreamResponseLength,
     /// portico keeps no cache: never there, as in nginx without `proxy_cache`.
     UpstreamCacheStatus,
+    GzipRatio,
     /// `$http_NAME` or `$cookie_NAME`: its index in `request_values`.
     Value(usize),
     /// `$upstream_http_NAME`: its index in `upstream_headers`.
@@ -135,7 +136,7 @@ enum LogVariable {
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 40] = [
+const VARIABLES: [(&str, LogVariable); 41] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -176,6 +177,7 @@ const VARIABLES: [(&str, LogVariable); 40] = [
     ("upstream_connect_time", LogVariable::UpstreamConnectTime),
     ("upstream_response_length", LogVariable::UpstreamResponseLength),
     ("upstream_cache_status", LogVariable::UpstreamCacheStatus),
+    ("gzip_ratio", LogVariable::GzipRatio),
 ];
 
 /// Variables that are a request header by another name.
@@ -371,6 +373,10 @@ impl LogFormat {
                 None => self.text(out, None),
             },
             LogVariable::UpstreamCacheStatus => self.text(out, None),
+            LogVariable::GzipRatio => match record.gzipped_from.filter(|_| record.body_bytes > 0) {
+                Some(original) => push_ratio(out, original, record.body_bytes),
+                None => self.text(out, None),
+            },
             LogVariable::Value(index) => self.header(out, record.headers.get(index)),
             LogVariable::UpstreamHttp(index) => self.header(out, record.upstream_headers.get(index)),
             LogVariable::Arg(index) => {
@@ -415,6 +421,24 @@ fn index_of<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
             list.len() - 1
         }
     }
+}
+
+/// `$gzip_ratio` as nginx writes it: `original / compressed` with two
+/// decimals, rounded half up.
+fn push_ratio(out: &mut Vec<u8>, original: u64, compressed: u64) {
+    let (original, compressed) = (u128::from(original), u128::from(compressed.max(1)));
+    let mut whole = original / compressed;
+    let mut hundredths = original * 100 / compressed % 100;
+    if original * 1000 / compressed % 10 > 4 {
+        hundredths += 1;
+        if hundredths > 99 {
+            whole += 1;
+            hundredths = 0;
+        }
+    }
+    push_num(out, u64::try_from(whole).unwrap_or(u64::MAX), 1);
+    out.push(b'.');
+    push_num(out, u64::try_from(hundredths).unwrap_or(0), 2);
 }
 
 /// `$arg_NAME` as nginx finds it: the value of the first `NAME=` in the
@@ -573,8 +597,8 @@ mod tests {
     fn the_variables_of_nginx_json_analytics_format() {
         let format = "$connection_requests $request_length $request_completion $server_addr \
                       $realip_remote_addr:$realip_remote_port $ssl_session_reused $upstream_connect_time \
-                      $upstream_response_length $upstream_cache_status";
-        assert_eq!(line(format, Escape::Default, &record()), "3 412 OK 10.0.0.100 192.0.2.1:40000 . 0.003 5120 -\n");
+                      $upstream_response_length $upstream_cache_status $gzip_ratio";
+        assert_eq!(line(format, Escape::Default, &record()), "3 412 OK 10.0.0.100 192.0.2.1:40000 . 0.003 5120 - -\n");
         let parsed = LogFormat::parse(format, Escape::Default).unwrap();
         assert!(parsed.times_connect() && parsed.counts_request() && !parsed.times_upstream());
         let resumed = crate::tls::TlsSession { resumed: true, ..record().tls.unwrap() };
@@ -600,6 +624,11 @@ mod tests {
             "- - - -\n"
         );
         assert_eq!(line("[$upstream_cache_status]", Escape::Json, &bare), "[]\n");
+        // nginx's rounding: 5120 / 1478 = 3.4641..., 1000 / 3 = 333.333..., 2 / 3 = 0.666...
+        for (from, to, ratio) in [(5120, 1478, "3.46"), (1000, 3, "333.33"), (2, 3, "0.67"), (1999, 1000, "2.00")] {
+            let gzipped = AccessRecord { gzipped_from: Some(from), body_bytes: to, ..record() };
+            assert_eq!(line("$gzip_ratio", Escape::Default, &gzipped), format!("{ratio}\n"));
+        }
     }
 
     #[test]

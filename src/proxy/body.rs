@@ -225,6 +225,10 @@ pub struct UpstreamBody {
     /// Whether `timer` counts from the latest frame (else it is reset before use).
     timer_armed: bool,
     sent: u64,
+    /// Set when gzip compresses this body on its way: then the line, which
+    /// logs the bytes the client got, waits for the compressed count, given
+    /// here as the gzip body ends ([`UpstreamBody::compressed_to`]).
+    compressed: Option<u64>,
     /// The pool and connection to give back once the body has been read whole.
     pool: Arc<Pool>,
     connection: Option<Connection>,
@@ -251,10 +255,21 @@ impl UpstreamBody {
             timer: None,
             timer_armed: false,
             sent: 0,
+            compressed: None,
             pool,
             connection: Some(connection),
             exchange: Some(exchange),
         }
+    }
+
+    /// Notes that gzip compresses this body: its line waits for the count.
+    pub fn compressed(&mut self) {
+        self.compressed = Some(0);
+    }
+
+    /// The compressed bytes the client got, from gzip as it ends.
+    pub fn compressed_to(&mut self, bytes: u64) {
+        self.compressed = Some(bytes);
     }
 
     fn finish(&mut self, complete: bool) {
@@ -268,16 +283,19 @@ impl UpstreamBody {
         {
             self.pool.release(connection);
         }
-        if let Some(exchange) = self.exchange.take() {
-            // h2 ends the request's stream by itself when its body is dropped.
-            if complete
-                && exchange.version() == Version::HTTP_11
-                && let Some(rest) = upload.and_then(Upload::into_unread)
-                && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            {
-                runtime.spawn(discard(rest));
-            }
-            exchange.finish(self.sent, complete);
+        // h2 ends the request's stream by itself when its body is dropped.
+        if complete
+            && self.exchange.as_ref().is_some_and(|e| e.version() == Version::HTTP_11)
+            && let Some(rest) = upload.and_then(Upload::into_unread)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(discard(rest));
+        }
+        // A compressed body is logged when gzip is done with it (on drop).
+        if self.compressed.is_none()
+            && let Some(exchange) = self.exchange.take()
+        {
+            exchange.finish_streamed(self.sent, None, complete);
         }
     }
 }
@@ -295,6 +313,9 @@ impl Drop for UpstreamBody {
             );
         }
         self.finish(complete);
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish_streamed(self.sent, self.compressed, complete);
+        }
     }
 }
 

@@ -66,6 +66,10 @@ struct CustomFacts {
     upstream_header_time: Option<std::time::Duration>,
     /// Connecting to the last server tried, when the format prints it.
     upstream_connect_time: Option<std::time::Duration>,
+    /// The upstream answer's body bytes, once it ended.
+    upstream_bytes: Option<u64>,
+    /// Whether gzip compressed that body on its way.
+    gzipped: bool,
     times_upstream: bool,
     times_connect: bool,
 }
@@ -123,6 +127,8 @@ impl Exchange {
                     upstream_start: None,
                     upstream_header_time: None,
                     upstream_connect_time: None,
+                    upstream_bytes: None,
+                    gzipped: false,
                     times_upstream: format.times_upstream(),
                     times_connect: format.times_connect(),
                 })
@@ -247,6 +253,17 @@ impl Exchange {
         self.record(body_bytes, complete);
     }
 
+    /// `finish` for an upstream's answer: `upstream_bytes` of body came from
+    /// the server, `compressed` bytes of them went to the client when gzip
+    /// compressed them (else all of them).
+    pub fn finish_streamed(mut self, upstream_bytes: u64, compressed: Option<u64>, complete: bool) {
+        if let Some(custom) = &mut self.custom {
+            custom.upstream_bytes = Some(upstream_bytes);
+            custom.gzipped = compressed.is_some();
+        }
+        self.record(compressed.unwrap_or(upstream_bytes), complete);
+    }
+
     fn record(&mut self, body_bytes: u64, complete: bool) {
         self.finished = true;
         let duration = self.start.elapsed();
@@ -288,8 +305,8 @@ impl Exchange {
             server_addr: custom.map(|c| c.server_addr),
             peer: custom.map(|c| c.peer),
             upstream_connect_time: custom.and_then(|c| c.upstream_connect_time),
-            // The body bytes came from the upstream server when it answered.
-            upstream_response_length: custom.and_then(|c| c.upstream_status.map(|_| body_bytes)),
+            upstream_response_length: custom.and_then(|c| c.upstream_bytes),
+            gzipped_from: custom.filter(|c| c.gzipped).and_then(|c| c.upstream_bytes),
             headers: custom.map_or(&[], |c| &c.headers),
             upstream_headers: custom.map_or(&[], |c| &c.upstream_headers),
             request_id: &self.request_id,

@@ -141,14 +141,27 @@ pub struct GzipBody {
     compress: Option<Compress>,
     crc: Crc,
     header_sent: bool,
+    /// Compressed bytes passed on, for the access log.
+    sent: u64,
 }
 
 impl GzipBody {
-    fn new(inner: ResponseBody, level: u32) -> GzipBody {
-        GzipBody { inner, level, compress: Some(compressor(level)), crc: Crc::new(), header_sent: false }
+    fn new(mut inner: ResponseBody, level: u32) -> GzipBody {
+        if let ResponseBody::Upstream(upstream) = &mut inner {
+            upstream.compressed();
+        }
+        GzipBody { inner, level, compress: Some(compressor(level)), crc: Crc::new(), header_sent: false, sent: 0 }
     }
 
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = self.poll_compressed(cx);
+        if let Poll::Ready(Some(Ok(data))) = &polled {
+            self.sent += data.len() as u64;
+        }
+        polled.map(|frame| frame.map(|data| data.map(Frame::data)))
+    }
+
+    fn poll_compressed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
         loop {
             if self.compress.is_none() {
                 return Poll::Ready(None);
@@ -162,18 +175,18 @@ impl GzipBody {
                     // body comes as one piece); any other is sync-flushed, so
                     // that what came in so far can be decoded now.
                     if self.inner.is_end_stream() {
-                        return Poll::Ready(Some(self.finish(&data).map(Frame::data)));
+                        return Poll::Ready(Some(self.finish(&data)));
                     }
                     let out = self.deflate(&data, FlushCompress::Sync)?;
                     if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
                     }
                 }
                 Some(Err(e)) => {
                     self.release();
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => return Poll::Ready(Some(self.finish(&[]).map(Frame::data))),
+                None => return Poll::Ready(Some(self.finish(&[]))),
             }
         }
     }
@@ -231,6 +244,10 @@ impl GzipBody {
 impl Drop for GzipBody {
     fn drop(&mut self) {
         self.release();
+        // Before the upstream body drops and writes the line.
+        if let ResponseBody::Upstream(upstream) = &mut self.inner {
+            upstream.compressed_to(self.sent);
+        }
     }
 }
 
