@@ -1,12 +1,14 @@
 //! Just enough DER to walk a certificate's or a CRL's fixed fields: one
 //! element at a time, every read bounds-checked, so that any input gives an
 //! element or `None`, never a panic. Used by the validity dates
-//! (`validity.rs`): rustls and webpki parse these fields per handshake but do
+//! (`validity.rs`) and the names and serial number (`dn.rs`): rustls and webpki parse these fields per handshake but do
 //! not expose them, and a full X.509 parser would be a dependency tree for a
 //! few fields.
 
 pub(super) const SEQUENCE: u8 = 0x30;
+pub(super) const SET: u8 = 0x31;
 pub(super) const INTEGER: u8 = 0x02;
+pub(super) const OBJECT_IDENTIFIER: u8 = 0x06;
 /// `[0] EXPLICIT Version` in a TBSCertificate.
 pub(super) const VERSION: u8 = 0xA0;
 
