@@ -41,6 +41,14 @@ pub enum Variable {
     SslClientEscapedCert,
     /// `SUCCESS`, `FAILED:reason` or `NONE`.
     SslClientVerify,
+    /// The client certificate's subject, RFC 2253 form as nginx prints it.
+    SslClientSDn,
+    /// Its issuer, in the same form.
+    SslClientIDn,
+    /// Its serial number, upper-case hex.
+    SslClientSerial,
+    /// The SHA-1 of its DER, lower-case hex.
+    SslClientFingerprint,
     /// 32 random hex digits, the same wherever the request prints it.
     RequestId,
     /// `TLSv1.3` or `TLSv1.2`; empty on a plain connection.
@@ -53,7 +61,7 @@ pub enum Variable {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error(
-        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"
     )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
@@ -214,6 +222,10 @@ impl Variable {
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
             "ssl_client_escaped_cert" => Variable::SslClientEscapedCert,
             "ssl_client_verify" => Variable::SslClientVerify,
+            "ssl_client_s_dn" => Variable::SslClientSDn,
+            "ssl_client_i_dn" => Variable::SslClientIDn,
+            "ssl_client_serial" => Variable::SslClientSerial,
+            "ssl_client_fingerprint" => Variable::SslClientFingerprint,
             "request_id" => Variable::RequestId,
             "ssl_protocol" => Variable::SslProtocol,
             "ssl_cipher" => Variable::SslCipher,
@@ -287,15 +299,32 @@ impl Variable {
                     push_clean(out, value);
                 }
             }
-            Variable::SslClientEscapedCert => {
-                if let Some(pem) = ctx.client_cert.and_then(|c| c.escaped_pem.as_ref()) {
-                    out.push_str(pem.to_str().unwrap_or_default());
-                }
-            }
             Variable::SslClientVerify => match ctx.client_cert {
                 Some(cert) => out.push_str(cert.verify.to_str().unwrap_or_default()),
                 None => out.push_str("NONE"),
             },
+            Variable::SslClientEscapedCert
+            | Variable::SslClientSDn
+            | Variable::SslClientIDn
+            | Variable::SslClientSerial
+            | Variable::SslClientFingerprint => {
+                if let Some(value) = ctx.client_cert.and_then(|cert| self.client_cert_value(cert)) {
+                    out.push_str(value.to_str().unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    /// The value of a variable made once per connection from the client
+    /// certificate (`None` for the other variables, and where it is empty).
+    pub fn client_cert_value<'c>(&self, cert: &'c ClientCertificate) -> Option<&'c http::HeaderValue> {
+        match self {
+            Variable::SslClientEscapedCert => cert.escaped_pem.as_ref(),
+            Variable::SslClientSDn => cert.subject_dn(),
+            Variable::SslClientIDn => cert.issuer_dn(),
+            Variable::SslClientSerial => cert.serial(),
+            Variable::SslClientFingerprint => cert.fingerprint(),
+            _ => None,
         }
     }
 }
@@ -380,6 +409,20 @@ mod tests {
         headers.insert("cookie", http::HeaderValue::from_static("a=1; JSESSIONID=XYZ; b=2"));
         let t = Template::parse("$http_x_custom_id/$cookie_JSESSIONID/$cookie_missing")?;
         assert_eq!(t.render(&ctx(&headers, true)), "abc/XYZ/");
+        Ok(())
+    }
+
+    #[test]
+    fn client_certificate_variables_are_empty_without_one() -> Result<(), TemplateError> {
+        let headers = HeaderMap::new();
+        let t = Template::parse("[$ssl_client_s_dn|$ssl_client_i_dn|$ssl_client_serial|${ssl_client_fingerprint}]")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "[|||]");
+        let policy = crate::tls::ClientAuth::new(crate::tls::VerifyClient::OptionalNoCa, None, None)
+            .map_err(|_| TemplateError::EmptyVariable)?;
+        let absent = std::sync::Arc::new(policy).outcome(None);
+        let mut ctx = ctx(&headers, true);
+        ctx.client_cert = Some(&absent);
+        assert_eq!(t.render(&ctx), "[|||]");
         Ok(())
     }
 

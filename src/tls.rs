@@ -25,6 +25,9 @@ use crate::config::runtime::{self, Listener, TlsProtocols};
 mod client_auth;
 pub use client_auth::{ClientAuth, ClientCertificate, VerifyClient};
 
+mod der;
+mod dn;
+
 mod validity;
 pub use validity::{EXPIRY_WARNING_DAYS, Validity, crl_next_update, validity};
 

@@ -1,7 +1,9 @@
 //! Client certificates (mutual TLS toward clients): `tls.verify_client` and
 //! `tls.client_ca`, the certificate passed upstream in a header
-//! (`$ssl_client_escaped_cert`, `$ssl_client_verify`), and the 421 for a
-//! request whose Host wants a certificate its handshake did not ask for.
+//! (`$ssl_client_escaped_cert`, `$ssl_client_verify`) and who it names
+//! (`$ssl_client_s_dn`, `$ssl_client_i_dn`, `$ssl_client_serial`,
+//! `$ssl_client_fingerprint`), and the 421 for a request whose Host wants a
+//! certificate its handshake did not ask for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,15 +12,23 @@ mod support;
 use std::net::SocketAddr;
 
 use http::StatusCode;
+use rcgen::DnType;
 use support::*;
 
 /// A TLS server `name` on `127.0.0.1:0` proxying to `backend`, passing the
 /// client certificate on, with `extra` added to its `tls` table.
 fn server(name: &str, cert: &TestCert, extra: &str, upstream: &str) -> String {
+    let headers =
+        "\"SSL-CLIENT-CERT\" = \"$ssl_client_escaped_cert\"\n\"SSL-CLIENT-VERIFY\" = \"$ssl_client_verify\"\n";
+    server_with_headers(name, cert, extra, upstream, headers)
+}
+
+/// The same, with `headers` (TOML lines) as its `[server.headers]`.
+fn server_with_headers(name: &str, cert: &TestCert, extra: &str, upstream: &str, headers: &str) -> String {
     let tls = cert.toml_tls().replace(" }", &format!("{extra} }}"));
     format!(
         "[[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"{name}\"]\ntls = {tls}\nproxy_pass = \"{upstream}\"\n\
-         [server.headers]\n\"SSL-CLIENT-CERT\" = \"$ssl_client_escaped_cert\"\n\"SSL-CLIENT-VERIFY\" = \"$ssl_client_verify\"\n\n"
+         [server.headers]\n{headers}\n"
     )
 }
 
@@ -127,6 +137,65 @@ async fn verify_client_optional_no_ca_passes_any_certificate_on_for_the_upstream
     let seen = backend.last();
     assert_eq!(seen.header("ssl-client-cert"), None);
     assert_eq!(seen.header("ssl-client-verify"), Some("NONE"));
+}
+
+#[tokio::test]
+async fn the_certificates_subject_issuer_serial_and_fingerprint_reach_the_upstream_as_nginx_prints_them() {
+    let backend = TestBackend::spawn("gw").await;
+    let cert = TestCert::new(&["gw.test"]);
+    let member = TestCert::new(&["app-1"]);
+    // DER order C, L, O, OU, CN: printed most specific first, with `,` `+`
+    // `;` and a trailing space escaped and UTF-8 as `\XX` (as `openssl x509
+    // -nameopt RFC2253` prints this certificate's subject).
+    let subject = [
+        (DnType::CountryName, "US"),
+        (DnType::LocalityName, "Z\u{fc}rich"),
+        (DnType::OrganizationName, "Example, Ltd"),
+        (DnType::OrganizationalUnitName, "Ops+Dev;EU"),
+        (DnType::CommonName, "app-1 "),
+    ];
+    let serial = [0x8f, 0x01, 0xab, 0xcd, 0x00, 0x42];
+    let client = member.sibling_named(&["app-1"], &subject, &serial);
+    let headers = "\"X-SSL-DN\" = \"$ssl_client_s_dn\"\n\"X-SSL-Issuer\" = \"${ssl_client_i_dn}\"\n\
+                   \"X-SSL-Serial\" = \"$ssl_client_serial\"\n\"X-SSL-Fingerprint\" = \"$ssl_client_fingerprint\"\n\
+                   \"X-SSL-Both\" = \"$ssl_client_serial/$ssl_client_fingerprint\"\n";
+    let config = |verify: &str| {
+        format!("{}{}", upstream("gw", &backend), server_with_headers("gw.test", &cert, verify, "gw", headers))
+    };
+    let verify = format!(", verify_client = \"optional\", client_ca = {}", toml_path(&member.ca_path()));
+    let mut portico = start_portico(&config(&verify)).await;
+    let addr = portico.addr(0);
+
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, client.der());
+    let fingerprint: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let forged = [("X-SSL-DN", "CN=admin"), ("X-SSL-Serial", "01"), ("X-SSL-Fingerprint", "00")];
+    let mut connection = Connect::to(addr).tls("gw.test", cert.roots()).client_cert(&client).connect().await.unwrap();
+    for _ in 0..2 {
+        // Twice on one connection: values made once serve every request.
+        assert_eq!(connection.get_with("gw.test", "/", &forged).await.unwrap().status, StatusCode::OK);
+        let seen = backend.last();
+        assert_eq!(seen.header("x-ssl-dn"), Some(r"CN=app-1\ ,OU=Ops\+Dev\;EU,O=Example\, Ltd,L=Z\C3\BCrich,C=US"));
+        assert_eq!(seen.header("x-ssl-issuer"), Some(format!("CN={}", member.ca_name()).as_str()));
+        assert_eq!(seen.header("x-ssl-serial"), Some("8F01ABCD0042"));
+        assert_eq!(seen.header("x-ssl-fingerprint"), Some(fingerprint.as_str()));
+        assert_eq!(seen.header("x-ssl-both"), Some(format!("8F01ABCD0042/{fingerprint}").as_str()));
+    }
+
+    // No certificate sent, or none asked for: nothing, and the client's own
+    // headers of those names are not passed on either.
+    let mut without = Connect::to(addr).tls("gw.test", cert.roots()).connect().await.unwrap();
+    assert_eq!(without.get_with("gw.test", "/", &forged).await.unwrap().status, StatusCode::OK);
+    let none = |seen: Seen| {
+        for name in ["x-ssl-dn", "x-ssl-issuer", "x-ssl-serial", "x-ssl-fingerprint"] {
+            assert_eq!(seen.header(name), None, "{name}");
+        }
+        assert_eq!(seen.header("x-ssl-both"), Some("/"));
+    };
+    none(backend.last());
+    portico.reload(&config("")).unwrap();
+    let mut plain_tls = Connect::to(addr).tls("gw.test", cert.roots()).client_cert(&client).connect().await.unwrap();
+    assert_eq!(plain_tls.get_with("gw.test", "/", &forged).await.unwrap().status, StatusCode::OK);
+    none(backend.last());
 }
 
 #[tokio::test]

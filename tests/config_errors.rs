@@ -213,7 +213,7 @@ fn unknown_template_variable_in_a_header() {
     assert_eq!(
         errors(&toml),
         [
-            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"#
+            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"#
         ]
     );
 }
@@ -885,7 +885,7 @@ proxy_pass = "am"
 limit_req = [{{ zone = "a" }}, {{ burst = 2 }}, {{ zone = "b", burst = -1 }}, {{ zone = "a", nodelay = true }}]
 "#
     );
-    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
+    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
     assert_eq!(
         errors(&toml),
         [

@@ -507,6 +507,37 @@ server {
 }
 
 #[test]
+fn import_client_certificate_names_serial_and_fingerprint_as_nginx_names_them() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("mtls-dn");
+    write_mtls_files(&tmp.0, &["gw.test"])?;
+    let conf = tmp.0.join("mtls.conf");
+    std::fs::write(
+        &conf,
+        "server {
+    listen 443 ssl;
+    server_name gw.test;
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    ssl_verify_client on;
+    ssl_client_certificate ca/clients.pem;
+    location / {
+        proxy_set_header X-SSL-DN $ssl_client_s_dn;
+        proxy_set_header X-SSL-Issuer ${ssl_client_i_dn};
+        proxy_set_header X-SSL-Serial $ssl_client_serial;
+        proxy_set_header X-SSL-Fingerprint \"sha1=$ssl_client_fingerprint\";
+        proxy_pass http://127.0.0.1:9000;
+    }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let headers = "X-SSL-DN = \"$ssl_client_s_dn\"\nX-SSL-Issuer = \"${ssl_client_i_dn}\"\nX-SSL-Serial = \"$ssl_client_serial\"\nX-SSL-Fingerprint = \"sha1=$ssl_client_fingerprint\"\n";
+    assert!(toml.contains(headers), "{toml}");
+    assert!(!notes.contains("not translated") && !notes.contains("ssl_client"), "{notes}");
+    Ok(())
+}
+
+#[test]
 fn import_ssl_verify_client_on_with_ssl_client_certificate_per_server() -> Result<(), Box<dyn Error>> {
     let tmp = TempDir::new("mtls-on");
     write_mtls_files(&tmp.0, &["a.test", "b.test"])?;
@@ -1401,7 +1432,7 @@ size = \"64k\"
 }
 
 /// The variables a template knows, as the importer's notes name them.
-const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
+const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
 
 #[test]
 fn import_limit_req_zone_keys_and_several_lines_per_level() -> Result<(), Box<dyn Error>> {

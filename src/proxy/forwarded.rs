@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::runtime::HeaderRule;
-use crate::template::{RequestContext, Template};
+use crate::template::{RequestContext, Template, Variable};
 
 /// `Keep-Alive`, which the `http` crate has no constant for.
 pub(crate) const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -115,11 +115,22 @@ enum Planned {
     ServerPort,
     /// `$proxy_add_x_forwarded_for` alone.
     AddForwardedFor,
-    /// `$ssl_client_escaped_cert` alone: the connection's value, made once.
-    ClientCert,
+    /// `$ssl_client_escaped_cert`, `$ssl_client_s_dn` or another of
+    /// [`CLIENT_CERT_VARIABLES`] alone: the connection's value, made once.
+    ClientCert(Variable),
     /// Anything else: rendered as text.
     Render,
 }
+
+/// The variables whose values a connection makes once from its client
+/// certificate ([`Variable::client_cert_value`]).
+const CLIENT_CERT_VARIABLES: [Variable; 5] = [
+    Variable::SslClientEscapedCert,
+    Variable::SslClientSDn,
+    Variable::SslClientIDn,
+    Variable::SslClientSerial,
+    Variable::SslClientFingerprint,
+];
 
 /// A server's header rules, prepared once (in `Site::build`): literals are
 /// validated up front and the default rules reuse values the request or the
@@ -204,8 +215,10 @@ impl HeaderPlan {
                         None if exactly(value, "$scheme") => Planned::Scheme,
                         None if exactly(value, "$server_port") => Planned::ServerPort,
                         None if exactly(value, "$proxy_add_x_forwarded_for") => Planned::AddForwardedFor,
-                        None if exactly(value, "$ssl_client_escaped_cert") => Planned::ClientCert,
-                        None => Planned::Render,
+                        None => match CLIENT_CERT_VARIABLES.iter().find(|var| value.is_just(var)) {
+                            Some(var) => Planned::ClientCert(var.clone()),
+                            None => Planned::Render,
+                        },
                     },
                 };
                 (rule.clone(), planned)
@@ -297,7 +310,7 @@ impl HeaderPlan {
                         render_one(rule, ctx)
                     }
                 }
-                Planned::ClientCert => ctx.client_cert.and_then(|cert| cert.escaped_pem.clone()),
+                Planned::ClientCert(var) => ctx.client_cert.and_then(|cert| var.client_cert_value(cert)).cloned(),
                 Planned::Render => render_one(rule, ctx),
             };
             match out.inline.get_mut(i) {
@@ -550,11 +563,21 @@ mod tests {
             rule("x-mixed", Some("$scheme://$host$request_uri")),
             rule("ssl-client-cert", Some("$ssl_client_escaped_cert")),
             rule("ssl-client-verify", Some("$ssl_client_verify")),
+            rule("ssl-client-s-dn", Some("$ssl_client_s_dn")),
+            rule("ssl-client-i-dn", Some("${ssl_client_i_dn}")),
+            rule("ssl-client-serial", Some("$ssl_client_serial")),
+            rule("ssl-client-fingerprint", Some("$ssl_client_fingerprint")),
+            rule("ssl-client-both", Some("$ssl_client_serial/$ssl_client_fingerprint")),
         ];
         let plan = HeaderPlan::new(&rules);
         let shared = ConnValues::default();
         let policy = Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None, None).unwrap());
         let presented = policy.outcome(Some(&[CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01])]));
+        // A certificate whose names and serial number print too.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let named = rcgen::CertificateParams::new(vec!["app-1".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let named = policy.outcome(Some(&[named.der().clone()]));
+        assert!(named.subject_dn().is_some() && named.serial().is_some());
         let absent = policy.outcome(None);
         for (host_header, host, xff, trusted) in [
             (Some("api.example.com"), "api.example.com", None, true),
@@ -574,7 +597,7 @@ mod tests {
             let conn = ConnValues::default();
             let cases = ["192.0.2.1:5", "[::ffff:192.0.2.1]:5", "[2001:db8::1]:5"]
                 .into_iter()
-                .flat_map(|remote| [None, Some(&presented), Some(&absent)].map(|cert| (remote, cert)));
+                .flat_map(|remote| [None, Some(&presented), Some(&named), Some(&absent)].map(|cert| (remote, cert)));
             for (remote, client_cert) in cases {
                 let ctx = RequestContext {
                     host,

@@ -2,8 +2,12 @@
 //! and `ssl_client_certificate` as a server's `tls.verify_client` and
 //! `tls.client_ca`, and what a handshake established, for the
 //! `$ssl_client_escaped_cert` and `$ssl_client_verify` template variables
-//! (WSO2's gateway reads the certificate from such a header).
+//! (WSO2's gateway reads the certificate from such a header) and nginx's
+//! `$ssl_client_s_dn`, `$ssl_client_i_dn`, `$ssl_client_serial` and
+//! `$ssl_client_fingerprint` (who the client is, for upstreams that
+//! authorize by it).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +20,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 
-use super::{TlsError, provider, read_certificates, roots_of};
+use super::{TlsError, dn, provider, read_certificates, roots_of};
 
 /// `tls.verify_client`: how a server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +128,7 @@ impl ClientAuth {
     /// What a finished handshake under this policy established, from the
     /// chain the client sent (leaf first).
     pub fn outcome(self: &Arc<Self>, chain: Option<&[CertificateDer<'static>]>) -> ClientCertificate {
-        let (escaped_pem, verify) = match chain {
+        let (escaped_pem, verify, identity) = match chain {
             Some([leaf, intermediates @ ..]) => {
                 let verify = match (self.mode, &self.ca_verifier) {
                     // The handshake has checked the chain against client_ca.
@@ -141,11 +145,11 @@ impl ClientAuth {
                     }
                 };
                 // Letters, digits, `-._~%` only: always a valid header value.
-                (HeaderValue::from_str(&escaped_pem(leaf)).ok(), verify)
+                (HeaderValue::from_str(&escaped_pem(leaf)).ok(), verify, Some(Box::new(ClientIdentity::of(leaf))))
             }
-            _ => (None, HeaderValue::from_static("NONE")),
+            _ => (None, HeaderValue::from_static("NONE"), None),
         };
-        ClientCertificate { policy: Arc::clone(self), escaped_pem, verify }
+        ClientCertificate { policy: Arc::clone(self), escaped_pem, verify, identity }
     }
 }
 
@@ -171,6 +175,70 @@ pub struct ClientCertificate {
     pub escaped_pem: Option<HeaderValue>,
     /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`.
     pub verify: HeaderValue,
+    /// Who the certificate names, when there is one: boxed, so that a
+    /// connection without one carries a pointer for it.
+    identity: Option<Box<ClientIdentity>>,
+}
+
+impl ClientCertificate {
+    /// `$ssl_client_s_dn`: the subject, as nginx prints it (RFC 2253 form,
+    /// most specific first: `CN=app-1,O=Example\, Ltd,C=US`).
+    pub fn subject_dn(&self) -> Option<&HeaderValue> {
+        self.identity.as_ref()?.subject_dn.as_ref()
+    }
+
+    /// `$ssl_client_i_dn`: the issuer, in the same form.
+    pub fn issuer_dn(&self) -> Option<&HeaderValue> {
+        self.identity.as_ref()?.issuer_dn.as_ref()
+    }
+
+    /// `$ssl_client_serial`: the serial number in upper-case hex.
+    pub fn serial(&self) -> Option<&HeaderValue> {
+        self.identity.as_ref()?.serial.as_ref()
+    }
+
+    /// `$ssl_client_fingerprint`: the SHA-1 of the certificate in lower-case hex.
+    pub fn fingerprint(&self) -> Option<&HeaderValue> {
+        self.identity.as_ref().map(|identity| &identity.fingerprint)
+    }
+}
+
+/// The client certificate's values nginx's `$ssl_client_*` variables give,
+/// made once per connection as nginx's are made per request: a header that
+/// prints them costs a reference count. `None` where the certificate's DER
+/// holds no such field (or one OpenSSL, and so nginx, would refuse), and for
+/// an empty subject: a header that renders empty is not sent.
+#[derive(Debug)]
+struct ClientIdentity {
+    subject_dn: Option<HeaderValue>,
+    issuer_dn: Option<HeaderValue>,
+    serial: Option<HeaderValue>,
+    fingerprint: HeaderValue,
+}
+
+impl ClientIdentity {
+    fn of(der: &[u8]) -> ClientIdentity {
+        let fields = dn::fields(der);
+        // All printable ASCII (dn.rs escapes the rest): valid header values.
+        let value = |text: Option<String>| text.filter(|t| !t.is_empty()).and_then(|t| HeaderValue::try_from(t).ok());
+        ClientIdentity {
+            subject_dn: value(fields.as_ref().and_then(|f| dn::name(f.subject))),
+            issuer_dn: value(fields.as_ref().and_then(|f| dn::name(f.issuer))),
+            serial: value(fields.as_ref().and_then(|f| dn::serial(f.serial))),
+            fingerprint: HeaderValue::try_from(sha1_hex(der)).unwrap_or(HeaderValue::from_static("")),
+        }
+    }
+}
+
+/// SHA-1 of `der` in lower-case hex, as nginx's `$ssl_client_fingerprint`
+/// (what upstreams and allow-lists compare; not a security choice of ours).
+fn sha1_hex(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    let mut hex = String::with_capacity(40);
+    for byte in digest.as_ref() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// `optional_no_ca`: any chain is taken, but the handshake signature must be
@@ -309,6 +377,40 @@ mod tests {
         let body = &lines[1..lines.len() - 1];
         assert!(body[..body.len() - 1].iter().all(|l| l.len() == 64), "{body:?}");
         assert_eq!(body.concat(), base64(&der));
+    }
+
+    #[test]
+    fn sha1_hex_is_lower_case_sha1() {
+        // FIPS 180-2's "abc".
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    #[test]
+    fn a_certificate_gives_its_names_serial_and_fingerprint_and_none_gives_nothing() {
+        let policy =
+            Arc::new(ClientAuth::new(VerifyClient::OptionalNoCa, None, None).unwrap_or_else(|e| panic!("{e}")));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CountryName, "US");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "app-1");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0xbc]));
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let der = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}")).der().clone();
+        let cert = policy.outcome(Some(std::slice::from_ref(&der)));
+        let text = |value: Option<&HeaderValue>| value.map(|v| v.to_str().unwrap_or_default().to_owned());
+        assert_eq!(text(cert.subject_dn()).as_deref(), Some("CN=app-1,C=US"));
+        assert_eq!(text(cert.issuer_dn()).as_deref(), Some("CN=app-1,C=US"));
+        assert_eq!(text(cert.serial()).as_deref(), Some("0ABC"));
+        assert_eq!(text(cert.fingerprint()), Some(sha1_hex(&der)));
+
+        // DER that is no certificate still has a fingerprint, and nothing else.
+        let junk = policy.outcome(Some(&[CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01])]));
+        assert_eq!(text(junk.fingerprint()), Some(sha1_hex(&[0x30, 0x03, 0x02, 0x01, 0x01])));
+        assert!(junk.subject_dn().is_none() && junk.issuer_dn().is_none() && junk.serial().is_none());
+
+        let none = policy.outcome(None);
+        assert!(none.subject_dn().is_none() && none.issuer_dn().is_none());
+        assert!(none.serial().is_none() && none.fingerprint().is_none());
     }
 
     #[test]

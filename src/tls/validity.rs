@@ -2,10 +2,9 @@
 //! and a start or reload warn about (a certificate expired, expiring, or not
 //! yet valid) and what `/metrics` exposes for alerting before it happens.
 //!
-//! Just enough DER for `TBSCertificate.validity` (RFC 5280 4.1): rustls and
-//! webpki check it per handshake but do not expose it, and a full X.509 parser
-//! would be a dependency tree for two timestamps. Every read is bounds-checked:
-//! any input gives `None` or a period, never a panic.
+//! Just enough DER for `TBSCertificate.validity` (RFC 5280 4.1), through
+//! `der.rs`: rustls and webpki check it per handshake but do not expose it.
+//! Any input gives `None` or a period, never a panic.
 
 /// A certificate closer than this to its end is a warning at start, reload
 /// and `portico check`, and marked on `/status` (certbot renews at 30 days left).
@@ -18,20 +17,14 @@ pub struct Validity {
     pub not_after: i64,
 }
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-/// `[0] EXPLICIT Version`.
-const VERSION: u8 = 0xA0;
+use super::der::{INTEGER, SEQUENCE, element, tbs_from_serial};
+
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 
 /// The validity of the DER certificate `der`, or `None` when it is not one.
 pub fn validity(der: &[u8]) -> Option<Validity> {
-    let (SEQUENCE, certificate, _) = element(der)? else { return None };
-    let (SEQUENCE, tbs, _) = element(certificate)? else { return None };
-    let (tag, _, after_version) = element(tbs)?;
-    let serial = if tag == VERSION { after_version } else { tbs };
-    let (INTEGER, _, rest) = element(serial)? else { return None };
+    let (INTEGER, _, rest) = element(tbs_from_serial(der)?)? else { return None };
     let (SEQUENCE, _, rest) = element(rest)? else { return None }; // signature algorithm
     let (SEQUENCE, _, rest) = element(rest)? else { return None }; // issuer
     let (SEQUENCE, validity, _) = element(rest)? else { return None };
@@ -53,25 +46,6 @@ pub fn crl_next_update(der: &[u8]) -> Option<i64> {
     time(this_tag, this_update)?;
     let (next_tag, next_update, _) = element(rest)?;
     time(next_tag, next_update)
-}
-
-/// One DER element at the start of `input`: its tag, its contents, and what follows.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        // Long form: the low bits count the length's bytes (4 is over 4 GiB).
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at_checked(count)?;
-        (bytes.iter().fold(0usize, |length, byte| (length << 8) | usize::from(*byte)), rest)
-    };
-    let (contents, rest) = rest.split_at_checked(length)?;
-    Some((tag, contents, rest))
 }
 
 /// A `Time` as RFC 5280 has certificates write it: UTCTime `YYMMDDHHMMSSZ`

@@ -24,6 +24,8 @@ pub struct TestCert {
     /// The CA's parameters and key, to issue siblings and sign CRLs.
     issuer: Arc<Issuer<'static, KeyPair>>,
     ca_pem: String,
+    /// The CA's subject CN, `portico test CA ...`.
+    ca_name: String,
     serial: SerialNumber,
 }
 
@@ -36,32 +38,58 @@ impl TestCert {
 
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.distinguished_name.push(DnType::CommonName, format!("portico test CA {:016x}", super::random_u64()));
+        let ca_name = format!("portico test CA {:016x}", super::random_u64());
+        ca_params.distinguished_name.push(DnType::CommonName, ca_name.clone());
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
         let issuer = Arc::new(Issuer::new(ca_params, ca_key));
-        TestCert::issued(&names, issuer, ca_cert.der().clone(), ca_cert.pem())
+        let ca = (issuer, ca_cert.der().clone(), ca_cert.pem(), ca_name);
+        TestCert::issued(&names, ca, None, None)
     }
 
     /// Another leaf for `names` from this one's CA (a second client of the
     /// same organisation, say).
     pub fn sibling(&self, names: &[&str]) -> TestCert {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        TestCert::issued(&names, Arc::clone(&self.issuer), self.ca.clone(), self.ca_pem.clone())
+        TestCert::issued(&names, self.ca_parts(), None, None)
+    }
+
+    /// Another leaf from this one's CA whose subject is `subject`, one
+    /// attribute an RDN in this order (each type once), and whose serial
+    /// number is `serial` (big-endian, positive).
+    pub fn sibling_named(&self, names: &[&str], subject: &[(DnType, &str)], serial: &[u8]) -> TestCert {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut dn = rcgen::DistinguishedName::new();
+        for (ty, value) in subject {
+            dn.push(ty.clone(), *value);
+        }
+        TestCert::issued(&names, self.ca_parts(), Some(dn), Some(SerialNumber::from_slice(serial)))
+    }
+
+    /// The CA's subject CN.
+    pub fn ca_name(&self) -> &str {
+        &self.ca_name
+    }
+
+    fn ca_parts(&self) -> CaParts {
+        (Arc::clone(&self.issuer), self.ca.clone(), self.ca_pem.clone(), self.ca_name.clone())
     }
 
     fn issued(
         names: &[String],
-        issuer: Arc<Issuer<'static, KeyPair>>,
-        ca: CertificateDer<'static>,
-        ca_pem: String,
+        (issuer, ca, ca_pem, ca_name): CaParts,
+        subject: Option<rcgen::DistinguishedName>,
+        serial: Option<SerialNumber>,
     ) -> TestCert {
         let leaf_key = KeyPair::generate().expect("generate leaf key");
         let mut leaf_params = CertificateParams::new(names.to_vec()).expect("leaf names");
-        leaf_params.distinguished_name.push(DnType::CommonName, names[0].clone());
-        let serial = SerialNumber::from(super::random_u64() >> 1);
+        match subject {
+            Some(dn) => leaf_params.distinguished_name = dn,
+            None => leaf_params.distinguished_name.push(DnType::CommonName, names[0].clone()),
+        }
+        let serial = serial.unwrap_or_else(|| SerialNumber::from(super::random_u64() >> 1));
         leaf_params.serial_number = Some(serial.clone());
         let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("sign leaf");
 
@@ -80,6 +108,7 @@ impl TestCert {
             key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
             issuer,
             ca_pem,
+            ca_name,
             serial,
         }
     }
@@ -205,6 +234,9 @@ impl TestCert {
         config
     }
 }
+
+/// What a leaf is issued with: the CA's parameters and key, DER, PEM and CN.
+type CaParts = (Arc<Issuer<'static, KeyPair>>, CertificateDer<'static>, String, String);
 
 /// A path as a TOML basic string, quoted.
 pub fn toml_path(path: &Path) -> String {
