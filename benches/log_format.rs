@@ -40,6 +40,7 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         upstream_connect_time: Some(Duration::ZERO),
         upstream_response_length: Some(5120),
         gzipped_from: None,
+        client_cert: None,
         headers,
         upstream_headers: &[],
         request_id: &ID,

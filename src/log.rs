@@ -116,6 +116,9 @@ pub struct AccessRecord<'a> {
     /// The body's length before gzip, when gzip compressed it to
     /// `body_bytes` (`$gzip_ratio`).
     pub gzipped_from: Option<u64>,
+    /// What the TLS handshake established about a client certificate, when
+    /// it ran under a server's `verify_client` (`$ssl_client_s_dn`, ...).
+    pub client_cert: Option<&'a crate::tls::ClientCertificate>,
     /// The values of the request headers and cookies a custom format
     /// prints, in [`LogFormat::request_values`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
@@ -881,6 +884,7 @@ mod tests {
             upstream_connect_time: Some(Duration::from_micros(3_400)),
             upstream_response_length: Some(5120),
             gzipped_from: None,
+            client_cert: None,
             headers: &[],
             upstream_headers: &[],
             request_id: &ID,

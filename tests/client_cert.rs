@@ -159,8 +159,16 @@ async fn the_certificates_subject_issuer_serial_and_fingerprint_reach_the_upstre
     let headers = "\"X-SSL-DN\" = \"$ssl_client_s_dn\"\n\"X-SSL-Issuer\" = \"${ssl_client_i_dn}\"\n\
                    \"X-SSL-Serial\" = \"$ssl_client_serial\"\n\"X-SSL-Fingerprint\" = \"$ssl_client_fingerprint\"\n\
                    \"X-SSL-Both\" = \"$ssl_client_serial/$ssl_client_fingerprint\"\n";
+    // The access log prints them too (unescaped, to compare them as sent).
+    let dir = TempDir::new("client-cert-log");
+    let log = dir.join("access.log");
+    let logged = format!("proxy_pass = \"gw\"\naccess_log = {}\naccess_log_format = \"certs\"\n", toml_path(&log));
     let config = |verify: &str| {
-        format!("{}{}", upstream("gw", &backend), server_with_headers("gw.test", &cert, verify, "gw", headers))
+        format!(
+            "[log_format.certs]\nformat = \"$ssl_client_verify|$ssl_client_s_dn|$ssl_client_i_dn|$ssl_client_serial|$ssl_client_fingerprint\"\nescape = \"none\"\n\n{}{}",
+            upstream("gw", &backend),
+            server_with_headers("gw.test", &cert, verify, "gw", headers).replace("proxy_pass = \"gw\"\n", &logged)
+        )
     };
     let verify = format!(", verify_client = \"optional\", client_ca = {}", toml_path(&member.ca_path()));
     let mut portico = start_portico(&config(&verify)).await;
@@ -196,6 +204,14 @@ async fn the_certificates_subject_issuer_serial_and_fingerprint_reach_the_upstre
     let mut plain_tls = Connect::to(addr).tls("gw.test", cert.roots()).client_cert(&client).connect().await.unwrap();
     assert_eq!(plain_tls.get_with("gw.test", "/", &forged).await.unwrap().status, StatusCode::OK);
     none(backend.last());
+
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>();
+    eventually("four access log lines", std::time::Duration::from_secs(2), || lines().len() >= 4).await;
+    let with = format!(
+        r"SUCCESS|CN=app-1\ ,OU=Ops\+Dev\;EU,O=Example\, Ltd,L=Z\C3\BCrich,C=US|CN={}|8F01ABCD0042|{fingerprint}",
+        member.ca_name()
+    );
+    assert_eq!(lines(), [&with, &with, "NONE|-|-|-|-", "NONE|-|-|-|-"]);
 }
 
 #[tokio::test]

@@ -105,6 +105,7 @@ fuzz_target!(|input: Input<'_>| {
         upstream_connect_time: facts.connect_micros.map(Duration::from_micros),
         upstream_response_length: facts.upstream_length,
         gzipped_from: facts.gzipped_from,
+        client_cert: None,
         headers: &values,
         upstream_headers: &upstream_values,
         request_id: &portico::request_id::RequestId::new(),

@@ -10,6 +10,7 @@ use super::{
     push_time_local,
 };
 use crate::template::{Piece, TemplateError, header_variable, http_variable, pieces};
+use crate::tls::ClientCertificate;
 
 /// A compiled access log format.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,6 +128,11 @@ enum LogVariable {
     /// portico keeps no cache: never there, as in nginx without `proxy_cache`.
     UpstreamCacheStatus,
     GzipRatio,
+    SslClientVerify,
+    SslClientSDn,
+    SslClientIDn,
+    SslClientSerial,
+    SslClientFingerprint,
     /// `$http_NAME` or `$cookie_NAME`: its index in `request_values`.
     Value(usize),
     /// `$upstream_http_NAME`: its index in `upstream_headers`.
@@ -136,7 +142,7 @@ enum LogVariable {
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 41] = [
+const VARIABLES: [(&str, LogVariable); 46] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -178,6 +184,11 @@ const VARIABLES: [(&str, LogVariable); 41] = [
     ("upstream_response_length", LogVariable::UpstreamResponseLength),
     ("upstream_cache_status", LogVariable::UpstreamCacheStatus),
     ("gzip_ratio", LogVariable::GzipRatio),
+    ("ssl_client_verify", LogVariable::SslClientVerify),
+    ("ssl_client_s_dn", LogVariable::SslClientSDn),
+    ("ssl_client_i_dn", LogVariable::SslClientIDn),
+    ("ssl_client_serial", LogVariable::SslClientSerial),
+    ("ssl_client_fingerprint", LogVariable::SslClientFingerprint),
 ];
 
 /// Variables that are a request header by another name.
@@ -377,6 +388,17 @@ impl LogFormat {
                 Some(original) => push_ratio(out, original, record.body_bytes),
                 None => self.text(out, None),
             },
+            // Without a `verify_client` handshake nginx's is `NONE` on TLS
+            // connections and not found on plain ones.
+            LogVariable::SslClientVerify => match (record.client_cert, record.tls) {
+                (Some(cert), _) => self.bytes(out, cert.verify.as_bytes()),
+                (None, Some(_)) => out.extend_from_slice(b"NONE"),
+                (None, None) => self.text(out, None),
+            },
+            LogVariable::SslClientSDn => self.certificate(out, record, ClientCertificate::subject_dn),
+            LogVariable::SslClientIDn => self.certificate(out, record, ClientCertificate::issuer_dn),
+            LogVariable::SslClientSerial => self.certificate(out, record, ClientCertificate::serial),
+            LogVariable::SslClientFingerprint => self.certificate(out, record, ClientCertificate::fingerprint),
             LogVariable::Value(index) => self.header(out, record.headers.get(index)),
             LogVariable::UpstreamHttp(index) => self.header(out, record.upstream_headers.get(index)),
             LogVariable::Arg(index) => {
@@ -384,6 +406,16 @@ impl LogFormat {
                 self.text(out, value);
             }
         }
+    }
+
+    /// A value of the client's certificate, if it sent one.
+    fn certificate(
+        &self,
+        out: &mut Vec<u8>,
+        record: &AccessRecord<'_>,
+        value: fn(&ClientCertificate) -> Option<&HeaderValue>,
+    ) {
+        self.header(out, Some(&record.client_cert.and_then(value).cloned()));
     }
 
     /// A header's value kept for the line, if there was one.

@@ -47,6 +47,7 @@ struct CustomFacts {
     /// The connection's peer (`$realip_remote_addr`).
     peer: SocketAddr,
     tls: Option<crate::tls::TlsSession>,
+    client_cert: Option<Arc<crate::tls::ClientCertificate>>,
     connection: u64,
     connection_requests: u64,
     /// The request head's length as HTTP/1.1 text, when the format prints
@@ -117,6 +118,7 @@ impl Exchange {
                     server_port: conn.local.port(),
                     peer: conn.remote,
                     tls: conn.tls_session,
+                    client_cert: conn.client_cert.clone(),
                     connection: conn.id,
                     connection_requests: number,
                     request_head: if format.counts_request() { head_length(request) } else { 0 },
@@ -307,6 +309,7 @@ impl Exchange {
             upstream_connect_time: custom.and_then(|c| c.upstream_connect_time),
             upstream_response_length: custom.and_then(|c| c.upstream_bytes),
             gzipped_from: custom.filter(|c| c.gzipped).and_then(|c| c.upstream_bytes),
+            client_cert: custom.and_then(|c| c.client_cert.as_deref()),
             headers: custom.map_or(&[], |c| &c.headers),
             upstream_headers: custom.map_or(&[], |c| &c.upstream_headers),
             request_id: &self.request_id,
