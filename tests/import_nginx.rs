@@ -2173,7 +2173,8 @@ fn import_log_format_becomes_a_log_format_table() -> Result<(), Box<dyn Error>> 
 log_format main '$remote_addr - $remote_user [$time_local] "$request" '
                 '$status $body_bytes_sent "$http_x_forwarded_for" rt=$request_time urt=$upstream_response_time id=$request_id';
 log_format json escape=json '{"uri":"$request_uri","status":$status}';
-log_format bytes '$remote_addr $geoip_country_code';
+log_format bytes '$remote_addr $geoip_country_code ${remote_port}x ${pipe}';
+log_format geo escape=json '{"c":"$geoip_city","s":$status}';
 access_log /var/log/nginx/access.log main;
 upstream am { server 127.0.0.1:9443; }
 server { listen 8080; location / { proxy_pass http://am; } }
@@ -2201,12 +2202,15 @@ server { listen 8085; log_format later '$status'; location / { proxy_pass http:/
         )),
         "{toml}"
     );
+    // A variable of a module portico lacks is written as nginx writes one
+    // without a value: the line keeps its fields.
     assert!(
         toml.contains(&format!(
-            "# [log_format.bytes]  # nginx: {conf}:5; not translated: unknown variable `$geoip_country_code`"
+            "[log_format.bytes]  # nginx: {conf}:5\nformat = \"$remote_addr - ${{remote_port}}x -\"\n"
         )),
         "{toml}"
     );
+    assert!(toml.contains("format = \"{\\\"c\\\":\\\"\\\",\\\"s\\\":$status}\"\nescape = \"json\"\n"), "{toml}");
     let servers: Vec<&str> = toml.split("[[server]]").skip(1).collect();
     assert_eq!(servers.len(), 6, "{toml}");
     let format_of =
@@ -2215,23 +2219,30 @@ server { listen 8085; log_format later '$status'; location / { proxy_pass http:/
     assert_eq!(format_of(servers[0]).as_deref(), Some("\"main\""), "{toml}");
     // nginx's `json` is not portico's own json format: it keeps its line under another name.
     assert_eq!(format_of(servers[1]).as_deref(), Some("\"nginx_json\""), "{toml}");
-    // A format portico cannot write, `combined` and one not yet defined: the combined format.
-    assert_eq!((format_of(servers[2]), format_of(servers[3]), format_of(servers[4])), (None, None, None), "{toml}");
+    assert_eq!(format_of(servers[2]).as_deref(), Some("\"bytes\""), "{toml}");
+    // `combined` and one not yet defined: the combined format.
+    assert_eq!((format_of(servers[3]), format_of(servers[4])), (None, None), "{toml}");
     assert_noted_once(
         &notes,
         &[
             format!(
-                "{conf}:5: note: log_format bytes is not translated (unknown variable `$geoip_country_code` in a log format"
+                "{conf}:5: note: log_format bytes: $geoip_country_code is not a variable portico has; written as \"-\", as nginx writes a variable without a value"
             ),
             format!(
-                "{conf}:12: note: access_log format \"later\" is not defined before this line (nginx refuses that): portico writes the combined format"
+                "{conf}:5: note: log_format bytes: $pipe is not a variable portico has; written as \"-\", as nginx writes a variable without a value"
             ),
-            format!("{conf}:13: directive \"log_format\" not translated: nginx takes it at http level only"),
+            format!(
+                "{conf}:6: note: log_format geo: $geoip_city is not a variable portico has; written as \"\", as nginx writes a variable without a value"
+            ),
+            format!(
+                "{conf}:13: note: access_log format \"later\" is not defined before this line (nginx refuses that): portico writes the combined format"
+            ),
+            format!("{conf}:14: directive \"log_format\" not translated: nginx takes it at http level only"),
             format!(
                 "{conf}:4: note: log_format json is written as [log_format.nginx_json]: portico's own format is named json"
             ),
         ],
     );
-    assert!(!notes.contains(":2:") && !notes.contains(":6:"), "{notes}");
+    assert!(!notes.contains(":2:") && !notes.contains(":7:"), "{notes}");
     Ok(())
 }

@@ -682,14 +682,32 @@ impl Translator<'_> {
             Some((first, strings)) if first.starts_with("escape=") => (first.strip_prefix("escape="), strings),
             _ => (None, rest),
         };
-        let text = strings.concat();
+        let mut text = strings.concat();
         let mode = escape.map_or(Some(crate::log::Escape::Default), crate::log::Escape::from_name);
         let table = match (mode, strings.is_empty()) {
             (_, true) => Err("it has no format string".to_owned()),
             (None, _) => Err(format!("escape={} is not one portico knows (default, json, none)", escape.unwrap_or(""))),
-            (Some(mode), _) => match crate::log::LogFormat::parse(&text, mode) {
-                Ok(_) => Ok((text, escape.filter(|e| *e != "default").map(str::to_owned))),
-                Err(e) => Err(e.to_string()),
+            (Some(mode), _) => loop {
+                match crate::log::LogFormat::parse(&text, mode) {
+                    Ok(_) => break Ok((text, escape.filter(|e| *e != "default").map(str::to_owned))),
+                    // A variable of a module portico lacks ($geoip_*, $pipe):
+                    // written as nginx writes one without a value, so that the
+                    // line keeps its fields for the tools that parse it.
+                    Err(crate::log::LogFormatError::UnknownVariable(variable)) => {
+                        let blank = if mode == crate::log::Escape::Json { "" } else { "-" };
+                        let Some(blanked) = blank_variable(&text, &variable, blank) else {
+                            break Err(format!("unknown variable `${variable}`"));
+                        };
+                        text = blanked;
+                        self.note(
+                            &d.place,
+                            format!(
+                                "log_format {name}: ${variable} is not a variable portico has; written as \"{blank}\", as nginx writes a variable without a value"
+                            ),
+                        );
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
             },
         };
         if let Err(why) = &table {
@@ -2837,6 +2855,18 @@ fn key(text: &str) -> String {
 /// `text` with nginx variable `$from` (or `${from}`) renamed `$to`; longer
 /// names that start with `from` are left alone.
 fn replace_variable(text: &str, from: &str, to: &str) -> String {
+    substitute_variable(text, from, Some(to), "")
+}
+
+/// `text` with nginx variable `$from` (or `${from}`) written as the literal
+/// `blank`; `None` if it has no such variable.
+fn blank_variable(text: &str, from: &str, blank: &str) -> Option<String> {
+    let blanked = substitute_variable(text, from, None, blank);
+    (blanked != text).then_some(blanked)
+}
+
+/// `$from` and `${from}` in `text` as variable `to`, or else as `literal`.
+fn substitute_variable(text: &str, from: &str, to: Option<&str>, literal: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -2844,17 +2874,21 @@ fn replace_variable(text: &str, from: &str, to: &str) -> String {
         rest = &rest[pos + 1..];
         let braced = rest.strip_prefix('{').and_then(|r| r.strip_prefix(from)).and_then(|r| r.strip_prefix('}'));
         let bare = rest.strip_prefix(from).filter(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
-        match (braced, bare) {
-            (Some(after), _) => {
+        match (braced, bare, to) {
+            (Some(after), _, Some(to)) => {
                 out.push_str(&format!("${{{to}}}"));
                 rest = after;
             }
-            (None, Some(after)) => {
+            (None, Some(after), Some(to)) => {
                 out.push('$');
                 out.push_str(to);
                 rest = after;
             }
-            (None, None) => out.push('$'),
+            (Some(after), _, None) | (None, Some(after), None) => {
+                out.push_str(literal);
+                rest = after;
+            }
+            (None, None, _) => out.push('$'),
         }
     }
     out.push_str(rest);
