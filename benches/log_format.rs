@@ -41,6 +41,8 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         upstream_response_length: Some(5120),
         gzipped_from: None,
         client_cert: None,
+        sent_headers: &[],
+        head_bytes: 190,
         headers,
         upstream_headers: &[],
         request_id: &ID,

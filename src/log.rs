@@ -119,6 +119,12 @@ pub struct AccessRecord<'a> {
     /// What the TLS handshake established about a client certificate, when
     /// it ran under a server's `verify_client` (`$ssl_client_s_dn`, ...).
     pub client_cert: Option<&'a crate::tls::ClientCertificate>,
+    /// The values of the answer's headers a custom format prints, in
+    /// [`LogFormat::sent_headers`]' order, as they went to the client.
+    pub sent_headers: &'a [Option<http::HeaderValue>],
+    /// The answer's head as HTTP/1.1 text, counted (`$bytes_sent` adds it
+    /// to `body_bytes`); 0 when not kept.
+    pub head_bytes: u64,
     /// The values of the request headers and cookies a custom format
     /// prints, in [`LogFormat::request_values`]' order.
     pub headers: &'a [Option<http::HeaderValue>],
@@ -885,6 +891,8 @@ mod tests {
             upstream_response_length: Some(5120),
             gzipped_from: None,
             client_cert: None,
+            sent_headers: &[],
+            head_bytes: 180,
             headers: &[],
             upstream_headers: &[],
             request_id: &ID,

@@ -703,6 +703,63 @@ async fn gzip_answers_log_the_bytes_the_client_got() {
     }
 }
 
+/// Reads one whole HTTP/1.1 answer (Content-Length framed) off `stream`:
+/// all its bytes, head and body.
+async fn raw_answer(stream: &mut tokio::net::TcpStream, request: &str) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                return got;
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the whole answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
+    let dir = TempDir::new("logs-sent");
+    let log = dir.join("access.log");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "{}[log_format.sent]\nformat = \"$status $bytes_sent $body_bytes_sent $sent_http_content_type $sent_http_location $sent_http_x_site\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"t.test\"]\naccess_log = {}\naccess_log_format = \"sent\"\n\
+         [server.response_headers]\nX-Site = \"t\"\n\
+         [[server.location]]\nprefix = \"/\"\nproxy_pass = \"pool\"\n\
+         [[server.location]]\nprefix = \"/old/\"\nredirect = \"https://$host/new/\"\n\
+         [[server.location]]\nprefix = \"/internal/\"\nreturn = 403\n",
+        upstream(&[&app]),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
+    let mut sizes = Vec::new();
+    for path in ["/headers?set=Content-Type:text/html", "/old/x", "/internal/x"] {
+        let answer = raw_answer(&mut stream, &format!("GET {path} HTTP/1.1\r\nHost: t.test\r\n\r\n")).await;
+        sizes.push(answer.len());
+    }
+    let lines = wait_lines(&log, 3, Duration::from_secs(1)).await;
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    // Headers as the client got them: the upstream's, the redirect's and
+    // the server's own added to each.
+    assert_eq!(fields[0][3..], ["text/html", "-", "t"], "{lines:?}");
+    assert_eq!(fields[1][..1], ["301"], "{lines:?}");
+    assert_eq!(fields[1][3..], ["text/plain;", "charset=utf-8", "https://t.test/new/", "t"], "{lines:?}");
+    assert_eq!(fields[2][..1], ["403"], "{lines:?}");
+    // Every byte of each answer, head and body.
+    let counted: Vec<usize> = fields.iter().map(|f| f[1].parse().unwrap()).collect();
+    assert_eq!(counted, sizes, "{lines:?}");
+}
+
 #[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");

@@ -106,6 +106,8 @@ fuzz_target!(|input: Input<'_>| {
         upstream_response_length: facts.upstream_length,
         gzipped_from: facts.gzipped_from,
         client_cert: None,
+        sent_headers: &upstream_values,
+        head_bytes: facts.length / 2,
         headers: &values,
         upstream_headers: &upstream_values,
         request_id: &portico::request_id::RequestId::new(),

@@ -24,12 +24,15 @@ pub struct LogFormat {
     upstream_headers: Vec<HeaderName>,
     /// The query arguments its `$arg_NAME` read, each once.
     args: Vec<Box<str>>,
+    /// The answer's headers its `$sent_http_NAME` read, each once.
+    sent_headers: Vec<HeaderName>,
     /// What it prints that a request must measure or keep: asked per
     /// request, so found once here.
     prints_host: bool,
     times_upstream: bool,
     times_connect: bool,
     counts_request: bool,
+    keeps_sent_head: bool,
 }
 
 /// A value of the request a format prints, kept from the request as it came
@@ -133,16 +136,19 @@ enum LogVariable {
     SslClientIDn,
     SslClientSerial,
     SslClientFingerprint,
+    BytesSent,
     /// `$http_NAME` or `$cookie_NAME`: its index in `request_values`.
     Value(usize),
     /// `$upstream_http_NAME`: its index in `upstream_headers`.
     UpstreamHttp(usize),
     /// `$arg_NAME`: its index in `args`.
     Arg(usize),
+    /// `$sent_http_NAME`: its index in `sent_headers`.
+    SentHttp(usize),
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 46] = [
+const VARIABLES: [(&str, LogVariable); 47] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -189,6 +195,7 @@ const VARIABLES: [(&str, LogVariable); 46] = [
     ("ssl_client_i_dn", LogVariable::SslClientIDn),
     ("ssl_client_serial", LogVariable::SslClientSerial),
     ("ssl_client_fingerprint", LogVariable::SslClientFingerprint),
+    ("bytes_sent", LogVariable::BytesSent),
 ];
 
 /// Variables that are a request header by another name.
@@ -199,7 +206,7 @@ const HEADER_ALIASES: [(&str, HeaderName); 2] =
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LogFormatError {
     #[error(
-        "unknown variable `${0}` in a log format (known: {known}, $content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME)",
+        "unknown variable `${0}` in a log format (known: {known}, $content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME, $sent_http_NAME)",
         known = known_names()
     )]
     UnknownVariable(String),
@@ -218,6 +225,7 @@ impl LogFormat {
         let mut request_values: Vec<RequestValue> = Vec::new();
         let mut upstream_headers: Vec<HeaderName> = Vec::new();
         let mut args: Vec<Box<str>> = Vec::new();
+        let mut sent_headers: Vec<HeaderName> = Vec::new();
         let parts = pieces(text, |name| {
             if let Some((_, var)) = VARIABLES.iter().find(|(known, _)| *known == name) {
                 return Ok::<_, LogFormatError>(*var);
@@ -227,6 +235,9 @@ impl LogFormat {
             }
             if let Some(header) = header_variable("upstream_http_", name) {
                 return Ok(LogVariable::UpstreamHttp(index_of(&mut upstream_headers, header)));
+            }
+            if let Some(header) = header_variable("sent_http_", name) {
+                return Ok(LogVariable::SentHttp(index_of(&mut sent_headers, header)));
             }
             if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
                 return Ok(LogVariable::Value(index_of(&mut request_values, RequestValue::Cookie(cookie.into()))));
@@ -243,11 +254,13 @@ impl LogFormat {
             times_upstream: uses(LogVariable::UpstreamResponseTime) || uses(LogVariable::UpstreamHeaderTime),
             times_connect: uses(LogVariable::UpstreamConnectTime),
             counts_request: uses(LogVariable::RequestLength),
+            keeps_sent_head: uses(LogVariable::BytesSent) || !sent_headers.is_empty(),
             parts,
             escape,
             request_values,
             upstream_headers,
             args,
+            sent_headers,
         })
     }
 
@@ -276,6 +289,18 @@ impl LogFormat {
     /// Whether a line prints `$upstream_connect_time`.
     pub fn times_connect(&self) -> bool {
         self.times_connect
+    }
+
+    /// The answer's headers a line needs, kept from its final head
+    /// (`AccessRecord::sent_headers` holds their values in this order).
+    pub fn sent_headers(&self) -> &[HeaderName] {
+        &self.sent_headers
+    }
+
+    /// Whether a line prints some of the answer's head (`$sent_http_NAME`,
+    /// `$bytes_sent`): its line waits for the head to be final.
+    pub fn keeps_sent_head(&self) -> bool {
+        self.keeps_sent_head
     }
 
     /// Whether a line prints `$request_length`.
@@ -401,6 +426,8 @@ impl LogFormat {
             LogVariable::SslClientFingerprint => self.certificate(out, record, ClientCertificate::fingerprint),
             LogVariable::Value(index) => self.header(out, record.headers.get(index)),
             LogVariable::UpstreamHttp(index) => self.header(out, record.upstream_headers.get(index)),
+            LogVariable::SentHttp(index) => self.header(out, record.sent_headers.get(index)),
+            LogVariable::BytesSent => push_num(out, record.head_bytes + record.body_bytes, 1),
             LogVariable::Arg(index) => {
                 let value = self.args.get(index).and_then(|name| query_argument(record.uri, name));
                 self.text(out, value);
@@ -664,6 +691,22 @@ mod tests {
     }
 
     #[test]
+    fn the_answers_head_as_sent() {
+        let format =
+            LogFormat::parse("$bytes_sent $sent_http_content_type $sent_http_x_a $upstream_http_x_a", Escape::Default)
+                .unwrap();
+        assert!(format.keeps_sent_head());
+        assert_eq!(format.sent_headers(), [http::header::CONTENT_TYPE, HeaderName::from_static("x-a")]);
+        let sent = [Some(HeaderValue::from_static("text/plain")), None];
+        // 180 bytes of head and 5120 of body.
+        assert_eq!(line("", Escape::Default, &record()), "\n");
+        let mut out = Vec::new();
+        format.format(&AccessRecord { sent_headers: &sent, ..record() }, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "5300 text/plain - -\n");
+        assert!(!LogFormat::parse("$body_bytes_sent", Escape::Default).unwrap().keeps_sent_head());
+    }
+
+    #[test]
     fn arguments_and_cookies_as_nginx_finds_them() {
         let record = AccessRecord { uri: "/s?Page=2&q=a%20b&empty=&flag&page=9", ..record() };
         assert_eq!(
@@ -688,15 +731,11 @@ mod tests {
 
     #[test]
     fn a_bad_format_says_what_is_wrong() {
-        let unknown = LogFormat::parse("$remote_addr $bytes_sent", Escape::Default).unwrap_err();
+        let unknown = LogFormat::parse("$remote_addr $pipe", Escape::Default).unwrap_err();
         let message = unknown.to_string();
+        assert!(message.starts_with("unknown variable `$pipe` in a log format (known: $remote_addr, "), "{message}");
         assert!(
-            message.starts_with("unknown variable `$bytes_sent` in a log format (known: $remote_addr, "),
-            "{message}"
-        );
-        assert!(
-            message
-                .ends_with("$content_type, $content_length, $http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME)"),
+            message.ends_with("$http_NAME, $cookie_NAME, $arg_NAME, $upstream_http_NAME, $sent_http_NAME)"),
             "{message}"
         );
         assert_eq!(LogFormat::parse("${status", Escape::Default), Err(TemplateError::UnclosedBrace.into()));

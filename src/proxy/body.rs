@@ -166,6 +166,10 @@ impl Body for RequestBody {
 pub enum ResponseBody {
     /// A short body made here (errors, redirects), or none.
     Full(Option<Bytes>),
+    /// The same, with its request's access log line, which waits for the
+    /// answer's final head (a format that prints `$sent_http_NAME` or
+    /// `$bytes_sent`): written when the body is done with.
+    Answer(Box<Answered>),
     /// An upstream's body, streamed.
     Upstream(Box<UpstreamBody>),
     /// An upstream's body, compressed as it streams (`gzip`).
@@ -182,6 +186,74 @@ impl ResponseBody {
     pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
         let bytes = bytes.into();
         ResponseBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    /// `body` (a `Full` one) with `exchange`'s line written once it is sent.
+    pub fn answered(body: ResponseBody, exchange: Exchange) -> ResponseBody {
+        let bytes = match body {
+            ResponseBody::Full(bytes) => bytes,
+            _ => None,
+        };
+        let length = bytes.as_ref().map_or(0, |b| b.len() as u64);
+        ResponseBody::Answer(Box::new(Answered { bytes, length, exchange: Some(exchange) }))
+    }
+
+    /// Whether it is an answer made here without a body.
+    pub fn is_empty_answer(&self) -> bool {
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Answer(answer) => answer.length == 0,
+            _ => false,
+        }
+    }
+
+    /// The request's facts this body logs when it ends, if it still holds them.
+    pub fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            ResponseBody::Full(_) => None,
+            ResponseBody::Answer(answer) => answer.exchange.as_ref(),
+            ResponseBody::Upstream(body) => body.exchange.as_ref(),
+            ResponseBody::Gzip(body) => body.inner().exchange(),
+        }
+    }
+
+    fn exchange_mut(&mut self) -> Option<&mut Exchange> {
+        match self {
+            ResponseBody::Full(_) => None,
+            ResponseBody::Answer(answer) => answer.exchange.as_mut(),
+            ResponseBody::Upstream(body) => body.exchange.as_mut(),
+            ResponseBody::Gzip(body) => body.inner_mut().exchange_mut(),
+        }
+    }
+}
+
+/// Keeps the head of `response`, as it goes to the client, for its access
+/// log line, when the line prints some of it.
+pub fn keep_sent_head(response: &mut http::Response<ResponseBody>) {
+    if !response.body().exchange().is_some_and(Exchange::keeps_sent_head) {
+        return;
+    }
+    let (parts, mut body) = std::mem::replace(response, http::Response::new(ResponseBody::empty())).into_parts();
+    let length = body.size_hint().exact();
+    if let Some(exchange) = body.exchange_mut() {
+        exchange.keep_sent_head(parts.status, &parts.headers, length);
+    }
+    *response = http::Response::from_parts(parts, body);
+}
+
+/// A body made here whose request is logged once it is sent (or dropped).
+pub struct Answered {
+    bytes: Option<Bytes>,
+    length: u64,
+    exchange: Option<Exchange>,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if let Some(exchange) = self.exchange.take() {
+            let sent = self.bytes.is_none();
+            exchange.finish(if sent { self.length } else { 0 }, sent);
+        }
     }
 }
 
@@ -331,6 +403,7 @@ impl Body for ResponseBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Answer(answer) => Poll::Ready(answer.bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Gzip(body) => body.poll_frame(cx),
             ResponseBody::Upstream(body) => {
                 let body = &mut **body;
@@ -384,6 +457,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Answer(answer) => answer.bytes.is_none(),
             ResponseBody::Upstream(body) => body.reader.is_end(),
             ResponseBody::Gzip(body) => body.is_end_stream(),
         }
@@ -392,6 +466,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Answer(answer) => SizeHint::with_exact(answer.bytes.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Upstream(body) => match body.reader.remaining() {
                 Some(remaining) => SizeHint::with_exact(remaining),
                 None => SizeHint::default(),

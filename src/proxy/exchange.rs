@@ -58,6 +58,11 @@ struct CustomFacts {
     headers: Vec<Option<HeaderValue>>,
     /// The upstream answer's headers it prints, once the answer came.
     upstream_headers: Vec<Option<HeaderValue>>,
+    /// The headers of the answer sent it prints, and the head's length as
+    /// HTTP/1.1 text, once the head is final (`keep_sent_head`).
+    sent_headers: Vec<Option<HeaderValue>>,
+    head_bytes: u64,
+    keeps_sent_head: bool,
     /// The upstream server's status, once its answer came.
     upstream_status: Option<u16>,
     /// When the first upstream server was picked, when the format prints
@@ -74,6 +79,9 @@ struct CustomFacts {
     times_upstream: bool,
     times_connect: bool,
 }
+
+/// A `date` line's length: an HTTP date is always 29 characters.
+const DATE_LINE: usize = "date: Thu, 01 Jan 1970 00:00:00 GMT\r\n".len();
 
 /// nginx's status for a request the client gave up on before its answer.
 const CLIENT_CLOSED_REQUEST: u16 = 499;
@@ -125,6 +133,9 @@ impl Exchange {
                     request_body: None,
                     headers: format.request_values().iter().map(|value| value.of(&request.headers)).collect(),
                     upstream_headers: Vec::new(),
+                    sent_headers: Vec::new(),
+                    head_bytes: 0,
+                    keeps_sent_head: format.keeps_sent_head(),
                     upstream_status: None,
                     upstream_start: None,
                     upstream_header_time: None,
@@ -204,6 +215,34 @@ impl Exchange {
         if let Some(format) = log.custom() {
             custom.upstream_headers = format.upstream_headers().iter().map(|name| headers.get(name).cloned()).collect();
         }
+    }
+
+    /// Whether the log line prints some of the answer's head: then it
+    /// waits for the head to be final (`keep_sent_head`).
+    pub fn keeps_sent_head(&self) -> bool {
+        self.custom.as_ref().is_some_and(|c| c.keeps_sent_head)
+    }
+
+    /// Keeps what the log line prints of the answer's final head
+    /// (`$sent_http_NAME`, and its length for `$bytes_sent`); `length` is
+    /// the body's when known.
+    pub fn keep_sent_head(&mut self, status: http::StatusCode, headers: &http::HeaderMap, length: Option<u64>) {
+        let (Some(custom), Some(log)) = (&mut self.custom, &self.server.access_log) else { return };
+        if let Some(format) = log.custom() {
+            custom.sent_headers = format.sent_headers().iter().map(|name| headers.get(name).cloned()).collect();
+        }
+        // `HTTP/1.1 200 OK\r\n`, `name: value\r\n` each, `\r\n`, and the
+        // Date and Content-Length the HTTP/1.1 writer adds where missing.
+        let line = "HTTP/1.1 200 \r\n".len() + status.canonical_reason().map_or(0, str::len);
+        let fields: usize = headers.iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+        let date = if headers.contains_key(http::header::DATE) { 0 } else { DATE_LINE };
+        let framed =
+            headers.contains_key(http::header::CONTENT_LENGTH) || headers.contains_key(http::header::TRANSFER_ENCODING);
+        let content_length = match length {
+            Some(length) if !framed => "content-length: \r\n".len() + length.max(1).ilog10() as usize + 1,
+            _ => 0,
+        };
+        custom.head_bytes = (line + fields + 2 + date + content_length) as u64;
     }
 
     /// Counts the status set last as the upstream server's answer: call once
@@ -310,6 +349,8 @@ impl Exchange {
             upstream_response_length: custom.and_then(|c| c.upstream_bytes),
             gzipped_from: custom.filter(|c| c.gzipped).and_then(|c| c.upstream_bytes),
             client_cert: custom.and_then(|c| c.client_cert.as_deref()),
+            sent_headers: custom.map_or(&[], |c| &c.sent_headers),
+            head_bytes: custom.map_or(0, |c| c.head_bytes),
             headers: custom.map_or(&[], |c| &c.headers),
             upstream_headers: custom.map_or(&[], |c| &c.upstream_headers),
             request_id: &self.request_id,

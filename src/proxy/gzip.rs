@@ -63,7 +63,7 @@ pub fn apply(gzip: &Gzip, accepts: bool, response: &mut Response<ResponseBody>) 
         response.headers().get_all(header::CACHE_CONTROL).iter().any(|value| {
             value.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-transform")))
         });
-    if !accepts || too_short || no_transform || matches!(response.body(), ResponseBody::Full(None)) {
+    if !accepts || too_short || no_transform || response.body().is_empty_answer() {
         return;
     }
     let headers = response.headers_mut();
@@ -151,6 +151,15 @@ impl GzipBody {
             upstream.compressed();
         }
         GzipBody { inner, level, compress: Some(compressor(level)), crc: Crc::new(), header_sent: false, sent: 0 }
+    }
+
+    /// The body it compresses.
+    pub fn inner(&self) -> &ResponseBody {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut ResponseBody {
+        &mut self.inner
     }
 
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {

@@ -389,6 +389,7 @@ pub fn handle(
             let mut response = answer(exchange, status);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             set_response_headers(response_headers, response.headers_mut());
+            body::keep_sent_head(&mut response);
             return Ok(response);
         }
 
@@ -396,14 +397,20 @@ pub fn handle(
         // reuse the connection then, and the client must be told so.
         let close_after_answer =
             parts.version < Version::HTTP_2 && !incoming.as_ref().is_none_or(Incoming::is_end_stream);
-        let direct = |exchange, status| {
+        // `to`: a redirect's Location.
+        let direct_to = |exchange, status, to: Option<HeaderValue>| {
             let mut response = answer(exchange, status);
             if close_after_answer {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             set_response_headers(response_headers, response.headers_mut());
+            if let Some(to) = to {
+                response.headers_mut().insert(header::LOCATION, to);
+            }
+            body::keep_sent_head(&mut response);
             response
         };
+        let direct = |exchange, status| direct_to(exchange, status, None);
         if !conn.meets_client_auth(&server.config) {
             exchange.error(
                 LogLevel::Info,
@@ -465,11 +472,7 @@ pub fn handle(
             Action::Return { status } => Ok(direct(exchange, *status)),
             Action::Redirect { location, status } => {
                 let target = location.render(&ctx);
-                let mut response = direct(exchange, *status);
-                if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(target)) {
-                    response.headers_mut().insert(header::LOCATION, value);
-                }
-                Ok(response)
+                Ok(direct_to(exchange, *status, HeaderValue::from_maybe_shared(Bytes::from(target)).ok()))
             }
             Action::Proxy { upstream } => {
                 // A location's own gzip (or `gzip = false`) replaces the server's.
@@ -505,6 +508,7 @@ pub fn handle(
                     gzip::apply(gzip, accepts_gzip, &mut response);
                 }
                 set_response_headers(response_headers, response.headers_mut());
+                body::keep_sent_head(&mut response);
                 Ok(response)
             }
         }
@@ -962,12 +966,18 @@ fn origin_form(uri: &Uri) -> Uri {
     }
 }
 
-/// A response made here, with the access log line written at once.
+/// A response made here, with the access log line written at once, or
+/// when it is sent if the line prints some of its final head.
 fn answer(mut exchange: Exchange, status: StatusCode) -> Response<ResponseBody> {
     exchange.set_status(status);
-    let response = error_response(status);
-    let len = response.body().size_hint().exact().unwrap_or(0);
-    exchange.finish(len, true);
+    let mut response = error_response(status);
+    if exchange.keeps_sent_head() {
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        *response.body_mut() = ResponseBody::answered(body, exchange);
+    } else {
+        let len = response.body().size_hint().exact().unwrap_or(0);
+        exchange.finish(len, true);
+    }
     response
 }
 
