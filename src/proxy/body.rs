@@ -188,12 +188,8 @@ impl ResponseBody {
         ResponseBody::Full((!bytes.is_empty()).then_some(bytes))
     }
 
-    /// `body` (a `Full` one) with `exchange`'s line written once it is sent.
-    pub fn answered(body: ResponseBody, exchange: Exchange) -> ResponseBody {
-        let bytes = match body {
-            ResponseBody::Full(bytes) => bytes,
-            _ => None,
-        };
+    /// `bytes`, with `exchange`'s line written once they are sent.
+    pub fn answered(bytes: Option<Bytes>, exchange: Exchange) -> ResponseBody {
         let length = bytes.as_ref().map_or(0, |b| b.len() as u64);
         ResponseBody::Answer(Box::new(Answered { bytes, length, exchange: Some(exchange) }))
     }

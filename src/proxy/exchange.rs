@@ -78,6 +78,7 @@ struct CustomFacts {
     gzipped: bool,
     times_upstream: bool,
     times_connect: bool,
+    counts_request: bool,
 }
 
 /// A `date` line's length: an HTTP date is always 29 characters.
@@ -144,6 +145,7 @@ impl Exchange {
                     gzipped: false,
                     times_upstream: format.times_upstream(),
                     times_connect: format.times_connect(),
+                    counts_request: format.counts_request(),
                 })
             }),
             finished: false,
@@ -201,9 +203,7 @@ impl Exchange {
     /// Counts the request body's bytes toward `$request_length`, when the
     /// log prints it: `progress` is the body's own count.
     pub fn count_body(&mut self, progress: &Arc<Progress>) {
-        if let Some(custom) = &mut self.custom
-            && self.server.access_log.as_ref().and_then(AccessLog::custom).is_some_and(|f| f.counts_request())
-        {
+        if let Some(custom) = self.custom.as_mut().filter(|c| c.counts_request) {
             custom.request_body = Some(progress.clone());
         }
     }
@@ -234,7 +234,7 @@ impl Exchange {
         // `HTTP/1.1 200 OK\r\n`, `name: value\r\n` each, `\r\n`, and the
         // Date and Content-Length the HTTP/1.1 writer adds where missing.
         let line = "HTTP/1.1 200 \r\n".len() + status.canonical_reason().map_or(0, str::len);
-        let fields: usize = headers.iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+        let fields = fields_length(headers);
         let date = if headers.contains_key(http::header::DATE) { 0 } else { DATE_LINE };
         let framed =
             headers.contains_key(http::header::CONTENT_LENGTH) || headers.contains_key(http::header::TRANSFER_ENCODING);
@@ -392,6 +392,10 @@ impl Drop for Exchange {
 fn head_length(request: &http::request::Parts) -> u64 {
     let target = request.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     let line = request.method.as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len();
-    let fields: usize = request.headers.iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
-    (line + fields + 2) as u64
+    (line + fields_length(&request.headers) + 2) as u64
+}
+
+/// The length of `headers` as HTTP/1.1 lines, `name: value\r\n` each.
+fn fields_length(headers: &http::HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum()
 }

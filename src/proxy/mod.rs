@@ -970,28 +970,27 @@ fn origin_form(uri: &Uri) -> Uri {
 /// when it is sent if the line prints some of its final head.
 fn answer(mut exchange: Exchange, status: StatusCode) -> Response<ResponseBody> {
     exchange.set_status(status);
-    let mut response = error_response(status);
-    if exchange.keeps_sent_head() {
-        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
-        *response.body_mut() = ResponseBody::answered(body, exchange);
+    let page = error_page(status);
+    let typed = page.is_some();
+    let body = if exchange.keeps_sent_head() {
+        ResponseBody::answered(page, exchange)
     } else {
-        let len = response.body().size_hint().exact().unwrap_or(0);
-        exchange.finish(len, true);
+        exchange.finish(page.as_ref().map_or(0, |p| p.len() as u64), true);
+        ResponseBody::Full(page)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if typed {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     }
     response
 }
 
-fn error_response(status: StatusCode) -> Response<ResponseBody> {
-    let body = if status.is_client_error() || status.is_server_error() || status.is_redirection() {
+/// The body of an answer made here: `404 Not Found` and the like for
+/// errors and redirects, nothing for the others.
+fn error_page(status: StatusCode) -> Option<Bytes> {
+    (status.is_client_error() || status.is_server_error() || status.is_redirection()).then(|| {
         let reason = status.canonical_reason().unwrap_or("");
-        ResponseBody::full(format!("{} {reason}\n", status.as_u16()))
-    } else {
-        ResponseBody::empty()
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    if matches!(response.body(), ResponseBody::Full(Some(_))) {
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    }
-    response
+        Bytes::from(format!("{} {reason}\n", status.as_u16()))
+    })
 }
