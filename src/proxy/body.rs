@@ -204,7 +204,7 @@ impl ResponseBody {
     }
 
     /// The request's facts this body logs when it ends, if it still holds them.
-    pub fn exchange(&self) -> Option<&Exchange> {
+    fn exchange(&self) -> Option<&Exchange> {
         match self {
             ResponseBody::Full(_) => None,
             ResponseBody::Answer(answer) => answer.exchange.as_ref(),
