@@ -546,15 +546,13 @@ async fn tls_session_and_connection_variables() {
     let log = dir.join("access.log");
     let cert = TestCert::new(&["log.test"]);
     let app = TestBackend::spawn("app").await;
-    let toml = AppConfig::new(app.addr())
-        .server_name("log.test")
-        .upstream("[log_format.tls]\nformat = \"$connection $scheme $ssl_protocol $ssl_cipher $upstream_header_time\"\n")
-        .tls(Some(&cert))
-        .server(&format!(
-            "access_log = {}\naccess_log_format = \"tls\"\n[server.headers]\nX-SSL = \"$ssl_protocol $ssl_cipher\"\nHost = \"$http_host\"",
-            toml_path(&log)
-        ))
-        .build();
+    let toml = tls_logged(
+        &app,
+        &cert,
+        &log,
+        "$connection $scheme $ssl_protocol $ssl_cipher $upstream_header_time",
+        "[server.headers]\nX-SSL = \"$ssl_protocol $ssl_cipher\"\nHost = \"$http_host\"",
+    );
     let mut portico = start_portico(&toml).await;
     let sent = |app: &TestBackend| app.last().headers.get("x-ssl").map(|v| v.to_str().unwrap().to_owned());
 
@@ -581,36 +579,47 @@ async fn tls_session_and_connection_variables() {
     assert!(header_time(&fields[0]) < 0.1 && header_time(&fields[2]) >= 0.1, "{lines:?}");
 }
 
-/// Writes `head` and `body` on `stream` and reads the answer (Content-Length
-/// framed, as the test backend's are): its status line and body length.
-async fn raw_exchange<S>(stream: &mut S, head: &str, body: &[u8]) -> (String, usize)
+/// Writes `request` (head and body) on `stream` and reads one whole
+/// Content-Length framed answer off it: all its bytes, head and body.
+async fn raw_answer<S>(stream: &mut S, request: &[u8]) -> Vec<u8>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncReadExt;
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let end = loop {
+    loop {
         if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                return got;
+            }
         }
         let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the answer's head");
-        got.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8(got[..end].to_vec()).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .expect("a Content-Length");
-    while got.len() < end + length {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed in the answer's body");
+        assert!(n > 0, "closed before the whole answer");
         got.extend_from_slice(&buf[..n]);
     }
-    (head.lines().next().unwrap().to_owned(), got.len() - end)
+}
+
+/// An answer's status line and the length of its body.
+fn status_and_length(answer: &[u8]) -> (String, usize) {
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let status = String::from_utf8_lossy(&answer[..end]).lines().next().unwrap().to_owned();
+    (status, answer.len() - end)
+}
+
+/// A TLS server `log.test` proxying to `app`, logging to `log` in `format`,
+/// with `server_extra` (TOML lines) added to the server.
+fn tls_logged(app: &TestBackend, cert: &TestCert, log: &Path, format: &str, server_extra: &str) -> String {
+    AppConfig::new(app.addr())
+        .server_name("log.test")
+        .upstream(&format!("[log_format.main]\nformat = {format:?}\n"))
+        .tls(Some(cert))
+        .server(&format!("access_log = {}\naccess_log_format = \"main\"\n{server_extra}", toml_path(log)))
+        .build()
 }
 
 #[tokio::test]
@@ -622,12 +631,7 @@ async fn json_analytics_variables_measure_the_request_and_its_upstream() {
     let format = "$connection_requests $request_length [$request_completion] $server_addr $realip_remote_addr \
                   $ssl_session_reused $upstream_connect_time $upstream_response_length $upstream_cache_status \
                   $arg_user $cookie_sid $content_type";
-    let toml = AppConfig::new(app.addr())
-        .server_name("log.test")
-        .upstream(&format!("[log_format.analytics]\nformat = {format:?}\n"))
-        .tls(Some(&cert))
-        .server(&format!("access_log = {}\naccess_log_format = \"analytics\"", toml_path(&log)))
-        .build();
+    let toml = tls_logged(&app, &cert, &log, format, "");
     let portico = start_portico(&toml).await;
     // One client configuration for both connections: the second resumes the
     // first one's session.
@@ -642,12 +646,14 @@ async fn json_analytics_variables_measure_the_request_and_its_upstream() {
     let mut first = connector.connect(name.clone(), connect.tcp().await.unwrap()).await.unwrap();
 
     let get = "GET /big?bytes=1000&user=ann HTTP/1.1\r\nHost: log.test\r\nCookie: a=1; sid=s-42\r\n\r\n";
-    assert_eq!(raw_exchange(&mut first, get, b"").await, ("HTTP/1.1 200 OK".to_owned(), 1000));
+    let ok = |length: usize| ("HTTP/1.1 200 OK".to_owned(), length);
+    assert_eq!(status_and_length(&raw_answer(&mut first, get.as_bytes()).await), ok(1000));
     let upload = vec![b'u'; 5000];
     let post = "POST /echo HTTP/1.1\r\nHost: log.test\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n";
-    assert_eq!(raw_exchange(&mut first, post, &upload).await, ("HTTP/1.1 200 OK".to_owned(), 5000));
+    let request = [post.as_bytes(), &upload].concat();
+    assert_eq!(status_and_length(&raw_answer(&mut first, &request).await), ok(5000));
     let mut second = connector.connect(name, connect.tcp().await.unwrap()).await.unwrap();
-    assert_eq!(raw_exchange(&mut second, get, b"").await.1, 1000);
+    assert_eq!(status_and_length(&raw_answer(&mut second, get.as_bytes()).await), ok(1000));
 
     let lines = wait_lines(&log, 3, Duration::from_secs(1)).await;
     let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
@@ -675,12 +681,8 @@ async fn gzip_answers_log_the_bytes_the_client_got() {
     let log = dir.join("access.log");
     let cert = TestCert::new(&["log.test"]);
     let app = TestBackend::spawn("app").await;
-    let toml = AppConfig::new(app.addr())
-        .server_name("log.test")
-        .upstream("[log_format.sizes]\nformat = \"$server_protocol $body_bytes_sent $upstream_response_length $gzip_ratio\"\n")
-        .tls(Some(&cert))
-        .server(&format!("gzip = true\naccess_log = {}\naccess_log_format = \"sizes\"", toml_path(&log)))
-        .build();
+    let format = "$server_protocol $body_bytes_sent $upstream_response_length $gzip_ratio";
+    let toml = tls_logged(&app, &cert, &log, format, "gzip = true");
     let portico = start_portico(&toml).await;
     let path = "/big?bytes=200000&set=Content-Type:text/plain";
     let mut got = Vec::new();
@@ -703,28 +705,6 @@ async fn gzip_answers_log_the_bytes_the_client_got() {
     }
 }
 
-/// Reads one whole HTTP/1.1 answer (Content-Length framed) off `stream`:
-/// all its bytes, head and body.
-async fn raw_answer(stream: &mut tokio::net::TcpStream, request: &str) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let length: usize =
-                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
-            if got.len() >= end + 4 + length {
-                return got;
-            }
-        }
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the whole answer");
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test]
 async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
     let dir = TempDir::new("logs-sent");
@@ -744,7 +724,7 @@ async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
     let mut stream = tokio::net::TcpStream::connect(portico.addr(0)).await.unwrap();
     let mut sizes = Vec::new();
     for path in ["/headers?set=Content-Type:text/html", "/old/x", "/internal/x"] {
-        let answer = raw_answer(&mut stream, &format!("GET {path} HTTP/1.1\r\nHost: t.test\r\n\r\n")).await;
+        let answer = raw_answer(&mut stream, format!("GET {path} HTTP/1.1\r\nHost: t.test\r\n\r\n").as_bytes()).await;
         sizes.push(answer.len());
     }
     let lines = wait_lines(&log, 3, Duration::from_secs(1)).await;
