@@ -338,7 +338,7 @@ impl AccessLog {
     }
 
     /// The custom format, if it is one: what else a line needs kept.
-    pub fn custom(&self) -> Option<&LogFormat> {
+    pub fn custom(&self) -> Option<&Arc<LogFormat>> {
         match &self.format {
             AccessLogFormat::Custom(format) => Some(format),
             _ => None,

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Uri, Version};
 use super::ServerState;
 use super::body::Progress;
 use crate::config::runtime::LogLevel;
-use crate::log::{AccessLog, AccessRecord};
+use crate::log::{AccessLog, AccessRecord, LogFormat};
 use crate::request_id::RequestId;
 use crate::upstream::Pool;
 
@@ -41,7 +41,8 @@ pub struct Exchange {
 
 /// The facts of a request that only custom access log formats print.
 struct CustomFacts {
-    scheme: &'static str,
+    /// The format: what it prints says what is kept and measured.
+    format: Arc<LogFormat>,
     server_addr: std::net::IpAddr,
     server_port: u16,
     /// The connection's peer (`$realip_remote_addr`).
@@ -62,7 +63,6 @@ struct CustomFacts {
     /// HTTP/1.1 text, once the head is final (`keep_sent_head`).
     sent_headers: Vec<Option<HeaderValue>>,
     head_bytes: u64,
-    keeps_sent_head: bool,
     /// The upstream server's status, once its answer came.
     upstream_status: Option<u16>,
     /// When the first upstream server was picked, when the format prints
@@ -76,9 +76,6 @@ struct CustomFacts {
     upstream_bytes: Option<u64>,
     /// Whether gzip compressed that body on its way.
     gzipped: bool,
-    times_upstream: bool,
-    times_connect: bool,
-    counts_request: bool,
 }
 
 /// A `date` line's length: an HTTP date is always 29 characters.
@@ -122,7 +119,7 @@ impl Exchange {
             upstream: None,
             custom: custom.map(|format| {
                 Box::new(CustomFacts {
-                    scheme: conn.scheme(),
+                    format: Arc::clone(format),
                     server_addr: crate::template::canonical_ip(conn.local.ip()),
                     server_port: conn.local.port(),
                     peer: conn.remote,
@@ -136,16 +133,12 @@ impl Exchange {
                     upstream_headers: Vec::new(),
                     sent_headers: Vec::new(),
                     head_bytes: 0,
-                    keeps_sent_head: format.keeps_sent_head(),
                     upstream_status: None,
                     upstream_start: None,
                     upstream_header_time: None,
                     upstream_connect_time: None,
                     upstream_bytes: None,
                     gzipped: false,
-                    times_upstream: format.times_upstream(),
-                    times_connect: format.times_connect(),
-                    counts_request: format.counts_request(),
                 })
             }),
             finished: false,
@@ -180,7 +173,7 @@ impl Exchange {
         }
         self.upstream = Some((pool.clone(), peer));
         if let Some(custom) = &mut self.custom
-            && custom.times_upstream
+            && custom.format.times_upstream()
             && custom.upstream_start.is_none()
         {
             custom.upstream_start = Some(Instant::now());
@@ -190,7 +183,7 @@ impl Exchange {
     /// When connecting to an upstream server starts, if the log prints how
     /// long it took (`connected` takes it back).
     pub fn connect_clock(&self) -> Option<Instant> {
-        self.custom.as_ref().filter(|c| c.times_connect).map(|_| Instant::now())
+        self.custom.as_ref().filter(|c| c.format.times_connect()).map(|_| Instant::now())
     }
 
     /// Notes how long connecting took, from `connect_clock`'s start.
@@ -203,7 +196,7 @@ impl Exchange {
     /// Counts the request body's bytes toward `$request_length`, when the
     /// log prints it: `progress` is the body's own count.
     pub fn count_body(&mut self, progress: &Arc<Progress>) {
-        if let Some(custom) = self.custom.as_mut().filter(|c| c.counts_request) {
+        if let Some(custom) = self.custom.as_mut().filter(|c| c.format.counts_request()) {
             custom.request_body = Some(progress.clone());
         }
     }
@@ -211,26 +204,24 @@ impl Exchange {
     /// Keeps the upstream answer's headers a custom format prints, as the
     /// server sent them (`$upstream_http_NAME`).
     pub fn keep_upstream_headers(&mut self, headers: &http::HeaderMap) {
-        let (Some(custom), Some(log)) = (&mut self.custom, &self.server.access_log) else { return };
-        if let Some(format) = log.custom() {
-            custom.upstream_headers = format.upstream_headers().iter().map(|name| headers.get(name).cloned()).collect();
+        if let Some(custom) = &mut self.custom {
+            custom.upstream_headers =
+                custom.format.upstream_headers().iter().map(|name| headers.get(name).cloned()).collect();
         }
     }
 
     /// Whether the log line prints some of the answer's head: then it
     /// waits for the head to be final (`keep_sent_head`).
     pub fn keeps_sent_head(&self) -> bool {
-        self.custom.as_ref().is_some_and(|c| c.keeps_sent_head)
+        self.custom.as_ref().is_some_and(|c| c.format.keeps_sent_head())
     }
 
     /// Keeps what the log line prints of the answer's final head
     /// (`$sent_http_NAME`, and its length for `$bytes_sent`); `length` is
     /// the body's when known.
     pub fn keep_sent_head(&mut self, status: http::StatusCode, headers: &http::HeaderMap, length: Option<u64>) {
-        let (Some(custom), Some(log)) = (&mut self.custom, &self.server.access_log) else { return };
-        if let Some(format) = log.custom() {
-            custom.sent_headers = format.sent_headers().iter().map(|name| headers.get(name).cloned()).collect();
-        }
+        let Some(custom) = &mut self.custom else { return };
+        custom.sent_headers = custom.format.sent_headers().iter().map(|name| headers.get(name).cloned()).collect();
         // `HTTP/1.1 200 OK\r\n`, `name: value\r\n` each, `\r\n`, and the
         // Date and Content-Length the HTTP/1.1 writer adds where missing.
         let line = "HTTP/1.1 200 \r\n".len() + status.canonical_reason().map_or(0, str::len);
@@ -328,7 +319,7 @@ impl Exchange {
             duration,
             remote_port: self.remote.port(),
             server_name: &self.server.config.name,
-            scheme: custom.map_or("", |c| c.scheme),
+            scheme: custom.map_or("", |c| super::scheme(c.tls.is_some())),
             server_port: custom.map_or(0, |c| c.server_port),
             // A server picked that gave no answer: the status its failure
             // gave the client (502, 504), as nginx logs it.

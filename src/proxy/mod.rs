@@ -312,7 +312,7 @@ impl ConnInfo {
 
     /// `$scheme`: `https` over TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls_session.is_some() { "https" } else { "http" }
+        scheme(self.tls_session.is_some())
     }
 
     /// The same connection on a reloaded site's listener `listener`, keeping
@@ -347,6 +347,11 @@ impl ConnInfo {
             (Some(_), None) => false,
         }
     }
+}
+
+/// `$scheme` of a connection over TLS or not.
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
