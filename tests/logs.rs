@@ -711,7 +711,7 @@ async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
     let log = dir.join("access.log");
     let app = TestBackend::spawn("app").await;
     let toml = format!(
-        "{}[log_format.sent]\nformat = \"$status $bytes_sent $body_bytes_sent $sent_http_content_type $sent_http_location $sent_http_x_site\"\n\n\
+        "{}[log_format.sent]\nformat = \"$status $bytes_sent $body_bytes_sent $sent_http_content_type $sent_http_location $sent_http_x_site $request_completion\"\n\n\
          [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"t.test\"]\naccess_log = {}\naccess_log_format = \"sent\"\n\
          [server.response_headers]\nX-Site = \"t\"\n\
          [[server.location]]\nprefix = \"/\"\nproxy_pass = \"pool\"\n\
@@ -731,13 +731,24 @@ async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
     let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
     // Headers as the client got them: the upstream's, the redirect's and
     // the server's own added to each.
-    assert_eq!(fields[0][3..], ["text/html", "-", "t"], "{lines:?}");
+    assert_eq!(fields[0][3..], ["text/html", "-", "t", "OK"], "{lines:?}");
     assert_eq!(fields[1][..1], ["301"], "{lines:?}");
-    assert_eq!(fields[1][3..], ["text/plain;", "charset=utf-8", "https://t.test/new/", "t"], "{lines:?}");
+    assert_eq!(fields[1][3..], ["text/plain;", "charset=utf-8", "https://t.test/new/", "t", "OK"], "{lines:?}");
     assert_eq!(fields[2][..1], ["403"], "{lines:?}");
     // Every byte of each answer, head and body.
     let counted: Vec<usize> = fields.iter().map(|f| f[1].parse().unwrap()).collect();
     assert_eq!(counted, sizes, "{lines:?}");
+
+    // A HEAD's answer: its head alone, logged whole.
+    stream.write_all(b"HEAD /internal/x HTTP/1.1\r\nHost: t.test\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let lines = wait_lines(&log, 4, Duration::from_secs(1)).await;
+    assert_eq!(lines[3], format!("403 {} 0 text/plain; charset=utf-8 - t OK", head.len()));
 }
 
 #[tokio::test]
@@ -845,6 +856,12 @@ return = 403
 
     let line = wait_then_check(&log, 1).await;
     assert_eq!((line.uri.as_str(), line.status, line.bytes), ("/internal/secret", 403, reply.body.len() as u64));
+
+    // A HEAD's answer goes without its body, and is logged with none.
+    let head = client.request(Method::HEAD, "t.test", "/internal/secret").body(body::empty()).unwrap();
+    assert_eq!(client.reply(head).await.unwrap().status, StatusCode::FORBIDDEN);
+    let line = wait_then_check(&log, 2).await;
+    assert_eq!((line.method.as_str(), line.status, line.bytes), ("HEAD", 403, 0));
 }
 
 #[tokio::test]

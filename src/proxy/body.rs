@@ -247,8 +247,10 @@ pub struct Answered {
 impl Drop for Answered {
     fn drop(&mut self) {
         if let Some(exchange) = self.exchange.take() {
+            // A HEAD answer is whole without its body.
             let sent = self.bytes.is_none();
-            exchange.finish(if sent { self.length } else { 0 }, sent);
+            let complete = sent || exchange.is_head();
+            exchange.finish(if sent { self.length } else { 0 }, complete);
         }
     }
 }

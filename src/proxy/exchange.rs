@@ -156,6 +156,11 @@ impl Exchange {
         self.remote
     }
 
+    /// Whether the request is a HEAD, whose answer goes without its body.
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
     /// The HTTP version the client spoke.
     pub fn version(&self) -> Version {
         self.version

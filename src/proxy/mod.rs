@@ -980,7 +980,9 @@ fn answer(mut exchange: Exchange, status: StatusCode) -> Response<ResponseBody> 
     let body = if exchange.keeps_sent_head() {
         ResponseBody::answered(page, exchange)
     } else {
-        exchange.finish(page.as_ref().map_or(0, |p| p.len() as u64), true);
+        // A HEAD answer goes without its body, and is logged so.
+        let sent = if exchange.is_head() { 0 } else { page.as_ref().map_or(0, |p| p.len() as u64) };
+        exchange.finish(sent, true);
         ResponseBody::Full(page)
     };
     let mut response = Response::new(body);
