@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portico::log::{AccessRecord, Escape, LogFormat, format_combined, format_json};
+use portico::log::{AccessRecord, Escape, LogFormat, UpstreamAttempt, format_combined, format_json};
 
 /// nginx's `combined` with the upstream's figures, as operators often extend it.
 const UPSTREAMS: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time ua=$upstream_addr us=$upstream_status urt=$upstream_response_time"#;
@@ -27,9 +27,7 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         scheme: "https",
         server_name: "am.example.com",
         server_port: 443,
-        upstream_status: Some(200),
-        upstream_time: Some(Duration::from_micros(11_002)),
-        upstream_header_time: Some(Duration::from_micros(10_001)),
+        upstream: &[UPSTREAM],
         tls: None,
         connection: 12,
         connection_requests: 40,
@@ -37,8 +35,6 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
         complete: true,
         server_addr: Some(std::net::IpAddr::from([10, 0, 0, 100])),
         peer: Some(std::net::SocketAddr::from(([192, 0, 2, 7], 51234))),
-        upstream_connect_time: Some(Duration::ZERO),
-        upstream_response_length: Some(5120),
         gzipped_from: None,
         client_cert: None,
         sent_headers: &[],
@@ -50,6 +46,16 @@ fn record(headers: &[Option<http::HeaderValue>]) -> AccessRecord<'_> {
 }
 
 static ID: portico::request_id::RequestId = portico::request_id::RequestId::new();
+
+/// The one server the request went to.
+const UPSTREAM: UpstreamAttempt<'static> = UpstreamAttempt {
+    addr: "10.0.0.1:9443",
+    status: Some(200),
+    connect_time: Some(Duration::ZERO),
+    header_time: Some(Duration::from_micros(10_001)),
+    response_time: Some(Duration::from_micros(11_002)),
+    length: Some(5120),
+};
 
 fn bench(c: &mut Criterion) {
     let headers = [

@@ -84,14 +84,9 @@ pub struct AccessRecord<'a> {
     pub scheme: &'a str,
     /// `$server_port`: the port the request came in on.
     pub server_port: u16,
-    /// The status the upstream server answered with, or the one its failure
-    /// gave (502, 504); `None` when no server was picked.
-    pub upstream_status: Option<u16>,
-    /// From the first upstream server picked to the end of the response,
-    /// when the format prints it.
-    pub upstream_time: Option<Duration>,
-    /// From the first upstream server picked to its answer's head.
-    pub upstream_header_time: Option<Duration>,
+    /// Each upstream server the request went to, in turn (`$upstream_addr`,
+    /// `$upstream_status` and the times, nginx's lists after a retry).
+    pub upstream: &'a [UpstreamAttempt<'a>],
     /// `$ssl_protocol` and `$ssl_cipher`.
     pub tls: Option<crate::tls::TlsSession>,
     /// `$connection`: the client connection's serial number.
@@ -108,11 +103,6 @@ pub struct AccessRecord<'a> {
     /// `$realip_remote_addr`, `$realip_remote_port`: the connection's peer,
     /// before `real_ip_header` named another client.
     pub peer: Option<std::net::SocketAddr>,
-    /// `$upstream_connect_time`: connecting (and the TLS handshake) to the
-    /// last server tried; about 0 for a kept-alive connection.
-    pub upstream_connect_time: Option<Duration>,
-    /// `$upstream_response_length`: the upstream answer's body bytes.
-    pub upstream_response_length: Option<u64>,
     /// The body's length before gzip, when gzip compressed it to
     /// `body_bytes` (`$gzip_ratio`).
     pub gzipped_from: Option<u64>,
@@ -133,6 +123,25 @@ pub struct AccessRecord<'a> {
     pub upstream_headers: &'a [Option<http::HeaderValue>],
     /// `$request_id`: the one the request's headers had, if they printed it.
     pub request_id: &'a crate::request_id::RequestId,
+}
+
+/// One upstream server a request went to, as a custom format prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamAttempt<'a> {
+    /// Its address as written in the config.
+    pub addr: &'a str,
+    /// Its answer's status, or the one its failure gave (502, 504); `None`
+    /// when the attempt ended on the client's side.
+    pub status: Option<u16>,
+    /// Connecting, with the TLS handshake (about 0 for a kept-alive
+    /// connection); `None` when no connection was made.
+    pub connect_time: Option<Duration>,
+    /// To its answer's head.
+    pub header_time: Option<Duration>,
+    /// To the end of its answer, or its failure.
+    pub response_time: Option<Duration>,
+    /// Its answer's body bytes (0 for a failure).
+    pub length: Option<u64>,
 }
 
 /// A handle to one access log file.
@@ -859,6 +868,16 @@ mod tests {
 
     static ID: crate::request_id::RequestId = crate::request_id::RequestId::new();
 
+    /// The one server the fixture's request went to.
+    pub(super) const UPSTREAM: UpstreamAttempt<'static> = UpstreamAttempt {
+        addr: "10.0.0.1:9443",
+        status: Some(200),
+        connect_time: Some(Duration::from_micros(3_400)),
+        header_time: Some(Duration::from_micros(200_100)),
+        response_time: Some(Duration::from_micros(1_200_300)),
+        length: Some(5120),
+    };
+
     pub(super) fn record<'a>() -> AccessRecord<'a> {
         AccessRecord {
             remote_addr: "192.0.2.7".parse().unwrap(),
@@ -877,9 +896,7 @@ mod tests {
             scheme: "https",
             server_name: "am.example.com",
             server_port: 443,
-            upstream_status: Some(200),
-            upstream_time: Some(Duration::from_micros(1_200_300)),
-            upstream_header_time: Some(Duration::from_micros(200_100)),
+            upstream: &[UPSTREAM],
             tls: Some(crate::tls::TlsSession { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", resumed: false }),
             connection: 7,
             connection_requests: 3,
@@ -887,8 +904,6 @@ mod tests {
             complete: true,
             server_addr: Some("10.0.0.100".parse().unwrap()),
             peer: Some("192.0.2.1:40000".parse().unwrap()),
-            upstream_connect_time: Some(Duration::from_micros(3_400)),
-            upstream_response_length: Some(5120),
             gzipped_from: None,
             client_cert: None,
             sent_headers: &[],

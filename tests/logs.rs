@@ -752,6 +752,38 @@ async fn sent_headers_and_bytes_sent_are_the_answer_as_it_went() {
 }
 
 #[tokio::test]
+async fn a_retry_lists_each_server_tried_as_nginx_does() {
+    let dir = TempDir::new("logs-retry");
+    let log = dir.join("access.log");
+    let app = TestBackend::spawn("app").await;
+    let toml = format!(
+        "[upstream.pair]\nservers = [\"127.0.0.1:1\", \"{}\"]\n\n\
+         [log_format.tried]\nformat = \"$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_response_length|$status\"\n\n\
+         [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"t.test\"]\nproxy_pass = \"pair\"\n\
+         access_log = {}\naccess_log_format = \"tried\"\n",
+        app.addr(),
+        toml_path(&log)
+    );
+    let portico = start_portico(&toml).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    // Round robin sends one of the two to the refusing server first; the
+    // other goes to the app alone.
+    for _ in 0..2 {
+        assert_eq!(client.get("t.test", "/plain").await.unwrap().status, StatusCode::OK);
+    }
+    let mut lines = wait_lines(&log, 2, Duration::from_secs(1)).await;
+    lines.sort_by_key(String::len);
+    let app = app.addr();
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split('|').collect()).collect();
+    assert_eq!(fields[0], [app.to_string().as_str(), "200", fields[0][2], "3", "200"], "{lines:?}");
+    assert_eq!(fields[1][..2], [format!("127.0.0.1:1, {app}"), "502, 200".to_owned()], "{lines:?}");
+    // No connection to the first, a fresh one to the second; no body from the first.
+    let times: Vec<&str> = fields[1][2].split(", ").collect();
+    assert!(times.len() == 2 && times[0] == "-" && times[1].parse::<f64>().is_ok_and(|t| t < 1.0), "{lines:?}");
+    assert_eq!(fields[1][3..], ["0, 3", "200"], "{lines:?}");
+}
+
+#[tokio::test]
 async fn error_log_names_the_upstream_and_the_server() {
     let dir = TempDir::new("logs-error");
     let access = dir.join("access.log");

@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use arbitrary::Arbitrary;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
-use portico::log::{AccessRecord, Escape, LogFormat};
+use portico::log::{AccessRecord, Escape, LogFormat, UpstreamAttempt};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -71,6 +71,20 @@ fuzz_target!(|input: Input<'_>| {
     let values = values_for(format.request_values().len());
     let upstream_values = values_for(format.upstream_headers().len());
     let facts = &input.facts;
+    // One server, or a retry's two: the second as the first, answered.
+    let first = UpstreamAttempt {
+        addr: "10.0.0.1:8243",
+        status: input.upstream_status,
+        connect_time: facts.connect_micros.map(Duration::from_micros),
+        header_time: input.upstream_micros.map(|m| Duration::from_micros(m / 2)),
+        response_time: input.upstream_micros.map(Duration::from_micros),
+        length: facts.upstream_length,
+    };
+    let attempts = match (input.upstream_status, facts.complete) {
+        (None, _) => vec![],
+        (Some(_), false) => vec![first],
+        (Some(_), true) => vec![first, UpstreamAttempt { status: Some(200), ..first }],
+    };
     let record = AccessRecord {
         remote_addr: IpAddr::V6(Ipv6Addr::from(input.remote)),
         time: UNIX_EPOCH + Duration::from_secs(input.secs % (1 << 40)),
@@ -88,9 +102,7 @@ fuzz_target!(|input: Input<'_>| {
         scheme: "https",
         server_name: "api.example.com",
         server_port: 443,
-        upstream_status: input.upstream_status,
-        upstream_time: input.upstream_micros.map(Duration::from_micros),
-        upstream_header_time: input.upstream_micros.map(|m| Duration::from_micros(m / 2)),
+        upstream: &attempts,
         tls: facts.tls.map(|(tls13, resumed)| portico::tls::TlsSession {
             protocol: if tls13 { "TLSv1.3" } else { "TLSv1.2" },
             cipher: "TLS_AES_128_GCM_SHA256",
@@ -102,8 +114,6 @@ fuzz_target!(|input: Input<'_>| {
         complete: facts.complete,
         server_addr: facts.server.map(|ip| IpAddr::V6(Ipv6Addr::from(ip))),
         peer: facts.peer.map(|(ip, port)| std::net::SocketAddr::from((Ipv6Addr::from(ip), port))),
-        upstream_connect_time: facts.connect_micros.map(Duration::from_micros),
-        upstream_response_length: facts.upstream_length,
         gzipped_from: facts.gzipped_from,
         client_cert: None,
         sent_headers: &upstream_values,

@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
 use super::{
-    AccessRecord, Utc, protocol, push_ip, push_iso8601, push_json_escaped, push_nginx_escaped, push_num, push_seconds,
-    push_time_local,
+    AccessRecord, UpstreamAttempt, Utc, protocol, push_ip, push_iso8601, push_json_escaped, push_nginx_escaped,
+    push_num, push_seconds, push_time_local,
 };
 use crate::template::{Piece, TemplateError, header_variable, http_variable, pieces};
 use crate::tls::ClientCertificate;
@@ -357,19 +357,15 @@ impl LogFormat {
             LogVariable::Status => push_num(out, record.status, 1),
             LogVariable::BodyBytesSent => push_num(out, record.body_bytes, 1),
             LogVariable::RequestTime => push_seconds(out, record.duration),
-            LogVariable::UpstreamAddr => self.text(out, record.upstream_addr),
-            LogVariable::UpstreamStatus => match record.upstream_status {
+            LogVariable::UpstreamAddr => self.per_attempt(out, record, |out, a| self.bytes(out, a.addr.as_bytes())),
+            LogVariable::UpstreamStatus => self.per_attempt(out, record, |out, a| match a.status {
                 Some(status) => push_num(out, status, 1),
-                None => self.text(out, None),
-            },
-            LogVariable::UpstreamResponseTime => match record.upstream_time {
-                Some(time) => push_seconds(out, time),
-                None => self.text(out, None),
-            },
-            LogVariable::UpstreamHeaderTime => match record.upstream_header_time {
-                Some(time) => push_seconds(out, time),
-                None => self.text(out, None),
-            },
+                None => out.push(b'-'),
+            }),
+            LogVariable::UpstreamResponseTime => {
+                self.per_attempt(out, record, |out, a| push_time(out, a.response_time))
+            }
+            LogVariable::UpstreamHeaderTime => self.per_attempt(out, record, |out, a| push_time(out, a.header_time)),
             LogVariable::RequestId => out.extend_from_slice(record.request_id.as_str().as_bytes()),
             // nginx's are empty on a plain connection, which its log writes as `-`.
             LogVariable::SslProtocol => self.text(out, record.tls.map(|t| t.protocol)),
@@ -400,14 +396,11 @@ impl LogFormat {
             LogVariable::SslSessionReused => {
                 self.text(out, record.tls.map(|t| if t.resumed { "r" } else { "." }));
             }
-            LogVariable::UpstreamConnectTime => match record.upstream_connect_time {
-                Some(time) => push_seconds(out, time),
-                None => self.text(out, None),
-            },
-            LogVariable::UpstreamResponseLength => match record.upstream_response_length {
+            LogVariable::UpstreamConnectTime => self.per_attempt(out, record, |out, a| push_time(out, a.connect_time)),
+            LogVariable::UpstreamResponseLength => self.per_attempt(out, record, |out, a| match a.length {
                 Some(length) => push_num(out, length, 1),
-                None => self.text(out, None),
-            },
+                None => out.push(b'-'),
+            }),
             LogVariable::UpstreamCacheStatus => self.text(out, None),
             LogVariable::GzipRatio => match record.gzipped_from.filter(|_| record.body_bytes > 0) {
                 Some(original) => push_ratio(out, original, record.body_bytes),
@@ -432,6 +425,26 @@ impl LogFormat {
                 let value = self.args.get(index).and_then(|name| query_argument(record.uri, name));
                 self.text(out, value);
             }
+        }
+    }
+
+    /// One value per upstream server tried, `, ` between them as nginx lists
+    /// them; a value not there is `-` in the list, and no server at all is
+    /// a value not there.
+    fn per_attempt(
+        &self,
+        out: &mut Vec<u8>,
+        record: &AccessRecord<'_>,
+        value: impl Fn(&mut Vec<u8>, &UpstreamAttempt<'_>),
+    ) {
+        if record.upstream.is_empty() {
+            return self.text(out, None);
+        }
+        for (i, attempt) in record.upstream.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            value(out, attempt);
         }
     }
 
@@ -479,6 +492,14 @@ fn index_of<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
             list.push(item);
             list.len() - 1
         }
+    }
+}
+
+/// A time in seconds with milliseconds, or `-` when not there.
+fn push_time(out: &mut Vec<u8>, time: Option<std::time::Duration>) {
+    match time {
+        Some(time) => push_seconds(out, time),
+        None => out.push(b'-'),
     }
 }
 
@@ -577,15 +598,7 @@ mod tests {
         assert_eq!(line("$hostname", Escape::Json, &record()), format!("{}\n", hostname()));
         assert!(!hostname().is_empty() && !hostname().contains(char::is_whitespace));
         // What is not there is `-`, as nginx writes a variable not found.
-        let bare = AccessRecord {
-            uri: "/",
-            upstream_addr: None,
-            upstream_status: None,
-            upstream_time: None,
-            upstream_header_time: None,
-            tls: None,
-            ..record()
-        };
+        let bare = AccessRecord { uri: "/", upstream_addr: None, upstream: &[], tls: None, ..record() };
         assert_eq!(
             line(
                 "$args $upstream_addr $upstream_status $upstream_response_time $upstream_header_time $remote_user \
@@ -661,13 +674,7 @@ mod tests {
         let parsed = LogFormat::parse(format, Escape::Default).unwrap();
         assert!(parsed.times_connect() && parsed.counts_request() && !parsed.times_upstream());
         let resumed = crate::tls::TlsSession { resumed: true, ..record().tls.unwrap() };
-        let unfinished = AccessRecord {
-            complete: false,
-            tls: Some(resumed),
-            upstream_connect_time: None,
-            upstream_response_length: None,
-            ..record()
-        };
+        let unfinished = AccessRecord { complete: false, tls: Some(resumed), upstream: &[], ..record() };
         assert_eq!(
             line(
                 "[$request_completion] $ssl_session_reused $upstream_connect_time $upstream_response_length",
@@ -704,6 +711,28 @@ mod tests {
         format.format(&AccessRecord { sent_headers: &sent, ..record() }, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "5300 text/plain - -\n");
         assert!(!LogFormat::parse("$body_bytes_sent", Escape::Default).unwrap().keeps_sent_head());
+    }
+
+    #[test]
+    fn servers_tried_in_turn_are_listed_as_nginx_lists_them() {
+        use crate::log::tests::UPSTREAM;
+        let refused = UpstreamAttempt {
+            addr: "10.0.0.2:9443",
+            status: Some(502),
+            connect_time: None,
+            header_time: None,
+            response_time: Some(std::time::Duration::from_micros(1_500)),
+            length: Some(0),
+        };
+        let gone = UpstreamAttempt { status: None, header_time: None, response_time: None, length: None, ..UPSTREAM };
+        let tried = [refused, UPSTREAM, gone];
+        let format = "$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_header_time|\
+                      $upstream_response_time|$upstream_response_length";
+        assert_eq!(
+            line(format, Escape::Json, &AccessRecord { upstream: &tried, ..record() }),
+            "10.0.0.2:9443, 10.0.0.1:9443, 10.0.0.1:9443|502, 200, -|-, 0.003, 0.003|-, 0.200, -|\
+             0.001, 1.200, -|0, 5120, -\n"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Uri, Version};
 use super::ServerState;
 use super::body::Progress;
 use crate::config::runtime::LogLevel;
-use crate::log::{AccessLog, AccessRecord, LogFormat};
+use crate::log::{AccessLog, AccessRecord, LogFormat, UpstreamAttempt};
 use crate::request_id::RequestId;
 use crate::upstream::Pool;
 
@@ -63,19 +63,27 @@ struct CustomFacts {
     /// HTTP/1.1 text, once the head is final (`keep_sent_head`).
     sent_headers: Vec<Option<HeaderValue>>,
     head_bytes: u64,
-    /// The upstream server's status, once its answer came.
-    upstream_status: Option<u16>,
-    /// When the first upstream server was picked, when the format prints
-    /// `$upstream_response_time` or `$upstream_header_time`.
-    upstream_start: Option<Instant>,
-    /// From then to the head of the answer.
-    upstream_header_time: Option<std::time::Duration>,
-    /// Connecting to the last server tried, when the format prints it.
-    upstream_connect_time: Option<std::time::Duration>,
-    /// The upstream answer's body bytes, once it ended.
-    upstream_bytes: Option<u64>,
+    /// Each upstream server the request went to, in turn (nginx lists them
+    /// all after a retry).
+    attempts: Vec<Attempt>,
     /// Whether gzip compressed that body on its way.
     gzipped: bool,
+}
+
+/// One server a request went to, as a custom format prints it.
+struct Attempt {
+    /// The server's index in the pool.
+    peer: usize,
+    /// When it was picked, when the format prints one of its times.
+    start: Option<Instant>,
+    /// Its answer's status, or the one its failure gave (502, 504).
+    status: Option<u16>,
+    connect_time: Option<std::time::Duration>,
+    header_time: Option<std::time::Duration>,
+    /// To the end of its answer, or to its failure.
+    response_time: Option<std::time::Duration>,
+    /// Its answer's body bytes (0 for a failure).
+    length: Option<u64>,
 }
 
 /// A `date` line's length: an HTTP date is always 29 characters.
@@ -133,11 +141,7 @@ impl Exchange {
                     upstream_headers: Vec::new(),
                     sent_headers: Vec::new(),
                     head_bytes: 0,
-                    upstream_status: None,
-                    upstream_start: None,
-                    upstream_header_time: None,
-                    upstream_connect_time: None,
-                    upstream_bytes: None,
+                    attempts: Vec::new(),
                     gzipped: false,
                 })
             }),
@@ -177,24 +181,40 @@ impl Exchange {
             metrics.selected.fetch_add(1, Ordering::Relaxed);
         }
         self.upstream = Some((pool.clone(), peer));
-        if let Some(custom) = &mut self.custom
-            && custom.format.times_upstream()
-            && custom.upstream_start.is_none()
-        {
-            custom.upstream_start = Some(Instant::now());
+        if let Some(custom) = &mut self.custom {
+            let timed = custom.format.times_upstream() || custom.format.times_connect();
+            custom.attempts.push(Attempt {
+                peer,
+                start: timed.then(Instant::now),
+                status: None,
+                connect_time: None,
+                header_time: None,
+                response_time: None,
+                length: None,
+            });
         }
     }
 
-    /// When connecting to an upstream server starts, if the log prints how
-    /// long it took (`connected` takes it back).
-    pub fn connect_clock(&self) -> Option<Instant> {
-        self.custom.as_ref().filter(|c| c.format.times_connect()).map(|_| Instant::now())
+    /// The server picked last, as a custom format notes it.
+    fn attempt(&mut self) -> Option<&mut Attempt> {
+        self.custom.as_mut()?.attempts.last_mut()
     }
 
-    /// Notes how long connecting took, from `connect_clock`'s start.
-    pub fn connected(&mut self, start: Option<Instant>) {
-        if let (Some(custom), Some(start)) = (&mut self.custom, start) {
-            custom.upstream_connect_time = Some(start.elapsed());
+    /// Notes that the connection to the server picked last is made (or
+    /// taken from the pool, in about no time).
+    pub fn connected(&mut self) {
+        if let Some(attempt) = self.attempt() {
+            attempt.connect_time = attempt.start.map(|start| start.elapsed());
+        }
+    }
+
+    /// Notes that the server picked last failed, with the status its
+    /// failure gives (`None` when the client's side ended the attempt).
+    pub fn attempt_failed(&mut self, status: Option<http::StatusCode>) {
+        if let Some(attempt) = self.attempt() {
+            attempt.status = status.map(|s| s.as_u16());
+            attempt.response_time = attempt.start.map(|start| start.elapsed());
+            attempt.length = Some(0);
         }
     }
 
@@ -244,9 +264,10 @@ impl Exchange {
     /// Counts the status set last as the upstream server's answer: call once
     /// its response head is accepted (not for answers portico makes itself).
     pub fn upstream_answered(&mut self) {
-        if let Some(custom) = &mut self.custom {
-            custom.upstream_status = Some(self.status);
-            custom.upstream_header_time = custom.upstream_start.map(|start| start.elapsed());
+        let status = self.status;
+        if let Some(attempt) = self.attempt() {
+            attempt.status = Some(status);
+            attempt.header_time = attempt.start.map(|start| start.elapsed());
         }
         if let Some(metrics) = self.upstream.as_ref().and_then(|(pool, peer)| pool.peer_metrics(*peer)) {
             metrics.responses.record(self.status);
@@ -295,8 +316,10 @@ impl Exchange {
     /// compressed them (else all of them).
     pub fn finish_streamed(mut self, upstream_bytes: u64, compressed: Option<u64>, complete: bool) {
         if let Some(custom) = &mut self.custom {
-            custom.upstream_bytes = Some(upstream_bytes);
             custom.gzipped = compressed.is_some();
+        }
+        if let Some(attempt) = self.attempt() {
+            attempt.length = Some(upstream_bytes);
         }
         self.record(compressed.unwrap_or(upstream_bytes), complete);
     }
@@ -309,6 +332,20 @@ impl Exchange {
         let upstream_addr =
             self.upstream.as_ref().and_then(|(pool, peer)| pool.upstream.peers.get(*peer)).map(|p| p.address.as_str());
         let custom = self.custom.as_deref();
+        // The servers tried, the last one's times running to now.
+        let pool = self.upstream.as_ref().map(|(pool, _)| pool);
+        let attempts: Vec<UpstreamAttempt<'_>> = custom
+            .map_or(&[][..], |c| &c.attempts[..])
+            .iter()
+            .map(|a| UpstreamAttempt {
+                addr: pool.and_then(|p| p.upstream.peers.get(a.peer)).map_or("-", |p| p.address.as_str()),
+                status: a.status,
+                connect_time: a.connect_time,
+                header_time: a.header_time,
+                response_time: a.response_time.or_else(|| a.start.map(|start| start.elapsed())),
+                length: a.length,
+            })
+            .collect();
         log.log(&AccessRecord {
             remote_addr: crate::template::canonical_ip(self.remote.ip()),
             time: self.started_at.unwrap_or_else(SystemTime::now),
@@ -326,13 +363,7 @@ impl Exchange {
             server_name: &self.server.config.name,
             scheme: custom.map_or("", |c| super::scheme(c.tls.is_some())),
             server_port: custom.map_or(0, |c| c.server_port),
-            // A server picked that gave no answer: the status its failure
-            // gave the client (502, 504), as nginx logs it.
-            upstream_status: custom.and_then(|c| {
-                c.upstream_status.or_else(|| (self.upstream.is_some() && self.status >= 500).then_some(self.status))
-            }),
-            upstream_time: custom.and_then(|c| c.upstream_start).map(|start| start.elapsed()),
-            upstream_header_time: custom.and_then(|c| c.upstream_header_time),
+            upstream: &attempts,
             tls: custom.and_then(|c| c.tls),
             connection: custom.map_or(0, |c| c.connection),
             connection_requests: custom.map_or(0, |c| c.connection_requests),
@@ -341,9 +372,7 @@ impl Exchange {
             complete,
             server_addr: custom.map(|c| c.server_addr),
             peer: custom.map(|c| c.peer),
-            upstream_connect_time: custom.and_then(|c| c.upstream_connect_time),
-            upstream_response_length: custom.and_then(|c| c.upstream_bytes),
-            gzipped_from: custom.filter(|c| c.gzipped).and_then(|c| c.upstream_bytes),
+            gzipped_from: custom.filter(|c| c.gzipped).and_then(|c| c.attempts.last()).and_then(|a| a.length),
             client_cert: custom.and_then(|c| c.client_cert.as_deref()),
             sent_headers: custom.map_or(&[], |c| &c.sent_headers),
             head_bytes: custom.map_or(0, |c| c.head_bytes),

@@ -694,22 +694,25 @@ fn forward(
             tried.insert(peer);
             exchange.set_upstream(&pool, peer);
 
-            let connecting = exchange.connect_clock();
             let mut connection = match pool.connect(peer).await {
                 Ok(connection) => {
-                    exchange.connected(connecting);
+                    exchange.connected();
                     connection
                 }
                 Err(e) => {
                     // Nothing was sent: any request may go to the next server.
                     exchange.upstream_error(format_args!("{e}"));
                     pool.report_failure(peer);
-                    last_error = Some(AttemptError::from(e).status());
+                    let status = AttemptError::from(e).status();
+                    exchange.attempt_failed(Some(status));
+                    last_error = Some(status);
                     continue;
                 }
             };
             let Some(request_body) = body.take() else {
-                return answer(exchange, last_error.unwrap_or(StatusCode::BAD_GATEWAY));
+                let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
+                exchange.attempt_failed(Some(status));
+                return answer(exchange, status);
             };
             let sent = send(&mut connection, &head, request_body, progress, read_timeout, send_timeout).await;
             let (response, upload) = match sent {
@@ -718,12 +721,14 @@ fn forward(
                     if progress.is_too_large() {
                         // The client's fault, not the server's: no failure counted.
                         exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
+                        exchange.attempt_failed(None);
                         return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
                     }
                     if progress.client_failed() {
                         // Bad chunking or a client gone mid-upload: not the server's
                         // fault, so it is neither marked failed nor tried again.
                         exchange.error(LogLevel::Info, format_args!("client request body failed: {error}"));
+                        exchange.attempt_failed(None);
                         let mut response = answer(exchange, StatusCode::BAD_REQUEST);
                         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         return response;
@@ -740,6 +745,8 @@ fn forward(
                     } else if repeatable {
                         body = Some(RequestBody::empty());
                     }
+                    // Listed as an attempt either way, as nginx lists it.
+                    exchange.attempt_failed(Some(error.status()));
                     if retry_free {
                         tried.remove(peer);
                         continue;
@@ -771,6 +778,7 @@ fn forward(
                     return switched;
                 }
                 exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
+                exchange.attempt_failed(Some(StatusCode::BAD_GATEWAY));
                 return answer(exchange, StatusCode::BAD_GATEWAY);
             }
 
