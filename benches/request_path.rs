@@ -67,6 +67,10 @@ fn request_path(c: &mut Criterion) {
         client_cert: None,
         request_id: &portico::request_id::RequestId::new(),
         tls: None,
+        method: "GET",
+        version: http::Version::HTTP_11,
+        server_addr: [10, 0, 0, 100].into(),
+        connection: 1,
     };
     let plan = forwarded::HeaderPlan::new(&server.headers);
     let conn = forwarded::ConnValues::default();

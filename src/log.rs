@@ -27,6 +27,7 @@ use crate::config::runtime::{AccessLogFormat, LogLevel};
 mod custom;
 
 pub use custom::{BUILT_IN_FORMATS, Escape, LogFormat, LogFormatError, RequestValue};
+pub(crate) use custom::{hostname, pid, query_argument};
 
 /// Lines that may wait for the writer; beyond this they are dropped and counted.
 const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -647,7 +648,7 @@ impl std::fmt::Write for OneLine<'_> {
 }
 
 /// The version as nginx's `$server_protocol` prints it.
-fn protocol(version: http::Version) -> &'static str {
+pub(crate) fn protocol(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_09 => "HTTP/0.9",
         http::Version::HTTP_10 => "HTTP/1.0",

@@ -51,6 +51,21 @@ pub enum Variable {
     SslClientFingerprint,
     /// 32 random hex digits, the same wherever the request prints it.
     RequestId,
+    /// The current time in seconds, with milliseconds (`X-Request-Start: t=${msec}`).
+    Msec,
+    RequestMethod,
+    /// The path as sent, without the query.
+    Uri,
+    /// The query as sent (`$args`, `$query_string`).
+    Args,
+    /// `$arg_NAME`: the first `NAME=` of the query, as sent.
+    Arg(String),
+    ServerProtocol,
+    ServerAddr,
+    /// The client connection's serial number.
+    Connection,
+    Pid,
+    Hostname,
     /// `TLSv1.3` or `TLSv1.2`; empty on a plain connection.
     SslProtocol,
     /// OpenSSL's name of the cipher suite; empty on a plain connection.
@@ -61,7 +76,7 @@ pub enum Variable {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error(
-        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"
+        "unknown variable `${0}` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $msec, $request_method, $uri, $args, $query_string, $server_protocol, $server_addr, $connection, $pid, $hostname, $http_NAME, $cookie_NAME, $arg_NAME)"
     )]
     UnknownVariable(String),
     #[error("`$` must be followed by a variable name (write `$$` for a literal `$`)")]
@@ -95,6 +110,13 @@ pub struct RequestContext<'a> {
     pub request_id: &'a RequestId,
     /// `$ssl_protocol` and `$ssl_cipher`; `None` on plain connections.
     pub tls: Option<crate::tls::TlsSession>,
+    /// `$request_method` and `$server_protocol`.
+    pub method: &'a str,
+    pub version: http::Version,
+    /// `$server_addr`: the address the request came in on.
+    pub server_addr: IpAddr,
+    /// `$connection`.
+    pub connection: u64,
 }
 
 impl Template {
@@ -229,11 +251,22 @@ impl Variable {
             "request_id" => Variable::RequestId,
             "ssl_protocol" => Variable::SslProtocol,
             "ssl_cipher" => Variable::SslCipher,
+            "msec" => Variable::Msec,
+            "request_method" => Variable::RequestMethod,
+            "uri" => Variable::Uri,
+            "args" | "query_string" => Variable::Args,
+            "server_protocol" => Variable::ServerProtocol,
+            "server_addr" => Variable::ServerAddr,
+            "connection" => Variable::Connection,
+            "pid" => Variable::Pid,
+            "hostname" => Variable::Hostname,
             _ => {
                 if let Some(header) = http_variable(name) {
                     Variable::Http(header)
                 } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
                     Variable::Cookie(cookie.to_owned())
+                } else if let Some(arg) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                    Variable::Arg(arg.to_owned())
                 } else {
                     return Err(TemplateError::UnknownVariable(name.to_owned()));
                 }
@@ -260,6 +293,27 @@ impl Variable {
             Variable::SslProtocol => out.push_str(ctx.tls.map_or("", |t| t.protocol)),
             Variable::SslCipher => out.push_str(ctx.tls.map_or("", |t| t.cipher)),
             Variable::RequestUri => push_clean(out, ctx.request_uri),
+            Variable::Msec => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+            }
+            Variable::RequestMethod => out.push_str(ctx.method),
+            Variable::Uri => push_clean(out, ctx.request_uri.split('?').next().unwrap_or_default()),
+            Variable::Args => push_clean(out, ctx.request_uri.split_once('?').map_or("", |(_, query)| query)),
+            Variable::Arg(name) => {
+                push_clean(out, crate::log::query_argument(ctx.request_uri, name).unwrap_or_default())
+            }
+            Variable::ServerProtocol => out.push_str(crate::log::protocol(ctx.version)),
+            Variable::ServerAddr => {
+                let _ = write!(out, "{}", canonical_ip(ctx.server_addr));
+            }
+            Variable::Connection => {
+                let _ = write!(out, "{}", ctx.connection);
+            }
+            Variable::Pid => {
+                let _ = write!(out, "{}", crate::log::pid());
+            }
+            Variable::Hostname => out.push_str(crate::log::hostname()),
             Variable::ProxyAddXForwardedFor => {
                 if ctx.peer_trusted {
                     let mut first = true;
@@ -374,6 +428,10 @@ mod tests {
             client_cert: None,
             request_id: &REQUEST_ID,
             tls: None,
+            method: "GET",
+            version: http::Version::HTTP_11,
+            server_addr: "127.0.0.1".parse().unwrap_or_else(|_| unreachable!()),
+            connection: 9,
         }
     }
 
@@ -423,6 +481,24 @@ mod tests {
         let mut ctx = ctx(&headers, true);
         ctx.client_cert = Some(&absent);
         assert_eq!(t.render(&ctx), "[|||]");
+        Ok(())
+    }
+
+    #[test]
+    fn request_line_connection_and_clock_variables() -> Result<(), TemplateError> {
+        let headers = HeaderMap::new();
+        let t = Template::parse("$request_method $uri ? $args|$query_string|$arg_c|${arg_x}|$server_protocol")?;
+        assert_eq!(t.render(&ctx(&headers, true)), "GET /a/b ? c=d|c=d|d||HTTP/1.1");
+        let t = Template::parse("$server_addr $connection $pid $hostname")?;
+        let pid = std::process::id();
+        assert_eq!(t.render(&ctx(&headers, true)), format!("127.0.0.1 9 {pid} {}", crate::log::hostname()));
+        // nginx's $msec: seconds since the epoch with milliseconds, now.
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let msec = Template::parse("t=${msec}")?.render(&ctx(&headers, true));
+        let (secs, millis) = msec.trim_start_matches("t=").split_once('.').unwrap_or_default();
+        assert_eq!(millis.len(), 3, "{msec}");
+        let secs: u64 = secs.parse().unwrap_or_default();
+        assert!(secs >= before.as_secs() && secs <= before.as_secs() + 5, "{msec}");
         Ok(())
     }
 

@@ -213,7 +213,7 @@ fn unknown_template_variable_in_a_header() {
     assert_eq!(
         errors(&toml),
         [
-            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME)"#
+            r#"portico.toml:9:13: X-Real-IP = "$remote_ip": unknown variable `$remote_ip` (known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $msec, $request_method, $uri, $args, $query_string, $server_protocol, $server_addr, $connection, $pid, $hostname, $http_NAME, $cookie_NAME, $arg_NAME)"#
         ]
     );
 }
@@ -870,7 +870,7 @@ fn limit_req_keys_and_lists() {
     let toml = format!(
         r#"{UPSTREAMS}[limit_req.a]
 rate = "1r/s"
-key = "$uri"
+key = "$geoip_country_code"
 
 [limit_req.b]
 rate = "1r/s"
@@ -887,11 +887,13 @@ proxy_pass = "am"
 limit_req = [{{ zone = "a" }}, {{ burst = 2 }}, {{ zone = "b", burst = -1 }}, {{ zone = "a", nodelay = true }}]
 "#
     );
-    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
+    let known = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $msec, $request_method, $uri, $args, $query_string, $server_protocol, $server_addr, $connection, $pid, $hostname, $http_NAME, $cookie_NAME, $arg_NAME";
     assert_eq!(
         errors(&toml),
         [
-            format!("portico.toml:7:7: key = \"$uri\": unknown variable `$uri` ({known})"),
+            format!(
+                "portico.toml:7:7: key = \"$geoip_country_code\": unknown variable `$geoip_country_code` ({known})"
+            ),
             r#"portico.toml:11:7: key = "${http_x_api_key": `${` is not closed by `}`"#.to_owned(),
             r#"portico.toml:16:13: limit_req = []: list at least one { zone = "NAME" }, or remove the line"#.to_owned(),
             r#"portico.toml:21:30: limit_req needs zone = "NAME", a [limit_req.NAME] table"#.to_owned(),

@@ -177,6 +177,36 @@ X-Client-Port = "$remote_port"
 }
 
 #[tokio::test]
+async fn request_line_clock_and_connection_variables_reach_the_backend() {
+    let backend = TestBackend::spawn("app").await;
+    let headers = r#"
+[server.headers]
+Host = "$http_host"
+X-Request-Start = "t=${msec}"
+X-Line = "$request_method $uri ? $args ($server_protocol)"
+X-Page = "$arg_page"
+X-Local = "$server_addr #$connection"
+"#;
+    let portico = start_portico(&config(&backend, "", headers)).await;
+    let mut client = Client::http1(portico.addr(0)).await.unwrap();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    client.get("app.test", "/apis/list?limit=5&Page=3").await.unwrap();
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let seen = backend.last();
+    // New Relic's and Datadog's queue time header: the moment portico passed the request on.
+    let start: f64 = seen.header("x-request-start").unwrap().strip_prefix("t=").unwrap().parse().unwrap();
+    assert!(start >= before - 0.001 && start <= after, "{start} not in {before}..{after}");
+    assert_eq!(seen.header("x-line"), Some("GET /apis/list ? limit=5&Page=3 (HTTP/1.1)"));
+    assert_eq!(seen.header("x-page"), Some("3"));
+    let local = seen.header("x-local").unwrap().to_owned();
+    assert!(local.starts_with("127.0.0.1 #") && local[11..].parse::<u64>().is_ok(), "{local}");
+    // The same connection's next request: the same number.
+    client.get("app.test", "/").await.unwrap();
+    assert_eq!(backend.last().header("x-local"), Some(local.as_str()));
+    assert_eq!(backend.last().header("x-page"), None);
+}
+
+#[tokio::test]
 async fn hop_by_hop_request_headers_do_not_reach_the_backend() {
     let backend = TestBackend::spawn("app").await;
     let portico = start_portico(&config(&backend, "", "")).await;

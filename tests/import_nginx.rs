@@ -1432,7 +1432,7 @@ size = \"64k\"
 }
 
 /// The variables a template knows, as the importer's notes name them.
-const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $http_NAME, $cookie_NAME";
+const KNOWN: &str = "known: $host, $http_host, $remote_addr, $remote_port, $scheme, $server_port, $server_name, $request_uri, $proxy_add_x_forwarded_for, $ssl_client_escaped_cert, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $ssl_protocol, $ssl_cipher, $request_id, $msec, $request_method, $uri, $args, $query_string, $server_protocol, $server_addr, $connection, $pid, $hostname, $http_NAME, $cookie_NAME, $arg_NAME";
 
 #[test]
 fn import_limit_req_zone_keys_and_several_lines_per_level() -> Result<(), Box<dyn Error>> {

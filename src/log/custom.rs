@@ -523,7 +523,7 @@ fn push_ratio(out: &mut Vec<u8>, original: u64, compressed: u64) {
 
 /// `$arg_NAME` as nginx finds it: the value of the first `NAME=` in the
 /// query (the name matched without regard to case), as sent, not decoded.
-fn query_argument<'u>(uri: &'u str, name: &str) -> Option<&'u str> {
+pub(crate) fn query_argument<'u>(uri: &'u str, name: &str) -> Option<&'u str> {
     let (_, query) = uri.split_once('?')?;
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
@@ -532,13 +532,13 @@ fn query_argument<'u>(uri: &'u str, name: &str) -> Option<&'u str> {
 }
 
 /// The process's id (`$pid`), asked once: portico does not fork.
-fn pid() -> u32 {
+pub(crate) fn pid() -> u32 {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *PID.get_or_init(std::process::id)
 }
 
 /// The machine's name (`$hostname`), read once.
-fn hostname() -> &'static str {
+pub(crate) fn hostname() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -404,6 +404,10 @@ mod tests {
             client_cert: None,
             request_id: &REQUEST_ID,
             tls: None,
+            method: "GET",
+            version: http::Version::HTTP_11,
+            server_addr: "127.0.0.1".parse().unwrap(),
+            connection: 1,
         }
     }
 
@@ -613,6 +617,10 @@ mod tests {
                     client_cert,
                     request_id: &REQUEST_ID,
                     tls: None,
+                    method: "GET",
+                    version: http::Version::HTTP_11,
+                    server_addr: "127.0.0.1".parse().unwrap(),
+                    connection: 1,
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);

@@ -446,6 +446,10 @@ pub fn handle(
             client_cert: conn.client_cert.as_deref(),
             request_id: exchange.request_id(),
             tls: conn.tls_session,
+            method: parts.method.as_str(),
+            version: parts.version,
+            server_addr: conn.local.ip(),
+            connection: conn.id,
         };
         // A location's list replaces the server's entirely, as nginx's lines.
         let limits = location.and_then(|l| l.limit_req.as_deref()).unwrap_or(&server.config.limit_req);
