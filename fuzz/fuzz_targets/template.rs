@@ -59,6 +59,10 @@ fuzz_target!(|input: Input<'_>| {
         client_cert: client_cert.as_ref(),
         request_id: &portico::request_id::RequestId::new(),
         tls: None,
+        method: "GET",
+        version: http::Version::HTTP_11,
+        server_addr: IpAddr::V6(Ipv6Addr::from(input.remote)),
+        connection: u64::from(input.port),
     };
     if let Some(cert) = &client_cert {
         assert!(cert.escaped_pem.is_some(), "escaped PEM of {:?} is not a header value", input.client_cert);
