@@ -1371,6 +1371,33 @@ proxy_pass = \"am\""
 }
 
 #[test]
+fn import_limit_req_zone_keyed_by_a_query_argument_or_the_path() -> Result<(), Box<dyn Error>> {
+    let tmp = TempDir::new("limit-arg");
+    let conf = tmp.0.join("limit.conf");
+    std::fs::write(
+        &conf,
+        "http {
+limit_req_zone $arg_api_key zone=keyed:10m rate=10r/s;
+limit_req_zone $uri zone=per_path:1m rate=100r/s;
+upstream am { server 127.0.0.1:9443; }
+server { listen 8080; limit_req zone=keyed; limit_req zone=per_path; location / { proxy_pass http://am; } }
+}
+",
+    )?;
+    let (toml, notes) = import_valid(&conf, &tmp.0)?;
+    let conf = conf.display();
+    assert!(
+        toml.contains(&format!(
+            "[limit_req.keyed]  # nginx: {conf}:2\nkey = \"$arg_api_key\"\nrate = \"10r/s\"\nsize = \"10m\"\n\n\
+             [limit_req.per_path]  # nginx: {conf}:3\nkey = \"$uri\"\n"
+        )),
+        "{toml}"
+    );
+    assert!(!notes.contains("limit_req_zone"), "{notes}");
+    Ok(())
+}
+
+#[test]
 fn import_limit_req_zone_becomes_a_limit_req_table() -> Result<(), Box<dyn Error>> {
     let tmp = TempDir::new("limit-zone");
     let conf = tmp.0.join("limit.conf");
@@ -1380,7 +1407,7 @@ fn import_limit_req_zone_becomes_a_limit_req_table() -> Result<(), Box<dyn Error
 limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
 limit_req_zone $remote_addr zone=slow:1m rate=30r/m sync;
 limit_req_zone $binary_remote_addr zone=bare:64k rate=5;
-limit_req_zone $uri zone=per_uri:10m rate=100r/s;
+limit_req_zone $geoip_country_code zone=per_uri:10m rate=100r/s;
 limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
 limit_req_zone $binary_remote_addr zone=per_client:1m rate=1r/s;
 limit_conn_zone $binary_remote_addr zone=conns:10m;
@@ -1416,7 +1443,7 @@ size = \"64k\"
                 "{conf}:3: note: limit_req_zone slow: sync (NGINX Plus zone_sync) is not translated: portico's zones are per node, each counting the requests it takes"
             ),
             format!(
-                "{conf}:5: directive \"limit_req_zone\" not translated: the key $uri: unknown variable `$uri` ({KNOWN})"
+                "{conf}:5: directive \"limit_req_zone\" not translated: the key $geoip_country_code: unknown variable `$geoip_country_code` ({KNOWN})"
             ),
             format!(
                 "{conf}:6: directive \"limit_req_zone\" not translated: rate=10r/h: expected Nr/s or Nr/m, N a whole number above 0"
@@ -1445,7 +1472,7 @@ limit_req_zone $binary_remote_addr zone=per_client:10m rate=10r/s;
 limit_req_zone $http_x_api_key zone=per_key:10m rate=100r/s;
 limit_req_zone \"$binary_remote_addr:${cookie_session}\" zone=per_session:1m rate=1r/s;
 limit_req_zone $server_name zone=per_host:1m rate=1000r/s;
-limit_req_zone $binary_remote_addr$arg_token zone=per_token:1m rate=1r/s;
+limit_req_zone $binary_remote_addr$ssl_session_id zone=per_token:1m rate=1r/s;
 upstream am { server 127.0.0.1:9443; }
 server {
     listen 8080;
@@ -1519,7 +1546,7 @@ limit_req = [
         &notes,
         &[
             format!(
-                "{conf}:6: directive \"limit_req_zone\" not translated: the key $binary_remote_addr$arg_token: unknown variable `$arg_token` ({KNOWN})"
+                "{conf}:6: directive \"limit_req_zone\" not translated: the key $binary_remote_addr$ssl_session_id: unknown variable `$ssl_session_id` ({KNOWN})"
             ),
             format!(
                 "{conf}:17: directive \"limit_req\" not translated: zone per_session is limited at {conf}:15 already (nginx: \"is duplicate\")"
@@ -1619,7 +1646,7 @@ fn import_notes_limit_req_lines_it_leaves_out() -> Result<(), Box<dyn Error>> {
         "http {
 limit_req_zone $binary_remote_addr zone=a:10m rate=10r/s;
 limit_req_zone $binary_remote_addr zone=b:10m rate=1r/s;
-limit_req_zone $arg_api_key zone=keyed:10m rate=10r/s;
+limit_req_zone $jwt_claim_sub zone=keyed:10m rate=10r/s;
 limit_req_zone $binary_remote_addr zone=hourly:10m rate=10r/h;
 limit_req zone=a;
 limit_req zone=b burst=5;
@@ -1661,7 +1688,7 @@ server { listen 8084; return 301 https://example.com$request_uri; }
         &notes,
         &[
             format!(
-                "{conf}:4: directive \"limit_req_zone\" not translated: the key $arg_api_key: unknown variable `$arg_api_key` ({KNOWN})"
+                "{conf}:4: directive \"limit_req_zone\" not translated: the key $jwt_claim_sub: unknown variable `$jwt_claim_sub` ({KNOWN})"
             ),
             not_translated(
                 8,
