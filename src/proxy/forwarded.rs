@@ -608,19 +608,12 @@ mod tests {
                     http_host: host_header.unwrap_or(""),
                     remote: remote.parse().unwrap(),
                     peer: remote.parse::<std::net::SocketAddr>().unwrap().ip(),
-                    scheme: "https",
                     server_port: 8443,
                     server_name: "s",
                     request_uri: "/a?b",
-                    headers: &h,
                     peer_trusted: trusted,
                     client_cert,
-                    request_id: &REQUEST_ID,
-                    tls: None,
-                    method: "GET",
-                    version: http::Version::HTTP_11,
-                    server_addr: "127.0.0.1".parse().unwrap(),
-                    connection: 1,
+                    ..context(&h)
                 };
                 let mut expected = h.clone();
                 apply_rules(&rules, render_rules(&rules, &ctx), &mut expected);
