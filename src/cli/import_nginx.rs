@@ -2855,18 +2855,19 @@ fn key(text: &str) -> String {
 /// `text` with nginx variable `$from` (or `${from}`) renamed `$to`; longer
 /// names that start with `from` are left alone.
 fn replace_variable(text: &str, from: &str, to: &str) -> String {
-    substitute_variable(text, from, Some(to), "")
+    substitute_variable(text, from, |braced| if braced { format!("${{{to}}}") } else { format!("${to}") })
 }
 
 /// `text` with nginx variable `$from` (or `${from}`) written as the literal
 /// `blank`; `None` if it has no such variable.
 fn blank_variable(text: &str, from: &str, blank: &str) -> Option<String> {
-    let blanked = substitute_variable(text, from, None, blank);
+    let blanked = substitute_variable(text, from, |_| blank.to_owned());
     (blanked != text).then_some(blanked)
 }
 
-/// `$from` and `${from}` in `text` as variable `to`, or else as `literal`.
-fn substitute_variable(text: &str, from: &str, to: Option<&str>, literal: &str) -> String {
+/// `text` with each `$from` and `${from}` written as `with` says (it is
+/// told whether the variable was braced).
+fn substitute_variable(text: &str, from: &str, with: impl Fn(bool) -> String) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -2874,21 +2875,16 @@ fn substitute_variable(text: &str, from: &str, to: Option<&str>, literal: &str) 
         rest = &rest[pos + 1..];
         let braced = rest.strip_prefix('{').and_then(|r| r.strip_prefix(from)).and_then(|r| r.strip_prefix('}'));
         let bare = rest.strip_prefix(from).filter(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
-        match (braced, bare, to) {
-            (Some(after), _, Some(to)) => {
-                out.push_str(&format!("${{{to}}}"));
+        match (braced, bare) {
+            (Some(after), _) => {
+                out.push_str(&with(true));
                 rest = after;
             }
-            (None, Some(after), Some(to)) => {
-                out.push('$');
-                out.push_str(to);
+            (None, Some(after)) => {
+                out.push_str(&with(false));
                 rest = after;
             }
-            (Some(after), _, None) | (None, Some(after), None) => {
-                out.push_str(literal);
-                rest = after;
-            }
-            (None, None, _) => out.push('$'),
+            (None, None) => out.push('$'),
         }
     }
     out.push_str(rest);
