@@ -18,6 +18,7 @@ pub mod body;
 pub mod cert;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod sessions;
 pub mod websocket;
 
@@ -35,6 +36,7 @@ pub use body::{Body, pattern, verify_pattern};
 pub use cert::{TestCert, toml_path};
 pub use client::{Client, Connect, Reply, TlsInfo, WebSocket};
 pub use config::AppConfig;
+pub use metrics::{Scrape, admin_get, scrape, scrape_until};
 
 /// The error type helpers return; any error converts into it with `?`.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
