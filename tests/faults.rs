@@ -390,6 +390,56 @@ async fn client_disconnecting_mid_download_is_logged() {
     );
 }
 
+/// A client that reads the head and first chunk of a trickled answer
+/// (`chunks` chunks of a few bytes, one every 40 ms) and disconnects, the
+/// rest still to come from the server.
+async fn abort_trickle(addr: SocketAddr, chunks: u64) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /trickle?chunks={chunks}&ms=40 HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    while !got.windows(8).any(|w| w == b"chunk 0\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the first chunk: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_use() {
+    let _serial = SERIAL.lock().await;
+    let logs = TempDir::new("faults");
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&[backend.addr()], &logs, "\n[admin]\nlisten = \"127.0.0.1:0\"")).await;
+    abort_trickle(portico.addr(0), 8).await;
+    // portico reads the rest and drops it; the connection then waits in the pool.
+    let peer = backend.addr().to_string();
+    let idle = [("upstream", "app"), ("peer", peer.as_str())];
+    let gauge = "portico_upstream_idle_connections";
+    let m = scrape_until(portico.admin_addr(), |m| m.get(gauge, &idle) == Some(1.0)).await;
+    assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
+    assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    assert_eq!(backend.count(), 2);
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_leaving_a_large_answer_early_closes_its_upstream_connection() {
+    let _serial = SERIAL.lock().await;
+    let logs = TempDir::new("faults");
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&[backend.addr()], &logs, "")).await;
+    // 50 MB, of which 200 KiB read: far more is left than is worth reading for nobody.
+    abort_download(portico.addr(0)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while backend.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "the upstream connection of an abandoned 50 MB answer is still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    portico.shutdown().await;
+}
+
 fn tls_config(backend: SocketAddr, cert: &TestCert) -> String {
     AppConfig::new(backend)
         .runtime("client_header_timeout = \"500ms\"\nshutdown_timeout = \"1s\"")

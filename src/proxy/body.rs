@@ -255,12 +255,13 @@ impl Drop for Answered {
     }
 }
 
-/// The most of a client's upload read and dropped, and for how long at most,
-/// once the upstream server has answered in full before taking all of it.
-/// The server wants no more of it, but an HTTP/1.1 connection can carry the
-/// client's next request only once this one's body has been read (nginx
-/// discards an unread body the same way); past either limit the connection
-/// closes after the answer, as it must with a body left unread.
+/// The most of a message nobody wants read and dropped, and for how long at
+/// most, so that its connection can carry another one: a client's upload
+/// once the upstream server has answered in full before taking all of it
+/// (an HTTP/1.1 connection can carry the client's next request only once
+/// this one's body has been read; nginx discards an unread body the same
+/// way), and an answer's rest once its client has gone (`drain`). Past
+/// either limit the connection closes, as it must with a body left unread.
 const DISCARD_MAX: u64 = 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(5);
 
@@ -280,6 +281,26 @@ async fn discard(mut rest: RequestBody) {
     };
     // Dropping `rest` unread, on either limit, makes hyper close the connection.
     let _ = tokio::time::timeout(DISCARD_TIME, read).await;
+}
+
+/// Reads the rest of an answer whose client has gone (see
+/// `UpstreamBody::drain_rest`) and gives its connection back to `pool` if
+/// the answer ends within `DISCARD_MAX` and `DISCARD_TIME`.
+async fn drain(mut connection: Connection, mut reader: BodyReader, pool: Arc<Pool>) {
+    let read = async {
+        let (mut left, mut no_upload) = (DISCARD_MAX, None);
+        loop {
+            match std::future::poll_fn(|cx| connection.conn.poll_body(cx, &mut reader, &mut no_upload)).await {
+                Some(Ok(data)) => left = left.checked_sub(data.len() as u64)?,
+                Some(Err(_)) => return None,
+                None => return Some(()),
+            }
+        }
+    };
+    let ended = matches!(tokio::time::timeout(DISCARD_TIME, read).await, Ok(Some(())));
+    if ended && reader.is_reusable() {
+        pool.release(connection);
+    }
 }
 
 /// An upstream response body on its way to the client (and the request body
@@ -342,6 +363,23 @@ impl UpstreamBody {
         self.compressed = Some(bytes);
     }
 
+    /// The client went away before the end of the answer. If the rest is
+    /// small, a task of its own reads and drops it, and the connection goes
+    /// back to the pool instead of closing: the server's next request then
+    /// needs no new connection, which is a TLS handshake on the server and,
+    /// when it is busy, a long wait (performance-log step 43). nginx reads
+    /// answers ahead of slow clients, and so mostly has them whole by then.
+    fn drain_rest(&mut self) {
+        let small = self.reader.remaining().is_none_or(|left| left <= DISCARD_MAX);
+        if !small || !self.reader.ends_reusable() || self.upload.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Some(connection) = self.connection.take() else { return };
+        let reader = std::mem::replace(&mut self.reader, BodyReader::Done { reusable: false });
+        runtime.spawn(drain(connection, reader, self.pool.clone()));
+    }
+
     fn finish(&mut self, complete: bool) {
         // Reused only when both messages went whole: the server may have
         // answered before the request body was all sent.
@@ -376,11 +414,14 @@ impl Drop for UpstreamBody {
         // for the final `None`: that is still a whole body. Otherwise the client
         // went away first: the connection closes with it, the line is logged.
         let complete = self.reader.is_end();
-        if !complete && let Some(exchange) = &self.exchange {
-            exchange.error(
-                crate::config::runtime::LogLevel::Info,
-                format_args!("client closed the connection while the response was sent ({} bytes sent)", self.sent),
-            );
+        if !complete {
+            if let Some(exchange) = &self.exchange {
+                exchange.error(
+                    crate::config::runtime::LogLevel::Info,
+                    format_args!("client closed the connection while the response was sent ({} bytes sent)", self.sent),
+                );
+            }
+            self.drain_rest();
         }
         self.finish(complete);
         if let Some(exchange) = self.exchange.take() {

@@ -493,6 +493,17 @@ impl BodyReader {
         matches!(self, BodyReader::Done { reusable: true })
     }
 
+    /// Whether the connection could carry another request once the rest of
+    /// the body is read: the body has an end other than the close.
+    pub fn ends_reusable(&self) -> bool {
+        match self {
+            BodyReader::Length { reusable, .. }
+            | BodyReader::Chunked { reusable, .. }
+            | BodyReader::Done { reusable } => *reusable,
+            BodyReader::Close => false,
+        }
+    }
+
     /// Bytes still to come when the body's length is known.
     pub fn remaining(&self) -> Option<u64> {
         match self {
