@@ -55,6 +55,8 @@ const UPSTREAM: UpstreamAttempt<'static> = UpstreamAttempt {
     header_time: Some(Duration::from_micros(10_001)),
     response_time: Some(Duration::from_micros(11_002)),
     length: Some(5120),
+    bytes_sent: Some(412),
+    bytes_received: Some(5391),
 };
 
 fn bench(c: &mut Criterion) {

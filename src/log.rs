@@ -143,6 +143,10 @@ pub struct UpstreamAttempt<'a> {
     pub response_time: Option<Duration>,
     /// Its answer's body bytes (0 for a failure).
     pub length: Option<u64>,
+    /// The bytes of HTTP sent to it and received from it (inside TLS);
+    /// `None` when no connection was made.
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
 }
 
 /// A handle to one access log file.
@@ -877,6 +881,8 @@ mod tests {
         header_time: Some(Duration::from_micros(200_100)),
         response_time: Some(Duration::from_micros(1_200_300)),
         length: Some(5120),
+        bytes_sent: Some(412),
+        bytes_received: Some(5391),
     };
 
     pub(super) fn record<'a>() -> AccessRecord<'a> {

@@ -853,9 +853,9 @@ access_log_format = "main"
              $status, $body_bytes_sent, $request_time, $upstream_addr, $upstream_status, $upstream_response_time, \
              $upstream_header_time, $request_id, $ssl_protocol, $ssl_cipher, $connection, $connection_requests, $pid, \
              $hostname, $request_length, $request_completion, $server_addr, $realip_remote_addr, $realip_remote_port, \
-             $ssl_session_reused, $upstream_connect_time, $upstream_response_length, $upstream_cache_status, \
-             $gzip_ratio, $ssl_client_verify, $ssl_client_s_dn, $ssl_client_i_dn, $ssl_client_serial, \
-             $ssl_client_fingerprint, $bytes_sent, $content_type, $content_length, $http_NAME, $cookie_NAME, \
+             $ssl_session_reused, $upstream_connect_time, $upstream_response_length, $upstream_bytes_sent, \
+             $upstream_bytes_received, $upstream_cache_status, $gzip_ratio, $ssl_client_verify, $ssl_client_s_dn, \
+             $ssl_client_i_dn, $ssl_client_serial, $ssl_client_fingerprint, $bytes_sent, $content_type, $content_length, $http_NAME, $cookie_NAME, \
              $arg_NAME, $upstream_http_NAME, $sent_http_NAME)",
             r#"portico.toml:7:13: [log_format.json]: "json" is portico's own format; give this one another name"#,
             r#"portico.toml:9:1: [log_format.short] needs format = "...", such as format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent'"#,

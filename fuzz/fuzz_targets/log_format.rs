@@ -79,6 +79,8 @@ fuzz_target!(|input: Input<'_>| {
         header_time: input.upstream_micros.map(|m| Duration::from_micros(m / 2)),
         response_time: input.upstream_micros.map(Duration::from_micros),
         length: facts.upstream_length,
+        bytes_sent: facts.upstream_length.map(|l| l / 3),
+        bytes_received: facts.upstream_length,
     };
     let attempts = match (input.upstream_status, facts.complete) {
         (None, _) => vec![],

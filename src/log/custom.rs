@@ -31,6 +31,7 @@ pub struct LogFormat {
     prints_host: bool,
     times_upstream: bool,
     times_connect: bool,
+    counts_upstream_traffic: bool,
     counts_request: bool,
     keeps_sent_head: bool,
 }
@@ -128,6 +129,8 @@ enum LogVariable {
     SslSessionReused,
     UpstreamConnectTime,
     UpstreamResponseLength,
+    UpstreamBytesSent,
+    UpstreamBytesReceived,
     /// portico keeps no cache: never there, as in nginx without `proxy_cache`.
     UpstreamCacheStatus,
     GzipRatio,
@@ -148,7 +151,7 @@ enum LogVariable {
 }
 
 /// Every variable by name: what `parse` accepts and its error lists.
-const VARIABLES: [(&str, LogVariable); 47] = [
+const VARIABLES: [(&str, LogVariable); 49] = [
     ("remote_addr", LogVariable::RemoteAddr),
     ("remote_port", LogVariable::RemotePort),
     ("remote_user", LogVariable::RemoteUser),
@@ -188,6 +191,8 @@ const VARIABLES: [(&str, LogVariable); 47] = [
     ("ssl_session_reused", LogVariable::SslSessionReused),
     ("upstream_connect_time", LogVariable::UpstreamConnectTime),
     ("upstream_response_length", LogVariable::UpstreamResponseLength),
+    ("upstream_bytes_sent", LogVariable::UpstreamBytesSent),
+    ("upstream_bytes_received", LogVariable::UpstreamBytesReceived),
     ("upstream_cache_status", LogVariable::UpstreamCacheStatus),
     ("gzip_ratio", LogVariable::GzipRatio),
     ("ssl_client_verify", LogVariable::SslClientVerify),
@@ -253,6 +258,7 @@ impl LogFormat {
             prints_host: uses(LogVariable::Host),
             times_upstream: uses(LogVariable::UpstreamResponseTime) || uses(LogVariable::UpstreamHeaderTime),
             times_connect: uses(LogVariable::UpstreamConnectTime),
+            counts_upstream_traffic: uses(LogVariable::UpstreamBytesSent) || uses(LogVariable::UpstreamBytesReceived),
             counts_request: uses(LogVariable::RequestLength),
             keeps_sent_head: uses(LogVariable::BytesSent) || !sent_headers.is_empty(),
             parts,
@@ -289,6 +295,11 @@ impl LogFormat {
     /// Whether a line prints `$upstream_connect_time`.
     pub fn times_connect(&self) -> bool {
         self.times_connect
+    }
+
+    /// Whether a line prints `$upstream_bytes_sent` or `$upstream_bytes_received`.
+    pub fn counts_upstream_traffic(&self) -> bool {
+        self.counts_upstream_traffic
     }
 
     /// The answer's headers a line needs, kept from its final head
@@ -401,6 +412,13 @@ impl LogFormat {
                 Some(length) => push_num(out, length, 1),
                 None => out.push(b'-'),
             }),
+            // 0 where no connection was made, as nginx prints it.
+            LogVariable::UpstreamBytesSent => {
+                self.per_attempt(out, record, |out, a| push_num(out, a.bytes_sent.unwrap_or(0), 1));
+            }
+            LogVariable::UpstreamBytesReceived => {
+                self.per_attempt(out, record, |out, a| push_num(out, a.bytes_received.unwrap_or(0), 1));
+            }
             LogVariable::UpstreamCacheStatus => self.text(out, None),
             LogVariable::GzipRatio => match record.gzipped_from.filter(|_| record.body_bytes > 0) {
                 Some(original) => push_ratio(out, original, record.body_bytes),
@@ -723,16 +741,28 @@ mod tests {
             header_time: None,
             response_time: Some(std::time::Duration::from_micros(1_500)),
             length: Some(0),
+            bytes_sent: None,
+            bytes_received: None,
         };
-        let gone = UpstreamAttempt { status: None, header_time: None, response_time: None, length: None, ..UPSTREAM };
+        let gone = UpstreamAttempt {
+            status: None,
+            header_time: None,
+            response_time: None,
+            length: None,
+            bytes_received: Some(0),
+            ..UPSTREAM
+        };
         let tried = [refused, UPSTREAM, gone];
         let format = "$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_header_time|\
-                      $upstream_response_time|$upstream_response_length";
+                      $upstream_response_time|$upstream_response_length|$upstream_bytes_sent|$upstream_bytes_received";
         assert_eq!(
             line(format, Escape::Json, &AccessRecord { upstream: &tried, ..record() }),
             "10.0.0.2:9443, 10.0.0.1:9443, 10.0.0.1:9443|502, 200, -|-, 0.003, 0.003|-, 0.200, -|\
-             0.001, 1.200, -|0, 5120, -\n"
+             0.001, 1.200, -|0, 5120, -|0, 412, 412|0, 5391, 0\n"
         );
+        let counted = LogFormat::parse("$upstream_bytes_received", Escape::Default).unwrap();
+        assert!(counted.counts_upstream_traffic() && !counted.times_upstream());
+        assert!(!LogFormat::parse("$upstream_response_length", Escape::Default).unwrap().counts_upstream_traffic());
     }
 
     #[test]

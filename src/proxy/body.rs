@@ -375,16 +375,26 @@ impl UpstreamBody {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let Some(connection) = self.connection.take() else { return };
+        let Some(connection) = self.take_connection() else { return };
         let reader = std::mem::replace(&mut self.reader, BodyReader::Done { reusable: false });
         runtime.spawn(drain(connection, reader, self.pool.clone()));
+    }
+
+    /// The connection, taken to give back or to close, with what it carried
+    /// for this request noted for the log.
+    fn take_connection(&mut self) -> Option<Connection> {
+        let connection = self.connection.take()?;
+        if let Some(exchange) = &mut self.exchange {
+            exchange.upstream_traffic(&connection.conn);
+        }
+        Some(connection)
     }
 
     fn finish(&mut self, complete: bool) {
         // Reused only when both messages went whole: the server may have
         // answered before the request body was all sent.
         let upload = self.upload.take();
-        if let Some(connection) = self.connection.take()
+        if let Some(connection) = self.take_connection()
             && complete
             && self.reader.is_reusable()
             && upload.is_none()

@@ -13,6 +13,7 @@ use crate::config::runtime::LogLevel;
 use crate::log::{AccessLog, AccessRecord, LogFormat, UpstreamAttempt};
 use crate::request_id::RequestId;
 use crate::upstream::Pool;
+use crate::upstream::http1::{Conn, Traffic};
 
 /// What the access log and error lines need to know about one request.
 pub struct Exchange {
@@ -84,6 +85,11 @@ struct Attempt {
     response_time: Option<std::time::Duration>,
     /// Its answer's body bytes (0 for a failure).
     length: Option<u64>,
+    /// The connection's count when the attempt took it, when the format
+    /// prints its bytes.
+    traffic_from: Option<Traffic>,
+    /// The bytes the attempt sent and received, once it is over.
+    traffic: Option<Traffic>,
 }
 
 /// A `date` line's length: an HTTP date is always 29 characters.
@@ -191,6 +197,8 @@ impl Exchange {
                 header_time: None,
                 response_time: None,
                 length: None,
+                traffic_from: None,
+                traffic: None,
             });
         }
     }
@@ -202,15 +210,30 @@ impl Exchange {
 
     /// Notes that the connection to the server picked last is made (or
     /// taken from the pool, in about no time).
-    pub fn connected(&mut self) {
-        if let Some(attempt) = self.attempt() {
+    pub fn connected(&mut self, conn: &Conn) {
+        let Some(custom) = &mut self.custom else { return };
+        let counts = custom.format.counts_upstream_traffic();
+        if let Some(attempt) = custom.attempts.last_mut() {
             attempt.connect_time = attempt.start.map(|start| start.elapsed());
+            attempt.traffic_from = counts.then(|| conn.traffic());
+        }
+    }
+
+    /// Notes what the attempt on `conn` has sent and received, as it ends:
+    /// its answer read (or given up), or its failure.
+    pub fn upstream_traffic(&mut self, conn: &Conn) {
+        if let Some(attempt) = self.attempt() {
+            attempt.traffic = attempt.traffic_from.map(|from| conn.traffic().since(from));
         }
     }
 
     /// Notes that the server picked last failed, with the status its
-    /// failure gives (`None` when the client's side ended the attempt).
-    pub fn attempt_failed(&mut self, status: Option<http::StatusCode>) {
+    /// failure gives (`None` when the client's side ended the attempt), on
+    /// `conn` if one was made.
+    pub fn attempt_failed(&mut self, status: Option<http::StatusCode>, conn: Option<&Conn>) {
+        if let Some(conn) = conn {
+            self.upstream_traffic(conn);
+        }
         if let Some(attempt) = self.attempt() {
             attempt.status = status.map(|s| s.as_u16());
             attempt.response_time = attempt.start.map(|start| start.elapsed());
@@ -344,6 +367,8 @@ impl Exchange {
                 header_time: a.header_time,
                 response_time: a.response_time.or_else(|| a.start.map(|start| start.elapsed())),
                 length: a.length,
+                bytes_sent: a.traffic.map(|t| t.sent),
+                bytes_received: a.traffic.map(|t| t.received),
             })
             .collect();
         log.log(&AccessRecord {

@@ -700,7 +700,7 @@ fn forward(
 
             let mut connection = match pool.connect(peer).await {
                 Ok(connection) => {
-                    exchange.connected();
+                    exchange.connected(&connection.conn);
                     connection
                 }
                 Err(e) => {
@@ -708,14 +708,14 @@ fn forward(
                     exchange.upstream_error(format_args!("{e}"));
                     pool.report_failure(peer);
                     let status = AttemptError::from(e).status();
-                    exchange.attempt_failed(Some(status));
+                    exchange.attempt_failed(Some(status), None);
                     last_error = Some(status);
                     continue;
                 }
             };
             let Some(request_body) = body.take() else {
                 let status = last_error.unwrap_or(StatusCode::BAD_GATEWAY);
-                exchange.attempt_failed(Some(status));
+                exchange.attempt_failed(Some(status), Some(&connection.conn));
                 return answer(exchange, status);
             };
             let sent = send(&mut connection, &head, request_body, progress, read_timeout, send_timeout).await;
@@ -725,14 +725,14 @@ fn forward(
                     if progress.is_too_large() {
                         // The client's fault, not the server's: no failure counted.
                         exchange.error(LogLevel::Info, format_args!("request body exceeds client_max_body_size"));
-                        exchange.attempt_failed(None);
+                        exchange.attempt_failed(None, Some(&connection.conn));
                         return answer(exchange, StatusCode::PAYLOAD_TOO_LARGE);
                     }
                     if progress.client_failed() {
                         // Bad chunking or a client gone mid-upload: not the server's
                         // fault, so it is neither marked failed nor tried again.
                         exchange.error(LogLevel::Info, format_args!("client request body failed: {error}"));
-                        exchange.attempt_failed(None);
+                        exchange.attempt_failed(None, Some(&connection.conn));
                         let mut response = answer(exchange, StatusCode::BAD_REQUEST);
                         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         return response;
@@ -750,7 +750,7 @@ fn forward(
                         body = Some(RequestBody::empty());
                     }
                     // Listed as an attempt either way, as nginx lists it.
-                    exchange.attempt_failed(Some(error.status()));
+                    exchange.attempt_failed(Some(error.status()), Some(&connection.conn));
                     if retry_free {
                         tried.remove(peer);
                         continue;
@@ -778,11 +778,13 @@ fn forward(
                     let mut switched = Response::new(ResponseBody::empty());
                     *switched.status_mut() = status;
                     *switched.headers_mut() = response.headers;
+                    // Counted to the switch: the tunnel's bytes are not.
+                    exchange.upstream_traffic(&connection.conn);
                     tokio::spawn(websocket::tunnel(client_upgrade, connection.conn, read_timeout, exchange));
                     return switched;
                 }
                 exchange.upstream_error(format_args!("upstream switched protocols without being asked"));
-                exchange.attempt_failed(Some(StatusCode::BAD_GATEWAY));
+                exchange.attempt_failed(Some(StatusCode::BAD_GATEWAY), Some(&connection.conn));
                 return answer(exchange, StatusCode::BAD_GATEWAY);
             }
 

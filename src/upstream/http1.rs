@@ -125,11 +125,28 @@ pub struct Conn {
     /// A write failed or an upload was cut short: the server and portico no
     /// longer agree where one message ends, so the connection is not reused.
     broken: bool,
+    traffic: Traffic,
+}
+
+/// The bytes of HTTP written to and read from a connection over its life
+/// (inside TLS, as nginx's `$upstream_bytes_sent` and `_received` count
+/// them): heads, bodies and chunk framing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl Traffic {
+    /// What moved since `before`, an earlier reading of the same connection.
+    pub fn since(self, before: Traffic) -> Traffic {
+        Traffic { sent: self.sent - before.sent, received: self.received - before.received }
+    }
 }
 
 impl Conn {
     pub fn new(stream: Stream) -> Conn {
-        Conn { stream, read: BytesMut::new(), write: Vec::new(), broken: false }
+        Conn { stream, read: BytesMut::new(), write: Vec::new(), broken: false, traffic: Traffic::default() }
     }
 
     /// The socket and what was read past the response head (a protocol
@@ -150,12 +167,21 @@ impl Conn {
         matches!(self.poll_fill(&mut cx), Poll::Pending)
     }
 
+    /// The bytes this connection has carried so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
     /// Reads more into `read`; `Ok(0)` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
             self.read.reserve(READ_CHUNK);
         }
-        std::pin::pin!(self.stream.read_buf(&mut self.read)).poll(cx)
+        let read = ready!(std::pin::pin!(self.stream.read_buf(&mut self.read)).poll(cx));
+        if let Ok(n) = read {
+            self.traffic.received += n as u64;
+        }
+        Poll::Ready(read)
     }
 
     /// Writes the request head for `method` `target` with the header
@@ -174,7 +200,10 @@ impl Conn {
         let written = write_all(&mut self.stream, &out).await;
         self.write = out;
         match written {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.traffic.sent += self.write.len() as u64;
+                Ok(())
+            }
             Err(e) => {
                 self.broken = true;
                 // A kept-alive connection the server had closed.
@@ -256,13 +285,14 @@ impl Conn {
     /// failing is an error.
     fn poll_upload(&mut self, upload: &mut Option<Upload>, cx: &mut Context<'_>) -> Result<(), Error> {
         let Some(up) = upload else { return Ok(()) };
-        let stream = &mut self.stream;
+        let (stream, traffic) = (&mut self.stream, &mut self.traffic);
         loop {
             while up.pending.iter().any(|part| !part.is_empty()) {
                 let [line, data, end] = &up.pending;
                 let slices = [io::IoSlice::new(line), io::IoSlice::new(data), io::IoSlice::new(end)];
                 match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
                     Poll::Ready(Ok(n)) if n > 0 => {
+                        traffic.sent += n as u64;
                         let mut n = n;
                         for part in &mut up.pending {
                             let k = n.min(part.len());
