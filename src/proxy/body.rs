@@ -422,7 +422,8 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // hyper may drop a body as soon as it reports its end, without polling
         // for the final `None`: that is still a whole body. Otherwise the client
-        // went away first: the connection closes with it, the line is logged.
+        // went away first: the line is logged, and the connection closes unless
+        // the rest of the answer is small enough to read on (`drain_rest`).
         let complete = self.reader.is_end();
         if !complete {
             if let Some(exchange) = &self.exchange {

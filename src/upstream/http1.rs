@@ -140,7 +140,7 @@ pub struct Traffic {
 impl Traffic {
     /// What moved since `before`, an earlier reading of the same connection.
     pub fn since(self, before: Traffic) -> Traffic {
-        Traffic { sent: self.sent - before.sent, received: self.received - before.received }
+        Traffic { sent: self.sent.saturating_sub(before.sent), received: self.received.saturating_sub(before.received) }
     }
 }
 
