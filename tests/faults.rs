@@ -425,6 +425,30 @@ async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_u
 }
 
 #[tokio::test]
+async fn an_h2_stream_reset_mid_answer_leaves_its_upstream_connection_in_use() {
+    let _serial = SERIAL.lock().await;
+    let cert = TestCert::new(&["app.test"]);
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).admin().tls(Some(&cert)).build()).await;
+    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(client.version(), http::Version::HTTP_2);
+    let request = client.request(http::Method::GET, "app.test", "/trickle?chunks=8&ms=40").body(body::empty()).unwrap();
+    let mut answer = client.send(request).await.unwrap().into_body();
+    let first = answer.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"chunk 0"), "{first:?}");
+    // Dropping the body with the answer unfinished resets the stream.
+    drop(answer);
+    let peer = backend.addr().to_string();
+    let idle = [("upstream", "app"), ("peer", peer.as_str())];
+    let gauge = "portico_upstream_idle_connections";
+    let m = scrape_until(portico.admin_addr(), |m| m.get(gauge, &idle) == Some(1.0)).await;
+    assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
 async fn client_leaving_a_large_answer_early_closes_its_upstream_connection() {
     let _serial = SERIAL.lock().await;
     let logs = TempDir::new("faults");
