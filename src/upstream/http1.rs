@@ -120,6 +120,14 @@ impl AsyncWrite for Stream {
 pub struct Conn {
     stream: Stream,
     read: BytesMut,
+    /// Boxed, once per connection: a connection moves between the pool, the
+    /// request and its body several times per request, and past 128 bytes
+    /// each move is a `memcpy` call (performance-log step 44).
+    state: Box<ConnState>,
+}
+
+#[derive(Debug, Default)]
+struct ConnState {
     /// The request head being written; kept for the next request's head.
     write: Vec<u8>,
     /// A write failed or an upload was cut short: the server and portico no
@@ -146,7 +154,7 @@ impl Traffic {
 
 impl Conn {
     pub fn new(stream: Stream) -> Conn {
-        Conn { stream, read: BytesMut::new(), write: Vec::new(), broken: false, traffic: Traffic::default() }
+        Conn { stream, read: BytesMut::new(), state: Box::default() }
     }
 
     /// The socket and what was read past the response head (a protocol
@@ -169,7 +177,7 @@ impl Conn {
 
     /// The bytes this connection has carried so far.
     pub fn traffic(&self) -> Traffic {
-        self.traffic
+        self.state.traffic
     }
 
     /// Reads more into `read`; `Ok(0)` at the end of the stream.
@@ -179,7 +187,7 @@ impl Conn {
         }
         let read = ready!(std::pin::pin!(self.stream.read_buf(&mut self.read)).poll(cx));
         if let Ok(n) = read {
-            self.traffic.received += n as u64;
+            self.state.traffic.received += n as u64;
         }
         Poll::Ready(read)
     }
@@ -194,18 +202,18 @@ impl Conn {
         fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
         framing: Framing,
     ) -> Result<(), Error> {
-        let mut out = std::mem::take(&mut self.write);
+        let mut out = std::mem::take(&mut self.state.write);
         out.clear();
         encode_head(&mut out, method, target, fields, framing);
         let written = write_all(&mut self.stream, &out).await;
-        self.write = out;
+        self.state.write = out;
         match written {
             Ok(()) => {
-                self.traffic.sent += self.write.len() as u64;
+                self.state.traffic.sent += self.state.write.len() as u64;
                 Ok(())
             }
             Err(e) => {
-                self.broken = true;
+                self.state.broken = true;
                 // A kept-alive connection the server had closed.
                 Err(if is_closed(&e) { Error::ClosedBeforeAnswer } else { e.into() })
             }
@@ -275,7 +283,7 @@ impl Conn {
     /// Whether the connection can carry another request: nothing is left
     /// over from the last response and nothing went wrong on the way up.
     pub fn is_clean(&self) -> bool {
-        self.read.is_empty() && !self.broken
+        self.read.is_empty() && !self.state.broken
     }
 
     /// Moves `upload` along as far as it goes without waiting; `None` once
@@ -285,7 +293,7 @@ impl Conn {
     /// failing is an error.
     fn poll_upload(&mut self, upload: &mut Option<Upload>, cx: &mut Context<'_>) -> Result<(), Error> {
         let Some(up) = upload else { return Ok(()) };
-        let (stream, traffic) = (&mut self.stream, &mut self.traffic);
+        let (stream, traffic) = (&mut self.stream, &mut self.state.traffic);
         loop {
             while up.pending.iter().any(|part| !part.is_empty()) {
                 let [line, data, end] = &up.pending;
@@ -301,7 +309,7 @@ impl Conn {
                         }
                     }
                     Poll::Ready(_) => {
-                        self.broken = true;
+                        self.state.broken = true;
                         *upload = None;
                         return Ok(());
                     }
@@ -312,7 +320,7 @@ impl Conn {
                 return match Pin::new(&mut *stream).poll_flush(cx) {
                     Poll::Pending => Ok(()),
                     Poll::Ready(result) => {
-                        self.broken |= result.is_err();
+                        self.state.broken |= result.is_err();
                         *upload = None;
                         Ok(())
                     }
@@ -331,7 +339,7 @@ impl Conn {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.broken = true;
+                    self.state.broken = true;
                     *upload = None;
                     return Err(Error::ClientBody(e));
                 }
