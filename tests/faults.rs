@@ -405,6 +405,16 @@ async fn abort_trickle(addr: SocketAddr, chunks: u64) {
     }
 }
 
+/// Waits (on the admin listener's gauge) until the upstream `app` holds one
+/// idle connection to `backend`: the one an abandoned answer was read on.
+async fn wait_for_one_idle_connection(portico: &Portico, backend: &TestBackend) {
+    let peer = backend.addr().to_string();
+    let idle = [("upstream", "app"), ("peer", peer.as_str())];
+    let gauge = "portico_upstream_idle_connections";
+    let m = scrape_until(portico.admin_addr(), |m| m.get(gauge, &idle) == Some(1.0)).await;
+    assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
+}
+
 #[tokio::test]
 async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_use() {
     let _serial = SERIAL.lock().await;
@@ -413,11 +423,7 @@ async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_u
     let portico = start_portico(&config(&[backend.addr()], &logs, "\n[admin]\nlisten = \"127.0.0.1:0\"")).await;
     abort_trickle(portico.addr(0), 8).await;
     // portico reads the rest and drops it; the connection then waits in the pool.
-    let peer = backend.addr().to_string();
-    let idle = [("upstream", "app"), ("peer", peer.as_str())];
-    let gauge = "portico_upstream_idle_connections";
-    let m = scrape_until(portico.admin_addr(), |m| m.get(gauge, &idle) == Some(1.0)).await;
-    assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
+    wait_for_one_idle_connection(&portico, &backend).await;
     assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
     assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
     assert_eq!(backend.count(), 2);
@@ -438,11 +444,7 @@ async fn an_h2_stream_reset_mid_answer_leaves_its_upstream_connection_in_use() {
     assert!(first.starts_with(b"chunk 0"), "{first:?}");
     // Dropping the body with the answer unfinished resets the stream.
     drop(answer);
-    let peer = backend.addr().to_string();
-    let idle = [("upstream", "app"), ("peer", peer.as_str())];
-    let gauge = "portico_upstream_idle_connections";
-    let m = scrape_until(portico.admin_addr(), |m| m.get(gauge, &idle) == Some(1.0)).await;
-    assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
+    wait_for_one_idle_connection(&portico, &backend).await;
     assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
     assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
     portico.shutdown().await;
