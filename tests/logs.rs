@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode, Version};
+use support::raw_backend::{Framing, RawBackend, keep};
 use support::*;
 use tokio::io::AsyncWriteExt;
 
@@ -783,62 +784,18 @@ async fn a_retry_lists_each_server_tried_as_nginx_does() {
     assert_eq!(fields[1][3..], ["0, 3", "200"], "{lines:?}");
 }
 
-/// A keep-alive backend that answers every request with `answer` and
-/// counts the bytes of each request it reads (head, and a Content-Length
-/// body), in order.
-async fn counting_backend(
-    answer: &'static [u8],
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = counts.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut read = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => read.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while read.len() < end + 4 + length {
-                        let n = stream.read(&mut buf).await.unwrap();
-                        assert!(n > 0, "the request body ended early");
-                        read.extend_from_slice(&buf[..n]);
-                    }
-                    seen.lock().unwrap().push(end + 4 + length);
-                    read.drain(..end + 4 + length);
-                    stream.write_all(answer).await.unwrap();
-                }
-            });
-        }
-    });
-    (addr, counts)
-}
-
 #[tokio::test]
 async fn upstream_bytes_are_each_requests_own_on_a_kept_alive_connection() {
     const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-from: raw\r\n\r\nhello";
     let dir = TempDir::new("logs-upstream-bytes");
     let log = dir.join("access.log");
-    let (backend, counts) = counting_backend(ANSWER).await;
+    let backend = RawBackend::spawn(|_| keep(ANSWER)).await;
     let toml = format!(
-        "[upstream.raw]\nservers = [\"{backend}\"]\n\n\
+        "[upstream.raw]\nservers = [\"{}\"]\n\n\
          [log_format.bytes]\nformat = \"$request_method $upstream_bytes_sent $upstream_bytes_received $upstream_response_length\"\n\n\
          [[server]]\nlisten = [\"127.0.0.1:0\"]\nserver_name = [\"b.test\"]\nproxy_pass = \"raw\"\n\
          access_log = {}\naccess_log_format = \"bytes\"\n",
+        backend.addr,
         toml_path(&log)
     );
     let portico = start_portico(&toml).await;
@@ -847,12 +804,15 @@ async fn upstream_bytes_are_each_requests_own_on_a_kept_alive_connection() {
     assert_eq!(client.reply(post).await.unwrap().status, StatusCode::OK);
     assert_eq!(client.get("b.test", "/down").await.unwrap().status, StatusCode::OK);
     let lines = wait_lines(&log, 2, Duration::from_secs(1)).await;
-    let counts = counts.lock().unwrap().clone();
-    // One upstream connection carried both; each line counts its own request.
-    assert_eq!(counts.len(), 2, "{counts:?}");
-    assert!(counts[0] > 1000 && counts[1] < 1000, "{counts:?}");
-    assert_eq!(lines[0], format!("POST {} {} 5", counts[0], ANSWER.len()));
-    assert_eq!(lines[1], format!("GET {} {} 5", counts[1], ANSWER.len()));
+    // One upstream connection carried both; each line counts its own request,
+    // as the backend read it off the wire (a Content-Length body, or none).
+    assert_eq!(backend.conns(), [0, 0]);
+    let wires = backend.requests();
+    assert_eq!(wires[0].framing, Framing::Length(1000));
+    assert_eq!(wires[1].framing, Framing::None);
+    let sent: Vec<usize> = wires.iter().map(|w| w.head_len + w.body.len()).collect();
+    assert_eq!(lines[0], format!("POST {} {} 5", sent[0], ANSWER.len()));
+    assert_eq!(lines[1], format!("GET {} {} 5", sent[1], ANSWER.len()));
     portico.shutdown().await;
 }
 

@@ -19,6 +19,7 @@ pub mod cert;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod raw_backend;
 pub mod sessions;
 pub mod websocket;
 
