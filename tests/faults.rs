@@ -450,6 +450,66 @@ async fn an_h2_stream_reset_mid_answer_leaves_its_upstream_connection_in_use() {
     portico.shutdown().await;
 }
 
+/// Sends `request` to `addr` and closes the connection once `backend` has the
+/// request (it answers `/slow` only after the wait it names).
+async fn leave_before_the_answer(addr: SocketAddr, backend: &TestBackend, request: &[u8]) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    eventually("the request reached the backend", Duration::from_secs(5), || backend.count() == 1).await;
+    drop(stream);
+}
+
+#[tokio::test]
+async fn client_leaving_before_the_answer_leaves_its_upstream_connection_in_use() {
+    let _serial = SERIAL.lock().await;
+    let logs = TempDir::new("faults");
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&[backend.addr()], &logs, "\n[admin]\nlisten = \"127.0.0.1:0\"")).await;
+    leave_before_the_answer(portico.addr(0), &backend, b"GET /slow?ms=200 HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    // portico waits for the answer without its client, reads it and keeps the connection.
+    wait_for_one_idle_connection(&portico, &backend).await;
+    assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    assert_eq!(backend.count(), 2);
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_h2_stream_reset_before_the_answer_leaves_its_upstream_connection_in_use() {
+    let _serial = SERIAL.lock().await;
+    let cert = TestCert::new(&["app.test"]);
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).admin().tls(Some(&cert)).build()).await;
+    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(client.version(), http::Version::HTTP_2);
+    let request = client.request(http::Method::GET, "app.test", "/slow?ms=200").body(body::empty()).unwrap();
+    let answer = client.send(request);
+    // Dropping the request before its answer came resets the stream.
+    tokio::select! {
+        _ = answer => panic!("answered before the backend had even waited"),
+        () = eventually("the request reached the backend", Duration::from_secs(5), || backend.count() == 1) => {}
+    }
+    wait_for_one_idle_connection(&portico, &backend).await;
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_leaving_an_upload_before_the_answer_closes_its_upstream_connection() {
+    let _serial = SERIAL.lock().await;
+    let logs = TempDir::new("faults");
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&[backend.addr()], &logs, "")).await;
+    // All of this body went up, but a request with a body is not waited for:
+    // when the request is dropped, portico cannot tell whether all of the body
+    // was sent, and a connection with part of one on it carries nothing more.
+    let request = b"POST /slow?ms=200 HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
+    leave_before_the_answer(portico.addr(0), &backend, request).await;
+    eventually("the upstream connection closed", Duration::from_secs(3), || backend.open_connections() == 0).await;
+    portico.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_leaving_a_large_answer_early_closes_its_upstream_connection() {
     let _serial = SERIAL.lock().await;

@@ -260,8 +260,9 @@ impl Drop for Answered {
 /// once the upstream server has answered in full before taking all of it
 /// (an HTTP/1.1 connection can carry the client's next request only once
 /// this one's body has been read; nginx discards an unread body the same
-/// way), and an answer's rest once its client has gone (`drain`). Past
-/// either limit the connection closes, as it must with a body left unread.
+/// way), and an answer (its rest, or all of it with the wait for its head)
+/// once its client has gone (`drain`). Past either limit the connection
+/// closes, as it must with a message left unread.
 const DISCARD_MAX: u64 = 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(5);
 
@@ -283,22 +284,65 @@ async fn discard(mut rest: RequestBody) {
     let _ = tokio::time::timeout(DISCARD_TIME, read).await;
 }
 
-/// Reads the rest of an answer whose client has gone (see
-/// `UpstreamBody::drain_rest`) and gives its connection back to `pool` if
-/// the answer ends within `DISCARD_MAX` and `DISCARD_TIME`.
-async fn drain(mut connection: Connection, mut reader: BodyReader, pool: Arc<Pool>) {
+/// What is still to be read of an answer whose client has gone.
+pub enum Unread {
+    /// All of it: the request went whole, its answer's head has not come
+    /// (`head_request`: the request was HEAD).
+    Answer { head_request: bool },
+    /// The rest of its body.
+    Body(BodyReader),
+}
+
+/// Whether the rest of a body is worth reading for nobody to keep its
+/// connection: it has an end other than the close, and is known not to be
+/// more than `DISCARD_MAX` (a chunked one is cut there).
+fn worth_draining(reader: &BodyReader) -> bool {
+    reader.ends_reusable() && reader.remaining().is_none_or(|left| left <= DISCARD_MAX)
+}
+
+/// Reads, in a task of its own, what is left of an answer whose client has
+/// gone, and gives its connection back to `pool` if the answer ends within
+/// `DISCARD_MAX` and `DISCARD_TIME`: the server's next request then needs no
+/// new connection, which is a TLS handshake on the server and, when it is
+/// busy, a long wait (performance-log step 43). nginx closes it, unless it
+/// had the answer whole in its buffers already.
+pub fn drain(connection: Connection, unread: Unread, pool: Arc<Pool>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(read_unwanted(connection, unread, pool));
+    }
+}
+
+async fn read_unwanted(mut connection: Connection, unread: Unread, pool: Arc<Pool>) {
     let read = async {
-        let (mut left, mut no_upload) = (DISCARD_MAX, None);
+        let mut no_upload = None;
+        let mut reader = match unread {
+            Unread::Body(reader) => reader,
+            Unread::Answer { head_request } => {
+                let head = std::future::poll_fn(|cx| connection.conn.poll_head(cx, &mut no_upload, head_request))
+                    .await
+                    .ok()?;
+                // A switch of protocols leaves no HTTP/1.1 connection to keep.
+                if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return None;
+                }
+                head.body
+            }
+        };
+        if !worth_draining(&reader) {
+            return None;
+        }
+        let mut left = DISCARD_MAX;
         loop {
             match std::future::poll_fn(|cx| connection.conn.poll_body(cx, &mut reader, &mut no_upload)).await {
                 Some(Ok(data)) => left = left.checked_sub(data.len() as u64)?,
                 Some(Err(_)) => return None,
-                None => return Some(()),
+                None => return Some(reader),
             }
         }
     };
-    let ended = matches!(tokio::time::timeout(DISCARD_TIME, read).await, Ok(Some(())));
-    if ended && reader.is_reusable() {
+    if let Ok(Some(reader)) = tokio::time::timeout(DISCARD_TIME, read).await
+        && reader.is_reusable()
+    {
         pool.release(connection);
     }
 }
@@ -363,21 +407,15 @@ impl UpstreamBody {
         self.compressed = Some(bytes);
     }
 
-    /// The client went away before the end of the answer. If the rest is
-    /// small, a task of its own reads and drops it, and the connection goes
-    /// back to the pool instead of closing: the server's next request then
-    /// needs no new connection, which is a TLS handshake on the server and,
-    /// when it is busy, a long wait (performance-log step 43). nginx reads
-    /// answers ahead of slow clients, and so mostly has them whole by then.
+    /// The client went away before the end of the answer: if the rest is
+    /// small, it is read on (`drain`) and the connection kept.
     fn drain_rest(&mut self) {
-        let small = self.reader.remaining().is_none_or(|left| left <= DISCARD_MAX);
-        if !small || !self.reader.ends_reusable() || self.upload.is_some() {
+        if !worth_draining(&self.reader) || self.upload.is_some() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let Some(connection) = self.take_connection() else { return };
         let reader = std::mem::replace(&mut self.reader, BodyReader::Done { reusable: false });
-        runtime.spawn(drain(connection, reader, self.pool.clone()));
+        drain(connection, Unread::Body(reader), self.pool.clone());
     }
 
     /// The connection, taken to give back or to close, with what it carried

@@ -683,6 +683,7 @@ fn forward(
         };
         let mut tried = Tried::default();
         let mut last_error: Option<StatusCode> = None;
+        let head_request = head.method == Method::HEAD;
 
         loop {
             // A known session goes to its server while that server is usable;
@@ -698,7 +699,7 @@ fn forward(
             tried.insert(peer);
             exchange.set_upstream(&pool, peer);
 
-            let mut connection = match pool.connect(peer).await {
+            let connection = match pool.connect(peer).await {
                 Ok(connection) => {
                     exchange.connected(&connection.conn);
                     connection
@@ -718,7 +719,12 @@ fn forward(
                 exchange.attempt_failed(Some(status), Some(&connection.conn));
                 return answer(exchange, status);
             };
-            let sent = send(&mut connection, &head, request_body, progress, read_timeout, send_timeout).await;
+            let mut awaiting = AwaitingAnswer { connection: None, pool: &pool, bodiless: body_empty, head_request };
+            let held = awaiting.connection.insert(connection);
+            let sent = send(held, &head, request_body, progress, read_timeout, send_timeout).await;
+            // Sent or not, answered or not, this request waits no more: the
+            // connection is taken back (it is there: put in just above).
+            let Some(connection) = awaiting.connection.take() else { continue };
             let (response, upload) = match sent {
                 Ok(answered) => answered,
                 Err((error, unsent)) => {
@@ -866,6 +872,30 @@ impl Learner<'_> {
                     bind(value);
                 }
             }
+        }
+    }
+}
+
+/// An upstream connection while its answer's head is awaited. Dropped with
+/// it still there, the request was dropped (its client went away) before an
+/// answer came: if all of the request went, the answer is read on without it
+/// and the connection kept (`body::drain`), else the connection closes.
+struct AwaitingAnswer<'p> {
+    connection: Option<crate::upstream::pool::Connection>,
+    pool: &'p Arc<Pool>,
+    /// The request has no body: once its head is out, all of it is.
+    bodiless: bool,
+    head_request: bool,
+}
+
+impl Drop for AwaitingAnswer<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take()
+            && self.bodiless
+            && connection.conn.awaits_head()
+        {
+            let unread = body::Unread::Answer { head_request: self.head_request };
+            body::drain(connection, unread, self.pool.clone());
         }
     }
 }

@@ -133,6 +133,9 @@ struct ConnState {
     /// A write failed or an upload was cut short: the server and portico no
     /// longer agree where one message ends, so the connection is not reused.
     broken: bool,
+    /// A request head is out and its answer's head is not yet in: the
+    /// answer can still be waited for without the request (see `awaits_head`).
+    awaiting_head: bool,
     traffic: Traffic,
 }
 
@@ -175,6 +178,13 @@ impl Conn {
         matches!(self.poll_fill(&mut cx), Poll::Pending)
     }
 
+    /// Whether a request head was sent whole and no answer head has been
+    /// read since: a wait for the answer left midway can go on from where it
+    /// stopped (what came of the head so far is kept in the read buffer).
+    pub fn awaits_head(&self) -> bool {
+        self.state.awaiting_head && !self.state.broken
+    }
+
     /// The bytes this connection has carried so far.
     pub fn traffic(&self) -> Traffic {
         self.state.traffic
@@ -202,6 +212,8 @@ impl Conn {
         fields: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
         framing: Framing,
     ) -> Result<(), Error> {
+        // Until all of this head is out, there is no answer to wait for.
+        self.state.awaiting_head = false;
         let mut out = std::mem::take(&mut self.state.write);
         out.clear();
         encode_head(&mut out, method, target, fields, framing);
@@ -210,6 +222,7 @@ impl Conn {
         match written {
             Ok(()) => {
                 self.state.traffic.sent += self.state.write.len() as u64;
+                self.state.awaiting_head = true;
                 Ok(())
             }
             Err(e) => {
@@ -232,6 +245,7 @@ impl Conn {
         self.poll_upload(upload, cx)?;
         loop {
             if let Some(head) = parse_head(&mut self.read, head_request)? {
+                self.state.awaiting_head = false;
                 return Poll::Ready(Ok(head));
             }
             if self.read.len() >= MAX_HEAD {
