@@ -601,24 +601,33 @@ scenario1() {
 # 3 s is enough samples at this rate, and keeps the whole run within the issue's 10 minutes.
 scenario1_paced() { DURATION=3 WRK_SCRIPT=$WORK/paced.lua run_wrk "$1" "$2" s1p "https://127.0.0.1:$TLS_PORT/small"; }
 scenario1_h2() { DURATION=3 run_h2load "$1" "$2" s1h2 "https://127.0.0.1:$H2_PORT/small"; }
-# Scenario 2 in turns (docs/performance-log.md step 36): on plain HTTP the two
-# proxies are close, and the machine's speed drifts over seconds enough to
-# decide a round measured as one run each. Each proxy gets DURATION wrk runs
-# of 1 s, taken in turn with the other's (ABBA: the order flips every turn),
+# Scenarios 2 and 3 in turns (docs/performance-log.md steps 36 and 45): there
+# the two proxies are close, and the machine's speed drifts over seconds enough
+# to decide a round measured as one run each. Each proxy gets COUNT wrk runs of
+# SECS s, taken in turn with the other's (ABBA: the order flips every turn),
 # which loadlib's `turns` makes into one run per proxy.
-scenario2() { # ROUND TARGET TARGET: both proxies, unlike the other steps
-    local rnd=$1 k target turn
-    shift
-    for ((k = 1; k <= DURATION; k++)); do
+# in_turns ROUND SCEN COUNT SECS URL-FUNCTION TARGET TARGET: URL-FUNCTION prints
+# the URL once use_target has set the ports.
+in_turns() {
+    local rnd=$1 scen=$2 count=$3 secs=$4 url=$5 k target turn
+    shift 5
+    for ((k = 1; k <= count; k++)); do
         turn=("$@")
         ((k % 2)) || turn=("$2" "$1")
         for target in "${turn[@]}"; do
             use_target "$target"
-            DURATION=1 run_wrk "$rnd" "$target" s2turn "http://127.0.0.1:$PLAIN_PORT/small"
+            DURATION=$secs run_wrk "$rnd" "$target" "${scen}turn" "$($url)"
         done
     done
-    py turns "$rnd" s2turn s2 || true
+    py turns "$rnd" "${scen}turn" "$scen" || true
 }
+s2_url() { echo "http://127.0.0.1:$PLAIN_PORT/small"; }
+s3_url() { echo "https://127.0.0.1:$TLS_PORT/1m"; }
+# Scenario 2: DURATION turns of 1 s each.
+scenario2() { in_turns "$1" s2 "$DURATION" 1 s2_url "$2" "$3"; }
+# Scenario 3: turns of 2 s, as a 1 MiB answer takes about 100 ms and each turn
+# loses the answers in flight at its end; DURATION/2 of them each (at least 1).
+scenario3() { in_turns "$1" s3 "$(((DURATION + 1) / 2))" 2 s3_url "$2" "$3"; }
 # 3 s runs, as 1b and 1c, to stay within the issue's 10 minutes. The lines the
 # run logged are counted once the proxy has stopped (end_logged), when every
 # line it took has reached the file.
@@ -634,7 +643,6 @@ end_logged() {
     put "$1" "$2" s2log lines $(($(count_lines "$ACCESS_LOG") - LINES_BEFORE[$2]))
     unset "LINES_BEFORE[$2]"
 }
-scenario3() { run_wrk "$1" "$2" s3 "https://127.0.0.1:$TLS_PORT/1m"; }
 full_ecdsa() { run_stime "$1" "$2" full_ecdsa "$TLS_PORT" -new; }
 full_rsa() { run_stime "$1" "$2" full_rsa "$RSA_PORT" -new; }
 resumed_ecdsa() { run_stime "$1" "$2" resumed_ecdsa "$TLS_PORT" -reuse; }
@@ -663,8 +671,8 @@ measure_round() {
         META_CIPHERS+="direct \`$(negotiated_cipher "$BE1_HTTPS")\`"
     fi
     for step in scenario1 scenario1_paced scenario1_h2 scenario2 scenario2_logged scenario3 full_ecdsa full_rsa resumed_ecdsa; do
-        if [[ $step == scenario2 ]]; then # takes its turns with both proxies itself
-            scenario2 "$rnd" "${order[@]}"
+        if [[ $step == scenario2 || $step == scenario3 ]]; then # take turns with both proxies themselves
+            "$step" "$rnd" "${order[@]}"
         else
             for target in "${order[@]}"; do
                 use_target "$target"

@@ -459,6 +459,7 @@ def cmd_report(args):
                "nginx: `access_log FILE combined;`, its default, one write() per line; portico: "
                "`access_log = FILE`, lines handed to its writer thread and written in batches. The "
                "lines are counted after the proxy has stopped. Not one of the issue's targets.")
+    s3_turns = max(1, (int(meta["duration"]) + 1) // 2)  # as compare.sh's scenario3
     table("3. 1 MiB response through TLS", "s3",
           [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
            ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),
@@ -467,7 +468,12 @@ def cmd_report(args):
            ("load CPU busy (%), wrk + backends", "load_busy_pct", 0),
            ("load CPU s / 10k requests", "load_s_per_10k", 2),
            ("connections the backends accepted / 1k requests", "be_accepts_per_1k", 2)],
-          lead="`GET /1m` over TLS to the client, HTTPS upstream.")
+          lead="`GET /1m` over TLS to the client, HTTPS upstream. Measured in turns, as scenario 2: "
+               f"each round gives each proxy {s3_turns} wrk run{'s' if s3_turns > 1 else ''} of 2 s, "
+               "taken in turn with the other's (the order flips every turn), summed into one run (p99: "
+               "the median turn's). Each turn leaves the answers in flight at its end unfinished, the "
+               "same number for both proxies (docs/performance-log.md step 45). The direct run is one "
+               f"{meta['duration']} s run.")
     table("4. New TLS connections per second (one request per connection)", "s4",
           [("full handshakes/s, ECDSA P-256", "full_ecdsa", 0),
            ("proxy CPU s / 1k full handshakes, ECDSA", "full_ecdsa_cpu_s_per_1k", 3),
