@@ -496,6 +496,17 @@ async fn an_h2_stream_reset_before_the_answer_leaves_its_upstream_connection_in_
 }
 
 #[tokio::test]
+async fn client_leaving_before_the_answer_without_upstream_keepalive_closes_its_connection() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).upstream("keepalive = 0").build()).await;
+    // Nothing to keep the connection for: the 3 s answer is not waited for.
+    leave_before_the_answer(portico.addr(0), &backend, b"GET /slow?ms=3000 HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    eventually("the upstream connection closed", Duration::from_secs(2), || backend.open_connections() == 0).await;
+    portico.shutdown().await;
+}
+
+#[tokio::test]
 async fn client_leaving_an_upload_before_the_answer_closes_its_upstream_connection() {
     let _serial = SERIAL.lock().await;
     let logs = TempDir::new("faults");

@@ -307,6 +307,10 @@ fn worth_draining(reader: &BodyReader) -> bool {
 /// busy, a long wait (performance-log step 43). nginx closes it, unless it
 /// had the answer whole in its buffers already.
 pub fn drain(connection: Connection, unread: Unread, pool: Arc<Pool>) {
+    // With `keepalive = 0` there is no pool to keep it in.
+    if pool.upstream.keepalive == 0 {
+        return;
+    }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(read_unwanted(connection, unread, pool));
     }
