@@ -415,6 +415,33 @@ async fn wait_for_one_idle_connection(portico: &Portico, backend: &TestBackend) 
     assert_eq!(m.value(gauge, &idle), 1.0, "the connection was not given back to the pool");
 }
 
+/// After a plain HTTP/1 client left its answer unfinished: the upstream
+/// connection waits in the pool, and the next request takes it.
+async fn assert_kept_for_the_next_request(portico: &Portico, backend: &TestBackend) {
+    wait_for_one_idle_connection(portico, backend).await;
+    assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    assert_eq!(backend.count(), 2);
+}
+
+/// portico with TLS (h2 offered) and the admin listener before one backend,
+/// and an h2 client connected to it.
+async fn h2_setup(cert: &TestCert) -> (TestBackend, Portico, Client) {
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).admin().tls(Some(cert)).build()).await;
+    let client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["h2"]).await.unwrap();
+    assert_eq!(client.version(), http::Version::HTTP_2);
+    (backend, portico, client)
+}
+
+/// After an h2 client reset a stream: as `assert_kept_for_the_next_request`,
+/// the next request on the same client connection.
+async fn assert_kept_after_the_reset(portico: &Portico, backend: &TestBackend, client: &mut Client) {
+    wait_for_one_idle_connection(portico, backend).await;
+    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
+    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+}
+
 #[tokio::test]
 async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_use() {
     let _serial = SERIAL.lock().await;
@@ -423,10 +450,7 @@ async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_u
     let portico = start_portico(&config(&[backend.addr()], &logs, "\n[admin]\nlisten = \"127.0.0.1:0\"")).await;
     abort_trickle(portico.addr(0), 8).await;
     // portico reads the rest and drops it; the connection then waits in the pool.
-    wait_for_one_idle_connection(&portico, &backend).await;
-    assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
-    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
-    assert_eq!(backend.count(), 2);
+    assert_kept_for_the_next_request(&portico, &backend).await;
     portico.shutdown().await;
 }
 
@@ -434,19 +458,14 @@ async fn client_leaving_a_small_answer_early_leaves_its_upstream_connection_in_u
 async fn an_h2_stream_reset_mid_answer_leaves_its_upstream_connection_in_use() {
     let _serial = SERIAL.lock().await;
     let cert = TestCert::new(&["app.test"]);
-    let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&AppConfig::new(backend.addr()).admin().tls(Some(&cert)).build()).await;
-    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["h2"]).await.unwrap();
-    assert_eq!(client.version(), http::Version::HTTP_2);
+    let (backend, portico, mut client) = h2_setup(&cert).await;
     let request = client.request(http::Method::GET, "app.test", "/trickle?chunks=8&ms=40").body(body::empty()).unwrap();
     let mut answer = client.send(request).await.unwrap().into_body();
     let first = answer.frame().await.unwrap().unwrap().into_data().unwrap();
     assert!(first.starts_with(b"chunk 0"), "{first:?}");
     // Dropping the body with the answer unfinished resets the stream.
     drop(answer);
-    wait_for_one_idle_connection(&portico, &backend).await;
-    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
-    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    assert_kept_after_the_reset(&portico, &backend, &mut client).await;
     portico.shutdown().await;
 }
 
@@ -467,10 +486,7 @@ async fn client_leaving_before_the_answer_leaves_its_upstream_connection_in_use(
     let portico = start_portico(&config(&[backend.addr()], &logs, "\n[admin]\nlisten = \"127.0.0.1:0\"")).await;
     leave_before_the_answer(portico.addr(0), &backend, b"GET /slow?ms=200 HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     // portico waits for the answer without its client, reads it and keeps the connection.
-    wait_for_one_idle_connection(&portico, &backend).await;
-    assert_eq!(get(portico.addr(0), "/").await.unwrap().status, StatusCode::OK);
-    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
-    assert_eq!(backend.count(), 2);
+    assert_kept_for_the_next_request(&portico, &backend).await;
     portico.shutdown().await;
 }
 
@@ -478,10 +494,7 @@ async fn client_leaving_before_the_answer_leaves_its_upstream_connection_in_use(
 async fn an_h2_stream_reset_before_the_answer_leaves_its_upstream_connection_in_use() {
     let _serial = SERIAL.lock().await;
     let cert = TestCert::new(&["app.test"]);
-    let backend = TestBackend::spawn("app").await;
-    let portico = start_portico(&AppConfig::new(backend.addr()).admin().tls(Some(&cert)).build()).await;
-    let mut client = Client::https(portico.addr(0), "app.test", &cert.roots(), &["h2"]).await.unwrap();
-    assert_eq!(client.version(), http::Version::HTTP_2);
+    let (backend, portico, mut client) = h2_setup(&cert).await;
     let request = client.request(http::Method::GET, "app.test", "/slow?ms=200").body(body::empty()).unwrap();
     let answer = client.send(request);
     // Dropping the request before its answer came resets the stream.
@@ -489,9 +502,7 @@ async fn an_h2_stream_reset_before_the_answer_leaves_its_upstream_connection_in_
         _ = answer => panic!("answered before the backend had even waited"),
         () = eventually("the request reached the backend", Duration::from_secs(5), || backend.count() == 1) => {}
     }
-    wait_for_one_idle_connection(&portico, &backend).await;
-    assert_eq!(client.get("app.test", "/").await.unwrap().status, StatusCode::OK);
-    assert_eq!(backend.connections(), 1, "the next request needed a new upstream connection");
+    assert_kept_after_the_reset(&portico, &backend, &mut client).await;
     portico.shutdown().await;
 }
 
