@@ -472,9 +472,10 @@ async fn an_h2_stream_reset_mid_answer_leaves_its_upstream_connection_in_use() {
 /// Sends `request` to `addr` and closes the connection once `backend` has the
 /// request (it answers `/slow` only after the wait it names).
 async fn leave_before_the_answer(addr: SocketAddr, backend: &TestBackend, request: &[u8]) {
+    let before = backend.count();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
-    eventually("the request reached the backend", Duration::from_secs(5), || backend.count() == 1).await;
+    eventually("the request reached the backend", Duration::from_secs(5), || backend.count() == before + 1).await;
     drop(stream);
 }
 
@@ -514,6 +515,34 @@ async fn client_leaving_before_the_answer_without_upstream_keepalive_closes_its_
     // Nothing to keep the connection for: the 3 s answer is not waited for.
     leave_before_the_answer(portico.addr(0), &backend, b"GET /slow?ms=3000 HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     eventually("the upstream connection closed", Duration::from_secs(2), || backend.open_connections() == 0).await;
+    portico.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_more_answers_are_waited_for_than_the_pool_can_keep() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).upstream("keepalive = 1").admin().build()).await;
+    // Two clients leave their requests before the answers, which take 1.5 s:
+    // the pool keeps one idle connection, so one answer is waited for and the
+    // other connection closes at once (as a client resetting h2 streams in a
+    // flood would have every one of them held otherwise).
+    let request = b"GET /slow?ms=1500 HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(portico.addr(0)).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        clients.push(stream);
+    }
+    eventually("both requests reached the backend", Duration::from_secs(5), || backend.count() == 2).await;
+    drop(clients);
+    eventually("one upstream connection closed", Duration::from_secs(1), || backend.open_connections() == 1).await;
+    wait_for_one_idle_connection(&portico, &backend).await;
+    // The wait's room is given back as it ends: the next request left the
+    // same way (on the connection kept) is waited for too.
+    leave_before_the_answer(portico.addr(0), &backend, b"GET /slow?ms=200 HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    wait_for_one_idle_connection(&portico, &backend).await;
+    assert_eq!(backend.connections(), 2, "the third request's connection was not kept");
     portico.shutdown().await;
 }
 

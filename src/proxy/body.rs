@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use super::exchange::Exchange;
 use crate::upstream::Pool;
 use crate::upstream::http1::{BodyReader, Upload};
-use crate::upstream::pool::Connection;
+use crate::upstream::pool::{Connection, UnwantedRead};
 
 /// Boxed error type of bodies that can fail for more than one reason.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -306,17 +306,16 @@ fn worth_draining(reader: &BodyReader) -> bool {
 /// new connection, which is a TLS handshake on the server and, when it is
 /// busy, a long wait (performance-log step 43). nginx closes it, unless it
 /// had the answer whole in its buffers already.
-pub fn drain(connection: Connection, unread: Unread, pool: Arc<Pool>) {
-    // With `keepalive = 0` there is no pool to keep it in.
-    if pool.upstream.keepalive == 0 {
-        return;
-    }
+/// At most as many at once as the pool may keep idle (`Pool::unwanted_read`);
+/// past that, and with `keepalive = 0`, the connection closes.
+pub fn drain(connection: Connection, unread: Unread, pool: &Arc<Pool>) {
+    let Some(room) = pool.unwanted_read() else { return };
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(read_unwanted(connection, unread, pool));
+        runtime.spawn(read_unwanted(connection, unread, room));
     }
 }
 
-async fn read_unwanted(mut connection: Connection, unread: Unread, pool: Arc<Pool>) {
+async fn read_unwanted(mut connection: Connection, unread: Unread, room: UnwantedRead) {
     let read = async {
         let mut no_upload = None;
         let mut reader = match unread {
@@ -347,7 +346,7 @@ async fn read_unwanted(mut connection: Connection, unread: Unread, pool: Arc<Poo
     if let Ok(Some(reader)) = tokio::time::timeout(DISCARD_TIME, read).await
         && reader.is_reusable()
     {
-        pool.release(connection);
+        room.pool().release(connection);
     }
 }
 
@@ -419,7 +418,7 @@ impl UpstreamBody {
         }
         let Some(connection) = self.take_connection() else { return };
         let reader = std::mem::replace(&mut self.reader, BodyReader::Done { reusable: false });
-        drain(connection, Unread::Body(reader), self.pool.clone());
+        drain(connection, Unread::Body(reader), &self.pool);
     }
 
     /// The connection, taken to give back or to close, with what it carried

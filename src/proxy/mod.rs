@@ -895,7 +895,7 @@ impl Drop for AwaitingAnswer<'_> {
             && connection.conn.awaits_head()
         {
             let unread = body::Unread::Answer { head_request: self.head_request };
-            body::drain(connection, unread, self.pool.clone());
+            body::drain(connection, unread, self.pool);
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Pool {
     /// under load took long enough to show in the p99 latency.
     idle_count: AtomicUsize,
     idle_budget: usize,
+    /// Answers being read for nobody to keep their connections (`unwanted_read`).
+    unwanted_reads: AtomicUsize,
     /// Whether a task will close the surplus once unused (at most one per pool).
     sweep_scheduled: AtomicBool,
     /// Learned sessions (`[upstream.NAME.sticky]`), shared across reloads.
@@ -102,6 +104,23 @@ pub struct Connection {
     pub reused: bool,
     /// The runtime whose reactor its socket is registered with (`workers::current`).
     home: usize,
+}
+
+/// One answer being read for nobody (`Pool::unwanted_read`); its room is
+/// given back when this is dropped.
+#[derive(Debug)]
+pub struct UnwantedRead(Arc<Pool>);
+
+impl UnwantedRead {
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.0
+    }
+}
+
+impl Drop for UnwantedRead {
+    fn drop(&mut self) {
+        self.0.unwanted_reads.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Why no connection to a server could be made.
@@ -158,6 +177,7 @@ impl Pool {
             idle: upstream.peers.iter().map(|_| Mutex::new(Vec::new())).collect(),
             idle_count: AtomicUsize::new(0),
             idle_budget: upstream.keepalive.saturating_mul(upstream.peers.len()),
+            unwanted_reads: AtomicUsize::new(0),
             sweep_scheduled: AtomicBool::new(false),
             sticky,
             store,
@@ -287,6 +307,20 @@ impl Pool {
             self.close_surplus(now);
             self.schedule_sweep();
         }
+    }
+
+    /// Room to read on, for nobody, an answer whose client has gone, so that
+    /// its connection can be kept (`proxy::body::drain`): at most as many at
+    /// once as the idle connections the pool may keep, as each is read only
+    /// to be kept (none with `keepalive = 0`). A client that resets h2 streams
+    /// as fast as it can thus cannot have portico hold more upstream
+    /// connections open for it than that; the others close at once.
+    pub fn unwanted_read(self: &Arc<Self>) -> Option<UnwantedRead> {
+        if self.unwanted_reads.fetch_add(1, Ordering::Relaxed) >= self.idle_budget {
+            self.unwanted_reads.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(UnwantedRead(self.clone()))
     }
 
     /// Makes sure a surplus still young now is closed once unused, also when
