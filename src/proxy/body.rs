@@ -306,6 +306,7 @@ fn worth_draining(reader: &BodyReader) -> bool {
 /// new connection, which is a TLS handshake on the server and, when it is
 /// busy, a long wait (performance-log step 43). nginx closes it, unless it
 /// had the answer whole in its buffers already.
+///
 /// At most as many at once as the pool may keep idle (`Pool::unwanted_read`);
 /// past that, and with `keepalive = 0`, the connection closes.
 pub fn drain(connection: Connection, unread: Unread, pool: &Arc<Pool>) {
