@@ -627,7 +627,8 @@ s3_url() { echo "https://127.0.0.1:$TLS_PORT/1m"; }
 scenario2() { in_turns "$1" s2 "$DURATION" 1 s2_url "$2" "$3"; }
 # Scenario 3: turns of 2 s, as a 1 MiB answer takes about 100 ms and each turn
 # loses the answers in flight at its end; DURATION/2 of them each (at least 1).
-scenario3() { in_turns "$1" s3 "$(((DURATION + 1) / 2))" 2 s3_url "$2" "$3"; }
+S3_TURNS=$(((DURATION + 1) / 2))
+scenario3() { in_turns "$1" s3 "$S3_TURNS" 2 s3_url "$2" "$3"; }
 # 3 s runs, as 1b and 1c, to stay within the issue's 10 minutes. The lines the
 # run logged are counted once the proxy has stopped (end_logged), when every
 # line it took has reached the file.
@@ -773,7 +774,7 @@ fi
 export META_DATE META_COMMAND META_PORTICO META_NGINX META_WRK META_H2LOAD META_OPENSSL META_RUSTC \
     META_CPU META_NCPU META_KERNEL META_ROUNDS META_DURATION META_HS_DURATION META_PROXY_CPU \
     META_LOAD_CPU META_SMALL_BYTES META_CONNS META_IDLE_CONNS META_STIME_PROCS META_PACE_MS META_LOADAVG \
-    META_H2_CONNS META_H2_STREAMS META_CIPHERS
+    META_H2_CONNS META_H2_STREAMS META_CIPHERS META_S3_TURNS
 META_DATE="$(date -u '+%Y-%m-%d %H:%M UTC') (run took $(($(date +%s) - STARTED)) s)"
 META_COMMAND=$COMMAND
 META_PORTICO="$("$PORTICO" --version 2>&1 | head -n1), $BUILT_FROM, $BUILD_KIND"
@@ -785,7 +786,7 @@ META_RUSTC=$(rustc --version || true)
 META_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 META_NCPU=$(nproc)
 META_KERNEL=$(uname -r)
-META_ROUNDS=$ROUNDS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
+META_ROUNDS=$ROUNDS META_S3_TURNS=$S3_TURNS META_DURATION=$DURATION META_HS_DURATION=$HS_DURATION META_PROXY_CPU=$PROXY_CPU
 META_LOAD_CPU=$LOAD_CPU META_SMALL_BYTES=$SMALL_BYTES META_CONNS=$CONNS META_IDLE_CONNS=$IDLE_CONNS
 META_STIME_PROCS=$STIME_PROCS META_PACE_MS=$PACE_MS META_H2_CONNS=$H2_CONNS META_H2_STREAMS=$H2_STREAMS
 META_LOADAVG="$LOADAVG_START at start, $(cut -d" " -f1-3 /proc/loadavg) at the end"

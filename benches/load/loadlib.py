@@ -459,7 +459,7 @@ def cmd_report(args):
                "nginx: `access_log FILE combined;`, its default, one write() per line; portico: "
                "`access_log = FILE`, lines handed to its writer thread and written in batches. The "
                "lines are counted after the proxy has stopped. Not one of the issue's targets.")
-    s3_turns = max(1, (int(meta["duration"]) + 1) // 2)  # as compare.sh's scenario3
+    s3_turns = int(meta.get("s3_turns", 1))
     table("3. 1 MiB response through TLS", "s3",
           [("throughput (MiB/s)", "mib_s", 1), ("requests/s", "rps", 1),
            ("p99 latency (ms)", "p99_ms", 1), ("errors, all rounds", "errors", 0),

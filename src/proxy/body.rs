@@ -289,7 +289,7 @@ pub enum Unread {
     /// All of it: the request went whole, its answer's head has not come
     /// (`head_request`: the request was HEAD).
     Answer { head_request: bool },
-    /// The rest of its body.
+    /// The rest of its body, found `worth_draining`.
     Body(BodyReader),
 }
 
@@ -326,15 +326,12 @@ async fn read_unwanted(mut connection: Connection, unread: Unread, room: Unwante
                     .await
                     .ok()?;
                 // A switch of protocols leaves no HTTP/1.1 connection to keep.
-                if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !worth_draining(&head.body) {
                     return None;
                 }
                 head.body
             }
         };
-        if !worth_draining(&reader) {
-            return None;
-        }
         let mut left = DISCARD_MAX;
         loop {
             match std::future::poll_fn(|cx| connection.conn.poll_body(cx, &mut reader, &mut no_upload)).await {
