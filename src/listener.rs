@@ -876,12 +876,25 @@ impl Accepted {
     }
 }
 
+/// Caps what the kernel holds unsent for a client at `bytes`, so that a
+/// client slower than its backend leaves its answer waiting in the backend's
+/// socket, not megabytes of portico's kernel memory (up to `tcp_wmem`'s 4 MiB
+/// per connection otherwise), and h2 frames are not queued behind what was
+/// written before them. `0` leaves the kernel's setting.
+fn limit_unsent(stream: &TcpStream, bytes: u32) {
+    if bytes > 0 {
+        // Best effort, as TCP_NODELAY: the connection works without it.
+        let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(bytes);
+    }
+}
+
 /// Serves one accepted connection to its end: TLS handshake, then HTTP/1 or h2.
 async fn serve_accepted(accepted: Accepted, shared: Arc<Shared>, errors: Arc<ListenerErrors>) {
     let Accepted { mut stream, mut remote, addr, permit, mut drain, site } = accepted;
     let _permit = permit;
     let _active = shared.instance.connection();
     let _ = stream.set_nodelay(true);
+    limit_unsent(&stream, site.snapshot.runtime.tcp_notsent_lowat);
     let Ok(local) = stream.local_addr() else { return };
     // A reload that removes this address closes the loop right after
     // the switch; a connection accepted in between is dropped.

@@ -64,6 +64,24 @@ fn bad_size() {
 }
 
 #[test]
+fn tcp_notsent_lowat_is_a_size_of_at_most_1g() {
+    let toml = "[runtime]\ntcp_notsent_lowat = \"16 k\"\n";
+    assert_eq!(
+        errors(toml),
+        [
+            r#"portico.toml:2:21: tcp_notsent_lowat = "16 k": expected a size such as "16k", "1m", "1g" or a number of bytes"#
+        ]
+    );
+    let toml = "[runtime]\ntcp_notsent_lowat = \"2g\"\n";
+    assert_eq!(
+        errors(toml),
+        [r#"portico.toml:2:21: tcp_notsent_lowat = 2147483648: at most "1g"; "0" leaves the kernel's setting"#]
+    );
+    assert!(errors("[runtime]\ntcp_notsent_lowat = \"1g\"\n").is_empty());
+    assert!(errors("[runtime]\ntcp_notsent_lowat = 0\n").is_empty());
+}
+
+#[test]
 fn proxy_pass_to_an_undefined_upstream_lists_the_defined_ones() {
     let toml = format!("{UPSTREAMS}[[server]]\nlisten = [\"80\"]\nproxy_pass = \"api\"\n");
     assert_eq!(errors(&toml), [r#"portico.toml:7:14: proxy_pass = "api": no upstream named "api" (defined: am, gw)"#]);

@@ -6,12 +6,14 @@
 
 mod support;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1 << 20;
 
@@ -151,4 +153,67 @@ async fn download_through_a_tls_listener_streams() {
     assert_eq!(verify_pattern(response.into_body()).await.unwrap(), len);
     eprintln!("{} MiB downloaded over TLS in {:?}", len / MIB, started.elapsed());
     watch.check("TLS download");
+}
+
+/// Bytes the kernel holds in the send queue of the IPv4 socket from `local`
+/// to `remote` (sent and not yet acknowledged, and not yet sent), from
+/// /proc/net/tcp; `None` when no such connection is open.
+fn send_queue(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    // The table prints each address as its in-memory 32 bits in hex, and the port.
+    let hex = |addr: SocketAddr| match addr.ip() {
+        IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), addr.port()),
+        IpAddr::V6(_) => panic!("an IPv4 address expected, not {addr}"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (tx, _rx) = fields.get(4)?.split_once(':')?;
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| u64::from_str_radix(tx, 16).ok())
+            .flatten()
+    })
+}
+
+/// Asks for 64 MiB, reads the first bytes and stops reading; returns what
+/// portico's socket to this client holds once that has stopped changing.
+async fn queued_for_a_client_that_stops_reading(portico: SocketAddr) -> u64 {
+    let mut tcp = Connect::to(portico).tcp().await.unwrap();
+    tcp.write_all(b"GET /big?bytes=67108864 HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 1024];
+    let n = tcp.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&first[..n]));
+    let client = tcp.local_addr().unwrap();
+    // No event says the queue has stopped growing: sample it until it has
+    // held still for 200 ms.
+    let (mut queued, mut still) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while still < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = send_queue(portico, client).expect("portico's side of the connection in /proc/net/tcp");
+        (still, queued) = if now == queued { (still + 1, queued) } else { (0, now) };
+    }
+    queued
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_little_of_portico_kernel_memory() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&config(&backend, None)).await;
+    let queued = queued_for_a_client_that_stops_reading(portico.addr(0)).await;
+    eprintln!("queued for the client: {queued} bytes");
+    // The default 16 KiB unsent, what the client's window took, and a write
+    // in flight; the kernel's own limit is megabytes (tcp_wmem).
+    assert!(queued < 256 * 1024, "{queued} bytes queued in portico's socket to a client that stopped reading");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_notsent_lowat_0_leaves_the_kernel_to_queue() {
+    let _serial = SERIAL.lock().await;
+    let backend = TestBackend::spawn("app").await;
+    let portico = start_portico(&AppConfig::new(backend.addr()).runtime("tcp_notsent_lowat = 0").build()).await;
+    let queued = queued_for_a_client_that_stops_reading(portico.addr(0)).await;
+    eprintln!("queued for the client: {queued} bytes");
+    assert!(queued > MIB, "only {queued} bytes queued in portico's socket with the kernel's setting");
 }

@@ -69,6 +69,8 @@ pub struct Runtime {
     pub client_max_body_size: Option<Spanned<Size>>,
     /// Client connections at once.
     pub max_connections: Option<Spanned<usize>>,
+    /// Size; `"0"` leaves the kernel's setting.
+    pub tcp_notsent_lowat: Option<Spanned<Size>>,
     /// CIDRs or bare IPs.
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     /// A header name (nginx: `real_ip_header`).

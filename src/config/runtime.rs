@@ -51,6 +51,9 @@ pub struct RuntimeSettings {
     /// Bytes; `None` = unlimited (the file's "0").
     pub client_max_body_size: Option<u64>,
     pub max_connections: usize,
+    /// Bytes a client connection's socket may hold unsent before portico's
+    /// writes wait (`TCP_NOTSENT_LOWAT`); 0 leaves the kernel's setting.
+    pub tcp_notsent_lowat: u32,
     pub trusted_proxies: Vec<Cidr>,
     /// `real_ip_header`: the client's address from a trusted proxy's header.
     pub real_ip: Option<crate::real_ip::RealIp>,
@@ -76,6 +79,7 @@ impl Default for RuntimeSettings {
             max_request_header_size: 32 * 1024,
             client_max_body_size: None,
             max_connections: 10_000,
+            tcp_notsent_lowat: 16 * 1024,
             trusted_proxies: Vec::new(),
             real_ip: None,
         }

@@ -235,6 +235,23 @@ impl Checker<'_> {
             }
             Some(n) => *n.get_ref(),
         };
+        let tcp_notsent_lowat = match r.tcp_notsent_lowat {
+            None => d.tcp_notsent_lowat,
+            Some(s) => {
+                let span = s.span();
+                let n = self.size("tcp_notsent_lowat", Some(s), u64::from(d.tcp_notsent_lowat));
+                match u32::try_from(n) {
+                    Ok(n) if n <= 1 << 30 => n,
+                    _ => {
+                        self.error(
+                            span,
+                            format!("tcp_notsent_lowat = {n}: at most \"1g\"; \"0\" leaves the kernel's setting"),
+                        );
+                        d.tcp_notsent_lowat
+                    }
+                }
+            }
+        };
         let trusted_proxies = r
             .trusted_proxies
             .unwrap_or_default()
@@ -269,6 +286,7 @@ impl Checker<'_> {
             max_request_header_size,
             client_max_body_size,
             max_connections,
+            tcp_notsent_lowat,
             trusted_proxies,
             real_ip,
         }
@@ -2045,6 +2063,7 @@ mod tests {
 error_log = "logs/error.log"
 max_request_header_size = "16k"
 client_max_body_size = 1048576
+tcp_notsent_lowat = "64k"
 trusted_proxies = ["10.0.0.0/8", "::1"]
 
 [admin]
@@ -2097,6 +2116,7 @@ redirect = "https://example.com$request_uri"
         assert_eq!(rt.error_log.as_deref(), Some(Path::new("/etc/portico/logs/error.log")));
         assert_eq!(rt.max_request_header_size, 16 * 1024);
         assert_eq!(rt.client_max_body_size, Some(1024 * 1024));
+        assert_eq!(rt.tcp_notsent_lowat, 64 * 1024);
         assert_eq!(rt.trusted_proxies.len(), 2);
         assert_eq!(rt.trusted_proxies[1].prefix_len, 128);
         assert_eq!(rt.shutdown_timeout, Duration::from_secs(30));
