@@ -1,6 +1,9 @@
 //! Bodies stream through portico: 100 MiB up and down, every byte checked,
 //! while this process's resident memory (portico, backend and client all run
 //! in it) stays flat.
+//!
+//! A client that stops reading leaves its answer upstream, not in the
+//! kernel's buffers of portico's socket (`tcp_notsent_lowat`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -203,8 +206,8 @@ async fn a_client_that_stops_reading_holds_little_of_portico_kernel_memory() {
     let portico = start_portico(&config(&backend, None)).await;
     let queued = queued_for_a_client_that_stops_reading(portico.addr(0)).await;
     eprintln!("queued for the client: {queued} bytes");
-    // The default 16 KiB unsent, what the client's window took, and a write
-    // in flight; the kernel's own limit is megabytes (tcp_wmem).
+    // The default 16 KiB unsent and the write that crossed it (32 KB seen);
+    // the kernel's own limit is megabytes (tcp_wmem).
     assert!(queued < 256 * 1024, "{queued} bytes queued in portico's socket to a client that stopped reading");
 }
 
@@ -215,5 +218,6 @@ async fn tcp_notsent_lowat_0_leaves_the_kernel_to_queue() {
     let portico = start_portico(&AppConfig::new(backend.addr()).runtime("tcp_notsent_lowat = 0").build()).await;
     let queued = queued_for_a_client_that_stops_reading(portico.addr(0)).await;
     eprintln!("queued for the client: {queued} bytes");
+    // Up to tcp_wmem's maximum, 4 MiB by default (4.1 MB seen).
     assert!(queued > MIB, "only {queued} bytes queued in portico's socket with the kernel's setting");
 }
